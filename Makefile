@@ -1,0 +1,69 @@
+# The two commands a newcomer needs: `make run` and `make test`. Both create .venv on first
+# use (preferring Python 3.12, the Lambda runtime) and reinstall only when pyproject.toml or
+# the layer requirements change.
+
+SHELL := /bin/bash
+VENV  := .venv
+BIN   := $(VENV)/bin
+STAMP := $(VENV)/.installed-dev
+PORT  ?= 3000
+HOST  ?= 127.0.0.1
+
+# python3.12 first (also a pyenv-installed 3.12 that is not the active version), then python3.
+PYTHON ?= $(shell for c in python3.12 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python3.12 2>/dev/null | sort -V | tail -n1) python3; do \
+            [ -n "$$c" ] && $$c -c 'import sys' >/dev/null 2>&1 && { echo $$c; break; }; done)
+
+.PHONY: run test test-fast lint format typecheck bench build validate events clean help
+
+help:
+	@echo "make run      serve every endpoint group on http://$(HOST):$(PORT) (SQLite + local queue)"
+	@echo "make test     lint, type-check and run the whole test suite"
+	@echo "make lint     ruff check, ruff format --check, mypy"
+	@echo "make format   ruff format + ruff check --fix"
+	@echo "make bench    run the benchmarks in bench/ and print ratios against their floors"
+	@echo "make build    sam build (Lambda functions and the common layer)"
+	@echo "make clean    remove .venv, .data, .aws-sam and caches"
+
+$(BIN)/python:
+	@test -n "$(PYTHON)" || { echo "no python3.12 or python3 found" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml layers/common/requirements.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -r layers/common/requirements.txt -e '.[dev]'
+	@touch $@
+
+run: $(STAMP)
+	PORT=$(PORT) $(BIN)/mysoulmate serve --host $(HOST)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: lint
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
+
+test-fast: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m "not slow"
+
+bench: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m bench
+
+build: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam build --parallel --cached
+
+validate: $(STAMP)
+	$(BIN)/cfn-lint template.yaml
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam validate --lint --region us-east-1
+
+clean:
+	rm -rf $(VENV) .data .aws-sam .mypy_cache .ruff_cache .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,80 @@
+"""The consumer's record handler: queued messages in, stored exactly once.
+
+Every shape drives this same code: the SQS Lambda through Powertools' BatchProcessor, the
+local in-process worker, and the container worker. Records are parsed one by one (a
+poison record fails alone) and written in bulk at the end of the batch, so a batch of a
+thousand events costs DynamoDB forty calls, not a thousand.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from functools import partial
+
+from pydantic import ValidationError
+
+from mysoulmate.analytics.models import Profile, QueuedMessage
+from mysoulmate.analytics.profiles import merge_identify
+from mysoulmate.storage.base import EventStore, MessageKey
+
+
+class PoisonMessageError(ValueError):
+    """A record that can never be stored as it is: retried, then dead-lettered."""
+
+
+@dataclass
+class FlushOutcome:
+    stored: int = 0
+    duplicates: int = 0
+    failed_records: dict[str, str] = field(default_factory=dict)
+
+
+class IngestBatch:
+    """Collects the records of one delivery, then writes them together."""
+
+    def __init__(self, store: EventStore) -> None:
+        self._store = store
+        self._messages: dict[MessageKey, QueuedMessage] = {}
+        self._records: dict[MessageKey, list[str]] = defaultdict(list)
+
+    def add(self, record_id: str, body: str) -> QueuedMessage:
+        """Parse one record; raise PoisonMessageError if it can never be stored."""
+        try:
+            message = QueuedMessage.model_validate_json(body)
+        except ValidationError as exc:
+            raise PoisonMessageError(
+                f"record {record_id} is not a valid analytics message: "
+                f"{exc.error_count()} error(s), first: {exc.errors()[0]['msg']}"
+            ) from None
+        self._messages.setdefault(message.key, message)
+        self._records[message.key].append(record_id)
+        return message
+
+    def flush(self) -> FlushOutcome:
+        """Store everything added; report the record ids whose message was not stored."""
+        outcome = FlushOutcome()
+        if not self._messages:
+            return outcome
+        messages = list(self._messages.values())
+        result = self._store.insert_events(messages)
+        outcome.stored = result.written
+        outcome.duplicates = result.duplicates
+        failed = dict(result.failed)
+        for message in messages:
+            if message.type != "identify" or message.key in failed:
+                continue
+            try:
+                self._store.update_profile(message.userId, partial(_merge, message))
+            except Exception as exc:
+                failed[message.key] = f"profile update failed: {exc}"
+        for key, reason in failed.items():
+            for record_id in self._records[key]:
+                outcome.failed_records[record_id] = reason
+        self._messages.clear()
+        self._records.clear()
+        return outcome
+
+
+def _merge(message: QueuedMessage, profile: Profile | None) -> Profile:
+    return merge_identify(profile, message)

@@ -1,0 +1,188 @@
+"""Typed shapes of the analytics write path: what clients send, and what the queue carries."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
+
+MAX_PROPERTIES_BYTES = 32 * 1024
+MAX_PROPERTIES_KEYS = 255
+MAX_CONTEXT_BYTES = 8 * 1024
+
+
+def dumps_compact(value: Any) -> str:
+    """JSON as stored and measured: compact separators, non-ASCII kept as is."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _iso8601(value: Any) -> Any:
+    """Only ISO-8601 strings (or datetimes from our own code): no epoch numbers, no guessing."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be an ISO-8601 date-time string, e.g. 2026-01-31T12:00:00Z")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(
+            "must be an ISO-8601 date-time string, e.g. 2026-01-31T12:00:00Z"
+        ) from None
+    return parsed
+
+
+def _utc(value: datetime) -> datetime:
+    """Naive times are taken as UTC; everything is stored in UTC."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _bounded_object(max_bytes: int, max_keys: int | None) -> Any:
+    def check(value: dict[str, Any]) -> dict[str, Any]:
+        if max_keys is not None and len(value) > max_keys:
+            raise ValueError(f"must have at most {max_keys} keys, got {len(value)}")
+        size = len(dumps_compact(value).encode())
+        if size > max_bytes:
+            raise ValueError(f"must be at most {max_bytes} bytes as JSON, got {size}")
+        return value
+
+    return AfterValidator(check)
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_iso8601), AfterValidator(_utc)]
+Properties = Annotated[dict[str, Any], _bounded_object(MAX_PROPERTIES_BYTES, MAX_PROPERTIES_KEYS)]
+Context = Annotated[dict[str, Any], _bounded_object(MAX_CONTEXT_BYTES, None)]
+EventName = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+MessageId = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+UserId = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+AnonymousId = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+Platform = Annotated[
+    str, StringConstraints(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")
+]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class TrackRequest(_Request):
+    """`POST /api/v1/analytics/track`: one event done by the signed-in user."""
+
+    event: EventName
+    properties: Properties = Field(default_factory=dict)
+    timestamp: Timestamp | None = None
+    sentAt: Timestamp | None = None
+    messageId: MessageId | None = None
+    anonymousId: AnonymousId | None = None
+    platform: Platform | None = None
+    context: Context = Field(default_factory=dict)
+    userId: UserId | None = Field(
+        default=None, description="Honoured only from admin or server tokens."
+    )
+
+
+class IdentifyRequest(_Request):
+    """`POST /api/v1/analytics/identify`: traits merged into the user's profile."""
+
+    traits: Properties = Field(default_factory=dict)
+    traitsOnce: Properties = Field(
+        default_factory=dict, description="Set only where the profile has no value yet."
+    )
+    anonymousId: AnonymousId | None = None
+    timestamp: Timestamp | None = None
+    sentAt: Timestamp | None = None
+    messageId: MessageId | None = None
+    userId: UserId | None = Field(
+        default=None, description="Honoured only from admin or server tokens."
+    )
+
+
+class Accepted(BaseModel):
+    messageId: str
+    status: Literal["queued"] = "queued"
+
+
+class QueuedMessage(BaseModel):
+    """What travels through the queue: self-contained, already validated and normalized.
+
+    ``v`` lets a consumer reject a shape it does not understand instead of guessing.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    v: Literal[1] = 1
+    type: Literal["track", "identify"]
+    messageId: MessageId
+    userId: UserId
+    anonymousId: str | None = None
+    event: str | None = None
+    properties: dict[str, Any] = Field(default_factory=dict)
+    traits: dict[str, Any] = Field(default_factory=dict)
+    traitsOnce: dict[str, Any] = Field(default_factory=dict)
+    timestamp: Timestamp
+    receivedAt: Timestamp
+    sentAt: Timestamp | None = None
+    platform: str | None = None
+    context: dict[str, Any] = Field(default_factory=dict)
+    requestId: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """Identity for deduplication: a messageId is unique per user."""
+        return (self.userId, self.messageId)
+
+
+class StoredEvent(BaseModel):
+    """One event as read back from storage."""
+
+    messageId: str
+    type: Literal["track", "identify"]
+    event: str | None = None
+    properties: dict[str, Any] = Field(default_factory=dict)
+    timestamp: datetime
+    receivedAt: datetime
+    anonymousId: str | None = None
+    platform: str | None = None
+    context: dict[str, Any] = Field(default_factory=dict)
+
+
+class Profile(BaseModel):
+    """A user's merged traits; ``traitTimes`` keeps, per trait, the time of the value held,
+    so a late-arriving older identify never overwrites a newer value."""
+
+    userId: str
+    traits: dict[str, Any] = Field(default_factory=dict)
+    traitTimes: dict[str, datetime] = Field(default_factory=dict)
+    anonymousIds: list[str] = Field(default_factory=list)
+    updatedAt: datetime | None = None
+    version: int = 0
+
+
+class PublicProfile(BaseModel):
+    traits: dict[str, Any]
+    anonymousIds: list[str]
+    updatedAt: datetime | None
+
+
+class UserEventsPage(BaseModel):
+    userId: str
+    profile: PublicProfile | None
+    events: list[StoredEvent]
+    nextCursor: str | None = None
+
+
+class EventPage(BaseModel):
+    """A page from storage: events newest first and where the next page starts."""
+
+    events: list[StoredEvent]
+    next_cursor: str | None = None

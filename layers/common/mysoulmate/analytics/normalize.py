@@ -1,0 +1,89 @@
+"""From a client's request to the message the queue carries: identity, ids and time."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from mysoulmate.analytics.models import IdentifyRequest, QueuedMessage, TrackRequest
+from mysoulmate.auth import Principal
+from mysoulmate.errors import ForbiddenError, InvalidRequestError
+
+
+def corrected_timestamp(
+    timestamp: datetime | None, sent_at: datetime | None, received_at: datetime
+) -> datetime:
+    """Undo client clock skew the way Segment does: the client's clock may be wrong, but the
+    gap between when it says the event happened and when it says it sent it is right."""
+    if timestamp is None:
+        return received_at
+    if sent_at is None:
+        return timestamp
+    return received_at - (sent_at - timestamp)
+
+
+def effective_user_id(body_user_id: str | None, principal: Principal) -> str:
+    """The token's subject, unless an admin or server token names another user."""
+    if body_user_id is None or body_user_id == principal.subject:
+        return principal.subject
+    if principal.may_act_for_others:
+        return body_user_id
+    raise ForbiddenError(code="user_id_mismatch")
+
+
+def _checked_time(
+    request: TrackRequest | IdentifyRequest, received_at: datetime, max_future_seconds: int
+) -> datetime:
+    timestamp = corrected_timestamp(request.timestamp, request.sentAt, received_at)
+    if timestamp - received_at > timedelta(seconds=max_future_seconds):
+        raise InvalidRequestError(
+            code="timestamp_in_future",
+            details=[{"field": "timestamp", "type": "timestamp_in_future"}],
+            timestamp=timestamp.isoformat(),
+            limit=max_future_seconds,
+        )
+    return timestamp
+
+
+def track_message(
+    request: TrackRequest,
+    principal: Principal,
+    received_at: datetime,
+    request_id: str,
+    max_future_seconds: int,
+) -> QueuedMessage:
+    return QueuedMessage(
+        type="track",
+        messageId=request.messageId or str(uuid.uuid4()),
+        userId=effective_user_id(request.userId, principal),
+        anonymousId=request.anonymousId,
+        event=request.event,
+        properties=request.properties,
+        timestamp=_checked_time(request, received_at, max_future_seconds),
+        receivedAt=received_at,
+        sentAt=request.sentAt,
+        platform=request.platform,
+        context=request.context,
+        requestId=request_id,
+    )
+
+
+def identify_message(
+    request: IdentifyRequest,
+    principal: Principal,
+    received_at: datetime,
+    request_id: str,
+    max_future_seconds: int,
+) -> QueuedMessage:
+    return QueuedMessage(
+        type="identify",
+        messageId=request.messageId or str(uuid.uuid4()),
+        userId=effective_user_id(request.userId, principal),
+        anonymousId=request.anonymousId,
+        traits=request.traits,
+        traitsOnce=request.traitsOnce,
+        timestamp=_checked_time(request, received_at, max_future_seconds),
+        receivedAt=received_at,
+        sentAt=request.sentAt,
+        requestId=request_id,
+    )

@@ -1,0 +1,1 @@
+"""HTTP routers, one per endpoint group; thin: validate, call one domain function, return."""

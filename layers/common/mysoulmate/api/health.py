@@ -1,0 +1,54 @@
+"""`/health` (liveness) and `/health/ready` (storage and queue reachable)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel
+
+from mysoulmate.api.dependencies import get_queue, get_store
+from mysoulmate.concurrency import run_blocking
+from mysoulmate.errors import DependencyUnavailableError
+from mysoulmate.queue.base import MessageQueue
+from mysoulmate.settings import get_settings
+from mysoulmate.storage.base import EventStore
+
+router = APIRouter(tags=["health"])
+
+
+class Liveness(BaseModel):
+    status: Literal["ok"] = "ok"
+    version: str
+
+
+class Readiness(BaseModel):
+    status: Literal["ready"] = "ready"
+    checks: dict[str, Literal["ok"]]
+
+
+@router.get("/health", response_model=Liveness)
+async def liveness() -> Liveness:
+    return Liveness(version=get_settings().app_version)
+
+
+@router.get(
+    "/health/ready",
+    response_model=Readiness,
+    responses={503: {"description": "A dependency is unreachable; the error names it."}},
+)
+async def readiness(
+    store: Annotated[EventStore, Depends(get_store)],
+    queue: Annotated[MessageQueue, Depends(get_queue)],
+) -> Readiness:
+    failing: dict[str, str] = {}
+    for name, ping in (("storage", store.ping), ("queue", queue.ping)):
+        try:
+            await run_blocking(ping)
+        except Exception as exc:
+            failing[name] = type(exc).__name__
+    if failing:
+        raise DependencyUnavailableError(
+            dependency=", ".join(failing), details={"failing": sorted(failing)}
+        )
+    return Readiness(checks={"storage": "ok", "queue": "ok"})

@@ -1,0 +1,158 @@
+"""Who is calling: a verified principal from the bearer token.
+
+Two ways to verify, chosen by ``AUTH_MODE``:
+
+* ``jwt`` (laptop, containers): the app checks the token itself, HS256 with ``JWT_SECRET``
+  or RS256 against the issuer's JWKS (``JWKS_URL``, e.g. Cognito).
+* ``apigateway`` (Lambda): API Gateway's JWT authorizer has already verified the token;
+  the verified claims arrive in the request context and are trusted as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from fastapi import Request
+
+from mysoulmate.errors import AuthenticationError, ForbiddenError
+from mysoulmate.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    import jwt as pyjwt
+
+_LEEWAY_SECONDS = 30
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    subject: str
+    roles: frozenset[str]
+    admin_role: str = "admin"
+    server_role: str = "server"
+
+    @property
+    def is_admin(self) -> bool:
+        return self.admin_role in self.roles
+
+    @property
+    def may_act_for_others(self) -> bool:
+        """Admin and server tokens may track for, and read, any user (backfills, support)."""
+        return self.is_admin or self.server_role in self.roles
+
+    def require_access_to(self, user_id: str) -> None:
+        if user_id != self.subject and not self.may_act_for_others:
+            raise ForbiddenError(code="forbidden_other_user")
+
+
+def roles_from_claims(claims: dict[str, Any]) -> frozenset[str]:
+    """Roles from ``roles`` (our tokens) or ``cognito:groups`` (Cognito).
+
+    API Gateway flattens list claims into strings such as ``"[admin user]"``; both shapes
+    are accepted.
+    """
+    roles: set[str] = set()
+    for claim in ("roles", "cognito:groups"):
+        value = claims.get(claim)
+        if isinstance(value, list):
+            roles.update(str(v) for v in value)
+        elif isinstance(value, str):
+            roles.update(part for part in value.strip("[]").replace(",", " ").split() if part)
+    return frozenset(roles)
+
+
+def principal_from_claims(claims: dict[str, Any], settings: Settings) -> Principal:
+    subject = claims.get("sub")
+    if not isinstance(subject, str) or not subject:
+        raise AuthenticationError(code="invalid_token", reason="the token has no subject")
+    return Principal(
+        subject=subject,
+        roles=roles_from_claims(claims),
+        admin_role=settings.admin_role,
+        server_role=settings.server_role,
+    )
+
+
+def _bearer_token(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthenticationError()
+    return token.strip()
+
+
+@lru_cache(maxsize=4)
+def _jwks_client(url: str) -> pyjwt.PyJWKClient:
+    import jwt
+
+    return jwt.PyJWKClient(url, cache_keys=True, lifespan=3600, timeout=5)
+
+
+def verify_token(token: str, settings: Settings) -> dict[str, Any]:
+    """Verify signature, expiry, issuer and audience; map each failure to a clear 401."""
+    import jwt  # imported here: the Lambda shape (apigateway mode) never needs it
+
+    try:
+        if settings.jwks_url:
+            key: Any = _jwks_client(settings.jwks_url).get_signing_key_from_jwt(token).key
+            algorithms = ["RS256"]
+        else:
+            key, algorithms = settings.jwt_secret, ["HS256"]
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=algorithms,
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+            leeway=_LEEWAY_SECONDS,
+            options={"require": ["exp", "sub"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise AuthenticationError(code="token_expired") from None
+    except jwt.PyJWKClientError as exc:
+        raise AuthenticationError(code="invalid_token", reason=str(exc)) from None
+    except jwt.InvalidTokenError as exc:
+        raise AuthenticationError(code="invalid_token", reason=str(exc)) from None
+    return claims
+
+
+def _claims_from_api_gateway(request: Request) -> dict[str, Any]:
+    event = request.scope.get("aws.event") or {}
+    authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
+    claims = (authorizer.get("jwt") or {}).get("claims")
+    if not isinstance(claims, dict):
+        raise AuthenticationError()
+    return claims
+
+
+async def current_principal(request: Request) -> Principal:
+    """FastAPI dependency: the verified caller, or a 401 saying what was wrong."""
+    settings = get_settings()
+    if settings.auth_mode == "apigateway":
+        claims = _claims_from_api_gateway(request)
+    else:
+        claims = verify_token(_bearer_token(request), settings)
+    principal = principal_from_claims(claims, settings)
+    request.state.principal = principal
+    return principal
+
+
+def issue_token(settings: Settings, user_id: str, roles: list[str], ttl_seconds: int) -> str:
+    """A locally signed HS256 token, for `mysoulmate token` and tests."""
+    import time
+
+    import jwt
+
+    if not settings.jwt_secret:
+        raise RuntimeError("JWT_SECRET is not set; tokens can only be issued with a shared secret")
+    now = int(time.time())
+    claims = {
+        "sub": user_id,
+        "roles": roles,
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "iat": now,
+        "exp": now + ttl_seconds,
+    }
+    return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")

@@ -1,0 +1,96 @@
+"""`mysoulmate serve | token`: the laptop and container entry points."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+
+from mysoulmate.settings import SettingsError, get_settings
+
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_TOKEN_TTL_SECONDS = 30 * 86400
+
+
+def parse_duration(text: str) -> int:
+    """'90s', '15m', '1h', '7d' → seconds."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: use e.g. 30m, 1h or 7d")
+    seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if not 0 < seconds <= MAX_TOKEN_TTL_SECONDS:
+        raise argparse.ArgumentTypeError("duration must be between 1s and 30d")
+    return seconds
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid port {text!r}") from None
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"port {port} is outside 1-65535")
+    return port
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    uvicorn.run(
+        "mysoulmate.server:create_server_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        access_log=False,
+        proxy_headers=True,
+    )
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from mysoulmate.auth import issue_token
+
+    roles = ["user"]
+    if args.admin:
+        roles.append(get_settings().admin_role)
+    if args.server:
+        roles.append(get_settings().server_role)
+    print(issue_token(get_settings(), args.user, roles, args.ttl))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mysoulmate", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve every endpoint group over HTTP")
+    serve.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    serve.add_argument(
+        "--port", type=_port, default=_port(os.environ.get("PORT", "3000")), help="env PORT"
+    )
+    serve.set_defaults(run=_serve)
+
+    token = commands.add_parser("token", help="print a bearer token for the local server")
+    token.add_argument("--user", required=True, help="the token's subject (user id)")
+    token.add_argument("--admin", action="store_true", help="grant the admin role")
+    token.add_argument("--server", action="store_true", help="grant the server role")
+    token.add_argument("--ttl", type=parse_duration, default=3600, help="lifetime, e.g. 1h")
+    token.set_defaults(run=_token)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        get_settings()  # validate the environment before doing anything
+    except SettingsError as exc:
+        print(f"mysoulmate: {exc}", file=sys.stderr)
+        return 2
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,24 @@
+"""Running blocking adapter calls from async routes.
+
+On Lambda a container serves one request at a time, so a thread hop only adds latency;
+everywhere else blocking I/O must leave the event loop free for other requests.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+from starlette.concurrency import run_in_threadpool
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+ON_LAMBDA = "AWS_LAMBDA_FUNCTION_NAME" in os.environ
+
+
+async def run_blocking(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    if ON_LAMBDA:
+        return func(*args, **kwargs)
+    return await run_in_threadpool(func, *args, **kwargs)

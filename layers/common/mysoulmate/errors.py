@@ -1,0 +1,163 @@
+"""Domain errors and the one place where any error becomes an HTTP response.
+
+Every error leaves the API in the same envelope:
+``{"error": {"code", "message", "details", "requestId"}}``. Routes and domain code raise
+:class:`ApiError` subclasses; nothing else builds error responses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse
+
+from mysoulmate.messages import render_message
+from mysoulmate.request_context import request_id_of
+
+# Headers the envelope must keep (e.g. WWW-Authenticate on a 401).
+Headers = Mapping[str, str]
+
+
+class ApiError(Exception):
+    """An error a client can act on; ``code`` is stable, ``message`` is for people."""
+
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(
+        self,
+        *,
+        details: Any = None,
+        headers: Headers | None = None,
+        code: str | None = None,
+        **params: Any,
+    ) -> None:
+        if code is not None:
+            self.code = code
+        self.params = params
+        self.details = details
+        self.headers = dict(headers or {})
+        super().__init__(self.code)
+
+
+class InvalidRequestError(ApiError):
+    status_code = 422
+    code = "validation_error"
+
+
+class AuthenticationError(ApiError):
+    status_code = 401
+    code = "unauthorized"
+
+    def __init__(self, *, code: str = "unauthorized", **params: Any) -> None:
+        super().__init__(
+            code=code, headers={"WWW-Authenticate": 'Bearer realm="mysoulmate"'}, **params
+        )
+
+
+class ForbiddenError(ApiError):
+    status_code = 403
+    code = "forbidden"
+
+
+class NotFoundError(ApiError):
+    status_code = 404
+    code = "not_found"
+
+
+class DependencyUnavailableError(ApiError):
+    """A backing service (queue, storage) cannot take the request right now."""
+
+    status_code = 503
+    code = "service_unavailable"
+
+
+def error_body(code: str, request: Request, details: Any = None, **params: Any) -> dict[str, Any]:
+    return {
+        "error": {
+            "code": code,
+            "message": render_message(code, params),
+            "details": details,
+            "requestId": request_id_of(request.scope),
+        }
+    }
+
+
+def _validation_details(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """Pydantic's errors reduced to what a client needs: where, what, and a stable type."""
+    details = []
+    for err in errors:
+        loc = [str(part) for part in err.get("loc", ()) if part != "body"]
+        item: dict[str, Any] = {
+            "field": ".".join(loc) or "body",
+            "type": err.get("type", "value_error"),
+            "message": err.get("msg", ""),
+        }
+        ctx = err.get("ctx")
+        if ctx:
+            item["constraint"] = {k: v for k, v in ctx.items() if _is_json_scalar(v)}
+        details.append(item)
+    return details
+
+
+def _is_json_scalar(value: object) -> bool:
+    return isinstance(value, str | int | float | bool) or value is None
+
+
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    body = error_body(exc.code, request, exc.details, **exc.params)
+    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    if any(err.get("type") == "json_invalid" for err in errors):
+        return JSONResponse(error_body("invalid_json", request), status_code=400)
+    details = _validation_details(errors)
+    fields = ", ".join(d["field"] for d in details)
+    return JSONResponse(
+        error_body("validation_error", request, details, fields=fields), status_code=422
+    )
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+}
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    return JSONResponse(
+        error_body(code, request, status=exc.status_code),
+        status_code=exc.status_code,
+        headers=getattr(exc, "headers", None),
+    )
+
+
+async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+    from mysoulmate.observability import get_logger
+
+    get_logger().exception("unhandled error", extra={"request_id": request_id_of(request.scope)})
+    return JSONResponse(error_body("internal_error", request), status_code=500)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unhandled)

@@ -1,0 +1,75 @@
+"""Lambda entry points: an API group behind API Gateway, and the SQS consumer.
+
+`functions/<group>/app.py` call these with their own router, so each function imports
+only its group's code, and every handler gets the same logging and metrics wrapping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter
+
+from mysoulmate.observability import get_logger, get_metrics
+
+LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+def http_handler(*routers: APIRouter) -> LambdaHandler:
+    """Wrap the routers' FastAPI app with Mangum; correlation id = API Gateway request id."""
+    from aws_lambda_powertools.logging import correlation_paths
+    from mangum import Mangum
+
+    from mysoulmate.app_factory import create_app
+
+    asgi = Mangum(create_app(*routers), lifespan="off")
+    logger, metrics = get_logger(), get_metrics()
+
+    @metrics.log_metrics(capture_cold_start_metric=True)
+    @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return asgi(event, context)
+
+    return handler  # type: ignore[no-any-return]
+
+
+def sqs_consumer_handler() -> LambdaHandler:
+    """Store a batch of queued analytics messages, reporting failed records individually.
+
+    Records are parsed by Powertools' BatchProcessor (a poison record fails alone) and
+    written together when the batch ends; records whose write failed are reported as
+    batch item failures too, so SQS redelivers exactly those.
+    """
+    from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+    from mysoulmate.analytics.ingest import IngestBatch
+    from mysoulmate.backends import event_store
+    from mysoulmate.observability import count
+
+    logger, metrics = get_logger(), get_metrics()
+    processor = BatchProcessor(event_type=EventType.SQS)
+
+    @metrics.log_metrics(capture_cold_start_metric=True)
+    @logger.inject_lambda_context
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        batch = IngestBatch(event_store())
+        by_id: dict[str, SQSRecord] = {}
+
+        def record_handler(record: SQSRecord) -> None:
+            by_id[record.message_id] = record
+            batch.add(record.message_id, record.body)
+
+        with processor(event.get("Records", []), record_handler, lambda_context=context):
+            processor.process()
+            outcome = batch.flush()
+            for record_id, reason in outcome.failed_records.items():
+                error = RuntimeError(reason)
+                processor.failure_handler(by_id[record_id], (RuntimeError, error, None))
+        count("EventsStored", outcome.stored)
+        count("EventsDeduplicated", outcome.duplicates)
+        count("ConsumerRecordFailures", len(processor.fail_messages))
+        return dict(processor.response())
+
+    return handler  # type: ignore[no-any-return]

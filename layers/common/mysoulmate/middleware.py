@@ -1,0 +1,51 @@
+"""Shared ASGI middleware: request id and secure response headers.
+
+Written as plain ASGI (not BaseHTTPMiddleware) because it runs on every request of every
+shape; the pure form adds microseconds, not a task and a stream copy.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mysoulmate.request_context import request_id_of
+
+SECURE_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"strict-transport-security", b"max-age=63072000; includeSubDomains"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+    (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
+)
+# JSON APIs load nothing; pages that need more (Swagger UI) set their own policy.
+API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+NO_STORE = (b"cache-control", b"no-store")
+
+
+class RequestContextMiddleware:
+    """Assigns the request id and stamps it, plus the secure headers, on every response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = request_id_of(scope).encode("latin-1")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                present = {name.lower() for name, _ in headers}
+                headers.append((b"x-request-id", request_id))
+                headers.extend(h for h in SECURE_HEADERS if h[0] not in present)
+                for default in (API_CSP, NO_STORE):
+                    if default[0] not in present:
+                        headers.append(default)
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -1,0 +1,174 @@
+"""A durable queue in one SQLite file that behaves like SQS, for the laptop shape.
+
+Semantics copied from SQS: a received message is hidden for the visibility timeout and
+comes back if not deleted; each receive counts; a message received more than
+``max_receive_count`` times moves to the dead-letter table instead of being delivered.
+A message is durable once ``send`` returns (WAL with synchronous=FULL), so killing the
+process between accept and consume loses nothing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mysoulmate.queue.base import MAX_MESSAGE_BYTES, QueueError
+from mysoulmate.sqlite_connection import open_sqlite
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    id            TEXT PRIMARY KEY,
+    body          TEXT NOT NULL,
+    sent_at       REAL NOT NULL,
+    visible_at    REAL NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    receipt       TEXT
+);
+CREATE INDEX IF NOT EXISTS messages_visible ON messages (visible_at, sent_at);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id            TEXT PRIMARY KEY,
+    body          TEXT NOT NULL,
+    sent_at       REAL NOT NULL,
+    receive_count INTEGER NOT NULL,
+    moved_at      REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedMessage:
+    id: str
+    receipt: str
+    body: str
+    receive_count: int
+    sent_at: float
+
+
+class LocalQueue:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        visibility_timeout: float = 30,
+        max_receive_count: int = 5,
+    ) -> None:
+        self._conn = open_sqlite(path, synchronous="FULL")
+        self._lock = threading.Lock()
+        self.visibility_timeout = visibility_timeout
+        self.max_receive_count = max_receive_count
+        with self._lock:
+            self._conn.executescript(_SCHEMA)
+
+    # -- producer -----------------------------------------------------------------------
+
+    def send(self, body: str) -> None:
+        self.send_batch([body])
+
+    def send_batch(self, bodies: Sequence[str]) -> None:
+        for body in bodies:
+            if len(body.encode()) > MAX_MESSAGE_BYTES:
+                raise QueueError(f"message exceeds the {MAX_MESSAGE_BYTES}-byte limit")
+        now = time.time()
+        rows = [(str(uuid.uuid4()), body, now, now) for body in bodies]
+        try:
+            with self._lock:
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._conn.executemany(
+                    "INSERT INTO messages (id, body, sent_at, visible_at) VALUES (?,?,?,?)", rows
+                )
+                self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise QueueError(f"local queue: {exc}") from exc
+
+    def ping(self) -> None:
+        try:
+            with self._lock:
+                self._conn.execute("SELECT 1 FROM messages LIMIT 1").fetchall()
+        except sqlite3.Error as exc:
+            raise QueueError(f"local queue: {exc}") from exc
+
+    # -- consumer -----------------------------------------------------------------------
+
+    def receive(
+        self, max_messages: int, visibility_timeout: float | None = None
+    ) -> list[ReceivedMessage]:
+        """Take up to ``max_messages`` visible messages and hide them for the timeout.
+
+        Messages already received ``max_receive_count`` times are moved to the
+        dead-letter table here, as SQS does on the receive that would exceed the count.
+        """
+        timeout = self.visibility_timeout if visibility_timeout is None else visibility_timeout
+        now = time.time()
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.execute(
+                    "INSERT OR IGNORE INTO dead_letters "
+                    "SELECT id, body, sent_at, receive_count, ? FROM messages "
+                    "WHERE visible_at <= ? AND receive_count >= ?",
+                    (now, now, self.max_receive_count),
+                )
+                self._conn.execute(
+                    "DELETE FROM messages WHERE visible_at <= ? AND receive_count >= ?",
+                    (now, self.max_receive_count),
+                )
+                rows = self._conn.execute(
+                    "SELECT id, body, receive_count, sent_at FROM messages "
+                    "WHERE visible_at <= ? ORDER BY sent_at LIMIT ?",
+                    (now, max_messages),
+                ).fetchall()
+                received = []
+                for message_id, body, count, sent_at in rows:
+                    receipt = uuid.uuid4().hex
+                    self._conn.execute(
+                        "UPDATE messages SET visible_at = ?, receive_count = ?, receipt = ? "
+                        "WHERE id = ?",
+                        (now + timeout, count + 1, receipt, message_id),
+                    )
+                    received.append(ReceivedMessage(message_id, receipt, body, count + 1, sent_at))
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        return received
+
+    def delete(self, receipts: Sequence[str]) -> None:
+        """Delete messages by receipt; a stale receipt (message received again since) is
+        ignored, as in SQS after the visibility timeout expired."""
+        if not receipts:
+            return
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.executemany(
+                "DELETE FROM messages WHERE receipt = ?", [(r,) for r in receipts]
+            )
+            self._conn.execute("COMMIT")
+
+    def depth(self) -> tuple[int, int]:
+        """(messages waiting or in flight, messages in the dead-letter table)."""
+        with self._lock:
+            waiting = self._conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+            dead = self._conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
+        return int(waiting), int(dead)
+
+    def dead_letters(self) -> list[ReceivedMessage]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, body, receive_count, sent_at FROM dead_letters ORDER BY moved_at"
+            ).fetchall()
+        return [ReceivedMessage(r[0], "", r[1], r[2], r[3]) for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def _rollback(self) -> None:
+        with self._lock:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")

@@ -1,0 +1,41 @@
+"""The container and laptop shape: one FastAPI app with every router and, with the local
+queue, the in-process worker that drains it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from mysoulmate.api import analytics, health
+from mysoulmate.app_factory import create_app
+from mysoulmate.settings import get_settings
+
+ROUTERS = (health.router, analytics.router)
+
+
+@asynccontextmanager
+async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
+    settings = get_settings()
+    worker = None
+    if settings.queue_backend == "local" and settings.worker_enabled:
+        from mysoulmate.backends import event_store, local_queue
+        from mysoulmate.worker import LocalWorker
+
+        worker = LocalWorker(
+            local_queue(),
+            event_store(),
+            batch_size=settings.worker_batch_size,
+            poll_interval=settings.worker_poll_interval_seconds,
+        )
+        worker.start()
+    try:
+        yield
+    finally:
+        if worker is not None:
+            worker.stop()
+
+
+def create_server_app() -> FastAPI:
+    return create_app(*ROUTERS, lifespan=_lifespan)

@@ -1,0 +1,122 @@
+"""Settings read from the environment once per process and validated at start-up.
+
+A bad value stops the process with a message naming the variable, instead of failing on
+the first request that happens to need it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class SettingsError(RuntimeError):
+    """The environment holds a value the service cannot run with."""
+
+
+class Settings(BaseSettings):
+    """Every environment variable the services read. README.md documents each one."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    stage: Literal["local", "dev", "staging", "prod", "test"] = "local"
+    app_version: str = "0.1.0"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    storage_backend: Literal["sqlite", "dynamodb", "postgres"] = "sqlite"
+    queue_backend: Literal["local", "sqs"] = "local"
+    data_dir: Path = Path(".data")
+    events_table: str = "mysoulmate-events"
+    events_queue_url: str = ""
+    aws_region: str = Field(default="us-east-1", alias="AWS_REGION")
+    aws_endpoint_url: str | None = None
+
+    # Local durable queue: the same knobs SQS has.
+    queue_visibility_timeout_seconds: int = Field(default=30, ge=1, le=43200)
+    queue_max_receive_count: int = Field(default=5, ge=1, le=1000)
+    worker_enabled: bool = True
+    worker_batch_size: int = Field(default=100, ge=1, le=10000)
+    worker_poll_interval_seconds: float = Field(default=0.2, gt=0, le=60)
+
+    # Authentication: HS256 with JWT_SECRET locally; RS256 against JWKS_URL for OIDC issuers.
+    auth_mode: Literal["jwt", "apigateway"] = "jwt"
+    jwt_secret: str = Field(default="", repr=False)
+    jwt_issuer: str = "mysoulmate-local"
+    jwt_audience: str = "mysoulmate"
+    jwks_url: str = ""
+    admin_role: str = "admin"
+    server_role: str = "server"
+
+    cors_allow_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    api_base_url: str = "http://127.0.0.1:3000"
+    default_locale: str = "en"
+    max_future_seconds: int = Field(default=3600, ge=0)
+    event_retention_days: int = Field(default=730, ge=0, le=3650)
+
+    @field_validator("cors_allow_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("events_queue_url")
+    @classmethod
+    def _queue_url_shape(cls, value: str) -> str:
+        if value and not value.startswith(("https://", "http://")):
+            raise ValueError("must be an SQS queue URL (https://sqs.<region>.amazonaws.com/...)")
+        return value
+
+    def require(self) -> Settings:
+        """Check combinations that single-field validation cannot see."""
+        problems = []
+        if self.queue_backend == "sqs" and not self.events_queue_url:
+            problems.append("QUEUE_BACKEND=sqs needs EVENTS_QUEUE_URL")
+        if self.auth_mode == "jwt" and not (self.jwt_secret or self.jwks_url):
+            problems.append("AUTH_MODE=jwt needs JWT_SECRET (HS256) or JWKS_URL (RS256)")
+        if self.auth_mode == "jwt" and self.jwt_secret and len(self.jwt_secret) < 32:
+            problems.append("JWT_SECRET must be at least 32 characters")
+        if problems:
+            raise SettingsError("invalid configuration: " + "; ".join(problems))
+        return self
+
+
+def _local_jwt_secret(data_dir: Path) -> str:
+    """A random per-machine secret for `make run`, so the laptop shape needs no configuration
+    yet never runs with a well-known key. `mysoulmate token` reads the same file."""
+    path = data_dir / "jwt-secret"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def load_settings() -> Settings:
+    """Build settings from the environment, turning pydantic's report into one clear message."""
+    try:
+        settings = Settings()
+        if (
+            settings.auth_mode == "jwt"
+            and not (settings.jwt_secret or settings.jwks_url)
+            and settings.stage in ("local", "test")
+        ):
+            settings.jwt_secret = _local_jwt_secret(settings.data_dir)
+        return settings.require()
+    except ValidationError as exc:
+        fields = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        )
+        raise SettingsError(f"invalid configuration: {fields}") from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

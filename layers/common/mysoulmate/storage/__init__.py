@@ -1,0 +1,1 @@
+"""Storage port: where accepted analytics messages end up. Adapters: sqlite, dynamodb."""
