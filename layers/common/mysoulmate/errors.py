@@ -76,15 +76,22 @@ class DependencyUnavailableError(ApiError):
     code = "service_unavailable"
 
 
-def error_body(code: str, request: Request, details: Any = None, **params: Any) -> dict[str, Any]:
+def error_body(code: str, request_id: str, details: Any = None, **params: Any) -> dict[str, Any]:
     return {
         "error": {
             "code": code,
             "message": render_message(code, params),
             "details": details,
-            "requestId": request_id_of(request.scope),
+            "requestId": request_id,
         }
     }
+
+
+def error_response(
+    request: Request, status_code: int, code: str, details: Any = None, **params: Any
+) -> JSONResponse:
+    body = error_body(code, request_id_of(request.scope), details, **params)
+    return JSONResponse(body, status_code=status_code)
 
 
 def _validation_details(errors: Sequence[Any]) -> list[dict[str, Any]]:
@@ -110,20 +117,19 @@ def _is_json_scalar(value: object) -> bool:
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    body = error_body(exc.code, request, exc.details, **exc.params)
-    return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+    response = error_response(request, exc.status_code, exc.code, exc.details, **exc.params)
+    response.headers.update(exc.headers)
+    return response
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
     if any(err.get("type") == "json_invalid" for err in errors):
-        return JSONResponse(error_body("invalid_json", request), status_code=400)
+        return error_response(request, 400, "invalid_json")
     details = _validation_details(errors)
     fields = ", ".join(d["field"] for d in details)
-    return JSONResponse(
-        error_body("validation_error", request, details, fields=fields), status_code=422
-    )
+    return error_response(request, 422, "validation_error", details, fields=fields)
 
 
 _HTTP_CODES = {
@@ -141,19 +147,20 @@ _HTTP_CODES = {
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc.__cause__, ApiError):
+        # FastAPI turns any failure while reading the body into a generic 400; keep ours.
+        return await _api_error(request, exc.__cause__)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
-    return JSONResponse(
-        error_body(code, request, status=exc.status_code),
-        status_code=exc.status_code,
-        headers=getattr(exc, "headers", None),
-    )
+    response = error_response(request, exc.status_code, code, status=exc.status_code)
+    response.headers.update(getattr(exc, "headers", None) or {})
+    return response
 
 
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     from mysoulmate.observability import get_logger
 
     get_logger().exception("unhandled error", extra={"request_id": request_id_of(request.scope)})
-    return JSONResponse(error_body("internal_error", request), status_code=500)
+    return error_response(request, 500, "internal_error")
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -29,7 +29,7 @@ ERROR_MESSAGES: dict[str, str] = {
     "not_found": "Nothing exists at this address.",
     "method_not_allowed": "This method is not allowed here.",
     "not_acceptable": "The requested representation is not available.",
-    "payload_too_large": "The request body is too large.",
+    "payload_too_large": "The request body is too large: the limit is {limit} bytes.",
     "unsupported_media_type": "Send the request body as application/json.",
     "too_many_requests": "Too many requests; slow down and retry later.",
     "http_error": "The request failed with HTTP status {status}.",

@@ -1,4 +1,4 @@
-"""Shared ASGI middleware: request id and secure response headers.
+"""Shared ASGI middleware: request id, body size limit and secure response headers.
 
 Written as plain ASGI (not BaseHTTPMiddleware) because it runs on every request of every
 shape; the pure form adds microseconds, not a task and a stream copy.
@@ -6,8 +6,10 @@ shape; the pure form adds microseconds, not a task and a stream copy.
 
 from __future__ import annotations
 
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mysoulmate.errors import ApiError, error_body
 from mysoulmate.request_context import request_id_of
 
 SECURE_HEADERS: tuple[tuple[bytes, bytes], ...] = (
@@ -22,6 +24,14 @@ SECURE_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 # JSON APIs load nothing; pages that need more (Swagger UI) set their own policy.
 API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
 NO_STORE = (b"cache-control", b"no-store")
+# API Gateway caps payloads at 10 MB; our largest valid body is far smaller. Refusing early
+# keeps one client from making a container buffer arbitrary amounts of memory.
+MAX_BODY_BYTES = 1024 * 1024
+
+
+class BodyTooLargeError(ApiError):
+    status_code = 413
+    code = "payload_too_large"
 
 
 class RequestContextMiddleware:
@@ -48,4 +58,31 @@ class RequestContextMiddleware:
                 message["headers"] = headers
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        if _declared_length(scope) > MAX_BODY_BYTES:
+            too_large = error_body("payload_too_large", request_id.decode(), limit=MAX_BODY_BYTES)
+            await JSONResponse(too_large, status_code=413)(scope, receive, send_with_headers)
+            return
+        await self.app(scope, _limited(receive), send_with_headers)
+
+
+def _declared_length(scope: Scope) -> int:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            return int(value) if value.isdigit() else 0
+    return 0
+
+
+def _limited(receive: Receive) -> Receive:
+    """Count body bytes as they arrive: chunked bodies declare no length."""
+    received = 0
+
+    async def receive_limited() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > MAX_BODY_BYTES:
+                raise BodyTooLargeError(limit=MAX_BODY_BYTES)
+        return message
+
+    return receive_limited

@@ -1,0 +1,75 @@
+"""The local durable queue behaves like SQS: visibility, receive counts, dead letters."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from mysoulmate.queue.base import MAX_MESSAGE_BYTES, QueueError
+from mysoulmate.queue.local import LocalQueue
+
+
+@pytest.fixture
+def queue(tmp_path: Path) -> LocalQueue:
+    return LocalQueue(tmp_path / "q.db", visibility_timeout=30, max_receive_count=3)
+
+
+def test_received_messages_are_hidden_until_deleted_or_timed_out(queue: LocalQueue) -> None:
+    queue.send_batch(["a", "b", "c"])
+    first = queue.receive(2)
+    assert [m.body for m in first] == ["a", "b"]
+    assert [m.body for m in queue.receive(10)] == ["c"]
+    assert queue.receive(10) == []
+    queue.delete([m.receipt for m in first])
+    assert queue.depth() == (1, 0)
+
+
+def test_undeleted_message_comes_back_after_visibility_timeout(queue: LocalQueue) -> None:
+    queue.send("a")
+    (first,) = queue.receive(1, visibility_timeout=0.05)
+    time.sleep(0.1)
+    (again,) = queue.receive(1)
+    assert again.id == first.id
+    assert again.receive_count == 2
+    # The first receipt is stale: deleting with it must not remove the re-received message.
+    queue.delete([first.receipt])
+    assert queue.depth() == (1, 0)
+    queue.delete([again.receipt])
+    assert queue.depth() == (0, 0)
+
+
+def test_message_is_dead_lettered_after_max_receive_count(queue: LocalQueue) -> None:
+    queue.send("poison")
+    for expected_count in (1, 2, 3):
+        (message,) = queue.receive(1, visibility_timeout=0)
+        assert message.receive_count == expected_count
+    assert queue.receive(1, visibility_timeout=0) == []
+    assert queue.depth() == (0, 1)
+    (dead,) = queue.dead_letters()
+    assert dead.body == "poison"
+    assert dead.receive_count == 3
+
+
+def test_messages_survive_reopening_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "q.db"
+    LocalQueue(path).send_batch([f"m{i}" for i in range(5)])
+    reopened = LocalQueue(path)
+    assert sorted(m.body for m in reopened.receive(10)) == [f"m{i}" for i in range(5)]
+
+
+def test_oversized_message_is_refused_and_nothing_is_queued(queue: LocalQueue) -> None:
+    with pytest.raises(QueueError):
+        queue.send_batch(["ok", "x" * (MAX_MESSAGE_BYTES + 1)])
+    assert queue.depth() == (0, 0)
+
+
+def test_batches_within_sqs_limits() -> None:
+    from mysoulmate.queue.base import batches_within_limits
+
+    calls = batches_within_limits(["x"] * 25)
+    assert [len(c) for c in calls] == [10, 10, 5]
+    big = "y" * (60 * 1024)
+    calls = batches_within_limits([big] * 10)
+    assert all(sum(len(b) for b in c) <= 256 * 1024 for c in calls)
+    assert sum(len(c) for c in calls) == 10
