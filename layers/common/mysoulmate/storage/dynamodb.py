@@ -127,7 +127,8 @@ class DynamoEventStore:
             requests = list(response.get("UnprocessedItems", {}).get(self._table, []))
             if not requests:
                 return {}
-            self._sleep(backoff_delay(attempt))
+            if attempt + 1 < MAX_WRITE_ATTEMPTS:
+                self._sleep(backoff_delay(attempt))
         return {_key_of(r): "dynamodb: still unprocessed after retries" for r in requests}
 
     def update_profile(self, user_id: str, update: ProfileUpdate) -> Profile:
@@ -150,10 +151,13 @@ class DynamoEventStore:
                     ExpressionAttributeValues={":expected": {"N": expected}},
                 )
                 return merged
+            except BotoCoreError as exc:
+                raise StorageUnavailableError(f"dynamodb: {exc}") from exc
             except ClientError as exc:
                 if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
                     raise StorageUnavailableError(f"dynamodb: {exc}") from exc
-                self._sleep(backoff_delay(attempt))  # another writer won; merge again
+                if attempt + 1 < MAX_WRITE_ATTEMPTS:
+                    self._sleep(backoff_delay(attempt))  # another writer won; merge again
         raise StorageUnavailableError(f"dynamodb: profile {user_id!r} kept changing; gave up")
 
     # -- reads --------------------------------------------------------------------------
