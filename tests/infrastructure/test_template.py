@@ -1,0 +1,989 @@
+"""The SAM template and samconfig.toml, checked with the real tools, offline.
+
+1. cfn-lint, `sam validate --lint`, `sam validate` (no credentials needed);
+2. static properties of the parsed template (security, reliability, wiring);
+3. SAM -> CloudFormation with samtranslator, then the stack created in moto, so that the queues,
+   table, functions, event source mapping, log groups and roles really come into existence and
+   are wired to one another;
+4. `sam build` (slow): the arm64 layer holds the package and its dependencies.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import warnings
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NoReturn
+
+import boto3
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATE_PATH = REPO / "template.yaml"
+SAMCONFIG_PATH = REPO / "samconfig.toml"
+
+FUNCTIONS = {
+    "AnalyticsFunction": "analytics",
+    "HealthFunction": "health",
+    "ConsumerFunction": "consumer",
+}
+API_FUNCTIONS = {"AnalyticsFunction", "HealthFunction"}
+
+# (method, path) -> (function, public?) : every route the HTTP API must expose.
+ROUTES = {
+    ("POST", "/api/v1/analytics/track"): ("AnalyticsFunction", False),
+    ("POST", "/api/v1/analytics/identify"): ("AnalyticsFunction", False),
+    ("GET", "/api/v1/analytics/user/{userId}"): ("AnalyticsFunction", False),
+    ("GET", "/health"): ("HealthFunction", True),
+    ("GET", "/health/ready"): ("HealthFunction", True),
+}
+
+# Variables the code reads (mysoulmate.settings, observability); each function must get all.
+REQUIRED_ENV = {
+    "STAGE",
+    "APP_VERSION",
+    "LOG_LEVEL",
+    "STORAGE_BACKEND",
+    "QUEUE_BACKEND",
+    "EVENTS_TABLE",
+    "EVENTS_QUEUE_URL",
+    "AUTH_MODE",
+    "ADMIN_ROLE",
+    "CORS_ALLOW_ORIGINS",
+    "EVENT_RETENTION_DAYS",
+    "POWERTOOLS_SERVICE_NAME",
+    "POWERTOOLS_METRICS_NAMESPACE",
+    "POWERTOOLS_LOG_LEVEL",
+}
+
+SECRETISH = re.compile(
+    r"secret|token|password|passwd|dsn|credential|webhook|api_?key|private", re.I
+)
+
+
+def looks_secret(name: str) -> bool:
+    """A name that suggests a secret value; a *path* to secrets in SSM is not one."""
+    return bool(SECRETISH.search(name)) and not re.search(r"ssm_?path$", name, re.I)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def load_template() -> dict[str, Any]:
+    """The template as plain JSON-like data; tags become {"Ref": ...}, {"Fn::Sub": ...}, ..."""
+    from cfnlint.decode import decode_str
+
+    parsed, problems = decode_str(TEMPLATE_PATH.read_text())
+    assert not problems, f"template.yaml does not parse: {problems}"
+    # cfn-lint returns node classes carrying line marks; a JSON round-trip gives plain types.
+    data: dict[str, Any] = json.loads(json.dumps(parsed))
+    return data
+
+
+def console_script(name: str) -> str:
+    """A console script of the running environment, else the one on PATH; fail if neither."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is not installed (it is a dev dependency: pip install -e '.[dev]')")
+    return found
+
+
+def tool_env() -> dict[str, str]:
+    """Environment for sam/cfn-lint: no telemetry, no metadata-service lookups, venv first."""
+    env = dict(os.environ)
+    env["SAM_CLI_TELEMETRY"] = "0"
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def run_tool(
+    args: list[str], timeout: float = 120, **kwargs: Any
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args,
+        cwd=REPO,
+        env=kwargs.pop("env", None) or tool_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        **kwargs,
+    )
+
+
+def effective_function(template: dict[str, Any], name: str) -> dict[str, Any]:
+    """A function's properties with Globals.Function merged in, the way SAM merges them."""
+    merged = copy.deepcopy(template.get("Globals", {}).get("Function", {}))
+    props = template["Resources"][name]["Properties"]
+    for key, value in props.items():
+        if key == "Environment":
+            variables = merged.get("Environment", {}).get("Variables", {})
+            variables.update(value.get("Variables", {}))
+            merged["Environment"] = {"Variables": variables}
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def resources_of(template: dict[str, Any], type_: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == type_}
+
+
+def refs_in(node: Any) -> Iterator[str]:
+    """Logical ids a template fragment refers to (Ref, GetAtt, ${X} in Sub)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "Ref" and isinstance(value, str):
+                yield value
+            elif key == "Fn::GetAtt":
+                yield value[0] if isinstance(value, list) else value.split(".")[0]
+            elif key == "Fn::Sub":
+                text = value[0] if isinstance(value, list) else value
+                for name in re.findall(r"\$\{([^!}][^}]*)\}", text):
+                    yield name.split(".")[0]
+                if isinstance(value, list):
+                    yield from refs_in(value[1])
+            else:
+                yield from refs_in(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from refs_in(item)
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+# ----------------------------------------------------------------------------- the tools
+
+
+def test_cfn_lint_passes() -> None:
+    result = run_tool([console_script("cfn-lint"), str(TEMPLATE_PATH)])
+    assert result.returncode == 0, f"cfn-lint:\n{result.stdout}\n{result.stderr}"
+
+
+@pytest.mark.parametrize(
+    "flags", [["--lint"], ["--region", "us-east-1"]], ids=["lint", "region-us-east-1"]
+)
+def test_sam_validate_passes(flags: list[str]) -> None:
+    # No credentials are needed; the tests' dummy AWS_* variables are harmless to sam.
+    result = run_tool(
+        [console_script("sam"), "validate", "--template-file", str(TEMPLATE_PATH), *flags]
+    )
+    assert result.returncode == 0, f"sam validate {flags}:\n{result.stdout}\n{result.stderr}"
+    assert "is a valid SAM Template" in result.stdout + result.stderr
+
+
+# ----------------------------------------------------------------------------- static checks
+
+
+def test_transform_and_globals(template: dict[str, Any]) -> None:
+    assert template["Transform"] == "AWS::Serverless-2016-10-31"
+    glob = template["Globals"]["Function"]
+    assert glob["Runtime"] == "python3.12"
+    assert glob["Architectures"] == ["arm64"]
+    assert glob["Tracing"] == "Active"
+    assert glob["Layers"] == [{"Ref": "CommonLayer"}]
+    assert glob["MemorySize"] == 512
+    assert isinstance(glob["Timeout"], int)
+    assert glob["Timeout"] <= 29, "HTTP API integrations stop at 30 s"
+    # No function may quietly override the runtime shape.
+    for name in resources_of(template, "AWS::Serverless::Function"):
+        fn = effective_function(template, name)
+        assert (fn["Runtime"], fn["Architectures"], fn["Tracing"]) == (
+            "python3.12",
+            ["arm64"],
+            "Active",
+        )
+        assert fn["Layers"] == [{"Ref": "CommonLayer"}], name
+
+
+def test_functions_code_and_handlers(template: dict[str, Any]) -> None:
+    functions = resources_of(template, "AWS::Serverless::Function")
+    assert set(functions) == set(FUNCTIONS)
+    for name, short in FUNCTIONS.items():
+        props = functions[name]["Properties"]
+        assert props["CodeUri"] == f"functions/{short}/"
+        assert props["Handler"] == "app.handler"
+        assert (REPO / "functions" / short).is_dir()
+    consumer = effective_function(template, "ConsumerFunction")
+    assert (consumer["Timeout"], consumer["MemorySize"]) == (30, 1024)
+
+
+def test_common_layer(template: dict[str, Any]) -> None:
+    layer = template["Resources"]["CommonLayer"]
+    assert layer["Type"] == "AWS::Serverless::LayerVersion"
+    props = layer["Properties"]
+    assert props["ContentUri"] == "layers/common/"
+    assert props["CompatibleRuntimes"] == ["python3.12"]
+    assert props["CompatibleArchitectures"] == ["arm64"]
+    assert layer["Metadata"] == {"BuildMethod": "python3.12", "BuildArchitecture": "arm64"}
+    assert (REPO / "layers/common/requirements.txt").is_file()
+    for line in (REPO / "layers/common/requirements.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            assert "==" in line, f"layer requirement not pinned: {line!r}"
+
+
+def test_parameters(template: dict[str, Any]) -> None:
+    from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
+
+    params = template["Parameters"]
+    assert params["Stage"]["AllowedValues"] == ["dev", "staging", "prod"]
+    assert params["Stage"]["Default"] == "dev"
+    assert params["StorageBackend"]["AllowedValues"] == ["dynamodb"]
+    assert params["JwtAudience"]["Type"] == "CommaDelimitedList"
+    assert params["CorsAllowOrigins"]["Type"] == "CommaDelimitedList"
+    assert "Default" not in params["JwtIssuer"], "each environment names its issuer"
+    assert "AppVersion" in params
+    # Retention must be exactly the values CloudWatch Logs accepts (from cfn-lint's schema).
+    schema = PROVIDER_SCHEMA_MANAGER.get_resource_schema("us-east-1", "AWS::Logs::LogGroup")
+    valid = schema.schema["properties"]["RetentionInDays"]["enum"]
+    assert sorted(params["LogRetentionDays"]["AllowedValues"]) == sorted(valid)
+    assert params["LogRetentionDays"]["Default"] == 30
+
+
+def test_secrets_ssm_path_pattern(template: dict[str, Any]) -> None:
+    param = template["Parameters"]["SecretsSsmPath"]
+    assert param["Default"] == "/mysoulmate/dev/"
+    pattern = re.compile(param["AllowedPattern"])
+    for good in ("/mysoulmate/dev/", "/mysoulmate/prod/", "/a/"):
+        assert pattern.fullmatch(good), good
+    # The policy grants "${SecretsSsmPath}*": without both slashes it would grant too much.
+    for bad in ("mysoulmate/dev/", "/mysoulmate/dev", "/", "/mysoulmate/*/", "//"):
+        assert not pattern.fullmatch(bad), bad
+
+
+def test_no_plain_text_secrets(template: dict[str, Any]) -> None:
+    for name, param in template["Parameters"].items():
+        if looks_secret(name):
+            assert param.get("NoEcho") is True, f"secret-like parameter {name} must be NoEcho"
+            assert "Default" not in param, f"secret-like parameter {name} must not have a default"
+        default = str(param.get("Default", ""))
+        assert not re.fullmatch(r"[A-Za-z0-9+/=_\-]{32,}", default), (
+            f"{name} default looks like a key"
+        )
+    for name in FUNCTIONS:
+        variables = effective_function(template, name)["Environment"]["Variables"]
+        leaked = [k for k in variables if looks_secret(k)]
+        assert not leaked, f"{name}: secrets belong in SSM, not in environment variables: {leaked}"
+
+
+def test_ssm_read_access_only_with_the_path_and_only_on_it(template: dict[str, Any]) -> None:
+    """SECRETS_SSM_PATH and the SSM read grant come together, scoped to that path's subtree."""
+    holders = set()
+    for name in FUNCTIONS:
+        fn = effective_function(template, name)
+        ssm_policies = [
+            p
+            for p in fn.get("Policies", [])
+            if isinstance(p, dict) and any(k.startswith("SSMParameter") for k in p)
+        ]
+        has_env = "SECRETS_SSM_PATH" in fn["Environment"]["Variables"]
+        assert bool(ssm_policies) == has_env, f"{name}: env var and SSM policy must come together"
+        if has_env:
+            holders.add(name)
+            assert fn["Environment"]["Variables"]["SECRETS_SSM_PATH"] == {"Ref": "SecretsSsmPath"}
+            assert ssm_policies == [
+                {
+                    "SSMParameterWithSlashPrefixReadPolicy": {
+                        "ParameterName": {"Fn::Sub": "${SecretsSsmPath}*"}
+                    }
+                }
+            ]
+    assert "AnalyticsFunction" in holders
+
+
+def test_policies_are_scoped_sam_templates(template: dict[str, Any]) -> None:
+    expected = {
+        "AnalyticsFunction": [
+            {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["EventsQueue", "QueueName"]}}},
+            {"DynamoDBReadPolicy": {"TableName": {"Ref": "EventsTable"}}},
+            {
+                "SSMParameterWithSlashPrefixReadPolicy": {
+                    "ParameterName": {"Fn::Sub": "${SecretsSsmPath}*"}
+                }
+            },
+        ],
+        "ConsumerFunction": [{"DynamoDBCrudPolicy": {"TableName": {"Ref": "EventsTable"}}}],
+    }
+    for name, policies in expected.items():
+        assert template["Resources"][name]["Properties"]["Policies"] == policies, name
+    # Health: metadata only, on the two resources it checks.
+    health = template["Resources"]["HealthFunction"]["Properties"]["Policies"]
+    statements = [s for p in health for s in p["Statement"]]
+    assert {(s["Action"], json.dumps(s["Resource"])) for s in statements} == {
+        ("dynamodb:DescribeTable", json.dumps({"Fn::GetAtt": ["EventsTable", "Arn"]})),
+        ("sqs:GetQueueAttributes", json.dumps({"Fn::GetAtt": ["EventsQueue", "Arn"]})),
+    }
+    for name in FUNCTIONS:
+        assert "Role" not in template["Resources"][name]["Properties"], "SAM builds the roles"
+
+
+def test_every_function_has_a_log_group_with_retention(template: dict[str, Any]) -> None:
+    for name, short in FUNCTIONS.items():
+        fn = effective_function(template, name)
+        group_ref = fn["LoggingConfig"]["LogGroup"]
+        assert set(group_ref) == {"Ref"}, f"{name} must log to a log group of this template"
+        group = template["Resources"][group_ref["Ref"]]
+        assert group["Type"] == "AWS::Logs::LogGroup"
+        assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+        name_sub = group["Properties"]["LogGroupName"]["Fn::Sub"]
+        assert name_sub == f"/aws/lambda/${{AWS::StackName}}-{short}"
+    groups = resources_of(template, "AWS::Logs::LogGroup")
+    for group_id, group in groups.items():
+        assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, group_id
+
+
+def test_api_functions_use_snapstart_through_an_alias(template: dict[str, Any]) -> None:
+    for name in FUNCTIONS:
+        props = template["Resources"][name]["Properties"]
+        if name in API_FUNCTIONS:
+            assert props["SnapStart"] == {"ApplyOn": "PublishedVersions"}, name
+            assert props["AutoPublishAlias"] == "live", name
+        else:
+            assert "SnapStart" not in props, f"{name} is not latency-sensitive"
+
+
+def test_http_api_routes_and_authorization(template: dict[str, Any]) -> None:
+    found = {}
+    for name in FUNCTIONS:
+        for event in template["Resources"][name]["Properties"].get("Events", {}).values():
+            if event["Type"] != "HttpApi":
+                continue
+            props = event["Properties"]
+            assert props["ApiId"] == {"Ref": "HttpApi"}
+            authorizer = props.get("Auth", {}).get("Authorizer")
+            found[(props["Method"], props["Path"])] = (name, authorizer)
+    assert set(found) == set(ROUTES)
+    for route, (function, public) in ROUTES.items():
+        name, authorizer = found[route]
+        assert name == function, route
+        # Only the health routes opt out; everything else inherits the JWT default.
+        assert authorizer == ("NONE" if public else None), route
+
+
+def test_http_api_auth_cors_throttling_access_logs(template: dict[str, Any]) -> None:
+    props = template["Resources"]["HttpApi"]["Properties"]
+    auth = props["Auth"]
+    authorizer = auth["Authorizers"][auth["DefaultAuthorizer"]]
+    assert authorizer["IdentitySource"] == "$request.header.Authorization"
+    assert authorizer["JwtConfiguration"] == {
+        "issuer": {"Ref": "JwtIssuer"},
+        "audience": {"Ref": "JwtAudience"},
+    }
+    cors = props["CorsConfiguration"]
+    assert cors["AllowOrigins"] == {"Ref": "CorsAllowOrigins"}
+    assert set(cors["AllowHeaders"]) >= {
+        "Authorization",
+        "Content-Type",
+        "X-Request-Id",
+        "Accept-Language",
+        "X-Locale",
+    }
+    assert cors["ExposeHeaders"] == ["X-Request-Id"]
+    assert cors.get("AllowCredentials") is not True, "tokens travel in a header, not cookies"
+    routes = props["DefaultRouteSettings"]
+    assert routes["ThrottlingBurstLimit"] == {"Ref": "ApiThrottlingBurstLimit"}
+    assert routes["ThrottlingRateLimit"] == {"Ref": "ApiThrottlingRateLimit"}
+    logs = props["AccessLogSettings"]
+    group = logs["DestinationArn"]["Fn::GetAtt"][0]
+    assert template["Resources"][group]["Type"] == "AWS::Logs::LogGroup"
+    fields = json.loads(logs["Format"])
+    assert {"requestId", "status", "routeKey", "integrationError"} <= set(fields)
+
+
+def test_environment_variables(template: dict[str, Any]) -> None:
+    for name, short in FUNCTIONS.items():
+        variables = effective_function(template, name)["Environment"]["Variables"]
+        missing = REQUIRED_ENV - set(variables)
+        assert not missing, f"{name} lacks {sorted(missing)}"
+        assert variables["POWERTOOLS_SERVICE_NAME"] == short
+        assert variables["STAGE"] == {"Ref": "Stage"}
+        assert variables["STORAGE_BACKEND"] == {"Ref": "StorageBackend"}
+        assert variables["QUEUE_BACKEND"] == "sqs"
+        assert variables["AUTH_MODE"] == "apigateway"
+        assert variables["EVENTS_TABLE"] == {"Ref": "EventsTable"}
+        assert variables["EVENTS_QUEUE_URL"] == {"Ref": "EventsQueue"}
+        assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "MySoulmate"
+        assert variables["EVENT_RETENTION_DAYS"] == "730"
+        for value in variables.values():
+            # Lambda environment values must be strings once resolved.
+            assert isinstance(value, (str, dict)), (name, value)
+
+
+def test_queue_outlives_consumer_retries(template: dict[str, Any]) -> None:
+    queue = template["Resources"]["EventsQueue"]["Properties"]
+    consumer = effective_function(template, "ConsumerFunction")
+    assert queue["VisibilityTimeout"] >= 6 * consumer["Timeout"]
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["EventsDeadLetterQueue", "Arn"]},
+        "maxReceiveCount": 5,
+    }
+    assert queue["SqsManagedSseEnabled"] is True
+    assert queue["MessageRetentionPeriod"] == 4 * 24 * 3600
+    dlq = template["Resources"]["EventsDeadLetterQueue"]["Properties"]
+    assert dlq["MessageRetentionPeriod"] == 14 * 24 * 3600
+    assert dlq["SqsManagedSseEnabled"] is True
+    # The DLQ accepts redrives only from the events queue (named after the stack).
+    allow = dlq["RedriveAllowPolicy"]
+    assert allow["redrivePermission"] == "byQueue"
+    assert queue["QueueName"] == {"Fn::Sub": "${AWS::StackName}-events"}
+    source_arn = "arn:${AWS::Partition}:sqs:${AWS::Region}:${AWS::AccountId}:" + (
+        "${AWS::StackName}-events"
+    )
+    assert allow["sourceQueueArnList"] == [{"Fn::Sub": source_arn}]
+
+
+def test_consumer_event_source(template: dict[str, Any]) -> None:
+    events = template["Resources"]["ConsumerFunction"]["Properties"]["Events"]
+    sqs_events = [e["Properties"] for e in events.values() if e["Type"] == "SQS"]
+    assert len(sqs_events) == 1
+    source = sqs_events[0]
+    assert source["Queue"] == {"Fn::GetAtt": ["EventsQueue", "Arn"]}
+    assert source["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert source["BatchSize"] == 100
+    # SQS requires a batching window for batches above 10.
+    assert 0 < source["MaximumBatchingWindowInSeconds"] <= 300
+    assert source["ScalingConfig"]["MaximumConcurrency"] >= 2
+
+
+def test_events_table(template: dict[str, Any]) -> None:
+    table = template["Resources"]["EventsTable"]
+    assert table["Type"] == "AWS::DynamoDB::Table"
+    assert table["DeletionPolicy"] == "Retain"
+    assert table["UpdateReplacePolicy"] == "Retain"
+    props = table["Properties"]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["KeySchema"] == [
+        {"AttributeName": "pk", "KeyType": "HASH"},
+        {"AttributeName": "sk", "KeyType": "RANGE"},
+    ]
+    types = {a["AttributeName"]: a["AttributeType"] for a in props["AttributeDefinitions"]}
+    assert types == {"pk": "S", "sk": "S", "gsi1pk": "S", "gsi1sk": "S"}
+    (gsi,) = props["GlobalSecondaryIndexes"]
+    assert gsi["IndexName"] == "ByUserTime"
+    assert gsi["KeySchema"] == [
+        {"AttributeName": "gsi1pk", "KeyType": "HASH"},
+        {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
+    ]
+    assert gsi["Projection"] == {"ProjectionType": "ALL"}
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["SSESpecification"]["SSEEnabled"] is True
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}
+    assert props["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
+
+
+def test_outputs(template: dict[str, Any]) -> None:
+    outputs = template["Outputs"]
+    assert outputs["ApiUrl"]["Value"] == {
+        "Fn::Sub": "https://${HttpApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/"
+    }
+    assert outputs["EventsQueueUrl"]["Value"] == {"Ref": "EventsQueue"}
+    assert outputs["EventsQueueArn"]["Value"] == {"Fn::GetAtt": ["EventsQueue", "Arn"]}
+    assert outputs["EventsDeadLetterQueueUrl"]["Value"] == {"Ref": "EventsDeadLetterQueue"}
+    assert outputs["EventsTableName"]["Value"] == {"Ref": "EventsTable"}
+    assert outputs["CommonLayerArn"]["Value"] == {"Ref": "CommonLayer"}
+    for name in FUNCTIONS:
+        assert outputs[f"{name}Name"]["Value"] == {"Ref": name}
+        assert outputs[f"{name}Arn"]["Value"] == {"Fn::GetAtt": [name, "Arn"]}
+
+
+# ----------------------------------------------------------------------------- samconfig.toml
+
+
+@pytest.mark.parametrize("env", ["dev", "staging", "prod"])
+def test_samconfig_environment_deploys_this_template(template: dict[str, Any], env: str) -> None:
+    """Each environment's overrides, parsed the way `sam deploy` parses them, fit the template."""
+    from samcli.cli.types import CfnParameterOverridesType
+    from samcli.lib.config.samconfig import SamConfig
+
+    config = SamConfig(config_dir=str(SAMCONFIG_PATH.parent), filename=SAMCONFIG_PATH.name)
+    deploy = config.get_all(["deploy"], "parameters", env)
+    assert deploy["stack_name"] == f"mysoulmate-{env}"
+    assert deploy["resolve_s3"] is True
+    assert set(deploy["capabilities"]) == {"CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"}
+    assert deploy["confirm_changeset"] is (env == "prod")
+
+    overrides = CfnParameterOverridesType().convert(deploy["parameter_overrides"], None, None)
+    params = template["Parameters"]
+    assert set(overrides) <= set(params), f"unknown parameters: {set(overrides) - set(params)}"
+    required = {k for k, v in params.items() if "Default" not in v}
+    assert required <= set(overrides), f"{env} lacks {required - set(overrides)}"
+    assert overrides["Stage"] == env
+    assert overrides["SecretsSsmPath"] == f"/mysoulmate/{env}/"
+    for key, value in overrides.items():
+        spec = params[key]
+        if "AllowedValues" in spec:
+            assert value in [str(v) for v in spec["AllowedValues"]], (key, value)
+        if "AllowedPattern" in spec:
+            assert re.fullmatch(spec["AllowedPattern"], value), (key, value)
+        if "MinValue" in spec:
+            assert float(value) >= spec["MinValue"], (key, value)
+        assert not looks_secret(key), f"{key}: secrets do not belong in samconfig.toml"
+
+
+# ----------------------------------------------------------------------------- translate + moto
+
+ARTIFACT_BUCKET = "mysoulmate-test-artifacts"
+STACK = "mysoulmate-test"
+DEPLOY_PARAMETERS = {
+    "Stage": "staging",
+    "JwtIssuer": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Example",
+    "JwtAudience": "client-one,client-two",
+    "CorsAllowOrigins": "https://a.example,https://b.example",
+    "LogRetentionDays": "14",
+    "SecretsSsmPath": "/mysoulmate/staging/",
+    "AppVersion": "1.2.3",
+}
+# Managed policies SAM attaches to the roles it generates. Anything else is a finding.
+ALLOWED_MANAGED_POLICIES = {
+    name: f"arn:aws:iam::aws:policy/{path}{name}"
+    for name, path in (
+        ("AWSLambdaBasicExecutionRole", "service-role/"),
+        ("AWSXrayWriteOnlyAccess", ""),
+        ("AWSLambdaSQSQueueExecutionRole", "service-role/"),
+    )
+}
+# Resource types moto's CloudFormation cannot create (moto 5.x), and what depends on them. The
+# stack is created without them; everything they configure is asserted on the translated
+# template instead (test_translated_template_wiring):
+#   AWS::ApiGatewayV2::Api / ::Stage  -> the HTTP API and its $default stage;
+#   AWS::Lambda::Alias                -> the `live` aliases (AutoPublishAlias);
+#   AWS::Lambda::Permission           -> API Gateway's invoke permissions, which name the alias
+#                                        and the API (moto would fail with KeyError FunctionName).
+MOTO_DROPPABLE_TYPES = {
+    "AWS::ApiGatewayV2::Api",
+    "AWS::ApiGatewayV2::Stage",
+    "AWS::Lambda::Alias",
+    "AWS::Lambda::Permission",
+}
+
+
+class StaticManagedPolicies:
+    """samtranslator's ManagedPolicyLoader without IAM: the managed policies SAM itself uses."""
+
+    def load(self) -> dict[str, str]:
+        return dict(ALLOWED_MANAGED_POLICIES)
+
+
+def translate(template: dict[str, Any], values: dict[str, str]) -> dict[str, Any]:
+    """SAM -> CloudFormation, offline, as `sam deploy` would after `sam package`."""
+    from samtranslator.translator.transform import transform
+
+    sam = copy.deepcopy(template)
+    for logical_id, resource in sam["Resources"].items():
+        if resource["Type"] == "AWS::Serverless::Function":
+            resource["Properties"]["CodeUri"] = f"s3://{ARTIFACT_BUCKET}/{logical_id}.zip"
+        elif resource["Type"] == "AWS::Serverless::LayerVersion":
+            resource["Properties"]["ContentUri"] = f"s3://{ARTIFACT_BUCKET}/{logical_id}.zip"
+    # CloudFormation hands the transform every parameter, defaults included, lists split.
+    parameter_values: dict[str, Any] = {}
+    for name, spec in sam["Parameters"].items():
+        value = values.get(name, spec.get("Default"))
+        if value is None:
+            continue
+        if spec["Type"] == "CommaDelimitedList":
+            value = value if isinstance(value, list) else str(value).split(",")
+        parameter_values[name] = value
+    result: dict[str, Any] = transform(sam, parameter_values, StaticManagedPolicies())
+    return result
+
+
+@pytest.fixture(scope="module")
+def translated(template: dict[str, Any]) -> dict[str, Any]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")  # samtranslator asks boto3 for a region
+        return translate(template, DEPLOY_PARAMETERS)
+
+
+def test_cfn_lint_passes_on_translated_template(translated: dict[str, Any], tmp_path: Path) -> None:
+    """Some rules only see plain CloudFormation: e.g. E2530 (SnapStart runtime and region) is not
+    applied to AWS::Serverless::Function, so the translated template is linted too."""
+    path = tmp_path / "translated.json"
+    path.write_text(json.dumps(translated, indent=1))
+    result = run_tool([console_script("cfn-lint"), str(path)])
+    assert result.returncode == 0, f"cfn-lint (translated):\n{result.stdout}\n{result.stderr}"
+
+
+def test_translated_template_wiring(translated: dict[str, Any]) -> None:
+    """What moto cannot create, checked on SAM's output: the API definition, aliases, roles."""
+    resources = translated["Resources"]
+    assert not [k for k, v in resources.items() if v["Type"].startswith("AWS::Serverless::")]
+
+    body = resources["HttpApi"]["Properties"]["Body"]
+    scheme = body["components"]["securitySchemes"]["JwtAuthorizer"][
+        "x-amazon-apigateway-authorizer"
+    ]
+    assert scheme["type"] == "jwt"
+    assert scheme["identitySource"] == "$request.header.Authorization"
+    assert body["x-amazon-apigateway-cors"]["allowOrigins"] == [
+        "https://a.example",
+        "https://b.example",
+    ]
+    for (method, path), (function, public) in ROUTES.items():
+        operation = body["paths"][path][method.lower()]
+        assert operation["security"] == [{"NONE" if public else "JwtAuthorizer": []}], path
+        # API Gateway must invoke the alias: SnapStart never applies to $LATEST.
+        uri = operation["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
+        assert f"${{{function}Aliaslive}}" in uri, (path, uri)
+    stage = resources["HttpApiApiGatewayDefaultStage"]["Properties"]
+    assert stage["StageName"] == "$default"
+    assert stage["AccessLogSettings"]["DestinationArn"] == {
+        "Fn::GetAtt": ["HttpApiAccessLogGroup", "Arn"]
+    }
+
+    for name in FUNCTIONS:
+        fn = resources[name]["Properties"]
+        assert fn["Architectures"] == ["arm64"]
+        assert fn["TracingConfig"] == {"Mode": "Active"}
+        (layer_ref,) = refs_in(fn["Layers"])
+        assert layer_ref.startswith("CommonLayer"), layer_ref
+        assert ("SnapStart" in fn) is (name in API_FUNCTIONS)
+        role = resources[f"{name}Role"]["Properties"]
+        managed = set(role["ManagedPolicyArns"])
+        allowed = set(ALLOWED_MANAGED_POLICIES.values())
+        if name != "ConsumerFunction":
+            allowed.discard(ALLOWED_MANAGED_POLICIES["AWSLambdaSQSQueueExecutionRole"])
+        assert managed <= allowed, f"{name}: unexpected managed policies {managed - allowed}"
+        for policy in role.get("Policies", []):
+            for statement in policy["PolicyDocument"]["Statement"]:
+                resources_ = statement["Resource"]
+                resources_ = resources_ if isinstance(resources_, list) else [resources_]
+                if "*" in resources_:
+                    # The one action AWS offers no resource-level permission for.
+                    assert statement["Action"] == ["ssm:DescribeParameters"], (name, statement)
+    for alias in ("AnalyticsFunctionAliaslive", "HealthFunctionAliaslive"):
+        assert resources[alias]["Type"] == "AWS::Lambda::Alias"
+
+
+def _drop_unsupported_by_moto(cfn: dict[str, Any]) -> list[tuple[str, str]]:
+    """Remove resource types moto cannot create, and everything referring to them."""
+    from moto.cloudformation.parsing import get_model_map
+
+    supported = set(get_model_map())
+    resources = cfn["Resources"]
+    dropped = {k for k, v in resources.items() if v["Type"] not in supported}
+    grew = True
+    while grew:
+        dependants = {
+            k for k, v in resources.items() if k not in dropped and set(refs_in(v)) & dropped
+        }
+        grew = bool(dependants)
+        dropped |= dependants
+    report = sorted((k, resources[k]["Type"]) for k in dropped)
+    for logical_id in dropped:
+        del resources[logical_id]
+    cfn["Outputs"] = {
+        k: v for k, v in cfn.get("Outputs", {}).items() if not set(refs_in(v)) & dropped
+    }
+    return report
+
+
+def _code_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("app.py", "def handler(event, context):\n    return None\n")
+    return buffer.getvalue()
+
+
+def test_translated_stack_creates_in_moto(
+    translated: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moto import mock_aws
+    from mysoulmate.settings import load_settings
+
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    cfn = copy.deepcopy(translated)
+    dropped = _drop_unsupported_by_moto(cfn)
+    dropped_types = {type_ for _, type_ in dropped}
+    assert dropped_types <= MOTO_DROPPABLE_TYPES, f"moto cannot create {dropped}"
+    # The core of the stack must never be among what is dropped.
+    kept = set(cfn["Resources"])
+    assert {"EventsQueue", "EventsDeadLetterQueue", "EventsTable", *FUNCTIONS} <= kept
+
+    with mock_aws(), warnings.catch_warnings():
+        # moto warns, and carries on, when it skips a resource type it cannot create.
+        warnings.filterwarnings("error", message=".*not supported by moto.*")
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket=ARTIFACT_BUCKET)
+        # What `sam package` would upload: translate() pointed CodeUri/ContentUri here.
+        for logical_id in (*FUNCTIONS, "CommonLayer"):
+            s3.put_object(Bucket=ARTIFACT_BUCKET, Key=f"{logical_id}.zip", Body=_code_zip())
+
+        cloudformation = boto3.client("cloudformation")
+        cloudformation.create_stack(
+            StackName=STACK,
+            TemplateBody=json.dumps(cfn),
+            # moto only splits CommaDelimitedList values that are passed in, never defaults,
+            # so every list parameter is passed explicitly.
+            Parameters=[
+                {"ParameterKey": k, "ParameterValue": v} for k, v in DEPLOY_PARAMETERS.items()
+            ],
+            Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
+        )
+        stack = cloudformation.describe_stacks(StackName=STACK)["Stacks"][0]
+        assert stack["StackStatus"] == "CREATE_COMPLETE", stack.get("StackStatusReason")
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+
+        # ---- queues
+        sqs = boto3.client("sqs")
+        queue_url = outputs["EventsQueueUrl"]
+        dlq_url = outputs["EventsDeadLetterQueueUrl"]
+        assert queue_url.endswith(f"/{STACK}-events")
+        queue = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
+        dlq = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["All"])["Attributes"]
+        assert queue["QueueArn"] == outputs["EventsQueueArn"]
+        redrive = json.loads(queue["RedrivePolicy"])
+        assert redrive["deadLetterTargetArn"] == dlq["QueueArn"]
+        assert int(redrive["maxReceiveCount"]) == 5
+        assert queue["SqsManagedSseEnabled"] == "true"
+        assert dlq["SqsManagedSseEnabled"] == "true"
+        assert int(queue["MessageRetentionPeriod"]) == 345600
+        assert int(dlq["MessageRetentionPeriod"]) == 1209600
+
+        # ---- functions, as created
+        lambda_ = boto3.client("lambda")
+        configs = {
+            name: lambda_.get_function_configuration(FunctionName=outputs[f"{name}Name"])
+            for name in FUNCTIONS
+        }
+        consumer_timeout = configs["ConsumerFunction"]["Timeout"]
+        assert consumer_timeout == 30
+        assert int(queue["VisibilityTimeout"]) >= 6 * consumer_timeout
+
+        # ---- table
+        dynamodb = boto3.client("dynamodb")
+        table = dynamodb.describe_table(TableName=outputs["EventsTableName"])["Table"]
+        assert table["KeySchema"] == [
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ]
+        (gsi,) = table["GlobalSecondaryIndexes"]
+        assert gsi["IndexName"] == "ByUserTime"
+        assert gsi["KeySchema"] == [
+            {"AttributeName": "gsi1pk", "KeyType": "HASH"},
+            {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
+        ]
+        assert gsi["Projection"]["ProjectionType"] == "ALL"
+        assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
+        assert table["StreamSpecification"] == {
+            "StreamEnabled": True,
+            "StreamViewType": "NEW_AND_OLD_IMAGES",
+        }
+        # (moto's CloudFormation ignores TTL and PITR specs; test_events_table checks them.)
+
+        # ---- the consumer drains the queue, reporting partial failures
+        (mapping,) = lambda_.list_event_source_mappings(
+            FunctionName=outputs["ConsumerFunctionName"]
+        )["EventSourceMappings"]
+        assert mapping["EventSourceArn"] == queue["QueueArn"]
+        assert mapping["BatchSize"] == 100
+        assert mapping["MaximumBatchingWindowInSeconds"] == 5
+        assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        assert mapping["ScalingConfig"] == {"MaximumConcurrency": 10}
+
+        # ---- every function is wired to the real resources and the code accepts its settings
+        origins = ["https://a.example", "https://b.example"]
+        for name, short in FUNCTIONS.items():
+            env = configs[name]["Environment"]["Variables"]
+            assert env["EVENTS_TABLE"] == outputs["EventsTableName"], name
+            assert env["EVENTS_QUEUE_URL"] == queue_url, name
+            assert env["STAGE"] == "staging", name
+            assert env["APP_VERSION"] == "1.2.3", name
+            assert env["CORS_ALLOW_ORIGINS"] == ",".join(origins), name
+            assert env["POWERTOOLS_SERVICE_NAME"] == short, name
+            assert ("SECRETS_SSM_PATH" in env) is (name == "AnalyticsFunction"), name
+            for key, value in env.items():
+                monkeypatch.setenv(key, value)
+            settings = load_settings()
+            assert settings.stage == "staging"
+            assert (settings.storage_backend, settings.queue_backend) == ("dynamodb", "sqs")
+            assert settings.auth_mode == "apigateway"
+            assert settings.events_table == outputs["EventsTableName"]
+            assert settings.events_queue_url == queue_url
+            assert settings.cors_allow_origins == origins
+            assert settings.event_retention_days == 730
+            for key in env:
+                monkeypatch.delenv(key)
+
+        # ---- log groups with the configured retention
+        logs = boto3.client("logs")
+        groups = {g["logGroupName"]: g for g in logs.describe_log_groups()["logGroups"]}
+        for short in FUNCTIONS.values():
+            assert groups[f"/aws/lambda/{STACK}-{short}"]["retentionInDays"] == 14
+        assert groups[f"/aws/vendedlogs/apigateway/{STACK}-http-api"]["retentionInDays"] == 14
+
+        # ---- roles: resolved inline policies name this stack's resources only
+        iam = boto3.client("iam")
+        table_arn = table["TableArn"]
+        documents: dict[str, list[dict[str, Any]]] = {}
+        for name in FUNCTIONS:
+            role_name = configs[name]["Role"].rsplit("/", 1)[1]
+            statements = []
+            for policy_name in iam.list_role_policies(RoleName=role_name)["PolicyNames"]:
+                document = iam.get_role_policy(RoleName=role_name, PolicyName=policy_name)
+                statements += _as_document(document["PolicyDocument"])["Statement"]
+            documents[name] = statements
+        grants = {name: _grants(statements) for name, statements in documents.items()}
+        assert grants["HealthFunction"] == {
+            ("dynamodb:DescribeTable", table_arn),
+            ("sqs:GetQueueAttributes", queue["QueueArn"]),
+        }
+        analytics = grants["AnalyticsFunction"]
+        assert ("sqs:SendMessage*", queue["QueueArn"]) in analytics
+        assert ("dynamodb:Query", f"{table_arn}/index/*") in analytics
+        assert not {a for a, _ in analytics} & {"dynamodb:PutItem", "dynamodb:DeleteItem"}
+        ssm_arn = "arn:aws:ssm:us-east-1:123456789012:parameter/mysoulmate/staging/*"
+        assert {r for a, r in analytics if a.startswith("ssm:Get")} == {ssm_arn}
+        consumer = grants["ConsumerFunction"]
+        assert ("dynamodb:BatchWriteItem", table_arn) in consumer
+        assert {r for _, r in consumer} <= {table_arn, f"{table_arn}/index/*"}
+        for name, pairs in grants.items():
+            wildcards = {a for a, r in pairs if r == "*"}
+            assert wildcards <= {"ssm:DescribeParameters"}, (name, wildcards)
+
+    print(f"dropped for moto: {dropped}")
+
+
+def _as_document(document: Any) -> dict[str, Any]:
+    # moto returns the document as stored: a dict, JSON, or (from CloudFormation) a Python repr.
+    if isinstance(document, dict):
+        return document
+    try:
+        parsed: dict[str, Any] = json.loads(document)
+    except json.JSONDecodeError:
+        import ast
+
+        parsed = ast.literal_eval(document)
+    return parsed
+
+
+def _grants(statements: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    pairs = set()
+    for statement in statements:
+        assert statement["Effect"] == "Allow"
+        actions = statement["Action"]
+        targets = statement["Resource"]
+        for action in actions if isinstance(actions, list) else [actions]:
+            for target in targets if isinstance(targets, list) else [targets]:
+                pairs.add((action, target))
+    return pairs
+
+
+# ----------------------------------------------------------------------------- sam build
+
+_NETWORK_ERRORS = (
+    "Temporary failure in name resolution",
+    "Failed to establish a new connection",
+    "Network is unreachable",
+    "No route to host",
+    "Connection refused",
+)
+
+
+def _python312_env(env: dict[str, str]) -> dict[str, str] | None:
+    """An environment in which `python3.12` runs Python 3.12 (venv first, then pyenv)."""
+    probe = ["-c", "import sys; sys.exit(sys.version_info[:2] != (3, 12))"]
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "check": False}
+    exe = shutil.which("python3.12", path=env["PATH"])
+    if exe and subprocess.run([exe, *probe], env=env, **quiet).returncode == 0:
+        return env
+    root = Path(env.get("PYENV_ROOT", Path.home() / ".pyenv"))
+    versions = sorted(
+        (p.name for p in (root / "versions").glob("3.12*") if p.name[5:].isdigit()),
+        key=lambda v: int(v[5:]),
+    )
+    if exe and versions:
+        with_pyenv = {**env, "PYENV_VERSION": versions[-1]}
+        if subprocess.run([exe, *probe], env=with_pyenv, **quiet).returncode == 0:
+            return with_pyenv
+    return None
+
+
+def _skip_or_fail(reason: str) -> NoReturn:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_sam_build(tmp_path: Path) -> None:
+    env = _python312_env(tool_env())
+    if env is None:
+        _skip_or_fail(
+            "sam build needs python3.12 (the Lambda runtime) on PATH; this venv runs "
+            f"{sys.version.split()[0]} and no pyenv 3.12 was found"
+        )
+    build_dir = tmp_path / "build"
+    started = time.monotonic()
+    result = run_tool(
+        [
+            console_script("sam"),
+            "build",
+            "--template-file",
+            str(TEMPLATE_PATH),
+            "--build-dir",
+            str(build_dir),
+            "--no-cached",
+            "--parallel",
+        ],
+        timeout=540,
+        env=env,
+    )
+    elapsed = time.monotonic() - started
+    print(f"sam build took {elapsed:.1f} s")
+    output = result.stdout + result.stderr
+    if result.returncode != 0 and any(marker in output for marker in _NETWORK_ERRORS):
+        _skip_or_fail(f"sam build could not reach the package index:\n{output[-2000:]}")
+    assert result.returncode == 0, f"sam build failed after {elapsed:.0f} s:\n{output[-4000:]}"
+
+    layer = build_dir / "CommonLayer" / "python"
+    assert (layer / "mysoulmate" / "__init__.py").is_file()
+    assert (layer / "fastapi").is_dir()
+    # The whole package ships, not a subset.
+    source = REPO / "layers" / "common" / "mysoulmate"
+    expected = {p.relative_to(source) for p in source.rglob("*.py") if "__pycache__" not in p.parts}
+    built = {
+        p.relative_to(layer / "mysoulmate")
+        for p in (layer / "mysoulmate").rglob("*.py")
+        if "__pycache__" not in p.parts
+    }
+    assert expected == built
+    # Compiled dependencies are for Graviton (ELF e_machine 183 = AArch64), not the build host.
+    shared_objects = list(layer.rglob("*.so"))
+    assert shared_objects, "expected compiled wheels (pydantic_core) in the layer"
+    for shared_object in shared_objects:
+        with shared_object.open("rb") as handle:
+            header = handle.read(20)
+        assert header[:4] == b"\x7fELF", shared_object
+        assert int.from_bytes(header[18:20], "little") == 183, f"{shared_object} is not aarch64"
+    for name in FUNCTIONS:
+        function_dir = build_dir / name
+        assert (function_dir / "app.py").is_file(), name
+        # Functions stay thin: dependencies come from the layer only.
+        assert not list(function_dir.glob("*.dist-info")), name
+    assert (build_dir / "template.yaml").is_file()
