@@ -11,6 +11,8 @@ import os
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from mysoulmate import concurrency
+
 if TYPE_CHECKING:
     from aws_lambda_powertools import Logger, Metrics
 
@@ -39,7 +41,13 @@ def get_metrics() -> Metrics:
 
 
 def count(name: str, value: float = 1) -> None:
-    """Add to a CloudWatch metric (flushed by the Lambda handler's log_metrics)."""
+    """Add to a CloudWatch metric, flushed as EMF by the Lambda handler's log_metrics.
+
+    Outside Lambda nothing would flush them (containers expose Prometheus metrics instead),
+    so they are not collected there.
+    """
+    if not concurrency.ON_LAMBDA:
+        return
     from aws_lambda_powertools.metrics import MetricUnit
 
     get_metrics().add_metric(name=name, unit=MetricUnit.Count, value=value)

@@ -16,6 +16,7 @@ from mysoulmate.analytics.normalize import identify_message, track_message
 from mysoulmate.auth import Principal
 from mysoulmate.concurrency import run_blocking
 from mysoulmate.errors import DependencyUnavailableError
+from mysoulmate.observability import count
 from mysoulmate.queue.base import MessageQueue, QueueError
 from mysoulmate.settings import get_settings
 from mysoulmate.storage.base import EventStore, StorageUnavailableError
@@ -27,6 +28,7 @@ async def _enqueue(message: QueuedMessage, queue: MessageQueue) -> Accepted:
         await run_blocking(queue.send, message.model_dump_json(exclude_none=True))
     except QueueError:
         raise DependencyUnavailableError(code="queue_unavailable") from None
+    count("EventsAccepted" if message.type == "track" else "IdentifiesAccepted")
     return Accepted(messageId=message.messageId)
 
 
