@@ -249,3 +249,35 @@ def test_readiness_names_the_failing_dependency(client: TestClient) -> None:
     assert error["code"] == "service_unavailable"
     assert "storage" in error["message"]
     assert error["details"] == {"failing": ["storage"]}
+
+
+def test_unexpected_failure_is_500_with_envelope_and_request_id(client: TestClient) -> None:
+    from mysoulmate.api.dependencies import get_queue
+
+    class BrokenQueue:
+        def send(self, body: str) -> None:
+            raise ZeroDivisionError("bug")
+
+    client.app.dependency_overrides[get_queue] = BrokenQueue  # type: ignore[attr-defined]
+    response = client.post(
+        TRACK, json={"event": "x"}, headers={**auth_header("alice"), "X-Request-Id": "req-500"}
+    )
+    assert response.status_code == 500
+    error = envelope(response)
+    assert error["code"] == "internal_error"
+    assert error["requestId"] == "req-500"
+    assert "bug" not in response.text
+
+
+def test_queue_outage_is_503_and_the_event_is_not_accepted(client: TestClient) -> None:
+    from mysoulmate.api.dependencies import get_queue
+    from mysoulmate.queue.base import QueueError
+
+    class DownQueue:
+        def send(self, body: str) -> None:
+            raise QueueError("disk full")
+
+    client.app.dependency_overrides[get_queue] = DownQueue  # type: ignore[attr-defined]
+    response = client.post(TRACK, json={"event": "x"}, headers=auth_header("alice"))
+    assert response.status_code == 503
+    assert envelope(response)["code"] == "queue_unavailable"

@@ -90,8 +90,10 @@ def error_body(code: str, request_id: str, details: Any = None, **params: Any) -
 def error_response(
     request: Request, status_code: int, code: str, details: Any = None, **params: Any
 ) -> JSONResponse:
-    body = error_body(code, request_id_of(request.scope), details, **params)
-    return JSONResponse(body, status_code=status_code)
+    request_id = request_id_of(request.scope)
+    body = error_body(code, request_id, details, **params)
+    # Set here too: a 500 is sent by Starlette's outermost middleware, outside ours.
+    return JSONResponse(body, status_code=status_code, headers={"X-Request-Id": request_id})
 
 
 def _validation_details(errors: Sequence[Any]) -> list[dict[str, Any]]:

@@ -50,7 +50,8 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", ()))
                 present = {name.lower() for name, _ in headers}
-                headers.append((b"x-request-id", request_id))
+                if b"x-request-id" not in present:
+                    headers.append((b"x-request-id", request_id))
                 headers.extend(h for h in SECURE_HEADERS if h[0] not in present)
                 for default in (API_CSP, NO_STORE):
                     if default[0] not in present:
