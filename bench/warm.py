@@ -1,0 +1,414 @@
+"""Warm overhead: µs per in-process `POST /api/v1/analytics/track` on a warm Lambda.
+
+The analytics handler is the real one: `functions/analytics/app.py` loaded as Lambda loads it,
+so `lambda_runtime.http_handler` with Powertools' `log_metrics` and `inject_lambda_context`
+around Mangum around the app. The queue is replaced, through the app's own
+`dependency_overrides[get_queue]`, by an in-memory object that appends to a list (the one
+Mangum instance is found in the handler's closure). Auth is `AUTH_MODE=apigateway`: the
+claims arrive in the event, as API Gateway's JWT authorizer passes them.
+
+Compared, interleaved round by round, with the same event through:
+
+* **floor**: a bare FastAPI app with one `async def` route, wrapped in `Mangum(lifespan="off")`;
+* bare + Powertools: the floor inside the same Logger/Metrics decorators (what they cost);
+* app without the decorators: the package's Mangum app called directly (what the app costs).
+
+Target (issue): the analytics handler ≤ 1.5 x the bare route.
+
+For information, the container shape (`mysoulmate.server.create_server_app()`, HS256 bearer
+token as `AUTH_MODE=jwt` verifies it, thread-pool `run_blocking`) is measured through
+httpx's ASGITransport in a separate interpreter, next to a bare app through the same transport.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+from bench._common import (
+    FUNCTIONS,
+    LAYER,
+    QUEUE_URL,
+    ROOT,
+    TRACK_BODY,
+    USER_CLAIMS,
+    FakeLambdaContext,
+    api_gateway_event,
+    apply_env,
+    lambda_env,
+    median,
+    print_table,
+    ratio,
+    standalone_main,
+    summary,
+    verdict,
+)
+
+TARGET = 1.5
+PATH = "/api/v1/analytics/track"
+
+
+class MemoryQueue:
+    """The queue port, in memory: what the route hands the queue, and nothing else."""
+
+    def __init__(self) -> None:
+        self.bodies: list[str] = []
+
+    def send(self, body: str) -> None:
+        self.bodies.append(body)
+
+    def send_batch(self, bodies: Any) -> None:
+        self.bodies.extend(bodies)
+
+    def ping(self) -> None:
+        return None
+
+
+def _find_in_closure(func: Any, kind: type, seen: set[int] | None = None) -> Any:
+    """The first ``kind`` instance reachable through ``__wrapped__`` and closure cells."""
+    seen = seen if seen is not None else set()
+    if id(func) in seen:
+        return None
+    seen.add(id(func))
+    if isinstance(func, kind):
+        return func
+    candidates = [getattr(func, "__wrapped__", None)]
+    for cell in getattr(func, "__closure__", None) or ():
+        try:
+            candidates.append(cell.cell_contents)
+        except ValueError:
+            continue
+    for candidate in candidates:
+        if candidate is None:
+            continue
+        if isinstance(candidate, kind):
+            return candidate
+        if callable(candidate):
+            found = _find_in_closure(candidate, kind, seen)
+            if found is not None:
+                return found
+    return None
+
+
+def _load_entry_point(name: str, instance: str) -> Any:
+    """`functions/<name>/app.py` loaded as Lambda loads it (a fresh module per ``instance``)."""
+    import importlib.util
+
+    module_name = f"bench_{name}_app_{instance}"
+    spec = importlib.util.spec_from_file_location(module_name, FUNCTIONS / name / "app.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _time_per_call(call: Callable[[], Any], iterations: int) -> float:
+    start = time.perf_counter()
+    for _ in range(iterations):
+        call()
+    return (time.perf_counter() - start) / iterations * 1e6
+
+
+class MemorySqsClient:
+    """Stands in for the boto3 SQS client inside the real SqsQueue: no network, no botocore."""
+
+    def __init__(self, sink: list[str]) -> None:
+        self._sink = sink
+
+    def send_message(self, QueueUrl: str, MessageBody: str) -> dict[str, Any]:
+        self._sink.append(MessageBody)
+        return {"MessageId": "00000000-0000-4000-8000-000000000000"}
+
+    def get_queue_attributes(self, **_: Any) -> dict[str, Any]:
+        return {"Attributes": {}}
+
+
+MAIN = "analytics handler (full)"
+MODELS = "bare + TrackRequest body, Accepted response"
+OVERRIDE = "analytics handler, dependency_overrides"
+
+
+def _lambda_variants() -> tuple[dict[str, Callable[[], Any]], list[str]]:
+    apply_env(lambda_env("analytics"))
+    import mysoulmate.backends
+    from aws_lambda_powertools.logging import correlation_paths
+    from fastapi import FastAPI
+    from mangum import Mangum
+    from mysoulmate.api.dependencies import get_queue
+    from mysoulmate.observability import get_logger, get_metrics
+
+    sink: list[str] = []
+    # The production path end to end (get_queue -> message_queue() -> SqsQueue.send); only
+    # the boto3 client under the real SqsQueue is replaced.
+    mysoulmate.backends.message_queue()._client = MemorySqsClient(sink)  # type: ignore[attr-defined]
+    handler = _load_entry_point("analytics", "main").handler
+    asgi = _find_in_closure(handler, Mangum)
+    if asgi is None:
+        raise RuntimeError("no Mangum instance in the analytics handler's closure")
+
+    # The brief's injection: an in-memory queue through app.dependency_overrides. FastAPI
+    # then re-analyses every dependency of the route on every request, a test-only cost.
+    overridden = _load_entry_point("analytics", "override").handler
+    memory = MemoryQueue()
+    memory.bodies = sink
+    _find_in_closure(overridden, Mangum).app.dependency_overrides[get_queue] = lambda: memory
+
+    bare_app = FastAPI()
+
+    @bare_app.post(PATH, status_code=202)
+    async def bare_route() -> dict[str, str]:
+        return {"status": "queued"}
+
+    bare = Mangum(bare_app, lifespan="off")
+
+    # For information: the bare route validating the body with the package's own request
+    # model and returning its response model, i.e. what FastAPI validation alone costs.
+    from mysoulmate.analytics.models import Accepted, TrackRequest
+
+    async def models_route(body: Any) -> Any:
+        return Accepted(messageId="m-1")
+
+    models_route.__annotations__ = {"body": TrackRequest, "return": Accepted}
+    models_app = FastAPI()
+    models_app.add_api_route(PATH, models_route, methods=["POST"], status_code=202)
+    models = Mangum(models_app, lifespan="off")
+    logger, metrics = get_logger(), get_metrics()
+
+    # Same decorators, same order, same Logger/Metrics as lambda_runtime.http_handler.
+    @metrics.log_metrics(capture_cold_start_metric=True)
+    @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+    def bare_wrapped(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return bare(event, context)  # type: ignore[no-any-return]
+
+    event = api_gateway_event("POST", PATH, TRACK_BODY, USER_CLAIMS)
+    context = FakeLambdaContext()
+    variants: dict[str, Callable[[], Any]] = {
+        FLOOR: lambda: bare(event, context),
+        "bare + Logger/Metrics decorators": lambda: bare_wrapped(event, context),
+        MODELS: lambda: models(event, context),
+        "analytics app, no decorators": lambda: asgi(event, context),
+        MAIN: lambda: handler(event, context),
+        OVERRIDE: lambda: overridden(event, context),
+    }
+    return variants, sink
+
+
+def _check(variants: dict[str, Callable[[], Any]], sink: list[str]) -> dict[str, Any]:
+    """One request each: the status, and for the package's handlers that a message was queued."""
+    checks: dict[str, Any] = {}
+    for name, call in variants.items():
+        before = len(sink)
+        checks[name] = call()["statusCode"]
+        if name.startswith("analytics") and len(sink) != before + 1:
+            raise RuntimeError(f"{name}: nothing reached the queue")
+    checks["queued_message_fields"] = sorted(json.loads(sink[-1]))
+    return checks
+
+
+FLOOR = "floor: bare FastAPI+Mangum route"
+
+
+def run_lambda(quick: bool, only: tuple[str, ...] = ()) -> dict[str, Any]:
+    iterations = 500 if quick else 2000
+    rounds = 5 if quick else 9
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
+    variants, sink = _lambda_variants()
+    if only:
+        variants = {n: c for n, c in variants.items() if n in only}
+    names = list(variants)
+    devnull = open(os.devnull, "w")  # noqa: SIM115 - Powertools prints EMF to stdout
+    real_stdout = sys.stdout
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    try:
+        sys.stdout = devnull
+        checks = _check(variants, sink)
+        for name in names:  # warm-up: caches, lazy imports, branch predictors
+            _time_per_call(variants[name], max(200, iterations // 4))
+        for r in range(rounds):
+            order = names[r % len(names) :] + names[: r % len(names)]
+            for name in order:
+                sink.clear()
+                gc.collect()
+                samples[name].append(_time_per_call(variants[name], iterations))
+            real_stdout.write(f"  round {r + 1}/{rounds} done\n")
+            real_stdout.flush()
+    finally:
+        sys.stdout = real_stdout
+        devnull.close()
+    floor = median(samples[names[0]])
+    full = median(samples[MAIN])
+    rows = [
+        [
+            name,
+            median(samples[name]),
+            summary(samples[name])["p25"],
+            summary(samples[name])["p75"],
+            ratio(median(samples[name]), floor),
+            checks[name],
+        ]
+        for name in names
+    ]
+    print_table(
+        ["Lambda, in process", "µs/req", "p25", "p75", "x floor", "status"],
+        rows,
+        title=f"Warm POST {PATH}: median of {rounds} rounds x {iterations} requests",
+    )
+    overall = ratio(full, floor)
+    print(
+        f"analytics handler ÷ bare route = {overall:.2f} (target ≤ {TARGET}): "
+        f"{verdict(overall, TARGET)}"
+    )
+    return {
+        "iterations": iterations,
+        "rounds": rounds,
+        "us_per_request": {n: summary(samples[n]) for n in names},
+        "ratio_vs_floor": {n: ratio(median(samples[n]), floor) for n in names},
+        "target": TARGET,
+        "verdict": verdict(overall, TARGET),
+        "status_codes": checks,
+    }
+
+
+# -- child interpreters: the container shape (ON_LAMBDA is fixed at import), proposals --
+
+CHILD_MARK = "BENCH_CHILD "
+
+
+def container_child(quick: bool) -> dict[str, Any]:
+    import asyncio
+    import tempfile
+
+    secret = "bench-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
+    data_dir = tempfile.mkdtemp(prefix="mysoulmate-bench-")
+    for name in list(os.environ):
+        if name.startswith("AWS_LAMBDA") or name in ("AUTH_MODE", "AWS_ENDPOINT_URL"):
+            del os.environ[name]
+    os.environ.update(
+        {
+            "STAGE": "dev",
+            "AUTH_MODE": "jwt",
+            "JWT_SECRET": secret,
+            "STORAGE_BACKEND": "sqlite",
+            "QUEUE_BACKEND": "sqs",
+            "EVENTS_QUEUE_URL": QUEUE_URL,
+            "WORKER_ENABLED": "false",
+            "DATA_DIR": data_dir,
+            "AWS_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        }
+    )
+    import httpx
+    import mysoulmate.backends
+    from fastapi import FastAPI
+    from mysoulmate.auth import issue_token
+    from mysoulmate.server import create_server_app
+    from mysoulmate.settings import get_settings
+
+    sink: list[str] = []
+    mysoulmate.backends.message_queue()._client = MemorySqsClient(sink)  # type: ignore[attr-defined]
+    app = create_server_app()
+    bare_app = FastAPI()
+
+    @bare_app.post(PATH, status_code=202)
+    async def bare_route() -> dict[str, str]:
+        return {"status": "queued"}
+
+    token = issue_token(get_settings(), "user-123", ["user"], 3600)
+    headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+    iterations = 300 if quick else 1000
+    rounds = 3 if quick else 7
+
+    async def measure() -> dict[str, Any]:
+        clients = {
+            "floor: bare FastAPI via ASGITransport": httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=bare_app), base_url="http://bench"
+            ),
+            "container app (jwt HS256, threadpool)": httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://bench"
+            ),
+        }
+        status = {}
+        for name, client in clients.items():
+            for _ in range(100):
+                response = await client.post(PATH, content=TRACK_BODY, headers=headers)
+            status[name] = response.status_code
+        samples: dict[str, list[float]] = {n: [] for n in clients}
+        for r in range(rounds):
+            for name in list(clients)[r % 2 :] + list(clients)[: r % 2]:
+                client = clients[name]
+                gc.collect()
+                start = time.perf_counter()
+                for _ in range(iterations):
+                    await client.post(PATH, content=TRACK_BODY, headers=headers)
+                samples[name].append((time.perf_counter() - start) / iterations * 1e6)
+                sink.clear()
+        for client in clients.values():
+            await client.aclose()
+        return {"samples": samples, "status": status, "iterations": iterations, "rounds": rounds}
+
+    return asyncio.run(measure())
+
+
+def run_container(quick: bool) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
+    env["PYTHONPATH"] = os.pathsep.join([str(LAYER), str(ROOT), env.get("PYTHONPATH", "")])
+    args = [sys.executable, "-m", "bench.warm", "--container-child"] + (
+        ["--quick"] if quick else []
+    )
+    proc = subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True, check=False)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith(CHILD_MARK)), None)
+    if proc.returncode != 0 or line is None:
+        raise RuntimeError(f"container child failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+    data = json.loads(line[len(CHILD_MARK) :])
+    samples = data["samples"]
+    names = list(samples)
+    floor = median(samples[names[0]])
+    print_table(
+        ["container, httpx ASGITransport", "µs/req", "p25", "p75", "x floor", "status"],
+        [
+            [
+                n,
+                median(samples[n]),
+                summary(samples[n])["p25"],
+                summary(samples[n])["p75"],
+                ratio(median(samples[n]), floor),
+                data["status"][n],
+            ]
+            for n in names
+        ],
+        title=f"Container shape (info): median of {data['rounds']} rounds x {data['iterations']}",
+    )
+    return {
+        "iterations": data["iterations"],
+        "rounds": data["rounds"],
+        "us_per_request": {n: summary(samples[n]) for n in names},
+        "ratio_vs_floor": {n: ratio(median(samples[n]), floor) for n in names},
+        "status_codes": data["status"],
+    }
+
+
+def run(quick: bool) -> dict[str, Any]:
+    result = {"lambda": run_lambda(quick)}
+    result["container"] = run_container(quick)
+    return result
+
+
+if __name__ == "__main__":
+    if "--container-child" in sys.argv:
+        out = container_child("--quick" in sys.argv)
+        print(CHILD_MARK + json.dumps(out), flush=True)
+    elif "--lambda-child" in sys.argv:  # bench.proposals: floor and handler only, as JSON
+        out = run_lambda("--quick" in sys.argv, only=(FLOOR, MAIN))
+        print(CHILD_MARK + json.dumps(out), flush=True)
+    else:
+        standalone_main("warm", run)
