@@ -57,8 +57,12 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m bench
 
+# sam build, then precompiled bytecode for the layer: /opt is read-only on Lambda, so without
+# .pyc files every cold start compiles the package and its dependencies from source
+# (measured: analytics import 991 → 490 ms). unchecked-hash: deployment resets mtimes.
 build: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam build --parallel --cached
+	PATH="$(CURDIR)/$(BIN):$$PATH" SAM_CLI_TELEMETRY=0 $(BIN)/sam build --parallel --cached
+	$(BIN)/python -m compileall -q -j 0 --invalidation-mode unchecked-hash .aws-sam/build
 
 validate: $(STAMP)
 	$(BIN)/cfn-lint template.yaml

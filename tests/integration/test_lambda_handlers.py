@@ -16,6 +16,7 @@ from tests.integration.conftest import (
     API_REQUEST_ID,
     BASE_TIME,
     TABLE_NAME,
+    ApiCalls,
     FakeLambdaContext,
     Queues,
     event_items,
@@ -581,3 +582,29 @@ def test_records_whose_write_fails_are_reported_for_redelivery(
 
     assert response == {"batchItemFailures": [{"itemIdentifier": event["Records"][1]["messageId"]}]}
     assert stored_ids(dynamodb) == ["m-0", "m-2"]
+
+
+def test_identifies_cost_one_profile_read_and_write_per_user_per_batch(
+    consumer: Handler, lambda_context: FakeLambdaContext, dynamodb: Any
+) -> None:
+    calls = ApiCalls(event_store()._client, "dynamodb")  # type: ignore[attr-defined]
+    messages = [
+        queued_message(
+            user,
+            type="identify",
+            message_id=f"{user}-{i}",
+            traits={f"t{i}": i},
+            at=BASE_TIME + timedelta(minutes=i),
+        )
+        for user in ("alice", "bob")
+        for i in range(10)
+    ]
+
+    response = consumer(sqs_event([m.model_dump_json() for m in messages]), lambda_context)
+
+    assert response == {"batchItemFailures": []}
+    assert len(calls.of("GetItem")) == 2
+    assert len(calls.of("PutItem")) == 2
+    profile = event_store().get_profile("alice")
+    assert profile is not None
+    assert profile.traits == {f"t{i}": i for i in range(10)}

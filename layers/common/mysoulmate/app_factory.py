@@ -12,7 +12,7 @@ from contextlib import AbstractAsyncContextManager
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 
-from mysoulmate.errors import install_error_handlers
+from mysoulmate.api.error_handlers import install_error_handlers
 from mysoulmate.middleware import RequestContextMiddleware
 from mysoulmate.settings import get_settings
 

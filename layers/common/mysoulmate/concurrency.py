@@ -10,8 +10,6 @@ import os
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
-from starlette.concurrency import run_in_threadpool
-
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -21,4 +19,7 @@ ON_LAMBDA = "AWS_LAMBDA_FUNCTION_NAME" in os.environ
 async def run_blocking(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     if ON_LAMBDA:
         return func(*args, **kwargs)
+    # Imported here: the consumer reads ON_LAMBDA and must not load anyio at cold start.
+    from starlette.concurrency import run_in_threadpool
+
     return await run_in_threadpool(func, *args, **kwargs)

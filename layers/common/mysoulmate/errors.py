@@ -1,22 +1,14 @@
-"""Domain errors and the one place where any error becomes an HTTP response.
+"""Errors a client can act on, raised by routes and domain code alike.
 
-Every error leaves the API in the same envelope:
-``{"error": {"code", "message", "details", "requestId"}}``. Routes and domain code raise
-:class:`ApiError` subclasses; nothing else builds error responses.
+They carry a stable ``code`` and the parameters of the message; turning them into HTTP
+responses is `mysoulmate.api.error_handlers`' job alone. Free of FastAPI on purpose: the
+consumer raises these too and must not pay FastAPI's import at cold start.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
-
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import JSONResponse
-
-from mysoulmate.messages import render_message
-from mysoulmate.request_context import request_id_of
 
 # Headers the envelope must keep (e.g. WWW-Authenticate on a 401).
 Headers = Mapping[str, str]
@@ -74,99 +66,3 @@ class DependencyUnavailableError(ApiError):
 
     status_code = 503
     code = "service_unavailable"
-
-
-def error_body(code: str, request_id: str, details: Any = None, **params: Any) -> dict[str, Any]:
-    return {
-        "error": {
-            "code": code,
-            "message": render_message(code, params),
-            "details": details,
-            "requestId": request_id,
-        }
-    }
-
-
-def error_response(
-    request: Request, status_code: int, code: str, details: Any = None, **params: Any
-) -> JSONResponse:
-    request_id = request_id_of(request.scope)
-    body = error_body(code, request_id, details, **params)
-    # Set here too: a 500 is sent by Starlette's outermost middleware, outside ours.
-    return JSONResponse(body, status_code=status_code, headers={"X-Request-Id": request_id})
-
-
-def _validation_details(errors: Sequence[Any]) -> list[dict[str, Any]]:
-    """Pydantic's errors reduced to what a client needs: where, what, and a stable type."""
-    details = []
-    for err in errors:
-        loc = [str(part) for part in err.get("loc", ()) if part != "body"]
-        item: dict[str, Any] = {
-            "field": ".".join(loc) or "body",
-            "type": err.get("type", "value_error"),
-            "message": err.get("msg", ""),
-        }
-        ctx = err.get("ctx")
-        if ctx:
-            item["constraint"] = {k: v for k, v in ctx.items() if _is_json_scalar(v)}
-        details.append(item)
-    return details
-
-
-def _is_json_scalar(value: object) -> bool:
-    return isinstance(value, str | int | float | bool) or value is None
-
-
-async def _api_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ApiError)
-    response = error_response(request, exc.status_code, exc.code, exc.details, **exc.params)
-    response.headers.update(exc.headers)
-    return response
-
-
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    errors = exc.errors()
-    if any(err.get("type") == "json_invalid" for err in errors):
-        return error_response(request, 400, "invalid_json")
-    details = _validation_details(errors)
-    fields = ", ".join(d["field"] for d in details)
-    return error_response(request, 422, "validation_error", details, fields=fields)
-
-
-_HTTP_CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    406: "not_acceptable",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    429: "too_many_requests",
-}
-
-
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)
-    if isinstance(exc.__cause__, ApiError):
-        # FastAPI turns any failure while reading the body into a generic 400; keep ours.
-        return await _api_error(request, exc.__cause__)
-    code = _HTTP_CODES.get(exc.status_code, "http_error")
-    response = error_response(request, exc.status_code, code, status=exc.status_code)
-    response.headers.update(getattr(exc, "headers", None) or {})
-    return response
-
-
-async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
-    from mysoulmate.observability import get_logger
-
-    get_logger().exception("unhandled error", extra={"request_id": request_id_of(request.scope)})
-    return error_response(request, 500, "internal_error")
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(ApiError, _api_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unhandled)

@@ -7,11 +7,12 @@ only its group's code, and every handler gets the same logging and metrics wrapp
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
-
-from fastapi import APIRouter
+from typing import TYPE_CHECKING, Any
 
 from mysoulmate.observability import get_logger, get_metrics
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
 
 LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
 

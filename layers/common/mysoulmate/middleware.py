@@ -9,7 +9,8 @@ from __future__ import annotations
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mysoulmate.errors import ApiError, error_body
+from mysoulmate.api.error_handlers import error_body
+from mysoulmate.errors import ApiError
 from mysoulmate.request_context import request_id_of
 
 SECURE_HEADERS: tuple[tuple[bytes, bytes], ...] = (

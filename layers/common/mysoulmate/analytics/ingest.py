@@ -61,13 +61,17 @@ class IngestBatch:
         outcome.stored = result.written
         outcome.duplicates = result.duplicates
         failed = dict(result.failed)
+        # One read-merge-write per user and batch, however many identifies they sent.
+        identifies: dict[str, list[QueuedMessage]] = defaultdict(list)
         for message in messages:
-            if message.type != "identify" or message.key in failed:
-                continue
+            if message.type == "identify" and message.key not in failed:
+                identifies[message.userId].append(message)
+        for user_id, user_messages in identifies.items():
             try:
-                self._store.update_profile(message.userId, partial(_merge, message))
-            except Exception as exc:
-                failed[message.key] = f"profile update failed: {exc}"
+                self._store.update_profile(user_id, partial(_merge_all, user_messages))
+            except Exception as exc:  # noqa: BLE001 - reported per record, retried by the queue
+                for message in user_messages:
+                    failed[message.key] = f"profile update failed: {exc}"
         for key, reason in failed.items():
             for record_id in self._records[key]:
                 outcome.failed_records[record_id] = reason
@@ -76,5 +80,9 @@ class IngestBatch:
         return outcome
 
 
-def _merge(message: QueuedMessage, profile: Profile | None) -> Profile:
-    return merge_identify(profile, message)
+def _merge_all(messages: list[QueuedMessage], profile: Profile | None) -> Profile:
+    merged = profile
+    for message in messages:
+        merged = merge_identify(merged, message)
+    assert merged is not None  # messages is never empty
+    return merged

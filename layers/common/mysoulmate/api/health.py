@@ -45,7 +45,7 @@ async def readiness(
     for name, ping in (("storage", store.ping), ("queue", queue.ping)):
         try:
             await run_blocking(ping)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure at all means "not ready"
             failing[name] = type(exc).__name__
     if failing:
         raise DependencyUnavailableError(
