@@ -1,6 +1,11 @@
 """Lambda entry point for the analytics endpoint group (API Gateway HTTP API)."""
 
 from mysoulmate.api.analytics import router
+from mysoulmate.backends import event_store, message_queue
 from mysoulmate.lambda_runtime import http_handler
 
 handler = http_handler(router)
+# Build the AWS clients during init, not in the first request: init is what SnapStart
+# snapshots, and it runs before the function is billed per request.
+message_queue()
+event_store()
