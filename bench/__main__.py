@@ -23,7 +23,6 @@ BENCHMARKS = {
     "cold_start": "fresh-interpreter cold start of analytics, health, consumer vs floors",
     "warm": "µs per POST /api/v1/analytics/track through the Lambda handler vs a bare route",
     "consumer": "records/s into SQLite vs executemany; DynamoDB calls per 1,000 events",
-    "proposals": "the package changes proposed in docs/performance.md, measured vs now",
 }
 
 
@@ -78,9 +77,10 @@ def main() -> int:
             results[name]["load_average_before"] = load_before
             results[name]["load_average_after"] = list(os.getloadavg())
             print(f"--- {name}: {time.perf_counter() - started:.0f} s", flush=True)
+    print(f"\nload average at the end: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     if results:
         path = merge_results(results)
-        print(f"\nresults: {path.relative_to(ROOT)}")
+        print(f"results: {path.relative_to(ROOT)}")
     return 1 if failed else 0
 
 

@@ -251,6 +251,7 @@ def headline(benchmarks: dict[str, Any]) -> dict[str, Any]:
         out["cold_start_ready_vs_floor"] = {
             name: {"ratio": round(c["ready"], 3), "target": c["target"], "verdict": c["verdict"]}
             for name, c in cold["comparisons"].items()
+            if not c.get("info_only")
         }
     warm = benchmarks.get("warm", {}).get("lambda")
     if warm:
@@ -309,6 +310,11 @@ def merge_results(results: dict[str, Any]) -> Path:
         except ValueError:
             data = {}
     data.setdefault("benchmarks", {}).update(results)
+    # Forget benchmarks that no longer exist (their module is gone from bench/).
+    here = Path(__file__).resolve().parent
+    data["benchmarks"] = {
+        name: value for name, value in data["benchmarks"].items() if (here / f"{name}.py").exists()
+    }
     data["machine"] = machine()
     data["source"] = source_state()
     data["summary"] = headline(data["benchmarks"])
