@@ -1,11 +1,14 @@
 """Lambda entry point for the analytics endpoint group (API Gateway HTTP API)."""
 
-from mysoulmate.api.analytics import router
-from mysoulmate.backends import event_store, message_queue
-from mysoulmate.lambda_runtime import http_handler
+from mysoulmate.lambda_init import lambda_init
 
-handler = http_handler(router)
-# Build the AWS clients during init, not in the first request: init is what SnapStart
-# snapshots, and it runs before the function is billed per request.
-message_queue()
-event_store()
+with lambda_init():
+    from mysoulmate.api.analytics import router
+    from mysoulmate.backends import event_store, message_queue
+    from mysoulmate.lambda_runtime import http_handler
+
+    handler = http_handler(router)
+    # AWS clients are built during init, not in the first request: init is what SnapStart
+    # snapshots, and it runs before the function is billed per request.
+    message_queue()
+    event_store()

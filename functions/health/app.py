@@ -1,10 +1,12 @@
 """Lambda entry point for the health endpoint group (API Gateway HTTP API)."""
 
-from mysoulmate.api.health import router
-from mysoulmate.backends import event_store, message_queue
-from mysoulmate.lambda_runtime import http_handler
+from mysoulmate.lambda_init import lambda_init
 
-handler = http_handler(router)
-# AWS clients are built during init (snapshotted by SnapStart), not in the first request.
-message_queue()
-event_store()
+with lambda_init():
+    from mysoulmate.api.health import router
+    from mysoulmate.backends import event_store, message_queue
+    from mysoulmate.lambda_runtime import http_handler
+
+    handler = http_handler(router)
+    message_queue()  # AWS clients are built during init (snapshotted by SnapStart)
+    event_store()
