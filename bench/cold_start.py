@@ -11,7 +11,9 @@ function's modules are checked to come from that copy or the stdlib only. Inside
   init phase: module-level code, Logger and Metrics construction included). The entry points
   build their AWS clients here (`message_queue()` and `event_store()` for analytics and
   health, `event_store()` for the consumer); the package's `aws_client` factory is wrapped
-  before app.py runs, so the time spent building each client is known (**clients**);
+  as soon as app.py has imported `mysoulmate.backends` (an import hook, so nothing is
+  imported outside app.py's `lambda_init()`), so the time spent building each client is
+  known (**clients**);
 * **+ client**: fetching the function's client from the cached factory after init, which
   is now ~0 ms (it was the lazy construction before the entry points built clients at init);
 * **ready** = init + client, the target figure; **code** = ready - clients;
@@ -123,18 +125,33 @@ def _function_code(name: str, client_call: str, service: str, event: dict[str, A
         import time
         _t0 = time.perf_counter()
         # Time each AWS client the package builds (app.py builds them at import): the
-        # factory is wrapped before app.py runs. Importing mysoulmate.backends first moves
-        # nothing out of the timed window; the wrapper itself costs microseconds.
-        import mysoulmate.backends as _backends
+        # factory is wrapped as soon as mysoulmate.backends has loaded, wherever app.py
+        # imports it. Not by importing it here first: that would run pydantic's import
+        # outside app.py's `with lambda_init():`, with the garbage collector on (8-15 ms of
+        # young collections Lambda does not pay). The hook costs microseconds.
+        import importlib.machinery, importlib.util, sys
         _clients = []
-        _aws_client = _backends.aws_client
-        def _timed_client(service):
-            _s = time.perf_counter()
-            _c = _aws_client(service)
-            _clients.append([service, (time.perf_counter() - _s) * 1e3])
-            return _c
-        _backends.aws_client = _timed_client
-        import importlib.util, sys
+        def _wrap(backends):
+            _aws_client = backends.aws_client
+            def _timed_client(service):
+                _s = time.perf_counter()
+                _c = _aws_client(service)
+                _clients.append([service, (time.perf_counter() - _s) * 1e3])
+                return _c
+            backends.aws_client = _timed_client
+        class _WrapBackends:
+            def find_spec(self, name, path, target=None):
+                if name != "mysoulmate.backends":
+                    return None
+                sys.meta_path.remove(self)
+                spec = importlib.machinery.PathFinder.find_spec(name, path)
+                _exec = spec.loader.exec_module
+                def _exec_and_wrap(module):
+                    _exec(module)
+                    _wrap(module)
+                spec.loader.exec_module = _exec_and_wrap
+                return spec
+        sys.meta_path.insert(0, _WrapBackends())
         _spec = importlib.util.spec_from_file_location("app", {str(path)!r})
         _mod = importlib.util.module_from_spec(_spec)
         sys.modules["app"] = _mod
