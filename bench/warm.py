@@ -175,7 +175,7 @@ def _lambda_variants() -> tuple[dict[str, Callable[[], Any]], list[str]]:
     from aws_lambda_powertools.logging import correlation_paths
     from fastapi import FastAPI, Request
     from mangum import Mangum
-    from mysoulmate.analytics.models import Accepted, TrackRequest
+    from mysoulmate.analytics.client_models import Accepted, TrackRequest
     from mysoulmate.api import analytics as analytics_api
     from mysoulmate.api.dependencies import get_queue
     from mysoulmate.observability import get_logger, get_metrics

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from mysoulmate.analytics.models import TrackRequest
+from mysoulmate.analytics.client_models import TrackRequest
 from mysoulmate.analytics.normalize import corrected_timestamp, effective_user_id, track_message
 from mysoulmate.auth import Principal
 from mysoulmate.errors import ForbiddenError, InvalidRequestError

@@ -1,4 +1,9 @@
-"""Typed shapes of the analytics write path: what clients send, and what the queue carries."""
+"""Typed shapes shared by every shape of the service: the queued message, stored events and
+profiles, and the field types client requests are built from (`client_models`).
+
+The consumer imports this module and not `client_models`: each pydantic model costs cold
+start to build, and it never sees a client request.
+"""
 
 from __future__ import annotations
 
@@ -71,47 +76,6 @@ Platform = Annotated[
 ]
 
 
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class TrackRequest(_Request):
-    """`POST /api/v1/analytics/track`: one event done by the signed-in user."""
-
-    event: EventName
-    properties: Properties = Field(default_factory=dict)
-    timestamp: Timestamp | None = None
-    sentAt: Timestamp | None = None
-    messageId: MessageId | None = None
-    anonymousId: AnonymousId | None = None
-    platform: Platform | None = None
-    context: Context = Field(default_factory=dict)
-    userId: UserId | None = Field(
-        default=None, description="Honoured only from admin or server tokens."
-    )
-
-
-class IdentifyRequest(_Request):
-    """`POST /api/v1/analytics/identify`: traits merged into the user's profile."""
-
-    traits: Properties = Field(default_factory=dict)
-    traitsOnce: Properties = Field(
-        default_factory=dict, description="Set only where the profile has no value yet."
-    )
-    anonymousId: AnonymousId | None = None
-    timestamp: Timestamp | None = None
-    sentAt: Timestamp | None = None
-    messageId: MessageId | None = None
-    userId: UserId | None = Field(
-        default=None, description="Honoured only from admin or server tokens."
-    )
-
-
-class Accepted(BaseModel):
-    messageId: str
-    status: Literal["queued"] = "queued"
-
-
 class QueuedMessage(BaseModel):
     """What travels through the queue: self-contained, already validated and normalized.
 
@@ -166,19 +130,6 @@ class Profile(BaseModel):
     anonymousIds: list[str] = Field(default_factory=list)
     updatedAt: datetime | None = None
     version: int = 0
-
-
-class PublicProfile(BaseModel):
-    traits: dict[str, Any]
-    anonymousIds: list[str]
-    updatedAt: datetime | None
-
-
-class UserEventsPage(BaseModel):
-    userId: str
-    profile: PublicProfile | None
-    events: list[StoredEvent]
-    nextCursor: str | None = None
 
 
 class EventPage(BaseModel):

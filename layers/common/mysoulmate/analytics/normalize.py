@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from mysoulmate.analytics.models import IdentifyRequest, QueuedMessage, TrackRequest
+from mysoulmate.analytics.client_models import IdentifyRequest, TrackRequest
+from mysoulmate.analytics.models import QueuedMessage
 from mysoulmate.auth import Principal
 from mysoulmate.errors import ForbiddenError, InvalidRequestError
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from mysoulmate.analytics.models import (
+from mysoulmate.analytics.client_models import (
     Accepted,
     IdentifyRequest,
     PublicProfile,
-    QueuedMessage,
     TrackRequest,
     UserEventsPage,
 )
+from mysoulmate.analytics.models import QueuedMessage
 from mysoulmate.analytics.normalize import identify_message, track_message
 from mysoulmate.auth import Principal
 from mysoulmate.concurrency import run_blocking

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Request, status
 
 from mysoulmate.analytics import service
-from mysoulmate.analytics.models import (
+from mysoulmate.analytics.client_models import (
     Accepted,
     IdentifyRequest,
     TrackRequest,
