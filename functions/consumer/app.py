@@ -3,6 +3,9 @@
 from mysoulmate.lambda_init import lambda_init
 
 with lambda_init():
+    # First, while pydantic is not loaded yet: Powertools' batch utility then skips building
+    # its pydantic parser models for every event source, which this consumer never uses.
+    import aws_lambda_powertools.utilities.batch  # noqa: F401
     from mysoulmate.backends import event_store
     from mysoulmate.lambda_runtime import sqs_consumer_handler
 
