@@ -244,28 +244,9 @@ def _sqs_event(bodies: list[str], first: int) -> dict[str, Any]:
 
 
 def _create_table(client: Any) -> None:
-    client.create_table(
-        TableName=EVENTS_TABLE,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": name, "AttributeType": "S"}
-            for name in ("pk", "sk", "gsi1pk", "gsi1sk")
-        ],
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "ByUserTime",
-                "KeySchema": [
-                    {"AttributeName": "gsi1pk", "KeyType": "HASH"},
-                    {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-    )
+    from mysoulmate.storage.dynamodb import table_schema
+
+    client.create_table(TableName=EVENTS_TABLE, **table_schema())
 
 
 def _count_events(client: Any) -> int:

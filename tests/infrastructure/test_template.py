@@ -27,6 +27,7 @@ from typing import Any, NoReturn
 
 import boto3
 import pytest
+from mysoulmate.storage.dynamodb import table_schema
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = REPO / "template.yaml"
@@ -469,20 +470,13 @@ def test_events_table(template: dict[str, Any]) -> None:
     assert table["DeletionPolicy"] == "Retain"
     assert table["UpdateReplacePolicy"] == "Retain"
     props = table["Properties"]
-    assert props["BillingMode"] == "PAY_PER_REQUEST"
-    assert props["KeySchema"] == [
-        {"AttributeName": "pk", "KeyType": "HASH"},
-        {"AttributeName": "sk", "KeyType": "RANGE"},
-    ]
-    types = {a["AttributeName"]: a["AttributeType"] for a in props["AttributeDefinitions"]}
-    assert types == {"pk": "S", "sk": "S", "gsi1pk": "S", "gsi1sk": "S"}
-    (gsi,) = props["GlobalSecondaryIndexes"]
-    assert gsi["IndexName"] == "ByUserTime"
-    assert gsi["KeySchema"] == [
-        {"AttributeName": "gsi1pk", "KeyType": "HASH"},
-        {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
-    ]
-    assert gsi["Projection"] == {"ProjectionType": "ALL"}
+    # Exactly the keys and index the DynamoDB adapter queries.
+    schema = table_schema()
+    assert props["BillingMode"] == schema["BillingMode"]
+    assert props["KeySchema"] == schema["KeySchema"]
+    by_name = {a["AttributeName"]: a for a in props["AttributeDefinitions"]}
+    assert sorted(by_name.values(), key=str) == sorted(schema["AttributeDefinitions"], key=str)
+    assert props["GlobalSecondaryIndexes"] == schema["GlobalSecondaryIndexes"]
     assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     assert props["SSESpecification"]["SSEEnabled"] is True
     assert props["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}

@@ -25,6 +25,7 @@ from moto import mock_aws
 from mysoulmate import concurrency
 from mysoulmate.analytics.models import QueuedMessage
 from mysoulmate.backends import reset_backends
+from mysoulmate.storage.dynamodb import table_schema
 
 from tests.helpers import load_event
 
@@ -84,32 +85,9 @@ def aws() -> Iterator[None]:
 
 
 def create_events_table(name: str = TABLE_NAME) -> str:
-    """The events table with the key schema of template.yaml and storage/dynamodb.py."""
+    """The events table as the DynamoDB adapter declares it (template.yaml must match)."""
     client = boto3.client("dynamodb", region_name=REGION)
-    client.create_table(
-        TableName=name,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-            {"AttributeName": "gsi1pk", "AttributeType": "S"},
-            {"AttributeName": "gsi1sk", "AttributeType": "S"},
-        ],
-        KeySchema=[
-            {"AttributeName": "pk", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "ByUserTime",
-                "KeySchema": [
-                    {"AttributeName": "gsi1pk", "KeyType": "HASH"},
-                    {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-    )
+    client.create_table(TableName=name, **table_schema())
     return name
 
 

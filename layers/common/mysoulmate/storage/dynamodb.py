@@ -37,6 +37,35 @@ BY_USER_TIME = "ByUserTime"
 _CURSOR_KEYS = {"pk", "sk", "gsi1pk", "gsi1sk"}
 
 
+def table_schema() -> dict[str, Any]:
+    """The keys and index this adapter relies on, as CreateTable arguments.
+
+    template.yaml declares the same table (a test keeps them equal); tests, benchmarks and
+    local emulators create it from here.
+    """
+    return {
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [
+            {"AttributeName": name, "AttributeType": "S"}
+            for name in ("pk", "sk", "gsi1pk", "gsi1sk")
+        ],
+        "KeySchema": [
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": BY_USER_TIME,
+                "KeySchema": [
+                    {"AttributeName": "gsi1pk", "KeyType": "HASH"},
+                    {"AttributeName": "gsi1sk", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    }
+
+
 def user_pk(user_id: str) -> str:
     return f"USER#{user_id}"
 
