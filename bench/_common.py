@@ -134,6 +134,31 @@ USER_CLAIMS = {"sub": "user-123", "roles": "[user]", "iss": "https://issuer", "a
 # -- statistics and output ------------------------------------------------------------
 
 
+def sqs_event(bodies: list[str], first: int = 0) -> dict[str, Any]:
+    """An SQS event source batch as Lambda delivers it, one record per body."""
+    return {
+        "Records": [
+            {
+                "messageId": f"00000000-0000-4000-8000-{first + n:012d}",
+                "receiptHandle": f"rh-{first + n}",
+                "body": body,
+                "attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": "1767225600000",
+                    "SenderId": "123456789012",
+                    "ApproximateFirstReceiveTimestamp": "1767225600001",
+                },
+                "messageAttributes": {},
+                "md5OfBody": "0",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:mysoulmate-events",
+                "awsRegion": "us-east-1",
+            }
+            for n, body in enumerate(bodies)
+        ]
+    }
+
+
 def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 

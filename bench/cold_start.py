@@ -71,6 +71,7 @@ from bench._common import (
     print_table,
     ratio,
     spread,
+    sqs_event,
     standalone_main,
     summary,
     verdict,
@@ -270,26 +271,7 @@ def _sqs_event() -> dict[str, Any]:
             "receivedAt": "2026-01-01T00:00:01Z",
         }
     )
-    return {
-        "Records": [
-            {
-                "messageId": "0c1b2a3d-0000-4000-8000-000000000001",
-                "receiptHandle": "rh",
-                "body": body,
-                "attributes": {
-                    "ApproximateReceiveCount": "1",
-                    "SentTimestamp": "1767225600000",
-                    "SenderId": "123456789012",
-                    "ApproximateFirstReceiveTimestamp": "1767225600001",
-                },
-                "messageAttributes": {},
-                "md5OfBody": "0",
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q",
-                "awsRegion": "us-east-1",
-            }
-        ]
-    }
+    return sqs_event([body])
 
 
 def scenarios() -> dict[str, dict[str, Any]]:

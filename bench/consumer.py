@@ -38,6 +38,7 @@ from bench._common import (
     median,
     print_table,
     ratio,
+    sqs_event,
     standalone_main,
     summary,
     verdict,
@@ -120,29 +121,10 @@ def _ingest(bodies: list[str], path: Path) -> tuple[float, int]:
 
 def _rows(bodies: list[str]) -> list[tuple[Any, ...]]:
     """The exact rows SqliteEventStore.insert_events writes, built outside the timing."""
-    import json
-
     from mysoulmate.analytics.models import QueuedMessage
-    from mysoulmate.storage.base import time_key
+    from mysoulmate.storage.sqlite import event_row
 
-    rows = []
-    for body in bodies:
-        m = QueuedMessage.model_validate_json(body)
-        rows.append(
-            (
-                m.userId,
-                m.messageId,
-                m.type,
-                m.event,
-                time_key(m.timestamp),
-                time_key(m.receivedAt),
-                m.platform,
-                m.anonymousId,
-                json.dumps(m.properties if m.type == "track" else m.traits),
-                json.dumps(m.context),
-            )
-        )
-    return rows
+    return [event_row(QueuedMessage.model_validate_json(body)) for body in bodies]
 
 
 def _executemany(rows: list[tuple[Any, ...]], path: Path, per_transaction: int) -> float:
@@ -219,30 +201,6 @@ def run_throughput(quick: bool) -> dict[str, Any]:
 # -- 2. DynamoDB API calls through the consumer Lambda handler, against moto -----------
 
 
-def _sqs_event(bodies: list[str], first: int) -> dict[str, Any]:
-    return {
-        "Records": [
-            {
-                "messageId": f"00000000-0000-4000-8000-{first + n:012d}",
-                "receiptHandle": f"rh-{first + n}",
-                "body": body,
-                "attributes": {
-                    "ApproximateReceiveCount": "1",
-                    "SentTimestamp": "1767225600000",
-                    "SenderId": "123456789012",
-                    "ApproximateFirstReceiveTimestamp": "1767225600001",
-                },
-                "messageAttributes": {},
-                "md5OfBody": "0",
-                "eventSource": "aws:sqs",
-                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:mysoulmate-events",
-                "awsRegion": "us-east-1",
-            }
-            for n, body in enumerate(bodies)
-        ]
-    }
-
-
 def _create_table(client: Any) -> None:
     from mysoulmate.storage.dynamodb import table_schema
 
@@ -308,7 +266,7 @@ def run_dynamodb_calls(quick: bool) -> dict[str, Any]:
             start = time.perf_counter()
             with redirect_stdout(io.StringIO()):  # EMF metrics lines
                 for offset in range(0, count, BATCH):
-                    event = _sqs_event(bodies[offset : offset + BATCH], offset)
+                    event = sqs_event(bodies[offset : offset + BATCH], offset)
                     response = module.handler(event, FakeLambdaContext())
                     failures += len(response.get("batchItemFailures", []))
             elapsed = time.perf_counter() - start

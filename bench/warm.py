@@ -155,7 +155,7 @@ STEPS = (
     ("FastAPI body + response validation (TrackRequest, Accepted)", FLOOR, MODELS),
     ("dependency solving: current_principal, get_queue, Request", MODELS, DEPENDENCIES),
     (
-        "the route's work: track_message, model_dump_json, SqsQueue.send, count()",
+        "the route's work: queued_message, model_dump_json, SqsQueue.send, count()",
         DEPENDENCIES,
         ROUTER,
     ),
@@ -315,8 +315,8 @@ def _in_context(handler: Callable[[], Any], iterations: int, rounds: int) -> dic
 
     queue = mysoulmate.backends.message_queue()
     provider = get_metrics().provider
-    originals = (service.track_message, service.count, QueuedMessage.model_dump_json)
-    service.track_message = timed("track_message (builds the QueuedMessage)", originals[0])
+    originals = (service.queued_message, service.count, QueuedMessage.model_dump_json)
+    service.queued_message = timed("queued_message (builds the QueuedMessage)", originals[0])
     QueuedMessage.model_dump_json = timed(  # type: ignore[method-assign]
         "QueuedMessage.model_dump_json", originals[2]
     )
@@ -337,7 +337,7 @@ def _in_context(handler: Callable[[], Any], iterations: int, rounds: int) -> dic
             for name, seconds in spent.items():
                 per_round[name].append(seconds / iterations * 1e6)
     finally:
-        service.track_message, service.count = originals[0], originals[1]
+        service.queued_message, service.count = originals[0], originals[1]
         QueuedMessage.model_dump_json = originals[2]  # type: ignore[method-assign]
         del queue.send, provider.flush_metrics
     return per_round

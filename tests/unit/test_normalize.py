@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from mysoulmate.analytics.client_models import TrackRequest
-from mysoulmate.analytics.normalize import corrected_timestamp, effective_user_id, track_message
+from mysoulmate.analytics.normalize import corrected_timestamp, effective_user_id, queued_message
 from mysoulmate.auth import Principal
 from mysoulmate.errors import ForbiddenError, InvalidRequestError
 from pydantic import ValidationError
@@ -33,11 +33,11 @@ def test_missing_timestamp_means_received_time_and_missing_sent_at_keeps_timesta
 def test_event_more_than_an_hour_in_the_future_is_rejected_after_correction() -> None:
     future = (NOW + timedelta(hours=2)).isoformat()
     with pytest.raises(InvalidRequestError) as info:
-        track_message(TrackRequest(event="x", timestamp=future), USER, NOW, "r", 3600)
+        queued_message(TrackRequest(event="x", timestamp=future), USER, NOW, "r", 3600)
     assert info.value.code == "timestamp_in_future"
     # The same skewed clock is fine once sentAt reveals the skew.
     sent = (NOW + timedelta(hours=2, seconds=1)).isoformat()
-    message = track_message(
+    message = queued_message(
         TrackRequest(event="x", timestamp=future, sentAt=sent), USER, NOW, "r", 3600
     )
     assert message.timestamp == NOW - timedelta(seconds=1)
@@ -54,10 +54,10 @@ def test_user_id_in_body_needs_admin_or_server_token() -> None:
 
 
 def test_generated_message_ids_are_unique_and_given_ones_kept() -> None:
-    first = track_message(TrackRequest(event="x"), USER, NOW, "r", 3600)
-    second = track_message(TrackRequest(event="x"), USER, NOW, "r", 3600)
+    first = queued_message(TrackRequest(event="x"), USER, NOW, "r", 3600)
+    second = queued_message(TrackRequest(event="x"), USER, NOW, "r", 3600)
     assert first.messageId != second.messageId
-    given = track_message(TrackRequest(event="x", messageId="m-1"), USER, NOW, "r", 3600)
+    given = queued_message(TrackRequest(event="x", messageId="m-1"), USER, NOW, "r", 3600)
     assert given.messageId == "m-1"
 
 

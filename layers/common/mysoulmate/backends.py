@@ -42,11 +42,9 @@ def event_store() -> EventStore:
             aws_client("dynamodb"),
             retention_days=settings.event_retention_days,
         )
-    if settings.storage_backend == "sqlite":
-        from mysoulmate.storage.sqlite import SqliteEventStore
+    from mysoulmate.storage.sqlite import SqliteEventStore
 
-        return SqliteEventStore(settings.data_dir / "analytics.db")
-    raise NotImplementedError(f"STORAGE_BACKEND={settings.storage_backend} is not available yet")
+    return SqliteEventStore(settings.data_dir / "analytics.db")
 
 
 @lru_cache(maxsize=1)

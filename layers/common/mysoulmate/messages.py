@@ -39,7 +39,7 @@ ERROR_MESSAGES: dict[str, str] = {
 }
 
 
-def render_message(code: str, params: dict[str, Any], locale: str | None = None) -> str:
+def render_message(code: str, params: dict[str, Any]) -> str:
     """The message for ``code`` with ``params`` filled in; unknown params stay visible."""
     template = ERROR_MESSAGES.get(code, ERROR_MESSAGES["bad_request"])
     try:

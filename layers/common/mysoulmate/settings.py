@@ -30,7 +30,7 @@ class Settings(BaseModel):
     app_version: str = "0.1.0"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    storage_backend: Literal["sqlite", "dynamodb", "postgres"] = "sqlite"
+    storage_backend: Literal["sqlite", "dynamodb"] = "sqlite"
     queue_backend: Literal["local", "sqs"] = "local"
     data_dir: Path = Path(".data")
     events_table: str = "mysoulmate-events"
@@ -55,8 +55,6 @@ class Settings(BaseModel):
     server_role: str = "server"
 
     cors_allow_origins: list[str] = Field(default_factory=list)
-    api_base_url: str = "http://127.0.0.1:3000"
-    default_locale: str = "en"
     max_future_seconds: int = Field(default=3600, ge=0)
     event_retention_days: int = Field(default=730, ge=0, le=3650)
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -14,3 +17,20 @@ def open_sqlite(path: Path, *, synchronous: str) -> sqlite3.Connection:
     conn.execute(f"PRAGMA synchronous={synchronous}")
     conn.execute("PRAGMA busy_timeout=30000")
     return conn
+
+
+@contextmanager
+def write_transaction(conn: sqlite3.Connection, lock: threading.Lock) -> Iterator[None]:
+    """`BEGIN IMMEDIATE` … `COMMIT` under the connection's lock, rolled back on any error.
+
+    IMMEDIATE takes the write lock up front, so two writers never both read and then
+    collide on upgrade (SQLITE_BUSY mid-transaction).
+    """
+    with lock:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")

@@ -38,7 +38,7 @@ class IngestBatch:
         self._messages: dict[MessageKey, QueuedMessage] = {}
         self._records: dict[MessageKey, list[str]] = defaultdict(list)
 
-    def add(self, record_id: str, body: str) -> QueuedMessage:
+    def add(self, record_id: str, body: str) -> None:
         """Parse one record; raise PoisonMessageError if it can never be stored."""
         try:
             message = QueuedMessage.model_validate_json(body)
@@ -49,7 +49,6 @@ class IngestBatch:
             ) from None
         self._messages.setdefault(message.key, message)
         self._records[message.key].append(record_id)
-        return message
 
     def flush(self) -> FlushOutcome:
         """Store everything added; report the record ids whose message was not stored."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 from mysoulmate.analytics.client_models import IdentifyRequest, TrackRequest
 from mysoulmate.analytics.models import QueuedMessage
@@ -46,45 +47,32 @@ def _checked_time(
     return timestamp
 
 
-def track_message(
-    request: TrackRequest,
+def queued_message(
+    request: TrackRequest | IdentifyRequest,
     principal: Principal,
     received_at: datetime,
     request_id: str,
     max_future_seconds: int,
 ) -> QueuedMessage:
+    """The self-contained message the queue carries for a track or identify request."""
+    common: dict[str, Any] = {
+        "messageId": request.messageId or str(uuid.uuid4()),
+        "userId": effective_user_id(request.userId, principal),
+        "anonymousId": request.anonymousId,
+        "timestamp": _checked_time(request, received_at, max_future_seconds),
+        "receivedAt": received_at,
+        "sentAt": request.sentAt,
+        "requestId": request_id,
+    }
+    if isinstance(request, TrackRequest):
+        return QueuedMessage(
+            type="track",
+            event=request.event,
+            properties=request.properties,
+            platform=request.platform,
+            context=request.context,
+            **common,
+        )
     return QueuedMessage(
-        type="track",
-        messageId=request.messageId or str(uuid.uuid4()),
-        userId=effective_user_id(request.userId, principal),
-        anonymousId=request.anonymousId,
-        event=request.event,
-        properties=request.properties,
-        timestamp=_checked_time(request, received_at, max_future_seconds),
-        receivedAt=received_at,
-        sentAt=request.sentAt,
-        platform=request.platform,
-        context=request.context,
-        requestId=request_id,
-    )
-
-
-def identify_message(
-    request: IdentifyRequest,
-    principal: Principal,
-    received_at: datetime,
-    request_id: str,
-    max_future_seconds: int,
-) -> QueuedMessage:
-    return QueuedMessage(
-        type="identify",
-        messageId=request.messageId or str(uuid.uuid4()),
-        userId=effective_user_id(request.userId, principal),
-        anonymousId=request.anonymousId,
-        traits=request.traits,
-        traitsOnce=request.traitsOnce,
-        timestamp=_checked_time(request, received_at, max_future_seconds),
-        receivedAt=received_at,
-        sentAt=request.sentAt,
-        requestId=request_id,
+        type="identify", traits=request.traits, traitsOnce=request.traitsOnce, **common
     )

@@ -11,8 +11,7 @@ from mysoulmate.analytics.client_models import (
     TrackRequest,
     UserEventsPage,
 )
-from mysoulmate.analytics.models import QueuedMessage
-from mysoulmate.analytics.normalize import identify_message, track_message
+from mysoulmate.analytics.normalize import queued_message
 from mysoulmate.auth import Principal
 from mysoulmate.concurrency import run_blocking
 from mysoulmate.errors import DependencyUnavailableError
@@ -22,40 +21,21 @@ from mysoulmate.settings import get_settings
 from mysoulmate.storage.base import EventStore, StorageUnavailableError
 
 
-async def _enqueue(message: QueuedMessage, queue: MessageQueue) -> Accepted:
+async def accept(
+    request: TrackRequest | IdentifyRequest,
+    principal: Principal,
+    request_id: str,
+    queue: MessageQueue,
+) -> Accepted:
     """Accepted means durable: the 202 is sent only after the queue has the message."""
+    max_future = get_settings().max_future_seconds
+    message = queued_message(request, principal, datetime.now(UTC), request_id, max_future)
     try:
         await run_blocking(queue.send, message.model_dump_json(exclude_none=True))
     except QueueError:
         raise DependencyUnavailableError(code="queue_unavailable") from None
     count("EventsAccepted" if message.type == "track" else "IdentifiesAccepted")
     return Accepted(messageId=message.messageId)
-
-
-async def accept_track(
-    request: TrackRequest, principal: Principal, request_id: str, queue: MessageQueue
-) -> Accepted:
-    message = track_message(
-        request,
-        principal,
-        datetime.now(UTC),
-        request_id,
-        get_settings().max_future_seconds,
-    )
-    return await _enqueue(message, queue)
-
-
-async def accept_identify(
-    request: IdentifyRequest, principal: Principal, request_id: str, queue: MessageQueue
-) -> Accepted:
-    message = identify_message(
-        request,
-        principal,
-        datetime.now(UTC),
-        request_id,
-        get_settings().max_future_seconds,
-    )
-    return await _enqueue(message, queue)
 
 
 def _read_user(store: EventStore, user_id: str, limit: int, cursor: str | None) -> UserEventsPage:

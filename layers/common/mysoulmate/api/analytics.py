@@ -29,7 +29,7 @@ Store = Annotated[EventStore, Depends(get_store)]
 @router.post("/track", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
 async def track(body: TrackRequest, request: Request, caller: Caller, queue: Queue) -> Accepted:
     """Queue one event for the signed-in user; 202 once it is durably queued."""
-    return await service.accept_track(body, caller, request_id_of(request.scope), queue)
+    return await service.accept(body, caller, request_id_of(request.scope), queue)
 
 
 @router.post("/identify", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
@@ -37,7 +37,7 @@ async def identify(
     body: IdentifyRequest, request: Request, caller: Caller, queue: Queue
 ) -> Accepted:
     """Queue traits to merge into the user's profile (later values win; traitsOnce fills gaps)."""
-    return await service.accept_identify(body, caller, request_id_of(request.scope), queue)
+    return await service.accept(body, caller, request_id_of(request.scope), queue)
 
 
 @router.get("/user/{userId}", response_model=UserEventsPage)

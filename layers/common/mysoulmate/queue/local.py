@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mysoulmate.queue.base import MAX_MESSAGE_BYTES, QueueError
-from mysoulmate.sqlite_connection import open_sqlite
+from mysoulmate.sqlite_connection import open_sqlite, write_transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -76,14 +76,11 @@ class LocalQueue:
         now = time.time()
         rows = [(str(uuid.uuid4()), body, now, now) for body in bodies]
         try:
-            with self._lock:
-                self._conn.execute("BEGIN IMMEDIATE")
+            with write_transaction(self._conn, self._lock):
                 self._conn.executemany(
                     "INSERT INTO messages (id, body, sent_at, visible_at) VALUES (?,?,?,?)", rows
                 )
-                self._conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            self._rollback()
             raise QueueError(f"local queue: {exc}") from exc
 
     def ping(self) -> None:
@@ -105,37 +102,31 @@ class LocalQueue:
         """
         timeout = self.visibility_timeout if visibility_timeout is None else visibility_timeout
         now = time.time()
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
+        with write_transaction(self._conn, self._lock):
+            self._conn.execute(
+                "INSERT OR IGNORE INTO dead_letters "
+                "SELECT id, body, sent_at, receive_count, ? FROM messages "
+                "WHERE visible_at <= ? AND receive_count >= ?",
+                (now, now, self.max_receive_count),
+            )
+            self._conn.execute(
+                "DELETE FROM messages WHERE visible_at <= ? AND receive_count >= ?",
+                (now, self.max_receive_count),
+            )
+            rows = self._conn.execute(
+                "SELECT id, body, receive_count, sent_at FROM messages "
+                "WHERE visible_at <= ? ORDER BY sent_at LIMIT ?",
+                (now, max_messages),
+            ).fetchall()
+            received = []
+            for message_id, body, count, sent_at in rows:
+                receipt = uuid.uuid4().hex
                 self._conn.execute(
-                    "INSERT OR IGNORE INTO dead_letters "
-                    "SELECT id, body, sent_at, receive_count, ? FROM messages "
-                    "WHERE visible_at <= ? AND receive_count >= ?",
-                    (now, now, self.max_receive_count),
+                    "UPDATE messages SET visible_at = ?, receive_count = ?, receipt = ? "
+                    "WHERE id = ?",
+                    (now + timeout, count + 1, receipt, message_id),
                 )
-                self._conn.execute(
-                    "DELETE FROM messages WHERE visible_at <= ? AND receive_count >= ?",
-                    (now, self.max_receive_count),
-                )
-                rows = self._conn.execute(
-                    "SELECT id, body, receive_count, sent_at FROM messages "
-                    "WHERE visible_at <= ? ORDER BY sent_at LIMIT ?",
-                    (now, max_messages),
-                ).fetchall()
-                received = []
-                for message_id, body, count, sent_at in rows:
-                    receipt = uuid.uuid4().hex
-                    self._conn.execute(
-                        "UPDATE messages SET visible_at = ?, receive_count = ?, receipt = ? "
-                        "WHERE id = ?",
-                        (now + timeout, count + 1, receipt, message_id),
-                    )
-                    received.append(ReceivedMessage(message_id, receipt, body, count + 1, sent_at))
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+                received.append(ReceivedMessage(message_id, receipt, body, count + 1, sent_at))
         return received
 
     def delete(self, receipts: Sequence[str]) -> None:
@@ -143,12 +134,10 @@ class LocalQueue:
         ignored, as in SQS after the visibility timeout expired."""
         if not receipts:
             return
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+        with write_transaction(self._conn, self._lock):
             self._conn.executemany(
                 "DELETE FROM messages WHERE receipt = ?", [(r,) for r in receipts]
             )
-            self._conn.execute("COMMIT")
 
     def depth(self) -> tuple[int, int]:
         """(messages waiting or in flight, messages in the dead-letter table)."""
@@ -167,8 +156,3 @@ class LocalQueue:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
-
-    def _rollback(self) -> None:
-        with self._lock:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")

@@ -55,8 +55,12 @@ def encode_cursor(position: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, required: set[str]) -> dict[str, str]:
-    """The position a cursor names; a 400-class error for anything we did not issue."""
+def decode_cursor(
+    cursor: str, required: set[str], pinned: dict[str, str] | None = None
+) -> dict[str, str]:
+    """The position a cursor names; a 4xx error for anything we did not issue for this query
+    (``pinned``: values the cursor must carry, e.g. the partition key of the user asked for).
+    """
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         position = json.loads(base64.urlsafe_b64decode(padded.encode()))
@@ -66,6 +70,7 @@ def decode_cursor(cursor: str, required: set[str]) -> dict[str, str]:
         not isinstance(position, dict)
         or set(position) != required
         or not all(isinstance(v, str) for v in position.values())
+        or any(position[k] != v for k, v in (pinned or {}).items())
     ):
         raise InvalidRequestError(
             code="invalid_cursor", details=[{"field": "cursor", "type": "invalid_cursor"}]

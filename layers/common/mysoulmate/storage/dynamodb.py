@@ -220,9 +220,7 @@ class DynamoEventStore:
             "Limit": limit + 1,
         }
         if cursor:
-            position = decode_cursor(cursor, _CURSOR_KEYS)
-            if position["pk"] != pk or position["gsi1pk"] != pk:
-                decode_cursor("", _CURSOR_KEYS)  # raises the same invalid-cursor error
+            position = decode_cursor(cursor, _CURSOR_KEYS, pinned={"pk": pk, "gsi1pk": pk})
             query["ExclusiveStartKey"] = {k: {"S": v} for k, v in position.items()}
         try:
             response = self._client.query(**query)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mysoulmate.analytics.models import EventPage, Profile, QueuedMessage, StoredEvent
-from mysoulmate.sqlite_connection import open_sqlite
+from mysoulmate.sqlite_connection import open_sqlite, write_transaction
 from mysoulmate.storage.base import (
     ProfileUpdate,
     StorageUnavailableError,
@@ -48,6 +48,22 @@ CREATE TABLE IF NOT EXISTS profiles (
 """
 
 
+def event_row(m: QueuedMessage) -> tuple[Any, ...]:
+    """One message as a row of the events table (the column order of _SCHEMA)."""
+    return (
+        m.userId,
+        m.messageId,
+        m.type,
+        m.event,
+        time_key(m.timestamp),
+        time_key(m.receivedAt),
+        m.platform,
+        m.anonymousId,
+        json.dumps(m.properties if m.type == "track" else m.traits),
+        json.dumps(m.context),
+    )
+
+
 class SqliteEventStore:
     def __init__(self, path: Path) -> None:
         self._conn = open_sqlite(path, synchronous="NORMAL")
@@ -56,55 +72,29 @@ class SqliteEventStore:
             self._conn.executescript(_SCHEMA)
 
     def insert_events(self, messages: Sequence[QueuedMessage]) -> StoreResult:
-        rows = [
-            (
-                m.userId,
-                m.messageId,
-                m.type,
-                m.event,
-                time_key(m.timestamp),
-                time_key(m.receivedAt),
-                m.platform,
-                m.anonymousId,
-                json.dumps(m.properties if m.type == "track" else m.traits),
-                json.dumps(m.context),
-            )
-            for m in messages
-        ]
+        rows = [event_row(m) for m in messages]
         try:
-            with self._lock:
-                self._conn.execute("BEGIN IMMEDIATE")
-                try:
-                    before = self._conn.total_changes
-                    self._conn.executemany(
-                        "INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?,?,?,?)", rows
-                    )
-                    written = self._conn.total_changes - before
-                    self._conn.execute("COMMIT")
-                except BaseException:
-                    self._conn.execute("ROLLBACK")
-                    raise
+            with write_transaction(self._conn, self._lock):
+                before = self._conn.total_changes
+                self._conn.executemany(
+                    "INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?,?,?,?)", rows
+                )
+                written = self._conn.total_changes - before
         except sqlite3.Error as exc:
             reason = f"sqlite: {exc}"
             return StoreResult(failed={m.key: reason for m in messages})
         return StoreResult(written=written, duplicates=len(rows) - written)
 
     def update_profile(self, user_id: str, update: ProfileUpdate) -> Profile:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                current = self._load_profile(user_id)
-                merged = update(current)
-                merged.version = (current.version if current else 0) + 1
-                self._conn.execute(
-                    "INSERT INTO profiles VALUES (?,?,?) ON CONFLICT(user_id) DO UPDATE "
-                    "SET doc = excluded.doc, version = excluded.version",
-                    (user_id, merged.model_dump_json(), merged.version),
-                )
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+        with write_transaction(self._conn, self._lock):
+            current = self._load_profile(user_id)
+            merged = update(current)
+            merged.version = (current.version if current else 0) + 1
+            self._conn.execute(
+                "INSERT INTO profiles VALUES (?,?,?) ON CONFLICT(user_id) DO UPDATE "
+                "SET doc = excluded.doc, version = excluded.version",
+                (user_id, merged.model_dump_json(), merged.version),
+            )
         return merged
 
     def get_profile(self, user_id: str) -> Profile | None:
