@@ -30,13 +30,27 @@ class Settings(BaseModel):
     app_version: str = "0.1.0"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    storage_backend: Literal["sqlite", "dynamodb"] = "sqlite"
+    storage_backend: Literal["sqlite", "dynamodb", "postgres"] = "sqlite"
     queue_backend: Literal["local", "sqs"] = "local"
     data_dir: Path = Path(".data")
     events_table: str = "mysoulmate-events"
     events_queue_url: str = ""
     aws_region: str = Field(default="us-east-1", alias="AWS_REGION")
     aws_endpoint_url: str | None = None
+
+    # PostgreSQL (Aurora on AWS): a full URL, or on Lambda the RDS Proxy host plus the
+    # Secrets Manager secret holding username/password (never a password in the template).
+    database_url: str = Field(default="", repr=False)
+    database_host: str = ""
+    database_port: int = Field(default=5432, ge=1, le=65535)
+    database_name: str = "mysoulmate"
+    database_secret_arn: str = ""
+    database_pool_size: int = Field(default=4, ge=1, le=100)
+
+    # Analytics read side.
+    default_funnel: list[str] = Field(
+        default_factory=lambda: ["signup", "companion_created", "message_sent", "purchase"]
+    )
 
     # Local durable queue: the same knobs SQS has.
     queue_visibility_timeout_seconds: int = Field(default=30, ge=1, le=43200)
@@ -58,11 +72,18 @@ class Settings(BaseModel):
     max_future_seconds: int = Field(default=3600, ge=0)
     event_retention_days: int = Field(default=730, ge=0, le=3650)
 
-    @field_validator("cors_allow_origins", mode="before")
+    @field_validator("cors_allow_origins", "default_funnel", mode="before")
     @classmethod
-    def _split_origins(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
-            return [origin.strip() for origin in value.split(",") if origin.strip()]
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("default_funnel")
+    @classmethod
+    def _funnel_length(cls, value: list[str]) -> list[str]:
+        if not 2 <= len(value) <= 10:
+            raise ValueError("must name 2 to 10 comma-separated event names")
         return value
 
     @field_validator("events_queue_url")
@@ -81,6 +102,13 @@ class Settings(BaseModel):
             problems.append("AUTH_MODE=jwt needs JWT_SECRET (HS256) or JWKS_URL (RS256)")
         if self.auth_mode == "jwt" and self.jwt_secret and len(self.jwt_secret) < 32:
             problems.append("JWT_SECRET must be at least 32 characters")
+        if self.storage_backend == "postgres" and not (
+            self.database_url or (self.database_host and self.database_secret_arn)
+        ):
+            problems.append(
+                "STORAGE_BACKEND=postgres needs DATABASE_URL, or DATABASE_HOST with "
+                "DATABASE_SECRET_ARN"
+            )
         if problems:
             raise SettingsError("invalid configuration: " + "; ".join(problems))
         return self

@@ -137,3 +137,19 @@ class EventPage(BaseModel):
 
     events: list[StoredEvent]
     next_cursor: str | None = None
+
+
+class AuditEntry(BaseModel):
+    """Who did what to whose data, and when: kept for GDPR accountability."""
+
+    id: str
+    at: datetime
+    actor: str
+    action: Literal["export", "delete"]
+    subject: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class AuditPage(BaseModel):
+    entries: list[AuditEntry]
+    next_cursor: str | None = None

@@ -5,15 +5,68 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from datetime import date, datetime
+from typing import Any, NamedTuple, Protocol, Self
 
-from mysoulmate.analytics.models import EventPage, Profile, QueuedMessage
+from mysoulmate.analytics.models import AuditEntry, AuditPage, EventPage, Profile, QueuedMessage
 from mysoulmate.errors import InvalidRequestError
 
 MessageKey = tuple[str, str]  # (userId, messageId)
 ProfileUpdate = Callable[[Profile | None], Profile]
+ANY_EVENT = ""  # the event name of user-set rollups that count every event
+
+
+class UserSet(Protocol):
+    """A set of users as a backend stores it (Python set of ids, or a bitmap of ordinals):
+    all the read side needs is union, intersection and size, which stay exact."""
+
+    def __or__(self, other: Self, /) -> Self: ...
+    def __and__(self, other: Self, /) -> Self: ...
+    def __len__(self) -> int: ...
+
+
+class CountRow(NamedTuple):
+    """Track events stored on one UTC day for one (platform, event name)."""
+
+    day: date
+    platform: str
+    event: str
+    events: int
+
+
+class RevenueRow(NamedTuple):
+    """Revenue on one UTC day and platform, in millionths of the currency unit (exact)."""
+
+    day: date
+    platform: str
+    currency: str
+    micros: int
+
+
+class UsersRow(NamedTuple):
+    """Users with at least one track event on one day and platform; ``event`` is an event
+    name, or ANY_EVENT for users active with any event."""
+
+    day: date
+    platform: str
+    event: str
+    users: UserSet
+
+
+class EventPoint(NamedTuple):
+    """A track event reduced to what funnels and per-user summaries need."""
+
+    ts: str  # time_key(timestamp): fixed-width UTC text, string order = time order
+    event: str
+    message_id: str
+
+
+@dataclass(frozen=True)
+class ErasureResult:
+    events: int
+    profile: bool
 
 
 @dataclass
@@ -37,8 +90,73 @@ class EventStore(Protocol):
 
     def get_profile(self, user_id: str) -> Profile | None: ...
 
-    def list_events(self, user_id: str, limit: int, cursor: str | None) -> EventPage:
-        """The user's events, newest first."""
+    def list_events(
+        self,
+        user_id: str,
+        limit: int,
+        cursor: str | None,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        event: str | None = None,
+    ) -> EventPage:
+        """The user's events (track and identify), newest first; ``start``/``end`` bound the
+        event time (inclusive), ``event`` keeps only track events of that name."""
+        ...
+
+    def user_event_points(self, user_id: str) -> list[EventPoint]:
+        """Every track event of the user, oldest first (ts, then messageId)."""
+        ...
+
+    # -- rollups, maintained by insert_events for newly stored track events only ---------
+    # insert_events applies `analytics.rollups.rollup_delta(new messages)` atomically with the
+    # events it stores, so a redelivered or re-sent message never counts twice.
+
+    def rollup_counts(self, start: date, end: date) -> list[CountRow]:
+        """Per-day counts for days in [start, end]; days/keys with no events are absent."""
+        ...
+
+    def rollup_revenue(self, start: date, end: date) -> list[RevenueRow]: ...
+
+    def rollup_users(self, start: date, end: date, *, by_event: bool) -> list[UsersRow]:
+        """User sets for days in [start, end]: one row per (day, platform) with ANY_EVENT,
+        plus, when ``by_event``, one per (day, platform, event name)."""
+        ...
+
+    def first_seen_users(self, start: date, end: date) -> dict[date, UserSet]:
+        """Users whose first track event ever falls on a day in [start, end], by that day."""
+        ...
+
+    def empty_user_set(self) -> UserSet:
+        """The empty set in this backend's representation."""
+        ...
+
+    def funnel_candidates(
+        self,
+        first_event: str,
+        starts_from: datetime,
+        starts_to: datetime,
+        until: datetime,
+        events: frozenset[str] | None,
+    ) -> Iterator[tuple[str, list[EventPoint]]]:
+        """For every user with a ``first_event`` track event in [starts_from, starts_to]:
+        (userId, their track events in [starts_from, until], oldest first), only those named
+        in ``events`` unless it is None. Each user appears once; user order is unspecified."""
+        ...
+
+    # -- GDPR ---------------------------------------------------------------------------
+
+    def delete_user(self, user_id: str) -> ErasureResult:
+        """Erase the user's events and profile and remove them from every user set and
+        first-seen record; anonymous counts and revenue stay. Idempotent."""
+        ...
+
+    def append_audit(self, entry: AuditEntry) -> None: ...
+
+    def list_audit(
+        self, limit: int, cursor: str | None, subject: str | None = None
+    ) -> AuditPage:
+        """Audit entries newest first, optionally only those about ``subject``."""
         ...
 
     def ping(self) -> None:

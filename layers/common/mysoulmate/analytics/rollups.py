@@ -1,0 +1,81 @@
+"""What one batch of newly stored events adds to the daily rollups.
+
+Every backend applies the same delta in the same transaction (or conditional write) that
+stores the events, and only for events that were not stored before: that is what keeps the
+dashboard exact under redelivery. Counts and revenue add up; user sets and first-seen days
+are unions and minimums, so the order batches arrive in does not matter.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal, InvalidOperation
+
+from mysoulmate.analytics.models import QueuedMessage
+
+UNKNOWN_PLATFORM = "unknown"
+DEFAULT_CURRENCY = "USD"
+MICROS = 1_000_000
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+ANY_EVENT = ""  # same value as storage.base.ANY_EVENT (the port must not import domain code)
+
+DayKey = tuple[date, str, str]  # (day, platform, event name or ANY_EVENT)
+RevenueKey = tuple[date, str, str]  # (day, platform, currency)
+
+
+@dataclass
+class RollupDelta:
+    counts: Counter[DayKey] = field(default_factory=Counter)
+    revenue: Counter[RevenueKey] = field(default_factory=Counter)
+    users: defaultdict[DayKey, set[str]] = field(default_factory=lambda: defaultdict(set))
+    first_seen: dict[str, date] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.counts or self.users)
+
+
+def platform_of(message: QueuedMessage) -> str:
+    return message.platform or UNKNOWN_PLATFORM
+
+
+def revenue_of(properties: dict[str, object]) -> tuple[str, int] | None:
+    """(currency, micros) when ``revenue`` is a finite number and ``currency`` (default USD)
+    looks like an ISO 4217 code; anything else carries no revenue."""
+    amount = properties.get("revenue")
+    if isinstance(amount, bool) or not isinstance(amount, int | float):
+        return None
+    if isinstance(amount, float) and not math.isfinite(amount):
+        return None
+    currency = properties.get("currency", DEFAULT_CURRENCY)
+    if not isinstance(currency, str) or not _CURRENCY.match(currency.strip().upper()):
+        return None
+    try:
+        micros = int((Decimal(str(amount)) * MICROS).to_integral_value())
+    except InvalidOperation:
+        return None
+    return currency.strip().upper(), micros
+
+
+def rollup_delta(new_messages: Iterable[QueuedMessage]) -> RollupDelta:
+    """The rollup contribution of messages stored for the first time (identifies add none)."""
+    delta = RollupDelta()
+    for message in new_messages:
+        if message.type != "track" or message.event is None:
+            continue
+        day = message.timestamp.date()
+        platform = platform_of(message)
+        delta.counts[(day, platform, message.event)] += 1
+        delta.users[(day, platform, message.event)].add(message.userId)
+        delta.users[(day, platform, ANY_EVENT)].add(message.userId)
+        seen = delta.first_seen.get(message.userId)
+        if seen is None or day < seen:
+            delta.first_seen[message.userId] = day
+        revenue = revenue_of(message.properties)
+        if revenue is not None:
+            delta.revenue[(day, platform, revenue[0])] += revenue[1]
+    return delta
