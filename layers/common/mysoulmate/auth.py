@@ -45,6 +45,15 @@ class Principal:
         if user_id != self.subject and not self.may_act_for_others:
             raise ForbiddenError(code="forbidden_other_user")
 
+    def require_self_or_admin(self, user_id: str) -> None:
+        """Exports and erasure: the user themself or an admin; server tokens may not."""
+        if user_id != self.subject and not self.is_admin:
+            raise ForbiddenError(code="forbidden_other_user")
+
+    def require_admin(self) -> None:
+        if not self.is_admin:
+            raise ForbiddenError(code="admin_required")
+
 
 def roles_from_claims(claims: dict[str, Any]) -> frozenset[str]:
     """Roles from ``roles`` (our tokens) or ``cognito:groups`` (Cognito).

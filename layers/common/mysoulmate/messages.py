@@ -26,6 +26,13 @@ ERROR_MESSAGES: dict[str, str] = {
     "token_expired": "The bearer token has expired; sign in again to get a new one.",
     "forbidden": "You do not have permission to do this.",
     "forbidden_other_user": "You may only read your own data; reading another user's needs admin.",
+    "admin_required": "This needs the admin role.",
+    "invalid_range": "The range is empty: 'from' ({start}) is after 'to' ({end}).",
+    "range_too_long": "The range spans {days} days; the maximum is {limit} days.",
+    "invalid_window": (
+        "The window {value!r} is not a duration such as 30m, 12h or 7d between 1s and {limit}."
+    ),
+    "invalid_steps": "A funnel needs 2 to 10 comma-separated, non-empty step names; got {count}.",
     "not_found": "Nothing exists at this address.",
     "method_not_allowed": "This method is not allowed here.",
     "not_acceptable": "The requested representation is not available.",

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -14,7 +13,6 @@ from mysoulmate.analytics.models import (
     MessageId,
     Platform,
     Properties,
-    StoredEvent,
     Timestamp,
     UserId,
 )
@@ -59,16 +57,3 @@ class IdentifyRequest(_Request):
 class Accepted(BaseModel):
     messageId: str
     status: Literal["queued"] = "queued"
-
-
-class PublicProfile(BaseModel):
-    traits: dict[str, Any]
-    anonymousIds: list[str]
-    updatedAt: datetime | None
-
-
-class UserEventsPage(BaseModel):
-    userId: str
-    profile: PublicProfile | None
-    events: list[StoredEvent]
-    nextCursor: str | None = None

@@ -1,7 +1,9 @@
 """Embedded storage for the laptop shape: one SQLite file under DATA_DIR.
 
-Idempotency comes from the primary key (user_id, message_id) with INSERT OR IGNORE, so a
-redelivered or re-posted message is stored once even when two writers race.
+Idempotency comes from the primary key (user_id, message_id): inside one IMMEDIATE
+transaction each row is inserted with ``INSERT OR IGNORE`` and only the rows that really
+went in feed the rollups, so a redelivered or re-posted message is stored and counted once
+even when two writers race. User sets are bitmaps over dense ordinals (`storage.bitmap`).
 """
 
 from __future__ import annotations
@@ -9,21 +11,39 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Iterator, Sequence
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from mysoulmate.analytics.models import EventPage, Profile, QueuedMessage, StoredEvent
+from mysoulmate.analytics.models import (
+    AuditEntry,
+    AuditPage,
+    EventPage,
+    Profile,
+    QueuedMessage,
+    StoredEvent,
+)
+from mysoulmate.analytics.rollups import ANY_EVENT, UNKNOWN_PLATFORM, RollupDelta, rollup_delta
 from mysoulmate.sqlite_connection import open_sqlite, write_transaction
 from mysoulmate.storage.base import (
+    CountRow,
+    ErasureResult,
+    EventPoint,
     ProfileUpdate,
+    RevenueRow,
     StorageUnavailableError,
     StoreResult,
+    UserSet,
+    UsersRow,
     decode_cursor,
     encode_cursor,
     time_key,
 )
+from mysoulmate.storage.bitmap import Bitmap
+
+SCHEMA_VERSION = 2  # PRAGMA user_version; 1 = the spine's events/profiles only
+_CHUNK = 400  # keys per IN (...) list, well under SQLite's variable limit
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -40,12 +60,47 @@ CREATE TABLE IF NOT EXISTS events (
     PRIMARY KEY (user_id, message_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS events_by_user_time ON events (user_id, ts DESC, message_id DESC);
+CREATE INDEX IF NOT EXISTS events_by_name_time ON events (event, ts);
 CREATE TABLE IF NOT EXISTS profiles (
     user_id TEXT PRIMARY KEY,
     doc     TEXT NOT NULL,
     version INTEGER NOT NULL
 );
+-- AUTOINCREMENT: an erased user's ordinal is never handed to anyone else.
+CREATE TABLE IF NOT EXISTS user_ordinals (
+    ordinal INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS daily_counts (
+    day TEXT NOT NULL, platform TEXT NOT NULL, event TEXT NOT NULL,
+    events INTEGER NOT NULL,
+    PRIMARY KEY (day, platform, event)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS daily_revenue (
+    day TEXT NOT NULL, platform TEXT NOT NULL, currency TEXT NOT NULL,
+    micros INTEGER NOT NULL,
+    PRIMARY KEY (day, platform, currency)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS daily_users (
+    day TEXT NOT NULL, platform TEXT NOT NULL, event TEXT NOT NULL,
+    bits BLOB NOT NULL,
+    PRIMARY KEY (day, platform, event)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS first_seen (
+    user_id TEXT PRIMARY KEY,
+    day     TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS first_seen_by_day ON first_seen (day);
+CREATE TABLE IF NOT EXISTS audit_log (
+    id TEXT PRIMARY KEY, at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+    subject TEXT NOT NULL, details TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS audit_by_time ON audit_log (at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS audit_by_subject ON audit_log (subject, at DESC, id DESC);
 """
+_EVENT_COLUMNS = (
+    "message_id, type, event, ts, received_at, platform, anonymous_id, properties, context"
+)
 
 
 def event_row(m: QueuedMessage) -> tuple[Any, ...]:
@@ -70,20 +125,108 @@ class SqliteEventStore:
         self._lock = threading.Lock()
         with self._lock:
             self._conn.executescript(_SCHEMA)
+        with write_transaction(self._conn, self._lock):
+            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+            if version < SCHEMA_VERSION:
+                self._backfill_rollups()
+                self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    # -- writes -------------------------------------------------------------------------
 
     def insert_events(self, messages: Sequence[QueuedMessage]) -> StoreResult:
-        rows = [event_row(m) for m in messages]
         try:
             with write_transaction(self._conn, self._lock):
-                before = self._conn.total_changes
-                self._conn.executemany(
-                    "INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?,?,?,?)", rows
-                )
-                written = self._conn.total_changes - before
+                new: list[QueuedMessage] = []
+                seen: set[tuple[str, str]] = set()
+                for m in messages:
+                    if m.key in seen:
+                        continue
+                    seen.add(m.key)
+                    cursor = self._conn.execute(
+                        "INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?,?,?,?)", event_row(m)
+                    )
+                    if cursor.rowcount == 1:
+                        new.append(m)
+                self._apply(rollup_delta(new))
         except sqlite3.Error as exc:
             reason = f"sqlite: {exc}"
             return StoreResult(failed={m.key: reason for m in messages})
-        return StoreResult(written=written, duplicates=len(rows) - written)
+        return StoreResult(written=len(new), duplicates=len(messages) - len(new))
+
+    def _apply(self, delta: RollupDelta) -> None:
+        """Add one batch's rollup delta (caller holds the write transaction)."""
+        if not delta:
+            return
+        conn = self._conn
+        conn.executemany(
+            "INSERT INTO daily_counts VALUES (?,?,?,?) ON CONFLICT DO UPDATE "
+            "SET events = events + excluded.events",
+            [(d.isoformat(), p, e, n) for (d, p, e), n in delta.counts.items()],
+        )
+        conn.executemany(
+            "INSERT INTO daily_revenue VALUES (?,?,?,?) ON CONFLICT DO UPDATE "
+            "SET micros = micros + excluded.micros",
+            [(d.isoformat(), p, c, n) for (d, p, c), n in delta.revenue.items()],
+        )
+        users = sorted({u for members in delta.users.values() for u in members})
+        conn.executemany(
+            "INSERT OR IGNORE INTO user_ordinals (user_id) VALUES (?)", [(u,) for u in users]
+        )
+        ordinals = self._ordinals(users)
+        for (day, platform, event), members in sorted(delta.users.items()):
+            key = (day.isoformat(), platform, event)
+            row = conn.execute(
+                "SELECT bits FROM daily_users WHERE day = ? AND platform = ? AND event = ?", key
+            ).fetchone()
+            bits = Bitmap.from_bytes(row[0] if row else None) | Bitmap.of(
+                ordinals[u] for u in members
+            )
+            conn.execute(
+                "INSERT INTO daily_users VALUES (?,?,?,?) ON CONFLICT DO UPDATE "
+                "SET bits = excluded.bits",
+                (*key, bits.to_bytes()),
+            )
+        conn.executemany(
+            "INSERT INTO first_seen VALUES (?,?) ON CONFLICT DO UPDATE "
+            "SET day = min(day, excluded.day)",
+            [(u, d.isoformat()) for u, d in delta.first_seen.items()],
+        )
+
+    def _ordinals(self, users: Sequence[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for start in range(0, len(users), _CHUNK):
+            chunk = users[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                self._conn.execute(
+                    f"SELECT user_id, ordinal FROM user_ordinals WHERE user_id IN ({marks})",  # noqa: S608 - placeholders only
+                    chunk,
+                ).fetchall()
+            )
+        return found
+
+    def _backfill_rollups(self) -> None:
+        """A database from before the read side: derive its rollups once from its events."""
+        rows = self._conn.execute(
+            "SELECT user_id, message_id, event, ts, platform, properties FROM events "
+            "WHERE type = 'track'"
+        )
+        while chunk := rows.fetchmany(5000):
+            self._apply(
+                rollup_delta(
+                    QueuedMessage(
+                        type="track",
+                        userId=user,
+                        messageId=mid,
+                        event=name,
+                        timestamp=ts,
+                        receivedAt=ts,
+                        platform=platform,
+                        properties=json.loads(props),
+                    )
+                    for user, mid, name, ts, platform, props in chunk
+                )
+            )
 
     def update_profile(self, user_id: str, update: ProfileUpdate) -> Profile:
         with write_transaction(self._conn, self._lock):
@@ -97,6 +240,8 @@ class SqliteEventStore:
             )
         return merged
 
+    # -- per-user reads -----------------------------------------------------------------
+
     def get_profile(self, user_id: str) -> Profile | None:
         with self._lock:
             return self._load_profile(user_id)
@@ -107,20 +252,34 @@ class SqliteEventStore:
         ).fetchone()
         return Profile.model_validate_json(row[0]) if row else None
 
-    def list_events(self, user_id: str, limit: int, cursor: str | None) -> EventPage:
-        query = (
-            "SELECT message_id, type, event, ts, received_at, platform, anonymous_id, "
-            "properties, context FROM events WHERE user_id = ?"
-        )
+    def list_events(
+        self,
+        user_id: str,
+        limit: int,
+        cursor: str | None,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        event: str | None = None,
+    ) -> EventPage:
+        query = f"SELECT {_EVENT_COLUMNS} FROM events WHERE user_id = ?"  # noqa: S608 - constant
         args: list[Any] = [user_id]
+        if start is not None:
+            query += " AND ts >= ?"
+            args.append(time_key(start))
+        if end is not None:
+            query += " AND ts <= ?"
+            args.append(time_key(end))
+        if event is not None:
+            query += " AND type = 'track' AND event = ?"
+            args.append(event)
         if cursor:
             position = decode_cursor(cursor, {"ts", "id"})
             query += " AND (ts < ? OR (ts = ? AND message_id < ?))"
             args += [position["ts"], position["ts"], position["id"]]
         query += " ORDER BY ts DESC, message_id DESC LIMIT ?"
         args.append(limit + 1)
-        with self._lock:
-            rows = self._conn.execute(query, args).fetchall()
+        rows = self._read(query, args)
         events = [_row_to_event(row) for row in rows[:limit]]
         next_cursor = None
         if len(rows) > limit:
@@ -128,12 +287,178 @@ class SqliteEventStore:
             next_cursor = encode_cursor({"ts": last[3], "id": last[0]})
         return EventPage(events=events, next_cursor=next_cursor)
 
-    def ping(self) -> None:
+    def user_event_points(self, user_id: str) -> list[EventPoint]:
+        rows = self._read(
+            "SELECT ts, event, message_id FROM events WHERE user_id = ? AND type = 'track' "
+            "ORDER BY ts, message_id",
+            (user_id,),
+        )
+        return [EventPoint(*row) for row in rows]
+
+    # -- rollups ------------------------------------------------------------------------
+
+    def rollup_counts(self, start: date, end: date) -> list[CountRow]:
+        rows = self._read(
+            "SELECT day, platform, event, events FROM daily_counts WHERE day BETWEEN ? AND ?",
+            (start.isoformat(), end.isoformat()),
+        )
+        return [CountRow(date.fromisoformat(d), p, e, n) for d, p, e, n in rows]
+
+    def rollup_revenue(self, start: date, end: date) -> list[RevenueRow]:
+        rows = self._read(
+            "SELECT day, platform, currency, micros FROM daily_revenue WHERE day BETWEEN ? AND ?",
+            (start.isoformat(), end.isoformat()),
+        )
+        return [RevenueRow(date.fromisoformat(d), p, c, n) for d, p, c, n in rows]
+
+    def rollup_users(self, start: date, end: date, *, by_event: bool) -> list[UsersRow]:
+        query = "SELECT day, platform, event, bits FROM daily_users WHERE day BETWEEN ? AND ?"
+        if not by_event:
+            query += " AND event = ''"
+        rows = self._read(query, (start.isoformat(), end.isoformat()))
+        return [UsersRow(date.fromisoformat(d), p, e, Bitmap.from_bytes(b)) for d, p, e, b in rows]
+
+    def first_seen_users(self, start: date, end: date) -> dict[date, UserSet]:
+        rows = self._read(
+            "SELECT f.day, o.ordinal FROM first_seen f JOIN user_ordinals o USING (user_id) "
+            "WHERE f.day BETWEEN ? AND ?",
+            (start.isoformat(), end.isoformat()),
+        )
+        by_day: dict[date, list[int]] = {}
+        for day, ordinal in rows:
+            by_day.setdefault(date.fromisoformat(day), []).append(ordinal)
+        return {day: Bitmap.of(ordinals) for day, ordinals in by_day.items()}
+
+    def empty_user_set(self) -> UserSet:
+        return Bitmap()
+
+    def funnel_candidates(
+        self,
+        first_event: str,
+        starts_from: datetime,
+        starts_to: datetime,
+        until: datetime,
+        events: frozenset[str] | None,
+    ) -> Iterator[tuple[str, list[EventPoint]]]:
+        users = [
+            row[0]
+            for row in self._read(
+                "SELECT DISTINCT user_id FROM events WHERE event = ? AND type = 'track' "
+                "AND ts BETWEEN ? AND ? ORDER BY user_id",
+                (first_event, time_key(starts_from), time_key(starts_to)),
+            )
+        ]
+        names = sorted(events) if events is not None else None
+        for start in range(0, len(users), _CHUNK):
+            chunk = users[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            query = (
+                "SELECT user_id, ts, event, message_id FROM events "  # noqa: S608 - placeholders only
+                f"WHERE user_id IN ({marks}) AND type = 'track' AND ts BETWEEN ? AND ?"
+            )
+            args: list[Any] = [*chunk, time_key(starts_from), time_key(until)]
+            if names is not None:
+                query += f" AND event IN ({','.join('?' * len(names))})"
+                args += names
+            query += " ORDER BY user_id, ts, message_id"
+            current: str | None = None
+            points: list[EventPoint] = []
+            for user, ts, name, mid in self._read(query, args):
+                if user != current:
+                    if current is not None:
+                        yield current, points
+                    current, points = user, []
+                points.append(EventPoint(ts, name, mid))
+            if current is not None:
+                yield current, points
+
+    # -- GDPR ---------------------------------------------------------------------------
+
+    def delete_user(self, user_id: str) -> ErasureResult:
+        conn = self._conn
+        with write_transaction(conn, self._lock):
+            row = conn.execute(
+                "SELECT ordinal FROM user_ordinals WHERE user_id = ?", (user_id,)
+            ).fetchone()
+            if row is not None:
+                keys = conn.execute(
+                    "SELECT DISTINCT substr(ts, 1, 10), coalesce(platform, ?), event "
+                    "FROM events WHERE user_id = ? AND type = 'track'",
+                    (UNKNOWN_PLATFORM, user_id),
+                ).fetchall()
+                sets = {(d, p, e) for d, p, e in keys} | {(d, p, ANY_EVENT) for d, p, _ in keys}
+                for key in sorted(sets):
+                    found = conn.execute(
+                        "SELECT bits FROM daily_users WHERE day = ? AND platform = ? AND event = ?",
+                        key,
+                    ).fetchone()
+                    if found:
+                        bits = Bitmap.from_bytes(found[0]).without(row[0])
+                        conn.execute(
+                            "UPDATE daily_users SET bits = ? WHERE day = ? AND platform = ? "
+                            "AND event = ?",
+                            (bits.to_bytes(), *key),
+                        )
+            events = conn.execute("DELETE FROM events WHERE user_id = ?", (user_id,)).rowcount
+            profile = conn.execute("DELETE FROM profiles WHERE user_id = ?", (user_id,)).rowcount
+            conn.execute("DELETE FROM first_seen WHERE user_id = ?", (user_id,))
+            conn.execute("DELETE FROM user_ordinals WHERE user_id = ?", (user_id,))
+        return ErasureResult(events=events, profile=profile > 0)
+
+    def append_audit(self, entry: AuditEntry) -> None:
+        with write_transaction(self._conn, self._lock):
+            self._conn.execute(
+                "INSERT INTO audit_log VALUES (?,?,?,?,?,?)",
+                (
+                    entry.id,
+                    time_key(entry.at),
+                    entry.actor,
+                    entry.action,
+                    entry.subject,
+                    json.dumps(entry.details),
+                ),
+            )
+
+    def list_audit(self, limit: int, cursor: str | None, subject: str | None = None) -> AuditPage:
+        query = "SELECT id, at, actor, action, subject, details FROM audit_log WHERE 1 = 1"
+        args: list[Any] = []
+        if subject is not None:
+            query += " AND subject = ?"
+            args.append(subject)
+        if cursor:
+            position = decode_cursor(cursor, {"at", "id"})
+            query += " AND (at < ? OR (at = ? AND id < ?))"
+            args += [position["at"], position["at"], position["id"]]
+        query += " ORDER BY at DESC, id DESC LIMIT ?"
+        args.append(limit + 1)
+        rows = self._read(query, args)
+        entries = [
+            AuditEntry(
+                id=i,
+                at=datetime.fromisoformat(at),
+                actor=actor,
+                action=action,
+                subject=subj,
+                details=json.loads(details),
+            )
+            for i, at, actor, action, subj, details in rows[:limit]
+        ]
+        next_cursor = None
+        if len(rows) > limit:
+            next_cursor = encode_cursor({"at": rows[limit - 1][1], "id": rows[limit - 1][0]})
+        return AuditPage(entries=entries, next_cursor=next_cursor)
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    def _read(self, query: str, args: Sequence[Any]) -> list[Any]:
         try:
             with self._lock:
-                self._conn.execute("SELECT 1 FROM events LIMIT 1").fetchall()
-        except sqlite3.Error as exc:
+                return self._conn.execute(query, args).fetchall()
+        except sqlite3.OperationalError as exc:
             raise StorageUnavailableError(f"sqlite: {exc}") from exc
+
+    def ping(self) -> None:
+        self._read("SELECT 1 FROM events LIMIT 1", ())
 
     def close(self) -> None:
         with self._lock:

@@ -1,0 +1,129 @@
+"""The admin dashboard, assembled from daily rollups only.
+
+Every figure comes from per-day counts, revenue sums and user sets, so a query costs in
+proportion to the days (and users) in the range, never to the number of events stored.
+The default funnel is the exception: it is the funnel engine's exact answer (`funnel.py`).
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from datetime import date
+from decimal import Decimal
+
+from mysoulmate.analytics.date_range import DateRange
+from mysoulmate.analytics.funnel import FunnelReport
+from mysoulmate.analytics.report_models import (
+    CurrencyAmount,
+    DashboardReport,
+    DayEvents,
+    DayRevenue,
+    DayUsers,
+    PlatformStats,
+    Revenue,
+    TopEvent,
+)
+from mysoulmate.analytics.rollups import MICROS
+from mysoulmate.storage.base import ANY_EVENT, EventStore, UserSet
+
+
+def union(store: EventStore, sets: Iterable[UserSet]) -> UserSet:
+    return functools.reduce(operator.or_, sets, store.empty_user_set())
+
+
+def amount(micros: int) -> float:
+    return float(Decimal(micros) / MICROS)
+
+
+def build_dashboard(
+    store: EventStore,
+    period: DateRange,
+    platform: str | None,
+    top: int,
+    funnel: FunnelReport,
+) -> DashboardReport:
+    def wanted(row_platform: str) -> bool:
+        return platform is None or row_platform == platform
+
+    counts = [r for r in store.rollup_counts(period.start, period.end) if wanted(r.platform)]
+    users = [
+        r for r in store.rollup_users(period.start, period.end, by_event=True) if wanted(r.platform)
+    ]
+    revenue = [r for r in store.rollup_revenue(period.start, period.end) if wanted(r.platform)]
+
+    events_by_day: Counter[date] = Counter()
+    events_by_name: Counter[str] = Counter()
+    events_by_platform: Counter[str] = Counter()
+    for row in counts:
+        events_by_day[row.day] += row.events
+        events_by_name[row.event] += row.events
+        events_by_platform[row.platform] += row.events
+
+    active_by_day: defaultdict[date, list[UserSet]] = defaultdict(list)
+    active_by_platform: defaultdict[str, list[UserSet]] = defaultdict(list)
+    users_by_name: defaultdict[str, list[UserSet]] = defaultdict(list)
+    for users_row in users:
+        if users_row.event == ANY_EVENT:
+            active_by_day[users_row.day].append(users_row.users)
+            active_by_platform[users_row.platform].append(users_row.users)
+        else:
+            users_by_name[users_row.event].append(users_row.users)
+
+    top_names = sorted(events_by_name, key=lambda name: (-events_by_name[name], name))[:top]
+    revenue_totals: Counter[str] = Counter()
+    revenue_by_day: defaultdict[date, Counter[str]] = defaultdict(Counter)
+    for rev in revenue:
+        revenue_totals[rev.currency] += rev.micros
+        revenue_by_day[rev.day][rev.currency] += rev.micros
+
+    return DashboardReport(
+        from_=period.start,
+        to=period.end,
+        platform=platform,
+        totalEvents=sum(events_by_day.values()),
+        activeUsers=len(union(store, (s for sets in active_by_day.values() for s in sets))),
+        dailyActiveUsers=[
+            DayUsers(date=day, users=len(union(store, active_by_day.get(day, ()))))
+            for day in period.each_day()
+        ],
+        topEvents=[
+            TopEvent(
+                event=name,
+                count=events_by_name[name],
+                users=len(union(store, users_by_name[name])),
+            )
+            for name in top_names
+        ],
+        eventsByDay=[DayEvents(date=day, events=events_by_day[day]) for day in period.each_day()],
+        platformBreakdown=sorted(
+            (
+                PlatformStats(
+                    platform=name,
+                    events=events_by_platform[name],
+                    users=len(union(store, active_by_platform[name])),
+                )
+                for name in events_by_platform
+            ),
+            key=lambda stats: (-stats.events, stats.platform),
+        ),
+        revenue=Revenue(
+            totals=[
+                CurrencyAmount(currency=c, amount=amount(m))
+                for c, m in sorted(revenue_totals.items())
+            ],
+            byDay=[
+                DayRevenue(
+                    date=day,
+                    amounts=[
+                        CurrencyAmount(currency=c, amount=amount(m))
+                        for c, m in sorted(revenue_by_day[day].items())
+                    ],
+                )
+                for day in period.each_day()
+            ],
+        ),
+        funnel=funnel,
+    )

@@ -1,0 +1,121 @@
+"""GDPR rights: export everything stored about a user (art. 15/20) and erase it (art. 17).
+
+Both leave an audit entry (who, when, what) before answering, so a request that was served
+is always on record.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from mysoulmate.analytics.models import AuditEntry, StoredEvent, dumps_compact
+from mysoulmate.analytics.report_models import ErasureReport
+from mysoulmate.storage.base import EventStore
+
+EXPORT_PAGE = 500
+CSV_COLUMNS = (
+    "messageId",
+    "type",
+    "event",
+    "timestamp",
+    "receivedAt",
+    "platform",
+    "anonymousId",
+    "properties",
+    "context",
+)
+ExportFormat = Literal["json", "csv"]
+
+
+def record(
+    store: EventStore, actor: str, action: Literal["export", "delete"], subject: str, **details: Any
+) -> AuditEntry:
+    now = datetime.now(UTC)
+    entry = AuditEntry(
+        id=f"{now.strftime('%Y%m%d%H%M%S%f')}-{uuid.uuid4().hex[:12]}",
+        at=now,
+        actor=actor,
+        action=action,
+        subject=subject,
+        details=details,
+    )
+    store.append_audit(entry)
+    return entry
+
+
+def all_events(store: EventStore, user_id: str) -> Iterator[StoredEvent]:
+    cursor: str | None = None
+    while True:
+        page = store.list_events(user_id, EXPORT_PAGE, cursor)
+        yield from page.events
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
+
+
+def export_json(store: EventStore, user_id: str) -> Iterator[str]:
+    """One JSON document, streamed a page of events at a time."""
+    profile = store.get_profile(user_id)
+    head = {
+        "userId": user_id,
+        "exportedAt": datetime.now(UTC).isoformat(),
+        "profile": profile.model_dump(mode="json", exclude={"version"}) if profile else None,
+    }
+    yield dumps_compact(head)[:-1] + ',"events":['
+    separator = ""
+    for event in all_events(store, user_id):
+        yield separator + event.model_dump_json()
+        separator = ","
+    yield "]}\n"
+
+
+def export_csv(store: EventStore, user_id: str) -> Iterator[str]:
+    """One row per event; the profile's traits travel as a first row of type 'profile'."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+
+    def flush() -> str:
+        text = buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+        return text
+
+    writer.writerow(CSV_COLUMNS)
+    profile = store.get_profile(user_id)
+    if profile is not None:
+        updated = profile.updatedAt.isoformat() if profile.updatedAt else ""
+        writer.writerow(["", "profile", "", updated, "", "", "", json.dumps(profile.traits), ""])
+    yield flush()
+    for event in all_events(store, user_id):
+        writer.writerow(
+            [
+                event.messageId,
+                event.type,
+                event.event or "",
+                event.timestamp.isoformat(),
+                event.receivedAt.isoformat(),
+                event.platform or "",
+                event.anonymousId or "",
+                dumps_compact(event.properties),
+                dumps_compact(event.context),
+            ]
+        )
+        yield flush()
+
+
+def erase(store: EventStore, actor: str, user_id: str) -> ErasureReport:
+    result = store.delete_user(user_id)
+    entry = record(store, actor, "delete", user_id, events=result.events, profile=result.profile)
+    return ErasureReport(
+        userId=user_id,
+        erased=True,
+        eventsDeleted=result.events,
+        profileDeleted=result.profile,
+        auditId=entry.id,
+    )

@@ -1,0 +1,115 @@
+"""What the analytics read endpoints answer: dashboard, cohorts, user summary, GDPR."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mysoulmate.analytics.funnel import FunnelReport
+from mysoulmate.analytics.models import AuditEntry, StoredEvent
+
+
+class _Report(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+
+class DayUsers(BaseModel):
+    date: date
+    users: int
+
+
+class DayEvents(BaseModel):
+    date: date
+    events: int
+
+
+class TopEvent(BaseModel):
+    event: str
+    count: int
+    users: int
+
+
+class PlatformStats(BaseModel):
+    platform: str
+    events: int
+    users: int
+
+
+class CurrencyAmount(BaseModel):
+    currency: str
+    amount: float = Field(description="In the currency's unit, exact to 6 decimal places.")
+
+
+class DayRevenue(BaseModel):
+    date: date
+    amounts: list[CurrencyAmount]
+
+
+class Revenue(BaseModel):
+    totals: list[CurrencyAmount]
+    byDay: list[DayRevenue]
+
+
+class DashboardReport(_Report):
+    from_: date = Field(alias="from")
+    to: date
+    platform: str | None = None
+    totalEvents: int
+    activeUsers: int = Field(description="Distinct users with at least one event in the range.")
+    dailyActiveUsers: list[DayUsers]
+    topEvents: list[TopEvent]
+    eventsByDay: list[DayEvents]
+    platformBreakdown: list[PlatformStats]
+    revenue: Revenue
+    funnel: FunnelReport
+
+
+class Cohort(BaseModel):
+    start: date = Field(description="First day of the period the users were first seen in.")
+    size: int
+    active: list[int | None] = Field(
+        description="Users of the cohort active in period 0, 1, …; null for future periods."
+    )
+    retention: list[float | None] = Field(description="active / size per period.")
+
+
+class CohortReport(_Report):
+    period: Literal["day", "week"]
+    from_: date = Field(alias="from")
+    to: date
+    periods: int
+    cohorts: list[Cohort]
+
+
+class UserProfileView(BaseModel):
+    traits: dict[str, Any]
+    anonymousIds: list[str]
+    updatedAt: datetime | None
+    firstSeen: datetime | None
+    lastSeen: datetime | None
+
+
+class UserAnalytics(BaseModel):
+    userId: str
+    profile: UserProfileView
+    eventCounts: dict[str, int] = Field(description="Track events by name (within from/to).")
+    sessions: int = Field(
+        description="Runs of track events with no gap over 30 minutes (within from/to)."
+    )
+    events: list[StoredEvent]
+    nextCursor: str | None = None
+
+
+class ErasureReport(BaseModel):
+    userId: str
+    erased: bool
+    eventsDeleted: int
+    profileDeleted: bool
+    auditId: str
+
+
+class AuditLogPage(BaseModel):
+    entries: list[AuditEntry]
+    nextCursor: str | None = None

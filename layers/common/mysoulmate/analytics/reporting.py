@@ -1,0 +1,170 @@
+"""The analytics read use cases the routes call: authorize, validate, query, shape.
+
+Storage calls are blocking; they run off the event loop (`run_blocking`) and an
+unavailable backend becomes the 503 envelope, never a 500.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import date, timedelta
+from typing import Literal, ParamSpec, TypeVar
+
+from mysoulmate.analytics import gdpr
+from mysoulmate.analytics.cohorts import Period, build_cohorts
+from mysoulmate.analytics.dashboard import build_dashboard
+from mysoulmate.analytics.date_range import DateRange, parse_window, resolve_range, today_utc
+from mysoulmate.analytics.funnel import FunnelReport, build_report, names_needed
+from mysoulmate.analytics.report_models import (
+    AuditLogPage,
+    CohortReport,
+    DashboardReport,
+    ErasureReport,
+    UserAnalytics,
+)
+from mysoulmate.analytics.user_analytics import user_analytics
+from mysoulmate.auth import Principal
+from mysoulmate.concurrency import run_blocking
+from mysoulmate.errors import DependencyUnavailableError, InvalidRequestError
+from mysoulmate.settings import get_settings
+from mysoulmate.storage.base import EventStore, StorageUnavailableError
+
+P = ParamSpec("P")
+T = TypeVar("T")
+Order = Literal["ordered", "strict", "any"]
+MIN_STEPS, MAX_STEPS = 2, 10
+DEFAULT_WINDOW = timedelta(days=7)
+MAX_WINDOW = timedelta(days=90)
+MAX_COHORT_PERIODS = 52
+
+
+async def _query(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    try:
+        return await run_blocking(func, *args, **kwargs)
+    except StorageUnavailableError:
+        raise DependencyUnavailableError(dependency="storage") from None
+
+
+def parse_steps(text: str | None) -> list[str]:
+    steps = [part.strip() for part in (text or "").split(",")]
+    if not MIN_STEPS <= len(steps) <= MAX_STEPS or not all(steps):
+        raise InvalidRequestError(
+            code="invalid_steps",
+            count=len([s for s in steps if s]),
+            details=[{"field": "steps", "type": "invalid_steps"}],
+        )
+    return steps
+
+
+def _funnel(
+    store: EventStore, steps: list[str], span: DateRange, window: timedelta, order: Order
+) -> FunnelReport:
+    candidates = store.funnel_candidates(
+        steps[0],
+        span.first_moment,
+        span.last_moment,
+        span.last_moment + window,
+        names_needed(steps, order),
+    )
+    return build_report(
+        candidates,
+        steps,
+        span.first_moment,
+        span.last_moment,
+        window,
+        order,
+        from_=span.start,
+        to=span.end,
+    )
+
+
+def _dashboard(
+    store: EventStore, span: DateRange, platform: str | None, top: int
+) -> DashboardReport:
+    steps = get_settings().default_funnel
+    funnel = _funnel(store, steps, span, DEFAULT_WINDOW, "ordered")
+    return build_dashboard(store, span, platform, top, funnel)
+
+
+async def dashboard(
+    caller: Principal,
+    store: EventStore,
+    start: date | None,
+    end: date | None,
+    platform: str | None,
+    top: int,
+) -> DashboardReport:
+    caller.require_admin()
+    span = resolve_range(start, end, today=today_utc())
+    return await _query(_dashboard, store, span, platform, top)
+
+
+async def funnel(
+    caller: Principal,
+    store: EventStore,
+    steps: str | None,
+    start: date | None,
+    end: date | None,
+    window: str | None,
+    order: Order,
+) -> FunnelReport:
+    caller.require_admin()
+    step_names = parse_steps(steps)
+    span = resolve_range(start, end, today=today_utc())
+    length = parse_window(window, limit=MAX_WINDOW) if window is not None else DEFAULT_WINDOW
+    return await _query(_funnel, store, step_names, span, length, order)
+
+
+async def cohorts(
+    caller: Principal,
+    store: EventStore,
+    start: date | None,
+    end: date | None,
+    period: Period,
+    periods: int,
+) -> CohortReport:
+    caller.require_admin()
+    today = today_utc()
+    default_days = 8 * 7 if period == "week" else 30
+    span = resolve_range(start, end, today=today, default_days=default_days)
+    return await _query(build_cohorts, store, span, period, periods, today)
+
+
+async def user(
+    caller: Principal,
+    store: EventStore,
+    user_id: str,
+    limit: int,
+    cursor: str | None,
+    start: date | None,
+    end: date | None,
+    event: str | None,
+) -> UserAnalytics:
+    caller.require_access_to(user_id)
+    span = None
+    if start is not None or end is not None:
+        span = resolve_range(
+            start or date(1970, 1, 1), end or today_utc(), today=today_utc(), max_days=10**6
+        )
+    return await _query(user_analytics, store, user_id, limit, cursor, span, event)
+
+
+async def export(
+    caller: Principal, store: EventStore, user_id: str, fmt: gdpr.ExportFormat
+) -> Iterator[str]:
+    caller.require_self_or_admin(user_id)
+    await _query(gdpr.record, store, caller.subject, "export", user_id, format=fmt)
+    return gdpr.export_json(store, user_id) if fmt == "json" else gdpr.export_csv(store, user_id)
+
+
+async def erase(caller: Principal, store: EventStore, user_id: str) -> ErasureReport:
+    caller.require_self_or_admin(user_id)
+    return await _query(gdpr.erase, store, caller.subject, user_id)
+
+
+async def audit_log(
+    caller: Principal, store: EventStore, limit: int, cursor: str | None, subject: str | None
+) -> AuditLogPage:
+    caller.require_admin()
+    page = await _query(store.list_audit, limit, cursor, subject)
+    return AuditLogPage(entries=page.entries, nextCursor=page.next_cursor)

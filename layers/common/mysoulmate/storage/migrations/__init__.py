@@ -1,0 +1,1 @@
+"""The PostgreSQL schema's Alembic environment (run through `postgres_migrate`)."""
