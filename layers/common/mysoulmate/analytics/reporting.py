@@ -14,7 +14,12 @@ from mysoulmate.analytics import gdpr
 from mysoulmate.analytics.cohorts import Period, build_cohorts
 from mysoulmate.analytics.dashboard import build_dashboard
 from mysoulmate.analytics.date_range import DateRange, parse_window, resolve_range, today_utc
-from mysoulmate.analytics.funnel import FunnelReport, build_report, names_needed
+from mysoulmate.analytics.funnel import (
+    FunnelReport,
+    build_report,
+    compute_funnel,
+    names_needed,
+)
 from mysoulmate.analytics.report_models import (
     AuditLogPage,
     CohortReport,
@@ -66,15 +71,9 @@ def _funnel(
         span.last_moment + window,
         names_needed(steps, order),
     )
+    tally = compute_funnel(candidates, steps, span.first_moment, span.last_moment, window, order)
     return build_report(
-        candidates,
-        steps,
-        span.first_moment,
-        span.last_moment,
-        window,
-        order,
-        from_=span.start,
-        to=span.end,
+        tally, steps=steps, order=order, from_=span.start, to=span.end, window=window
     )
 
 
