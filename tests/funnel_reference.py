@@ -119,9 +119,7 @@ def reference_steps(
     order: Order,
 ) -> tuple[int, list[FunnelStep]]:
     """(usersEntered, the report's per-step lines) computed by brute force."""
-    entered, users, times = reference_funnel(
-        streams, steps, starts_from, starts_to, window, order
-    )
+    entered, users, times = reference_funnel(streams, steps, starts_from, starts_to, window, order)
     lines = []
     for step, name in enumerate(steps):
         previous = users[step - 1] if step else users[step]

@@ -84,9 +84,18 @@ def random_streams(
         for _ in range(count):
             moments.append(moment)
             moment = _next_moment(rng, moment, moments, window)
-        points = []
+        journey = not heavy and rng.random() < 0.5  # walks the steps in order, mostly
+        cursor = 0
+        points: list[EventPoint] = []
         for i, at in enumerate(moments):
-            name = rng.choices(names, weights)[0]
+            roll = rng.random()
+            if journey and roll < 0.6:
+                name = step_names[cursor]
+                cursor = min(cursor + 1, len(step_names) - 1)
+            elif journey and roll < 0.7:
+                name = step_names[max(cursor - 2, 0)]  # back to an earlier step
+            else:
+                name = rng.choices(names, weights)[0]
             if i and rng.random() < 0.1:
                 name = points[-1].event  # repeated names back to back
             message_id = f"{user}-m{rng.getrandbits(24):06x}-{i:02d}"

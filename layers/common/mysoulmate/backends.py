@@ -1,6 +1,6 @@
 """Builds the storage and queue adapters that settings choose, once per process.
 
-Adapters import their drivers (boto3, sqlite3) only when chosen, so a function pays at
+Adapters import their drivers (boto3, psycopg, sqlite3) only when chosen, so a function pays at
 cold start only for the backend it actually uses.
 """
 
@@ -41,6 +41,17 @@ def event_store() -> EventStore:
             settings.events_table,
             aws_client("dynamodb"),
             retention_days=settings.event_retention_days,
+        )
+    if settings.storage_backend == "postgres":
+        # psycopg is imported here only: the other backends never pay for it at cold start.
+        from mysoulmate import concurrency
+        from mysoulmate.storage.postgres import PostgresEventStore
+        from mysoulmate.storage.postgres_connection import conninfo
+
+        # Lambda serves one request per process: one reused connection, no pool threads.
+        return PostgresEventStore(
+            conninfo(settings),
+            pool_size=None if concurrency.ON_LAMBDA else settings.database_pool_size,
         )
     from mysoulmate.storage.sqlite import SqliteEventStore
 

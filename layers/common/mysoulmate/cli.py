@@ -1,4 +1,4 @@
-"""`mysoulmate serve | token`: the laptop and container entry points."""
+"""`mysoulmate serve | token | migrate`: the laptop and container entry points."""
 
 from __future__ import annotations
 
@@ -62,6 +62,43 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _migrate(_: argparse.Namespace) -> int:
+    """Bring the PostgreSQL database to this release's schema; safe to run repeatedly."""
+    settings = get_settings()
+    if settings.storage_backend != "postgres":
+        print("mysoulmate: migrate needs STORAGE_BACKEND=postgres", file=sys.stderr)
+        return 2
+    import psycopg
+    from botocore.exceptions import BotoCoreError, ClientError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from mysoulmate.storage.base import StorageUnavailableError
+    from mysoulmate.storage.postgres_connection import conninfo, describe, safe_error
+    from mysoulmate.storage.postgres_migrate import current_revision, migrate
+
+    try:
+        info = conninfo(settings)
+        database, _ = describe(info)
+        before = current_revision(info)
+        applied = migrate(info)
+    except (
+        psycopg.Error,
+        SQLAlchemyError,
+        StorageUnavailableError,
+        BotoCoreError,
+        ClientError,
+    ) as exc:
+        # libpq, Secrets Manager and our own messages name host and user, never the password.
+        cause = getattr(exc, "orig", None) or exc
+        print(f"mysoulmate: cannot migrate PostgreSQL: {safe_error(cause)}", file=sys.stderr)
+        return 2
+    if before == applied:
+        print(f"already at {applied}")
+    else:
+        print(f"migrated {database} to {applied}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mysoulmate", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -79,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--server", action="store_true", help="grant the server role")
     token.add_argument("--ttl", type=parse_duration, default=3600, help="lifetime, e.g. 1h")
     token.set_defaults(run=_token)
+
+    migrate = commands.add_parser(
+        "migrate", help="upgrade the PostgreSQL schema to this release (STORAGE_BACKEND=postgres)"
+    )
+    migrate.set_defaults(run=_migrate)
     return parser
 
 

@@ -18,9 +18,13 @@ ROUTERS = (health.router, analytics.router)
 @asynccontextmanager
 async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
+    from mysoulmate.backends import event_store
+
+    # Built before serving: an unreachable or unmigrated database stops start-up here.
+    event_store()
     worker = None
     if settings.queue_backend == "local" and settings.worker_enabled:
-        from mysoulmate.backends import event_store, local_queue
+        from mysoulmate.backends import local_queue
         from mysoulmate.worker import LocalWorker
 
         worker = LocalWorker(

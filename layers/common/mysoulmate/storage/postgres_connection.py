@@ -67,7 +67,10 @@ def describe(info: str) -> tuple[str, str]:
         params: dict[str, Any] = conninfo_to_dict(info)
     except Exception:  # noqa: BLE001 - a malformed conninfo must not leak into a message
         return ("?", "?")
-    return (str(params.get("dbname") or params.get("user") or "?"), str(params.get("host") or "localhost"))
+    return (
+        str(params.get("dbname") or params.get("user") or "?"),
+        str(params.get("host") or "localhost"),
+    )
 
 
 def safe_error(exc: BaseException) -> str:

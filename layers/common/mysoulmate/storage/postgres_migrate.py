@@ -40,7 +40,9 @@ def current_revision(conninfo: str) -> str | None:
     """The revision the database is at, None if it was never migrated."""
     import psycopg
 
-    with psycopg.connect(conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS) as conn:
+    with psycopg.connect(
+        conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS
+    ) as conn:
         return revision_of(conn)
 
 

@@ -1,0 +1,447 @@
+"""Rollup items of the DynamoDB adapter and how a batch of events becomes transactions.
+
+Pure code (no I/O) so the packing rules can be reasoned about and tested on their own. Each
+`TransactWriteItems` call stores some events, each with `attribute_not_exists(pk)`, together
+with exactly the rollup updates those events imply (`analytics.rollups.rollup_delta`): if any
+event already exists the whole transaction is cancelled, the store drops that event and
+rebuilds, so a counter is only ever incremented in the transaction that created its events.
+Key layout and the exactness argument: docs/dynamodb.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+import zlib
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from mysoulmate.analytics.models import QueuedMessage
+from mysoulmate.analytics.rollups import ANY_EVENT, platform_of, revenue_of, rollup_delta
+
+TRANSACT_LIMIT = 100  # actions per TransactWriteItems (AWS); moto accepts more
+TRANSACT_BYTES_BUDGET = 3_500_000  # AWS caps a transaction at 4 MB of items; keep headroom
+ROLLUP_ACTION_BYTES = 2_048  # what one rollup update is budgeted at (keys, names, user ids)
+USER_SET_SHARDS = 16  # user-set items per (day, platform, event): see docs/dynamodb.md
+COUNTER_SHARDS = 4  # counter items per (day, platform, event): spreads transaction conflicts
+SEEN_SK = "SEEN"  # per-user item: first-seen day and the latest day's set memberships
+_LONG_NAME_BYTES = 200  # longer event names are hashed in sort keys (1,024-byte sk limit)
+
+
+@dataclass(frozen=True)
+class UserState:
+    """What the per-user SEEN item says: the first-seen day, and which user sets of the
+    latest active day already hold the user (``keys``), so repeat activity skips the set
+    write (a set ADD rewrites the whole set item, which costs its size in WCUs)."""
+
+    first: date | None = None
+    day: date | None = None
+    keys: frozenset[str] = frozenset()
+
+
+# -- keys ---------------------------------------------------------------------------------
+
+
+def rollup_pk(day: date) -> str:
+    return f"ROLLUP#{day.isoformat()}"
+
+
+def user_shard(user_id: str) -> int:
+    """Stable across processes and versions (unlike hash()), so delete_user finds the item."""
+    return zlib.crc32(user_id.encode()) % USER_SET_SHARDS
+
+
+def _platform_part(platform: str) -> str:
+    """Platforms never contain '#' once validated; escape anyway so keys stay unambiguous."""
+    return platform.replace("%", "%25").replace("#", "%23")
+
+
+def _name_part(name: str) -> str:
+    if len(name.encode()) <= _LONG_NAME_BYTES:
+        return name
+    return "~" + hashlib.sha256(name.encode()).hexdigest()
+
+
+def count_sk(platform: str, shard: int, event: str) -> str:
+    return f"COUNT#{_platform_part(platform)}#{shard}#{_name_part(event)}"
+
+
+def revenue_sk(platform: str, shard: int, currency: str) -> str:
+    return f"REVENUE#{_platform_part(platform)}#{shard}#{currency}"
+
+
+def users_sk(platform: str, shard: int, event: str) -> str:
+    """ACTIVE# items hold users of any event, USERS# items users of one event name."""
+    if event == ANY_EVENT:
+        return f"ACTIVE#{_platform_part(platform)}#{shard:02d}"
+    return f"USERS#{_platform_part(platform)}#{shard:02d}#{_name_part(event)}"
+
+
+def first_sk(shard: int) -> str:
+    return f"FIRST#{shard:02d}"
+
+
+def membership_key(platform: str, event: str) -> str:
+    return f"{_platform_part(platform)}#{_name_part(event)}"
+
+
+# -- planning one transaction ----------------------------------------------------------------
+
+
+def is_rollup_event(message: QueuedMessage) -> bool:
+    return message.type == "track" and message.event is not None
+
+
+@dataclass
+class _UserContribution:
+    """The rollup items one user's events in a chunk touch (besides counters)."""
+
+    set_items: set[tuple[date, str, int, str]]
+    first_add: tuple[date, int] | None
+    first_del: tuple[date, int] | None
+    item_update: bool
+
+
+def _contribution(
+    user_id: str, days: Mapping[date, set[tuple[str, str]]], state: UserState
+) -> _UserContribution:
+    shard = user_shard(user_id)
+    set_items: set[tuple[date, str, int, str]] = set()
+    for day, memberships in days.items():
+        for platform, event in memberships:
+            marked = day == state.day and membership_key(platform, event) in state.keys
+            if not marked:
+                set_items.add((day, platform, shard, event))
+    first_add = first_del = None
+    chunk_first = min(days)
+    if state.first is None or chunk_first < state.first:
+        first_add = (chunk_first, shard)
+        if state.first is not None:
+            first_del = (state.first, shard)
+    latest = max(days)
+    marker_moves = state.day is None or latest > state.day
+    marker_grows = latest == state.day and any(
+        membership_key(p, e) not in state.keys for p, e in days[latest]
+    )
+    return _UserContribution(
+        set_items, first_add, first_del, first_add is not None or marker_moves or marker_grows
+    )
+
+
+def _memberships(message: QueuedMessage) -> set[tuple[str, str]]:
+    assert message.event is not None
+    platform = platform_of(message)
+    return {(platform, message.event), (platform, ANY_EVENT)}
+
+
+def event_item_bytes(item: Mapping[str, Any]) -> int:
+    """DynamoDB's item size: attribute names plus values (UTF-8), as AWS counts it."""
+    size = 0
+    for name, value in item.items():
+        size += len(name.encode())
+        for text in value.values():
+            size += len(str(text).encode())
+    return size
+
+
+@dataclass
+class ChunkPlan:
+    """Events that fit in one transaction together with every rollup update they imply.
+
+    ``try_add`` keeps a running count of distinct items, so packing a batch is linear; the
+    transaction is then built from the final chunk by `build_transaction`.
+    """
+
+    states: Mapping[str, UserState]
+    events: list[QueuedMessage] = field(default_factory=list)
+    bytes: int = 0
+    _counters: Counter[tuple[Any, ...]] = field(default_factory=Counter)
+    _days: dict[str, dict[date, set[tuple[str, str]]]] = field(default_factory=dict)
+    _contribs: dict[str, _UserContribution] = field(default_factory=dict)
+    _set_items: Counter[tuple[date, str, int, str]] = field(default_factory=Counter)
+    _first_add: Counter[tuple[date, int]] = field(default_factory=Counter)
+    _first_del: Counter[tuple[date, int]] = field(default_factory=Counter)
+    _user_items: int = 0
+
+    def actions(self) -> int:
+        return (
+            len(self.events)
+            + len(self._counters)
+            + len(self._set_items)
+            + len(self._first_add)
+            + len(self._first_del)
+            + self._user_items
+        )
+
+    def _fits(self) -> bool:
+        rollups = self.actions() - len(self.events)
+        return (
+            self.actions() <= TRANSACT_LIMIT
+            and self.bytes + rollups * ROLLUP_ACTION_BYTES <= TRANSACT_BYTES_BUDGET
+            # One update cannot both ADD to and DELETE from a set: keep such moves apart.
+            and not (self._first_add.keys() & self._first_del.keys())
+        )
+
+    def _apply(self, contribution: _UserContribution | None, sign: int) -> None:
+        if contribution is None:
+            return
+        for key in contribution.set_items:
+            self._set_items[key] += sign
+        if contribution.first_add:
+            self._first_add[contribution.first_add] += sign
+        if contribution.first_del:
+            self._first_del[contribution.first_del] += sign
+        self._user_items += sign * contribution.item_update
+        for counter in (self._set_items, self._first_add, self._first_del):
+            _drop_zeros(counter)
+
+    def _counter_keys(self, message: QueuedMessage) -> list[tuple[Any, ...]]:
+        if not is_rollup_event(message):
+            return []
+        day, platform = message.timestamp.date(), platform_of(message)
+        keys: list[tuple[Any, ...]] = [("count", day, platform, message.event)]
+        revenue = revenue_of(message.properties)
+        if revenue is not None:
+            keys.append(("revenue", day, platform, revenue[0]))
+        return keys
+
+    def try_add(self, message: QueuedMessage, item_bytes: int) -> bool:
+        """Add ``message`` if the transaction still fits; otherwise leave the plan as it was."""
+        user = message.userId
+        before_contrib = self._contribs.get(user)
+        before_days = self._days.get(user)
+        counter_keys = self._counter_keys(message)
+        self.events.append(message)
+        self.bytes += item_bytes
+        for key in counter_keys:
+            self._counters[key] += 1
+        if is_rollup_event(message):
+            days = {d: set(m) for d, m in (before_days or {}).items()}
+            days.setdefault(message.timestamp.date(), set()).update(_memberships(message))
+            after = _contribution(user, days, self.states.get(user, UserState()))
+            self._apply(before_contrib, -1)
+            self._apply(after, +1)
+            self._days[user], self._contribs[user] = days, after
+        if self._fits() or len(self.events) == 1:
+            return True
+        self.events.pop()
+        self.bytes -= item_bytes
+        for key in counter_keys:
+            self._counters[key] -= 1
+            if not self._counters[key]:
+                del self._counters[key]
+        if is_rollup_event(message):
+            self._apply(self._contribs[user], -1)
+            self._apply(before_contrib, +1)
+            if before_days is None:
+                del self._days[user], self._contribs[user]
+            else:
+                self._days[user] = before_days
+                self._contribs[user] = before_contrib  # type: ignore[assignment]
+        return False
+
+    def is_full(self) -> bool:
+        return self.actions() >= TRANSACT_LIMIT
+
+
+def _drop_zeros(counter: Counter[Any]) -> None:
+    for key in [k for k, n in counter.items() if n <= 0]:
+        del counter[key]
+
+
+@dataclass(frozen=True)
+class ActionRole:
+    """Why an action is in a transaction, to act on its CancellationReason."""
+
+    kind: str  # "event", "seen" (first-seen condition) or "rollup"
+    message: QueuedMessage | None = None
+    user_id: str | None = None
+
+
+@dataclass
+class Transaction:
+    actions: list[dict[str, Any]]
+    roles: list[ActionRole]
+    new_states: dict[str, UserState]
+
+
+def build_transaction(
+    table: str,
+    events: list[tuple[QueuedMessage, dict[str, Any]]],
+    states: Mapping[str, UserState],
+    *,
+    counter_shard: int | None = None,
+) -> Transaction:
+    """The actions storing ``events`` (message, item) and the rollups of exactly them, and
+    each user's SEEN state once it commits."""
+    shard = random.randrange(COUNTER_SHARDS) if counter_shard is None else counter_shard
+    actions: list[dict[str, Any]] = []
+    roles: list[ActionRole] = []
+    for message, item in events:
+        actions.append(
+            {
+                "Put": {
+                    "TableName": table,
+                    "Item": item,
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            }
+        )
+        roles.append(ActionRole("event", message=message))
+
+    def update(pk: str, sk: str, expression: str, values: dict[str, Any], **extra: Any) -> None:
+        used = set(_NAME_REF.findall(expression + " " + extra.get("cond", "")))
+        names = {f"#{n}": n for n in sorted(used)}
+        action: dict[str, Any] = {
+            "TableName": table,
+            "Key": {"pk": {"S": pk}, "sk": {"S": sk}},
+            "UpdateExpression": expression,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+        if extra.get("cond"):
+            action["ConditionExpression"] = extra["cond"]
+        actions.append({"Update": action})
+        roles.append(ActionRole(extra.get("role", "rollup"), user_id=extra.get("user")))
+
+    rollup_messages = [m for m, _ in events if is_rollup_event(m)]
+    delta = rollup_delta(rollup_messages)
+    for (day, platform, event), n in sorted(delta.counts.items()):
+        update(
+            rollup_pk(day),
+            count_sk(platform, shard, event),
+            "SET #platform = :p, #event = :e ADD #events :n",
+            {":p": {"S": platform}, ":e": {"S": event}, ":n": {"N": str(n)}},
+        )
+    for (day, platform, currency), micros in sorted(delta.revenue.items()):
+        update(
+            rollup_pk(day),
+            revenue_sk(platform, shard, currency),
+            "SET #platform = :p, #currency = :c ADD #micros :m",
+            {":p": {"S": platform}, ":c": {"S": currency}, ":m": {"N": str(micros)}},
+        )
+
+    days_by_user: dict[str, dict[date, set[tuple[str, str]]]] = {}
+    for message in rollup_messages:
+        days = days_by_user.setdefault(message.userId, {})
+        days.setdefault(message.timestamp.date(), set()).update(_memberships(message))
+    set_members: dict[tuple[date, str, int, str], set[str]] = {}
+    first_add: dict[tuple[date, int], set[str]] = {}
+    first_del: dict[tuple[date, int], set[str]] = {}
+    new_states: dict[str, UserState] = {}
+    for user, days in sorted(days_by_user.items()):
+        state = states.get(user, UserState())
+        contribution = _contribution(user, days, state)
+        for key in contribution.set_items:
+            set_members.setdefault(key, set()).add(user)
+        if contribution.first_add:
+            first_add.setdefault(contribution.first_add, set()).add(user)
+        if contribution.first_del:
+            first_del.setdefault(contribution.first_del, set()).add(user)
+        if not contribution.item_update:
+            continue
+        new_state, expression, values, cond = _seen_update(state, days, delta.first_seen[user])
+        new_states[user] = new_state
+        update(f"USER#{user}", SEEN_SK, expression, values, cond=cond, role="seen", user=user)
+    for (day, platform, user_shard_, event), members in sorted(set_members.items()):
+        values = {":u": {"SS": sorted(members)}, ":p": {"S": platform}}
+        if event == ANY_EVENT:
+            expression = "SET #platform = :p ADD #users :u"
+        else:
+            expression = "SET #platform = :p, #event = :e ADD #users :u"
+            values[":e"] = {"S": event}
+        update(rollup_pk(day), users_sk(platform, user_shard_, event), expression, values)
+    for (day, user_shard_), members in sorted(first_add.items()):
+        update(
+            rollup_pk(day),
+            first_sk(user_shard_),
+            "ADD #users :u",
+            {":u": {"SS": sorted(members)}},
+        )
+    for (day, user_shard_), members in sorted(first_del.items()):
+        update(
+            rollup_pk(day),
+            first_sk(user_shard_),
+            "DELETE #users :u",
+            {":u": {"SS": sorted(members)}},
+        )
+    if len(actions) > TRANSACT_LIMIT or first_add.keys() & first_del.keys():
+        # ChunkPlan guarantees neither; sending it would only earn a ValidationException.
+        raise RuntimeError(f"transaction plan broke its limits ({len(actions)} actions)")
+    return Transaction(actions, roles, new_states)
+
+
+_NAME_REF = re.compile(r"#(\w+)")  # every attribute goes through a name: many are reserved
+
+
+def _seen_update(
+    state: UserState, days: Mapping[date, set[tuple[str, str]]], chunk_first: date
+) -> tuple[UserState, str, dict[str, Any], str]:
+    """The SEEN item's update: first-seen moves earlier under a condition on the value read
+    (a concurrent mover cancels us and we re-read); membership markers need no condition,
+    since a lost marker only costs a redundant (idempotent) set ADD later."""
+    sets: list[str] = []
+    adds: list[str] = []
+    values: dict[str, Any] = {}
+    cond = ""
+    first = state.first
+    if state.first is None or chunk_first < state.first:
+        sets.append("#first = :f")
+        values[":f"] = {"S": chunk_first.isoformat()}
+        if state.first is None:
+            cond = "attribute_not_exists(#first)"
+        else:
+            cond = "#first = :old"
+            values[":old"] = {"S": state.first.isoformat()}
+        first = chunk_first
+    latest = max(days)
+    keys = {membership_key(p, e) for p, e in days[latest]}
+    marker_day, marker_keys = state.day, state.keys
+    if state.day is None or latest > state.day:
+        sets += ["#day = :d", "#keys = :k"]
+        values[":d"] = {"S": latest.isoformat()}
+        values[":k"] = {"SS": sorted(keys)}
+        marker_day, marker_keys = latest, frozenset(keys)
+    elif latest == state.day and keys - state.keys:
+        adds.append("#keys :k")
+        values[":k"] = {"SS": sorted(keys - state.keys)}
+        marker_keys = state.keys | keys
+    expression = " ".join(part for part in (_clause("SET", sets), _clause("ADD", adds)) if part)
+    return UserState(first, marker_day, marker_keys), expression, values, cond
+
+
+def _clause(verb: str, parts: list[str]) -> str:
+    return f"{verb} {', '.join(parts)}" if parts else ""
+
+
+def parse_state(item: Mapping[str, Any]) -> UserState:
+    first = item.get("first", {}).get("S")
+    day = item.get("day", {}).get("S")
+    return UserState(
+        first=date.fromisoformat(first) if first else None,
+        day=date.fromisoformat(day) if day else None,
+        keys=frozenset(item.get("keys", {}).get("SS", [])),
+    )
+
+
+def pack_order(message: QueuedMessage) -> tuple[Any, ...]:
+    """Events sharing rollup items sit next to each other, and a user's earliest events
+    come first (so first-seen rarely moves twice in one batch)."""
+    return (
+        message.timestamp.date(),
+        platform_of(message),
+        message.event or "",
+        user_shard(message.userId),
+        message.userId,
+    )
+
+
+def days_between(start: date, end: date) -> Iterable[date]:
+    day = start
+    while day <= end:
+        yield day
+        day = date.fromordinal(day.toordinal() + 1)

@@ -1,0 +1,99 @@
+"""PostgreSQL fixtures for any test package: a throwaway migrated database per session and
+a clean store per test.
+
+Use them with `pytest_plugins = ["tests.postgres_support"]` in the top-level tests/conftest.py
+(pytest only honours pytest_plugins there), or import the fixtures into a conftest.py or
+test module: `from tests.postgres_support import postgres_database, postgres_store`.
+The server is the CI machine's PostgreSQL at 127.0.0.1:5432 (user postgres, trust auth);
+tests skip without it, and fail under CI=true.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.helpers import require_service
+
+if TYPE_CHECKING:
+    from mysoulmate.storage.postgres import PostgresEventStore
+
+SERVER = "host=127.0.0.1 port=5432 user=postgres connect_timeout=3"
+ADMIN_CONNINFO = f"{SERVER} dbname=test"
+DATA_TABLES = (
+    "events",
+    "profiles",
+    "user_ordinals",
+    "daily_counts",
+    "daily_revenue",
+    "daily_users",
+    "first_seen",
+    "audit_log",
+)
+
+
+def database_conninfo(name: str) -> str:
+    return f"{SERVER} dbname={name}"
+
+
+def require_postgres() -> None:
+    """Skip (locally) or fail (CI=true) unless the test server answers."""
+    import psycopg
+
+    try:
+        with psycopg.connect(ADMIN_CONNINFO, autocommit=True) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.OperationalError as exc:
+        require_service(f"PostgreSQL at 127.0.0.1:5432 is not reachable: {exc}")
+
+
+@contextmanager
+def scratch_database() -> Iterator[str]:
+    """A new, empty (unmigrated) database named mysoulmate_test_<hex>; dropped afterwards
+    even if connections to it are still open. Yields its conninfo."""
+    import psycopg
+
+    require_postgres()
+    name = f"mysoulmate_test_{secrets.token_hex(6)}"
+    with psycopg.connect(ADMIN_CONNINFO, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield database_conninfo(name)
+    finally:
+        with psycopg.connect(ADMIN_CONNINFO, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """The conninfo of a database migrated to head, shared by the whole session."""
+    from mysoulmate.storage.postgres_migrate import migrate
+
+    with scratch_database() as conninfo:
+        migrate(conninfo)
+        yield conninfo
+
+
+def truncate_all(conninfo: str) -> None:
+    """Empty every data table (not alembic_version) and restart the ordinal sequence."""
+    import psycopg
+
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f"TRUNCATE {', '.join(DATA_TABLES)} RESTART IDENTITY")
+
+
+@pytest.fixture
+def postgres_store(postgres_database: str) -> Iterator[PostgresEventStore]:
+    """A store over the session database, emptied before the test."""
+    from mysoulmate.storage.postgres import PostgresEventStore
+
+    truncate_all(postgres_database)
+    store = PostgresEventStore(postgres_database, pool_size=2)
+    try:
+        yield store
+    finally:
+        store.close()
