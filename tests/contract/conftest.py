@@ -16,6 +16,10 @@ from mysoulmate.storage.base import EventStore
 from mysoulmate.storage.dynamodb import DynamoEventStore, table_schema
 from mysoulmate.storage.sqlite import SqliteEventStore
 
+from tests.postgres_support import postgres_database, postgres_store
+
+__all__ = ["postgres_database", "postgres_store"]  # fixtures the postgres backend uses
+
 BACKENDS = ("sqlite", "dynamodb", "postgres")
 
 

@@ -6,6 +6,11 @@
    table, functions, event source mapping, log groups and roles really come into existence and
    are wired to one another;
 4. `sam build` (slow): the arm64 layer holds the package and its dependencies.
+
+StorageBackend=aurora adds, under CloudFormation conditions, a private VPC, an Aurora Serverless
+v2 cluster behind an RDS Proxy, and a migration custom resource. The tools lint every condition;
+the assertions evaluate the conditions for a given parameter set first (`resolved`), the way
+CloudFormation does before it creates anything.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ FUNCTIONS = {
     "ConsumerFunction": "consumer",
 }
 API_FUNCTIONS = {"AnalyticsFunction", "HealthFunction"}
+# Exists only with StorageBackend=aurora: the migration custom resource's function.
+AURORA_FUNCTIONS = {"MigrateFunction": "migrate"}
 
 # (method, path) -> (function, public?) : every route the HTTP API must expose.
 ROUTES = {
@@ -73,8 +80,9 @@ SECRETISH = re.compile(
 
 
 def looks_secret(name: str) -> bool:
-    """A name that suggests a secret value; a *path* to secrets in SSM is not one."""
-    return bool(SECRETISH.search(name)) and not re.search(r"ssm_?path$", name, re.I)
+    """A name that suggests a secret value; a *path* to secrets in SSM, or the ARN of a
+    Secrets Manager secret, is not one."""
+    return bool(SECRETISH.search(name)) and not re.search(r"(ssm_?path|_arn)$", name, re.I)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -165,9 +173,104 @@ def refs_in(node: Any) -> Iterator[str]:
             yield from refs_in(item)
 
 
+_NO_VALUE = object()
+
+
+def condition_values(template: dict[str, Any], values: dict[str, str]) -> dict[str, bool]:
+    """Every condition of the template, evaluated for these parameter values (defaults for
+    the rest), with the intrinsics conditions may use."""
+    params = {k: str(v.get("Default", "")) for k, v in template["Parameters"].items()}
+    params.update(values)
+    conditions = template.get("Conditions", {})
+
+    def value(node: Any) -> str:
+        if isinstance(node, dict):
+            (key, arg), *_ = node.items()
+            assert key == "Ref", f"unsupported in a condition: {node}"
+            return params[arg]
+        return str(node)
+
+    def evaluate(node: Any) -> bool:
+        (key, arg), *_ = node.items()
+        if key == "Fn::Equals":
+            return value(arg[0]) == value(arg[1])
+        if key == "Fn::Not":
+            return not evaluate(arg[0])
+        if key == "Fn::And":
+            return all(evaluate(a) for a in arg)
+        if key == "Fn::Or":
+            return any(evaluate(a) for a in arg)
+        if key == "Condition":
+            return evaluate(conditions[arg])
+        raise AssertionError(f"unsupported condition function {key}")
+
+    return {name: evaluate(node) for name, node in conditions.items()}
+
+
+def _resolve(node: Any, conditions: dict[str, bool]) -> Any:
+    if isinstance(node, dict):
+        if set(node) == {"Fn::If"}:
+            name, when_true, when_false = node["Fn::If"]
+            return _resolve(when_true if conditions[name] else when_false, conditions)
+        if node == {"Ref": "AWS::NoValue"}:
+            return _NO_VALUE
+        resolved_dict = {}
+        for key, item in node.items():
+            result = _resolve(item, conditions)
+            if result is not _NO_VALUE:
+                resolved_dict[key] = result
+        return resolved_dict
+    if isinstance(node, list):
+        results = [_resolve(item, conditions) for item in node]
+        return [r for r in results if r is not _NO_VALUE]
+    return node
+
+
+def resolved(template: dict[str, Any], values: dict[str, str]) -> dict[str, Any]:
+    """The template as CloudFormation sees it for these parameters: resources and outputs
+    whose condition is false removed, every Fn::If decided, AWS::NoValue dropped."""
+    conditions = condition_values(template, values)
+    out = copy.deepcopy(template)
+    for section in ("Resources", "Outputs"):
+        out[section] = {
+            k: v
+            for k, v in out.get(section, {}).items()
+            if conditions.get(v.get("Condition", ""), True)
+        }
+    for section in ("Globals", "Resources", "Outputs"):
+        if section in out:
+            out[section] = _resolve(out[section], conditions)
+    return out
+
+
+def function_names(template: dict[str, Any]) -> dict[str, str]:
+    """Logical id -> short name of the functions this (resolved) template creates."""
+    present = {**FUNCTIONS, **AURORA_FUNCTIONS}
+    return {k: v for k, v in present.items() if k in template["Resources"]}
+
+
+BACKENDS = ("dynamodb", "aurora")
+
+
 @pytest.fixture(scope="module")
 def template() -> dict[str, Any]:
     return load_template()
+
+
+@pytest.fixture(scope="module")
+def dynamodb_stack(template: dict[str, Any]) -> dict[str, Any]:
+    return resolved(template, {"StorageBackend": "dynamodb"})
+
+
+@pytest.fixture(scope="module")
+def aurora_stack(template: dict[str, Any]) -> dict[str, Any]:
+    return resolved(template, {"StorageBackend": "aurora"})
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def stack(request: pytest.FixtureRequest, template: dict[str, Any]) -> dict[str, Any]:
+    """The template resolved for each storage backend in turn."""
+    return resolved(template, {"StorageBackend": request.param})
 
 
 # ----------------------------------------------------------------------------- the tools
@@ -176,6 +279,24 @@ def template() -> dict[str, Any]:
 def test_cfn_lint_passes() -> None:
     result = run_tool([console_script("cfn-lint"), str(TEMPLATE_PATH)])
     assert result.returncode == 0, f"cfn-lint:\n{result.stdout}\n{result.stderr}"
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cfn_lint_passes_with_each_storage_backend(backend: str, stage: str) -> None:
+    """cfn-lint evaluates the conditions for the given parameter values (a deployment)."""
+    result = run_tool(
+        [
+            console_script("cfn-lint"),
+            str(TEMPLATE_PATH),
+            "--parameters",
+            f"StorageBackend={backend}",
+            f"Stage={stage}",
+            "JwtIssuer=https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Example",
+            "JwtAudience=client-one",
+        ]
+    )
+    assert result.returncode == 0, f"cfn-lint ({backend}, {stage}):\n{result.stdout}{result.stderr}"
 
 
 @pytest.mark.parametrize(
@@ -216,8 +337,9 @@ def test_transform_and_globals(template: dict[str, Any]) -> None:
 
 def test_functions_code_and_handlers(template: dict[str, Any]) -> None:
     functions = resources_of(template, "AWS::Serverless::Function")
-    assert set(functions) == set(FUNCTIONS)
-    for name, short in FUNCTIONS.items():
+    assert set(functions) == set(FUNCTIONS) | set(AURORA_FUNCTIONS)
+    assert set(resources_of(resolved(template, {}), "AWS::Serverless::Function")) == set(FUNCTIONS)
+    for name, short in {**FUNCTIONS, **AURORA_FUNCTIONS}.items():
         props = functions[name]["Properties"]
         assert props["CodeUri"] == f"functions/{short}/"
         assert props["Handler"] == "app.handler"
@@ -247,7 +369,8 @@ def test_parameters(template: dict[str, Any]) -> None:
     params = template["Parameters"]
     assert params["Stage"]["AllowedValues"] == ["dev", "staging", "prod"]
     assert params["Stage"]["Default"] == "dev"
-    assert params["StorageBackend"]["AllowedValues"] == ["dynamodb"]
+    assert params["StorageBackend"]["AllowedValues"] == ["dynamodb", "aurora"]
+    assert params["StorageBackend"]["Default"] == "dynamodb"
     assert params["JwtAudience"]["Type"] == "CommaDelimitedList"
     assert params["CorsAllowOrigins"]["Type"] == "CommaDelimitedList"
     assert "Default" not in params["JwtIssuer"], "each environment names its issuer"
@@ -279,17 +402,19 @@ def test_no_plain_text_secrets(template: dict[str, Any]) -> None:
         assert not re.fullmatch(r"[A-Za-z0-9+/=_\-]{32,}", default), (
             f"{name} default looks like a key"
         )
-    for name in FUNCTIONS:
-        variables = effective_function(template, name)["Environment"]["Variables"]
-        leaked = [k for k in variables if looks_secret(k)]
-        assert not leaked, f"{name}: secrets belong in SSM, not in environment variables: {leaked}"
+    for backend in BACKENDS:
+        stack = resolved(template, {"StorageBackend": backend})
+        for name in function_names(stack):
+            variables = effective_function(stack, name)["Environment"]["Variables"]
+            leaked = [k for k in variables if looks_secret(k)]
+            assert not leaked, f"{name}: secrets belong in SSM/Secrets Manager: {leaked}"
 
 
-def test_ssm_read_access_only_with_the_path_and_only_on_it(template: dict[str, Any]) -> None:
+def test_ssm_read_access_only_with_the_path_and_only_on_it(stack: dict[str, Any]) -> None:
     """SECRETS_SSM_PATH and the SSM read grant come together, scoped to that path's subtree."""
     holders = set()
-    for name in FUNCTIONS:
-        fn = effective_function(template, name)
+    for name in function_names(stack):
+        fn = effective_function(stack, name)
         ssm_policies = [
             p
             for p in fn.get("Policies", [])
@@ -310,34 +435,72 @@ def test_ssm_read_access_only_with_the_path_and_only_on_it(template: dict[str, A
     assert "AnalyticsFunction" in holders
 
 
-def test_policies_are_scoped_sam_templates(template: dict[str, Any]) -> None:
+NO_ENI_STATEMENT = {
+    "Sid": "NoNetworkInterfacesOutsideTheDatabaseVpc",
+    "Effect": "Deny",
+    "Action": [
+        "ec2:CreateNetworkInterface",
+        "ec2:DeleteNetworkInterface",
+        "ec2:AssignPrivateIpAddresses",
+        "ec2:UnassignPrivateIpAddresses",
+    ],
+    "Resource": "*",
+}
+SECRET_READ = {"AWSSecretsManagerGetSecretValuePolicy": {"SecretArn": {"Ref": "DatabaseSecret"}}}
+SSM_READ = {"SSMParameterWithSlashPrefixReadPolicy": {"ParameterName": {"Fn::Sub": "${SecretsSsmPath}*"}}}
+SQS_SEND = {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["EventsQueue", "QueueName"]}}}
+
+
+def test_policies_are_scoped_sam_templates_on_dynamodb(dynamodb_stack: dict[str, Any]) -> None:
+    """Exactly the grants the DynamoDB stack always had, plus the deny that offsets SAM's
+    VPC-access managed policy (attached because SAM cannot evaluate the VpcConfig !If)."""
+    no_eni = {"Statement": [NO_ENI_STATEMENT]}
     expected = {
         "AnalyticsFunction": [
-            {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["EventsQueue", "QueueName"]}}},
+            SQS_SEND,
             {"DynamoDBReadPolicy": {"TableName": {"Ref": "EventsTable"}}},
-            {
-                "SSMParameterWithSlashPrefixReadPolicy": {
-                    "ParameterName": {"Fn::Sub": "${SecretsSsmPath}*"}
-                }
-            },
+            SSM_READ,
+            no_eni,
         ],
-        "ConsumerFunction": [{"DynamoDBCrudPolicy": {"TableName": {"Ref": "EventsTable"}}}],
+        "ConsumerFunction": [{"DynamoDBCrudPolicy": {"TableName": {"Ref": "EventsTable"}}}, no_eni],
     }
+    resources = dynamodb_stack["Resources"]
     for name, policies in expected.items():
-        assert template["Resources"][name]["Properties"]["Policies"] == policies, name
+        assert resources[name]["Properties"]["Policies"] == policies, name
     # Health: metadata only, on the two resources it checks.
-    health = template["Resources"]["HealthFunction"]["Properties"]["Policies"]
-    statements = [s for p in health for s in p["Statement"]]
+    health = resources["HealthFunction"]["Properties"]["Policies"]
+    assert health[1:] == [no_eni]
+    statements = health[0]["Statement"]
     assert {(s["Action"], json.dumps(s["Resource"])) for s in statements} == {
         ("dynamodb:DescribeTable", json.dumps({"Fn::GetAtt": ["EventsTable", "Arn"]})),
         ("sqs:GetQueueAttributes", json.dumps({"Fn::GetAtt": ["EventsQueue", "Arn"]})),
     }
     for name in FUNCTIONS:
-        assert "Role" not in template["Resources"][name]["Properties"], "SAM builds the roles"
+        assert "Role" not in resources[name]["Properties"], "SAM builds the roles"
+
+
+def test_policies_on_aurora_read_the_secret_and_never_dynamodb(aurora_stack: dict[str, Any]) -> None:
+    resources = aurora_stack["Resources"]
+    assert resources["AnalyticsFunction"]["Properties"]["Policies"] == [
+        SQS_SEND,
+        SSM_READ,
+        SECRET_READ,
+    ]
+    assert resources["ConsumerFunction"]["Properties"]["Policies"] == [SECRET_READ]
+    assert resources["MigrateFunction"]["Properties"]["Policies"] == [SECRET_READ]
+    health = resources["HealthFunction"]["Properties"]["Policies"]
+    assert health[1:] == [SECRET_READ]
+    assert [(s["Action"], s["Resource"]) for s in health[0]["Statement"]] == [
+        ("sqs:GetQueueAttributes", {"Fn::GetAtt": ["EventsQueue", "Arn"]})
+    ]
+    assert "dynamodb" not in json.dumps([resources[n]["Properties"]["Policies"] for n in resources
+                                         if resources[n]["Type"] == "AWS::Serverless::Function"])
+    for name in function_names(aurora_stack):
+        assert "Role" not in resources[name]["Properties"], "SAM builds the roles"
 
 
 def test_every_function_has_a_log_group_with_retention(template: dict[str, Any]) -> None:
-    for name, short in FUNCTIONS.items():
+    for name, short in {**FUNCTIONS, **AURORA_FUNCTIONS}.items():
         fn = effective_function(template, name)
         group_ref = fn["LoggingConfig"]["LogGroup"]
         assert set(group_ref) == {"Ref"}, f"{name} must log to a log group of this template"
@@ -357,6 +520,8 @@ def test_api_functions_use_snapstart_through_an_alias(template: dict[str, Any]) 
         if name in API_FUNCTIONS:
             assert props["SnapStart"] == {"ApplyOn": "PublishedVersions"}, name
             assert props["AutoPublishAlias"] == "live", name
+            # Otherwise a release that changes only the layer keeps the alias on old code.
+            assert props["AutoPublishAliasAllProperties"] is True, name
         else:
             assert "SnapStart" not in props, f"{name} is not latency-sensitive"
 
@@ -409,14 +574,20 @@ def test_http_api_auth_cors_throttling_access_logs(template: dict[str, Any]) -> 
     assert {"requestId", "status", "routeKey", "integrationError"} <= set(fields)
 
 
-def test_environment_variables(template: dict[str, Any]) -> None:
-    for name, short in FUNCTIONS.items():
-        variables = effective_function(template, name)["Environment"]["Variables"]
+DATABASE_ENV = {"DATABASE_HOST", "DATABASE_NAME", "DATABASE_SECRET_ARN"}
+
+
+def test_environment_variables(template: dict[str, Any], stack: dict[str, Any]) -> None:
+    aurora = "DatabaseCluster" in stack["Resources"]
+    for name, short in function_names(stack).items():
+        variables = effective_function(stack, name)["Environment"]["Variables"]
         missing = REQUIRED_ENV - set(variables)
         assert not missing, f"{name} lacks {sorted(missing)}"
         assert variables["POWERTOOLS_SERVICE_NAME"] == short
         assert variables["STAGE"] == {"Ref": "Stage"}
-        assert variables["STORAGE_BACKEND"] == {"Ref": "StorageBackend"}
+        assert variables["STORAGE_BACKEND"] == ("postgres" if aurora else "dynamodb")
+        assert (DATABASE_ENV <= set(variables)) is aurora, name
+        assert not (DATABASE_ENV & set(variables)) or aurora, name
         assert variables["QUEUE_BACKEND"] == "sqs"
         assert variables["AUTH_MODE"] == "apigateway"
         assert variables["EVENTS_TABLE"] == {"Ref": "EventsTable"}
@@ -552,6 +723,8 @@ ALLOWED_MANAGED_POLICIES = {
         ("AWSLambdaBasicExecutionRole", "service-role/"),
         ("AWSXrayWriteOnlyAccess", ""),
         ("AWSLambdaSQSQueueExecutionRole", "service-role/"),
+        # Attached to every function: SAM sees VpcConfig (an !If) and cannot evaluate it.
+        ("AWSLambdaVPCAccessExecutionRole", "service-role/"),
     )
 }
 # Resource types moto's CloudFormation cannot create (moto 5.x), and what depends on them. The
@@ -599,25 +772,51 @@ def translate(template: dict[str, Any], values: dict[str, str]) -> dict[str, Any
     return result
 
 
-@pytest.fixture(scope="module")
-def translated(template: dict[str, Any]) -> dict[str, Any]:
+def _translate(template: dict[str, Any], values: dict[str, str]) -> dict[str, Any]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AWS_DEFAULT_REGION", "us-east-1")  # samtranslator asks boto3 for a region
-        return translate(template, DEPLOY_PARAMETERS)
+        return translate(template, values)
 
 
-def test_cfn_lint_passes_on_translated_template(translated: dict[str, Any], tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def translated(template: dict[str, Any]) -> dict[str, Any]:
+    """SAM's output for the default backend (dynamodb), conditions still in place."""
+    return _translate(template, DEPLOY_PARAMETERS)
+
+
+@pytest.fixture(scope="module")
+def translated_aurora(template: dict[str, Any]) -> dict[str, Any]:
+    """SAM's output with StorageBackend=aurora, resolved as CloudFormation would create it."""
+    values = {**DEPLOY_PARAMETERS, "StorageBackend": "aurora"}
+    return resolved(_translate(template, values), values)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cfn_lint_passes_on_translated_template(
+    translated: dict[str, Any], tmp_path: Path, backend: str
+) -> None:
     """Some rules only see plain CloudFormation: e.g. E2530 (SnapStart runtime and region) is not
     applied to AWS::Serverless::Function, so the translated template is linted too."""
     path = tmp_path / "translated.json"
     path.write_text(json.dumps(translated, indent=1))
-    result = run_tool([console_script("cfn-lint"), str(path)])
+    result = run_tool(
+        [
+            console_script("cfn-lint"),
+            str(path),
+            "--parameters",
+            f"StorageBackend={backend}",
+            f"JwtIssuer={DEPLOY_PARAMETERS['JwtIssuer']}",
+            "JwtAudience=client-one",  # cfn-lint's --parameters does not split lists
+        ]
+    )
     assert result.returncode == 0, f"cfn-lint (translated):\n{result.stdout}\n{result.stderr}"
 
 
-def test_translated_template_wiring(translated: dict[str, Any]) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_translated_template_wiring(translated: dict[str, Any], backend: str) -> None:
     """What moto cannot create, checked on SAM's output: the API definition, aliases, roles."""
-    resources = translated["Resources"]
+    values = {**DEPLOY_PARAMETERS, "StorageBackend": backend}
+    resources = resolved(translated, values)["Resources"]
     assert not [k for k, v in resources.items() if v["Type"].startswith("AWS::Serverless::")]
 
     body = resources["HttpApi"]["Properties"]["Body"]
@@ -642,26 +841,38 @@ def test_translated_template_wiring(translated: dict[str, Any]) -> None:
         "Fn::GetAtt": ["HttpApiAccessLogGroup", "Arn"]
     }
 
-    for name in FUNCTIONS:
+    names = [n for n in (*FUNCTIONS, *AURORA_FUNCTIONS) if n in resources]
+    assert ("MigrateFunction" in names) is (backend == "aurora")
+    for name in names:
         fn = resources[name]["Properties"]
         assert fn["Architectures"] == ["arm64"]
         assert fn["TracingConfig"] == {"Mode": "Active"}
         (layer_ref,) = refs_in(fn["Layers"])
         assert layer_ref.startswith("CommonLayer"), layer_ref
         assert ("SnapStart" in fn) is (name in API_FUNCTIONS)
+        assert ("VpcConfig" in fn) is (backend == "aurora"), name
         role = resources[f"{name}Role"]["Properties"]
         managed = set(role["ManagedPolicyArns"])
         allowed = set(ALLOWED_MANAGED_POLICIES.values())
         if name != "ConsumerFunction":
             allowed.discard(ALLOWED_MANAGED_POLICIES["AWSLambdaSQSQueueExecutionRole"])
         assert managed <= allowed, f"{name}: unexpected managed policies {managed - allowed}"
-        for policy in role.get("Policies", []):
-            for statement in policy["PolicyDocument"]["Statement"]:
-                resources_ = statement["Resource"]
-                resources_ = resources_ if isinstance(resources_, list) else [resources_]
-                if "*" in resources_:
-                    # The one action AWS offers no resource-level permission for.
-                    assert statement["Action"] == ["ssm:DescribeParameters"], (name, statement)
+        statements = [
+            s for policy in role.get("Policies", []) for s in policy["PolicyDocument"]["Statement"]
+        ]
+        # Without the VPC, the network-interface rights of the managed policy are denied.
+        vpc_access = ALLOWED_MANAGED_POLICIES["AWSLambdaVPCAccessExecutionRole"]
+        denied = [s for s in statements if s["Effect"] == "Deny"]
+        if backend == "dynamodb" and vpc_access in managed:
+            assert denied == [NO_ENI_STATEMENT], name
+        else:
+            assert denied == [], name
+        for statement in statements:
+            resources_ = statement["Resource"]
+            resources_ = resources_ if isinstance(resources_, list) else [resources_]
+            if "*" in resources_ and statement["Effect"] == "Allow":
+                # The one action AWS offers no resource-level permission for.
+                assert statement["Action"] == ["ssm:DescribeParameters"], (name, statement)
     for alias in ("AnalyticsFunctionAliaslive", "HealthFunctionAliaslive"):
         assert resources[alias]["Type"] == "AWS::Lambda::Alias"
 
@@ -710,7 +921,8 @@ def test_translated_stack_creates_in_moto(
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    cfn = copy.deepcopy(translated)
+    # CloudFormation decides the conditions before creating anything; so does this test.
+    cfn = resolved(translated, DEPLOY_PARAMETERS)
     dropped = _drop_unsupported_by_moto(cfn)
     dropped_types = {type_ for _, type_ in dropped}
     assert dropped_types <= MOTO_DROPPABLE_TYPES, f"moto cannot create {dropped}"
@@ -858,6 +1070,11 @@ def test_translated_stack_creates_in_moto(
         for name, pairs in grants.items():
             wildcards = {a for a, r in pairs if r == "*"}
             assert wildcards <= {"ssm:DescribeParameters"}, (name, wildcards)
+            assert not {a for a, _ in pairs if a.startswith(("secretsmanager:", "ec2:"))}, name
+            # SAM's VPC-access managed policy is offset by an explicit deny on this stack.
+            assert {a for a, _ in _grants(documents[name], "Deny")} == set(
+                NO_ENI_STATEMENT["Action"]
+            ), name
 
     print(f"dropped for moto: {dropped}")
 
@@ -875,10 +1092,12 @@ def _as_document(document: Any) -> dict[str, Any]:
     return parsed
 
 
-def _grants(statements: list[dict[str, Any]]) -> set[tuple[str, str]]:
+def _grants(statements: list[dict[str, Any]], effect: str = "Allow") -> set[tuple[str, str]]:
     pairs = set()
     for statement in statements:
-        assert statement["Effect"] == "Allow"
+        assert statement["Effect"] in ("Allow", "Deny")
+        if statement["Effect"] != effect:
+            continue
         actions = statement["Action"]
         targets = statement["Resource"]
         for action in actions if isinstance(actions, list) else [actions]:

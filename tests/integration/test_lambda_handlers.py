@@ -293,7 +293,9 @@ def test_user_events_are_returned_newest_first(
     assert body["userId"] == "alice"
     assert [e["messageId"] for e in body["events"]] == ["m-2", "m-0", "m-3", "m-1"]
     assert body["nextCursor"] is None
-    assert body["profile"] is None
+    assert body["profile"]["traits"] == {}  # no identify yet
+    assert body["profile"]["firstSeen"] == "2026-01-31T12:01:00Z"
+    assert body["eventCounts"] == {"Song Played": 4}
 
 
 def test_user_events_page_with_the_returned_cursor(

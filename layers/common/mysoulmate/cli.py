@@ -99,6 +99,37 @@ def _migrate(_: argparse.Namespace) -> int:
     return 0
 
 
+def _seed(args: argparse.Namespace) -> int:
+    """Fill the configured store with demo events through the consumer's write path."""
+    from mysoulmate.analytics.date_range import today_utc
+    from mysoulmate.analytics.models import QueuedMessage
+    from mysoulmate.analytics.seed import seed_messages
+    from mysoulmate.backends import event_store
+
+    store = event_store()
+    batch: list[QueuedMessage] = []
+    stored = 0
+    for message in seed_messages(args.events, args.users, args.days, end=today_utc()):
+        batch.append(message)
+        if len(batch) == 1000:
+            stored += store.insert_events(batch).written
+            batch.clear()
+    if batch:
+        stored += store.insert_events(batch).written
+    print(f"stored {stored} new events from {args.users} users over {args.days} days")
+    return 0
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mysoulmate", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -121,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
         "migrate", help="upgrade the PostgreSQL schema to this release (STORAGE_BACKEND=postgres)"
     )
     migrate.set_defaults(run=_migrate)
+
+    seed = commands.add_parser("seed", help="store demo events (idempotent for the same sizes)")
+    seed.add_argument("--events", type=_positive, default=10_000, help="about this many")
+    seed.add_argument("--users", type=_positive, default=1_000)
+    seed.add_argument("--days", type=_positive, default=30, help="ending today (UTC)")
+    seed.set_defaults(run=_seed)
     return parser
 
 

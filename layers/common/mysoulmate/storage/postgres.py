@@ -628,16 +628,13 @@ def _merge_bitmaps(
     conn: Conn, users: Mapping[tuple[date, str, str], set[str]], ordinals: dict[str, int]
 ) -> None:
     """OR the batch's users into the daily bitmaps, chunk by chunk."""
-    wanted: dict[ChunkKey, bytearray] = {}
+    positions: dict[ChunkKey, list[int]] = {}
     for (day, platform, event), members in users.items():
         for user in members:
             ordinal = ordinals[user]
             key = (day, platform, event, ordinal >> CHUNK_SHIFT)
-            buffer = wanted.get(key)
-            if buffer is None:
-                buffer = wanted[key] = bytearray((CHUNK_MASK + 1) // 8)
-            bit = ordinal & CHUNK_MASK
-            buffer[bit >> 3] |= 1 << (bit & 7)
+            positions.setdefault(key, []).append(ordinal & CHUNK_MASK)
+    wanted = {key: _bitmap_of(bits).to_bytes() for key, bits in positions.items()}
     keys = sorted(wanted)
     # New rows get their bits directly; rows that exist are locked (sorted) and merged.
     created = {
@@ -646,7 +643,7 @@ def _merge_bitmaps(
             "INSERT INTO daily_users (day, platform, event, chunk, bits) "
             "SELECT * FROM unnest(%s::date[], %s::text[], %s::text[], %s::int[], %s::bytea[]) "
             "ON CONFLICT DO NOTHING RETURNING day, platform, event, chunk",
-            _columns([(*k, _trimmed(wanted[k])) for k in keys], 5),
+            _columns([(*k, wanted[k]) for k in keys], 5),
         )
     }
     existing = [k for k in keys if k not in created]
@@ -785,11 +782,6 @@ def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
         for column, value in zip(columns, row, strict=True):
             column.append(value)
     return columns
-
-
-def _trimmed(buffer: bytearray) -> bytes:
-    """A chunk without its trailing zero bytes (the length Bitmap.to_bytes would give)."""
-    return bytes(buffer).rstrip(b"\x00")
 
 
 def _bitmap_of(ordinals: Iterable[int]) -> Bitmap:
