@@ -78,7 +78,7 @@ def _migrate(_: argparse.Namespace) -> int:
 
     try:
         info = conninfo(settings)
-        database, _ = describe(info)
+        database = describe(info)[0]
         before = current_revision(info)
         applied = migrate(info)
     except (

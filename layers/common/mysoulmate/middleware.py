@@ -1,4 +1,4 @@
-"""Shared ASGI middleware: request id, body size limit and secure response headers.
+"""Shared ASGI middleware: request id, locale, body size limit and secure response headers.
 
 Written as plain ASGI (not BaseHTTPMiddleware) because it runs on every request of every
 shape; the pure form adds microseconds, not a task and a stream copy.
@@ -11,7 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mysoulmate.api.error_handlers import error_body
 from mysoulmate.errors import ApiError
-from mysoulmate.request_context import request_id_of
+from mysoulmate.request_context import locale_of, request_id_of
 
 SECURE_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"x-content-type-options", b"nosniff"),
@@ -46,6 +46,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = request_id_of(scope).encode("latin-1")
+        locale = locale_of(scope)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -57,14 +58,30 @@ class RequestContextMiddleware:
                 for default in (API_CSP, NO_STORE):
                     if default[0] not in present:
                         headers.append(default)
+                # Messages (errors at least) depend on the negotiated language.
+                if b"content-language" not in present:
+                    headers.append((b"content-language", locale.encode("latin-1")))
+                headers = _vary_on_language(headers)
                 message["headers"] = headers
             await send(message)
 
         if _declared_length(scope) > MAX_BODY_BYTES:
-            too_large = error_body("payload_too_large", request_id.decode(), limit=MAX_BODY_BYTES)
+            too_large = error_body(
+                "payload_too_large", request_id.decode(), None, locale, limit=MAX_BODY_BYTES
+            )
             await JSONResponse(too_large, status_code=413)(scope, receive, send_with_headers)
             return
         await self.app(scope, _limited(receive), send_with_headers)
+
+
+def _vary_on_language(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    for index, (name, value) in enumerate(headers):
+        if name.lower() == b"vary":
+            if b"accept-language" not in value.lower() and value.strip() != b"*":
+                headers[index] = (name, value + b", Accept-Language")
+            return headers
+    headers.append((b"vary", b"Accept-Language"))
+    return headers
 
 
 def _declared_length(scope: Scope) -> int:

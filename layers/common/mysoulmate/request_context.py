@@ -1,4 +1,5 @@
-"""The request id: one per request, from API Gateway when there is one, echoed to the client."""
+"""Per-request context every layer may need: the request id (from API Gateway when there is
+one, echoed to the client) and the negotiated locale."""
 
 from __future__ import annotations
 
@@ -34,3 +35,39 @@ def request_id_of(scope: Scope) -> str:
     if not isinstance(request_id, str):
         request_id = state["request_id"] = resolve_request_id(scope)
     return request_id
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _query_lang(scope: Scope) -> str | None:
+    query = scope.get("query_string", b"")
+    if b"lang=" not in query:
+        return None
+    from urllib.parse import parse_qs
+
+    values = parse_qs(query.decode("latin-1")).get("lang")
+    return values[0] if values else None
+
+
+def locale_of(scope: Scope) -> str:
+    """The request's locale: ``?lang=``, ``X-Locale``, ``Accept-Language``, DEFAULT_LOCALE."""
+    state = scope.setdefault("state", {})
+    locale = state.get("locale")
+    if not isinstance(locale, str):
+        from mysoulmate.i18n.negotiation import negotiate
+        from mysoulmate.settings import get_settings
+
+        settings = get_settings()
+        locale = state["locale"] = negotiate(
+            _query_lang(scope),
+            _header(scope, b"x-locale"),
+            _header(scope, b"accept-language"),
+            settings.supported_locales,
+            settings.default_locale,
+        )
+    return locale

@@ -47,6 +47,12 @@ class Settings(BaseModel):
     database_secret_arn: str = ""
     database_pool_size: int = Field(default=4, ge=1, le=100)
 
+    # Internationalization: catalogs in mysoulmate/i18n/locales (the repository's locales/).
+    default_locale: str = "en"
+    supported_locales: list[str] = Field(
+        default_factory=lambda: ["en", "fr", "es", "de", "it", "pt", "ja", "zh"]
+    )
+
     # Analytics read side.
     default_funnel: list[str] = Field(
         default_factory=lambda: ["signup", "companion_created", "message_sent", "purchase"]
@@ -72,7 +78,7 @@ class Settings(BaseModel):
     max_future_seconds: int = Field(default=3600, ge=0)
     event_retention_days: int = Field(default=730, ge=0, le=3650)
 
-    @field_validator("cors_allow_origins", "default_funnel", mode="before")
+    @field_validator("cors_allow_origins", "default_funnel", "supported_locales", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
@@ -102,6 +108,11 @@ class Settings(BaseModel):
             problems.append("AUTH_MODE=jwt needs JWT_SECRET (HS256) or JWKS_URL (RS256)")
         if self.auth_mode == "jwt" and self.jwt_secret and len(self.jwt_secret) < 32:
             problems.append("JWT_SECRET must be at least 32 characters")
+        if self.default_locale not in self.supported_locales:
+            problems.append(
+                f"DEFAULT_LOCALE={self.default_locale} must be one of SUPPORTED_LOCALES "
+                f"({','.join(self.supported_locales)})"
+            )
         if self.storage_backend == "postgres" and not (
             self.database_url or (self.database_host and self.database_secret_arn)
         ):

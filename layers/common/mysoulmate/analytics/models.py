@@ -19,6 +19,7 @@ from pydantic import (
     Field,
     StringConstraints,
 )
+from pydantic_core import PydanticCustomError
 
 MAX_PROPERTIES_BYTES = 32 * 1024
 MAX_PROPERTIES_KEYS = 255
@@ -34,15 +35,15 @@ def _iso8601(value: Any) -> Any:
     """Only ISO-8601 strings (or datetimes from our own code): no epoch numbers, no guessing."""
     if isinstance(value, datetime):
         return value
-    if not isinstance(value, str):
-        raise ValueError("must be an ISO-8601 date-time string, e.g. 2026-01-31T12:00:00Z")
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError(
-            "must be an ISO-8601 date-time string, e.g. 2026-01-31T12:00:00Z"
-        ) from None
-    return parsed
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    # A type of our own, so the API can word (and translate) it: validation.iso8601_required.
+    raise PydanticCustomError(
+        "iso8601_required", "must be an ISO-8601 date-time string, e.g. 2026-01-31T12:00:00Z"
+    )
 
 
 def _utc(value: datetime) -> datetime:
@@ -55,10 +56,18 @@ def _utc(value: datetime) -> datetime:
 def _bounded_object(max_bytes: int, max_keys: int | None) -> Any:
     def check(value: dict[str, Any]) -> dict[str, Any]:
         if max_keys is not None and len(value) > max_keys:
-            raise ValueError(f"must have at most {max_keys} keys, got {len(value)}")
+            raise PydanticCustomError(
+                "too_many_keys",
+                "must have at most {max_keys} keys, got {actual}",
+                {"max_keys": max_keys, "actual": len(value)},
+            )
         size = len(dumps_compact(value).encode())
         if size > max_bytes:
-            raise ValueError(f"must be at most {max_bytes} bytes as JSON, got {size}")
+            raise PydanticCustomError(
+                "too_large",
+                "must be at most {max_bytes} bytes as JSON, got {actual}",
+                {"max_bytes": max_bytes, "actual": size},
+            )
         return value
 
     return AfterValidator(check)

@@ -2,7 +2,8 @@
 
 Every error leaves the API in the same envelope:
 ``{"error": {"code", "message", "details", "requestId"}}``. Routes and domain code raise
-`mysoulmate.errors.ApiError` subclasses; nothing else builds error responses.
+`mysoulmate.errors.ApiError` subclasses; nothing else builds error responses. Messages come
+from the catalogs (``errors.<code>``, ``validation.<type>``) in the request's locale.
 """
 
 from __future__ import annotations
@@ -16,15 +17,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
 from mysoulmate.errors import ApiError
-from mysoulmate.messages import render_message
-from mysoulmate.request_context import request_id_of
+from mysoulmate.i18n.translate import has_key, t
+from mysoulmate.request_context import locale_of, request_id_of
 
 
-def error_body(code: str, request_id: str, details: Any = None, **params: Any) -> dict[str, Any]:
+def error_body(
+    code: str, request_id: str, details: Any = None, locale: str = "en", **params: Any
+) -> dict[str, Any]:
     return {
         "error": {
             "code": code,
-            "message": render_message(code, params),
+            "message": t(f"errors.{code}", locale, **params),
             "details": details,
             "requestId": request_id,
         }
@@ -35,24 +38,27 @@ def error_response(
     request: Request, status_code: int, code: str, details: Any = None, **params: Any
 ) -> JSONResponse:
     request_id = request_id_of(request.scope)
-    body = error_body(code, request_id, details, **params)
+    body = error_body(code, request_id, details, locale_of(request.scope), **params)
     # Set here too: a 500 is sent by Starlette's outermost middleware, outside ours.
     return JSONResponse(body, status_code=status_code, headers={"X-Request-Id": request_id})
 
 
-def _validation_details(errors: Sequence[Any]) -> list[dict[str, Any]]:
-    """Pydantic's errors reduced to what a client needs: where, what, and a stable type."""
+def _validation_details(errors: Sequence[Any], locale: str) -> list[dict[str, Any]]:
+    """Pydantic's errors reduced to what a client needs: where, what, a stable type and a
+    message in the client's language (pydantic's English only for a type we don't know)."""
     details = []
     for err in errors:
         loc = [str(part) for part in err.get("loc", ()) if part != "body"]
+        kind = err.get("type", "value_error")
+        constraint = {k: v for k, v in (err.get("ctx") or {}).items() if _is_json_scalar(v)}
+        key = f"validation.{kind}"
         item: dict[str, Any] = {
             "field": ".".join(loc) or "body",
-            "type": err.get("type", "value_error"),
-            "message": err.get("msg", ""),
+            "type": kind,
+            "message": t(key, locale, **constraint) if has_key(key, locale) else err.get("msg", ""),
         }
-        ctx = err.get("ctx")
-        if ctx:
-            item["constraint"] = {k: v for k, v in ctx.items() if _is_json_scalar(v)}
+        if constraint:
+            item["constraint"] = constraint
         details.append(item)
     return details
 
@@ -73,7 +79,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     errors = exc.errors()
     if any(err.get("type") == "json_invalid" for err in errors):
         return error_response(request, 400, "invalid_json")
-    details = _validation_details(errors)
+    details = _validation_details(errors, locale_of(request.scope))
     fields = ", ".join(d["field"] for d in details)
     return error_response(request, 422, "validation_error", details, fields=fields)
 

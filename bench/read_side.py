@@ -1,0 +1,467 @@
+"""Read side: dashboard, funnel and cohort latency at 10k and 1M events, SQLite and PostgreSQL.
+
+1. **Seeding.** `analytics.seed.seed_messages` (10,000 users, 30 days ending 2026-01-31,
+   seed 7) writes 10k and 1M events (`--quick`: 10k and 100k) through each store's own
+   `insert_events`, in batches of 1,000, so the rollups are built exactly as the consumer
+   builds them. One generated batch goes to SQLite (a temporary file) and then to PostgreSQL
+   (a scratch database `mysoulmate_bench_<hex>` per size, created, migrated with
+   `postgres_migrate.migrate`, dropped at the end even on failure); each store's time is
+   taken separately and reported as events/s. PostgreSQL gets a `VACUUM ANALYZE` after
+   seeding (timed, reported) so the plans do not depend on when autovacuum last ran.
+2. **Latency**, median of 7 runs after 1 warm-up (`--quick`: 3), every operation at both
+   sizes and on both backends interleaved round by round, order rotated each round:
+   the full dashboard for the 30 days (`reporting._dashboard`, default funnel included);
+   the rollup part only (`dashboard.build_dashboard` given a precomputed funnel report); the
+   default funnel (signup, companion_created, message_sent, purchase; window 7 d) in
+   `ordered`, `strict` and `any`; cohorts (week, 8 periods, the 30 days).
+3. **Floor**, same run, same stores, interleaved: the naive queries a system without rollups
+   runs for the dashboard's figures, straight on the events table: totals and distinct users,
+   then count and distinct users GROUP BY day, by event and by platform, and revenue by day and
+   currency. Its 1M ÷ 10k ratio shows how work proportional to events scales on this machine.
+   Its totals are checked against the dashboard's (`totalEvents`, `activeUsers`).
+
+Target (issue): dashboard at 1M ≤ 2 x at 10k, for the full dashboard and the rollup part.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import secrets
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+from bench._common import median, print_table, ratio, standalone_main, summary, verdict
+
+USERS = 10_000
+DAYS = 30
+END = date(2026, 1, 31)
+SEED = 7
+BATCH = 1_000
+TOP = 10
+STEPS = ["signup", "companion_created", "message_sent", "purchase"]
+WINDOW = timedelta(days=7)
+TARGET = 2.0
+PG_SERVER = os.environ.get("BENCH_POSTGRES", "host=127.0.0.1 port=5432 user=postgres dbname=test")
+BACKENDS = ("sqlite", "postgres")
+
+
+def settings_env(data_dir: str) -> None:
+    """What the settings need before the first import (the dashboard reads the funnel)."""
+    os.environ.update(
+        {
+            "STAGE": "test",
+            "JWT_SECRET": "b" * 40,
+            "DATA_DIR": data_dir,
+            "STORAGE_BACKEND": "sqlite",
+            "QUEUE_BACKEND": "local",
+            "AUTH_MODE": "jwt",
+        }
+    )
+    for name in ("DEFAULT_FUNNEL", "DATABASE_URL", "AWS_LAMBDA_FUNCTION_NAME"):
+        os.environ.pop(name, None)
+
+
+def label(size: int) -> str:
+    return f"{size // 1_000_000}M" if size >= 1_000_000 else f"{size // 1_000}k"
+
+
+# -- scratch PostgreSQL databases -------------------------------------------------------------
+
+
+def _with_dbname(info: str, name: str) -> str:
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(info)
+    params["dbname"] = name
+    return make_conninfo(**params)
+
+
+@contextmanager
+def scratch_database(server: str = PG_SERVER) -> Iterator[str]:
+    """A new database `mysoulmate_bench_<hex>` migrated to head; dropped on exit, always."""
+    import psycopg
+    from mysoulmate.storage.postgres_migrate import migrate
+
+    name = f"mysoulmate_bench_{secrets.token_hex(6)}"
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        info = _with_dbname(server, name)
+        migrate(info)
+        yield info
+    finally:
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# -- seeding ----------------------------------------------------------------------------------
+
+
+def seed(size: int, stores: dict[str, Any]) -> dict[str, Any]:
+    """Write `size` seeded events into every store in batches; per-store seconds."""
+    from mysoulmate.analytics.seed import seed_messages
+
+    seconds = dict.fromkeys(stores, 0.0)
+    written = dict.fromkeys(stores, 0)
+    generated = 0
+    batch: list[Any] = []
+
+    def flush() -> None:
+        for name, store in stores.items():
+            start = time.perf_counter()
+            result = store.insert_events(batch)
+            seconds[name] += time.perf_counter() - start
+            if result.failed:
+                raise RuntimeError(f"{name}: {next(iter(result.failed.values()))}")
+            written[name] += result.written
+
+    gen_start = time.perf_counter()
+    for message in seed_messages(size, USERS, DAYS, end=END, seed=SEED):
+        batch.append(message)
+        if len(batch) == BATCH:
+            flush()
+            generated += len(batch)
+            batch = []
+    if batch:
+        flush()
+        generated += len(batch)
+    total = time.perf_counter() - gen_start
+    for name, n in written.items():
+        if n != generated:
+            raise RuntimeError(f"{name}: stored {n} of {generated} events")
+    return {
+        "events": generated,
+        "seconds": seconds,
+        "events_per_second": {name: generated / s for name, s in seconds.items()},
+        "generation_seconds": total - sum(seconds.values()),
+    }
+
+
+# -- the floor: what a store without rollups would query --------------------------------------
+
+
+def naive_sqlite(conn: Any, span: Any) -> tuple[int, int]:
+    from mysoulmate.storage.base import time_key
+
+    bounds = (time_key(span.first_moment), time_key(span.last_moment))
+    where = "FROM events WHERE type = 'track' AND ts BETWEEN ? AND ?"
+    total, users = conn.execute(
+        f"SELECT count(*), count(DISTINCT user_id) {where}", bounds
+    ).fetchone()
+    conn.execute(
+        f"SELECT substr(ts, 1, 10) AS day, count(*), count(DISTINCT user_id) {where} GROUP BY day",
+        bounds,
+    ).fetchall()
+    conn.execute(
+        f"SELECT event, count(*), count(DISTINCT user_id) {where} GROUP BY event", bounds
+    ).fetchall()
+    conn.execute(
+        f"SELECT platform, count(*), count(DISTINCT user_id) {where} GROUP BY platform", bounds
+    ).fetchall()
+    conn.execute(
+        "SELECT substr(ts, 1, 10) AS day, json_extract(properties, '$.currency') AS cur, "
+        "sum(json_extract(properties, '$.revenue')) FROM events "
+        "WHERE type = 'track' AND event = 'purchase' AND ts BETWEEN ? AND ? GROUP BY day, cur",
+        bounds,
+    ).fetchall()
+    return int(total), int(users)
+
+
+def naive_postgres(conn: Any, span: Any) -> tuple[int, int]:
+    bounds = (span.first_moment, span.last_moment)
+    where = "FROM events WHERE type = 'track' AND ts BETWEEN %s AND %s"
+    total, users = conn.execute(
+        f"SELECT count(*), count(DISTINCT user_id) {where}", bounds
+    ).fetchone()
+    conn.execute(
+        "SELECT (ts AT TIME ZONE 'UTC')::date AS day, count(*), count(DISTINCT user_id) "
+        f"{where} GROUP BY day",
+        bounds,
+    ).fetchall()
+    conn.execute(
+        f"SELECT event, count(*), count(DISTINCT user_id) {where} GROUP BY event", bounds
+    ).fetchall()
+    conn.execute(
+        f"SELECT platform, count(*), count(DISTINCT user_id) {where} GROUP BY platform", bounds
+    ).fetchall()
+    conn.execute(
+        "SELECT (ts AT TIME ZONE 'UTC')::date AS day, properties->>'currency' AS cur, "
+        "sum((properties->>'revenue')::numeric) FROM events "
+        "WHERE type = 'track' AND event = 'purchase' AND ts BETWEEN %s AND %s GROUP BY day, cur",
+        bounds,
+    ).fetchall()
+    return int(total), int(users)
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+OPERATIONS = [
+    "dashboard (full, incl. funnel)",
+    "dashboard (rollups only)",
+    "funnel ordered",
+    "funnel strict",
+    "funnel any",
+    "cohorts (week x 8)",
+    "floor: naive SQL, no rollups",
+]
+FULL, ROLLUPS, FLOOR = OPERATIONS[0], OPERATIONS[1], OPERATIONS[-1]
+SHORT = {FULL: "full dashboard", ROLLUPS: "dashboard rollup part"}
+
+
+def operations(store: Any, naive: Callable[[], tuple[int, int]]) -> dict[str, Callable[[], Any]]:
+    from mysoulmate.analytics.cohorts import build_cohorts
+    from mysoulmate.analytics.dashboard import build_dashboard
+    from mysoulmate.analytics.date_range import DateRange
+    from mysoulmate.analytics.reporting import _dashboard, _funnel
+
+    span = DateRange(END - timedelta(days=DAYS - 1), END)
+    funnel = _funnel(store, STEPS, span, WINDOW, "ordered")
+    return {
+        FULL: lambda: _dashboard(store, span, None, TOP),
+        ROLLUPS: lambda: build_dashboard(store, span, None, TOP, funnel),
+        "funnel ordered": lambda: _funnel(store, STEPS, span, WINDOW, "ordered"),
+        "funnel strict": lambda: _funnel(store, STEPS, span, WINDOW, "strict"),
+        "funnel any": lambda: _funnel(store, STEPS, span, WINDOW, "any"),
+        "cohorts (week x 8)": lambda: build_cohorts(store, span, "week", 8, END),
+        FLOOR: naive,
+    }
+
+
+def check(name: str, ops: dict[str, Callable[[], Any]]) -> dict[str, Any]:
+    """The dashboard and the naive queries must agree, or the comparison means nothing."""
+    report = ops[FULL]()
+    total, users = ops[FLOOR]()
+    if (report.totalEvents, report.activeUsers) != (total, users):
+        raise RuntimeError(
+            f"{name}: dashboard says {report.totalEvents} events / {report.activeUsers} users, "
+            f"the events table {total} / {users}"
+        )
+    return {
+        "total_events": total,
+        "active_users": users,
+        "funnel": report.funnel.model_dump(mode="json"),
+        "cohorts": ops["cohorts (week x 8)"]().model_dump(mode="json"),
+    }
+
+
+def run(quick: bool) -> dict[str, Any]:
+    sizes = (10_000, 100_000) if quick else (10_000, 1_000_000)
+    runs = 3 if quick else 7
+    with tempfile.TemporaryDirectory(prefix="mysoulmate-bench-") as tmp:
+        settings_env(tmp)
+        return _run(Path(tmp), sizes, runs)
+
+
+def _run(tmp: Path, sizes: tuple[int, ...], runs: int) -> dict[str, Any]:
+    import psycopg
+    from mysoulmate.sqlite_connection import open_sqlite
+    from mysoulmate.storage.postgres import PostgresEventStore
+    from mysoulmate.storage.sqlite import SqliteEventStore
+
+    result: dict[str, Any] = {
+        "sizes": list(sizes),
+        "users": USERS,
+        "days": DAYS,
+        "end": END.isoformat(),
+        "batch": BATCH,
+        "runs": runs,
+        "warmup": 1,
+        "seeding": {},
+        "checks": {},
+    }
+    with contextmanager_stack() as stack:
+        ops: dict[tuple[str, int], dict[str, Callable[[], Any]]] = {}
+        for size in sizes:
+            sqlite_path = tmp / f"events-{label(size)}.db"
+            sqlite_store = stack(SqliteEventStore(sqlite_path))
+            pg_info = stack.enter(scratch_database())
+            pg_store = stack(PostgresEventStore(pg_info))
+            print(f"seeding {size:,} events into SQLite and PostgreSQL …", flush=True)
+            seeded = seed(size, {"sqlite": sqlite_store, "postgres": pg_store})
+            pg_conn = stack(psycopg.connect(pg_info, autocommit=True))
+            start = time.perf_counter()
+            pg_conn.execute("VACUUM ANALYZE")
+            seeded["postgres_vacuum_analyze_seconds"] = time.perf_counter() - start
+            seeded["postgres_database_bytes"] = pg_conn.execute(
+                "SELECT pg_database_size(current_database())"
+            ).fetchone()[0]
+            seeded["sqlite_file_bytes"] = sum(
+                p.stat().st_size for p in tmp.glob(f"events-{label(size)}.db*")
+            )
+            result["seeding"][label(size)] = seeded
+            rates = seeded["events_per_second"]
+            print(
+                f"  {seeded['events']:,} events: SQLite {rates['sqlite']:,.0f}/s, "
+                f"PostgreSQL {rates['postgres']:,.0f}/s "
+                f"(+ VACUUM ANALYZE {seeded['postgres_vacuum_analyze_seconds']:.1f} s)",
+                flush=True,
+            )
+            sqlite_conn = stack(open_sqlite(sqlite_path, synchronous="NORMAL"))
+            span = _span()
+            ops[("sqlite", size)] = operations(
+                sqlite_store, lambda c=sqlite_conn, s=span: naive_sqlite(c, s)
+            )
+            ops[("postgres", size)] = operations(
+                pg_store, lambda c=pg_conn, s=span: naive_postgres(c, s)
+            )
+            checks = {b: check(f"{b} {label(size)}", ops[(b, size)]) for b in BACKENDS}
+            result["checks"][label(size)] = checks
+            # Both backends hold the same events: every figure must agree.
+            if checks["sqlite"] != checks["postgres"]:
+                differ = [
+                    k for k in checks["sqlite"] if checks["sqlite"][k] != checks["postgres"][k]
+                ]
+                print(f"  !! SQLite and PostgreSQL disagree at {label(size)} on {differ}")
+                result.setdefault("disagreements", {})[label(size)] = differ
+        samples = _measure(ops, sizes, runs)
+    result["latency_ms"] = {
+        backend: {
+            op: {label(size): summary(samples[(backend, op, size)]) for size in sizes}
+            for op in OPERATIONS
+        }
+        for backend in BACKENDS
+    }
+    result["tables"] = _report(samples, sizes, runs, result)
+    return result
+
+
+def _span() -> Any:
+    from mysoulmate.analytics.date_range import DateRange
+
+    return DateRange(END - timedelta(days=DAYS - 1), END)
+
+
+def _measure(
+    ops: dict[tuple[str, int], dict[str, Callable[[], Any]]], sizes: tuple[int, ...], runs: int
+) -> dict[tuple[str, str, int], list[float]]:
+    samples: dict[tuple[str, str, int], list[float]] = {
+        (b, op, s): [] for b in BACKENDS for op in OPERATIONS for s in sizes
+    }
+    cells = [(b, op, s) for op in OPERATIONS for b in BACKENDS for s in sizes]
+    for r in range(runs + 1):  # round 0: warm-up, not recorded
+        shift = (r * 5) % len(cells)
+        order = cells[shift:] + cells[:shift]
+        if r % 2:
+            order.reverse()
+        started = time.perf_counter()
+        for backend, op, size in order:
+            call = ops[(backend, size)][op]
+            gc.collect()
+            start = time.perf_counter()
+            call()
+            elapsed = (time.perf_counter() - start) * 1000
+            if r:
+                samples[(backend, op, size)].append(elapsed)
+        print(
+            f"  round {r}/{runs}{' (warm-up)' if r == 0 else ''}: "
+            f"{time.perf_counter() - started:.1f} s, load {os.getloadavg()[0]:.2f}",
+            flush=True,
+        )
+    return samples
+
+
+def _report(
+    samples: dict[tuple[str, str, int], list[float]],
+    sizes: tuple[int, ...],
+    runs: int,
+    result: dict[str, Any],
+) -> dict[str, Any]:
+    small, large = sizes
+    ls, ll = label(small), label(large)
+    tables: dict[str, Any] = {}
+    for backend in BACKENDS:
+        med = {(op, s): median(samples[(backend, op, s)]) for op in OPERATIONS for s in sizes}
+        rows = []
+        for op in OPERATIONS:
+            rows.append(
+                [
+                    op,
+                    med[(op, small)],
+                    med[(op, large)],
+                    ratio(med[(op, large)], med[(op, small)]),
+                    ratio(med[(op, small)], med[(FLOOR, small)]),
+                    ratio(med[(op, large)], med[(FLOOR, large)]),
+                ]
+            )
+        targets = {}
+        for op in (FULL, ROLLUPS):
+            growth = ratio(med[(op, large)], med[(op, small)])
+            targets[op] = {"ratio": growth, "target": TARGET, "verdict": verdict(growth, TARGET)}
+            rows.append(
+                [
+                    f"target: {SHORT[op]} at {ll} ≤ {TARGET:g} x at {ls}",
+                    "",
+                    "",
+                    growth,
+                    "",
+                    verdict(growth, TARGET),
+                ]
+            )
+        print_table(
+            [
+                f"{backend}",
+                f"{ls} ms",
+                f"{ll} ms",
+                f"{ll} ÷ {ls}",
+                f"÷ floor @{ls}",
+                f"÷ floor @{ll}",
+            ],
+            rows,
+            title=f"{backend}: read latency, median of {runs} runs (after 1 warm-up), "
+            f"{USERS:,} users, {DAYS} days",
+        )
+        tables[backend] = {
+            "median_ms": {op: {label(s): med[(op, s)] for s in sizes} for op in OPERATIONS},
+            "growth": {op: ratio(med[(op, large)], med[(op, small)]) for op in OPERATIONS},
+            "targets": targets,
+        }
+    seed_rows = [
+        [
+            f"{backend}: insert_events, batches of {BATCH:,}",
+            *[result["seeding"][label(s)]["events_per_second"][backend] for s in sizes],
+        ]
+        for backend in BACKENDS
+    ]
+    print_table(
+        ["seeding", *[f"events/s to {label(s)}" for s in sizes]],
+        seed_rows,
+        title="Seeding rate (generation excluded)",
+    )
+    return tables
+
+
+class contextmanager_stack:
+    """Close stores and connections, then drop the scratch databases, whatever happens."""
+
+    def __init__(self) -> None:
+        from contextlib import ExitStack
+
+        self._stack = ExitStack()
+
+    def __enter__(self) -> contextmanager_stack:
+        self._stack.__enter__()
+        return self
+
+    def __call__(self, closable: Any) -> Any:
+        def close() -> None:
+            with suppress(Exception):
+                closable.close()
+
+        self._stack.callback(close)
+        return closable
+
+    def enter(self, manager: Any) -> Any:
+        return self._stack.enter_context(manager)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.__exit__(*exc)  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    standalone_main("read_side", run)

@@ -1,0 +1,1 @@
+"""Internationalization: catalogs, `t()`, locale negotiation and CLDR formatting (Babel)."""
