@@ -1,0 +1,144 @@
+"""The i18n endpoints' use cases: the locale list, whole catalogs, one translated string."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from mysoulmate.errors import InvalidRequestError, NotFoundError
+from mysoulmate.i18n.catalog import Catalog, Entry
+from mysoulmate.i18n.check import REFERENCE, required_categories
+from mysoulmate.i18n.translate import babel_locale, catalogs, has_key, t
+from mysoulmate.settings import get_settings
+
+MAX_PARAMS = 32
+
+
+class LocaleInfo(BaseModel):
+    code: str
+    name: str = Field(description="English name")
+    nativeName: str
+    completeness: float = Field(description="% of the English keys translated (all forms)")
+    direction: str = Field(description="ltr or rtl")
+
+
+class LocaleList(BaseModel):
+    default: str
+    locales: list[LocaleInfo]
+
+
+class Translation(BaseModel):
+    key: str
+    locale: str
+    count: float | None = None
+    text: str
+
+
+def supported(locale: str, *, status: int = 404) -> str:
+    """The supported locale code ``locale`` names (case-insensitive), or a 4xx naming them."""
+    settings = get_settings()
+    for code in settings.supported_locales:
+        if code.lower() == locale.strip().lower():
+            return code
+    error = NotFoundError if status == 404 else InvalidRequestError
+    raise error(
+        code="unknown_locale",
+        locale=locale,
+        supported=", ".join(settings.supported_locales),
+        details=[{"field": "locale", "type": "unknown_locale"}],
+    )
+
+
+def _complete(entry: Entry | None, source: Entry, categories: frozenset[str]) -> bool:
+    if entry is None:
+        return False
+    if isinstance(source, str):
+        return isinstance(entry, str) and bool(entry.strip())
+    return isinstance(entry, dict) and all(entry.get(c, "").strip() for c in categories)
+
+
+def completeness(catalog: Catalog, reference: Catalog) -> float:
+    categories = required_categories(catalog.locale)
+    done = sum(
+        _complete(catalog.flat.get(key), source, categories)
+        for key, source in reference.flat.items()
+    )
+    return round(100 * done / len(reference.flat), 1) if reference.flat else 0.0
+
+
+def list_locales() -> LocaleList:
+    settings = get_settings()
+    store = catalogs()
+    reference = store.get(REFERENCE)
+    infos = []
+    for code in settings.supported_locales:
+        locale = babel_locale(code)
+        infos.append(
+            LocaleInfo(
+                code=code,
+                name=str(locale.get_display_name("en")),
+                nativeName=str(locale.get_display_name(locale)),
+                completeness=completeness(store.get(code), reference),
+                direction=str(locale.text_direction),
+            )
+        )
+    return LocaleList(default=settings.default_locale, locales=infos)
+
+
+def catalog_document(locale: str, namespace: str | None) -> tuple[bytes, str]:
+    """The catalog (or one namespace of it) as JSON bytes, with its entity tag."""
+    catalog = catalogs().get(supported(locale))
+    if namespace is None:
+        return catalog.raw, f'"{catalog.etag}"'
+    if namespace not in catalog.tree:
+        raise NotFoundError(
+            code="unknown_namespace",
+            namespace=namespace,
+            namespaces=", ".join(catalog.namespaces),
+            details=[{"field": "namespace", "type": "unknown_namespace"}],
+        )
+    body = json.dumps(catalog.tree[namespace], ensure_ascii=False).encode()
+    return body, f'"{catalog.etag}-{namespace}"'
+
+
+def parse_params(raw: str | None, pairs: Mapping[str, str]) -> dict[str, Any]:
+    """``params`` as a JSON object of scalars, plus ``param.<name>=value`` query pairs."""
+    params: dict[str, Any] = {}
+    if raw:
+        try:
+            decoded = json.loads(raw)
+        except ValueError as exc:
+            raise _bad_params(f"not JSON ({exc.msg})") from None
+        if not isinstance(decoded, dict):
+            raise _bad_params("not a JSON object")
+        for name, value in decoded.items():
+            if not isinstance(value, str | int | float | bool) or value is None:
+                raise _bad_params(f"{name} is not a string or number")
+            params[name] = value
+    for name, value in pairs.items():
+        params[name] = value
+    if len(params) > MAX_PARAMS:
+        raise _bad_params(f"more than {MAX_PARAMS} params")
+    return params
+
+
+def _bad_params(reason: str) -> InvalidRequestError:
+    return InvalidRequestError(
+        code="invalid_params",
+        reason=reason,
+        details=[{"field": "params", "type": "invalid_params"}],
+    )
+
+
+def translate_one(
+    key: str, locale: str, count: float | None, params: dict[str, Any]
+) -> Translation:
+    code = supported(locale, status=422)
+    if not has_key(key, code):
+        raise NotFoundError(
+            code="unknown_key", key=key, details=[{"field": "key", "type": "unknown_key"}]
+        )
+    return Translation(key=key, locale=code, count=count, text=t(key, code, count, **params))
