@@ -13,7 +13,7 @@ HOST  ?= 127.0.0.1
 PYTHON ?= $(shell for c in python3.12 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python3.12 2>/dev/null | sort -V | tail -n1) python3; do \
             [ -n "$$c" ] && $$c -c 'import sys' >/dev/null 2>&1 && { echo $$c; break; }; done)
 
-.PHONY: run test test-fast lint format typecheck bench build validate events clean help
+.PHONY: run test test-fast i18n-check lint format typecheck bench build validate events clean help
 
 help:
 	@echo "make run      serve every endpoint group on http://$(HOST):$(PORT) (SQLite + local queue)"
@@ -48,8 +48,11 @@ format: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint
+test: lint i18n-check
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
+
+i18n-check: $(STAMP)
+	$(BIN)/mysoulmate i18n check
 
 test-fast: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -m "not slow"

@@ -130,6 +130,12 @@ def _positive(text: str) -> int:
     return value
 
 
+def _i18n_check(args: argparse.Namespace) -> int:
+    from mysoulmate.i18n.check import run
+
+    return run(args.locales or get_settings().supported_locales, verbose=args.verbose)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mysoulmate", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -158,6 +164,15 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--users", type=_positive, default=1_000)
     seed.add_argument("--days", type=_positive, default=30, help="ending today (UTC)")
     seed.set_defaults(run=_seed)
+
+    i18n = commands.add_parser("i18n", help="translation catalog tools")
+    i18n_commands = i18n.add_subparsers(dest="i18n_command", required=True)
+    check = i18n_commands.add_parser(
+        "check", help="check every catalog against English and CLDR; exit 1 on any error"
+    )
+    check.add_argument("locales", nargs="*", help="default: SUPPORTED_LOCALES")
+    check.add_argument("--verbose", action="store_true", help="list every warning")
+    check.set_defaults(run=_i18n_check)
     return parser
 
 

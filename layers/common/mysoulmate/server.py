@@ -8,11 +8,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from mysoulmate.api import analytics, health
+from mysoulmate.api import analytics, health, i18n
 from mysoulmate.app_factory import create_app
 from mysoulmate.settings import get_settings
 
-ROUTERS = (health.router, analytics.router)
+ROUTERS = (health.router, analytics.router, i18n.router)
 
 
 @asynccontextmanager
