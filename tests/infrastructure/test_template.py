@@ -447,7 +447,9 @@ NO_ENI_STATEMENT = {
     "Resource": "*",
 }
 SECRET_READ = {"AWSSecretsManagerGetSecretValuePolicy": {"SecretArn": {"Ref": "DatabaseSecret"}}}
-SSM_READ = {"SSMParameterWithSlashPrefixReadPolicy": {"ParameterName": {"Fn::Sub": "${SecretsSsmPath}*"}}}
+SSM_READ = {
+    "SSMParameterWithSlashPrefixReadPolicy": {"ParameterName": {"Fn::Sub": "${SecretsSsmPath}*"}}
+}
 SQS_SEND = {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["EventsQueue", "QueueName"]}}}
 
 
@@ -479,7 +481,9 @@ def test_policies_are_scoped_sam_templates_on_dynamodb(dynamodb_stack: dict[str,
         assert "Role" not in resources[name]["Properties"], "SAM builds the roles"
 
 
-def test_policies_on_aurora_read_the_secret_and_never_dynamodb(aurora_stack: dict[str, Any]) -> None:
+def test_policies_on_aurora_read_the_secret_and_never_dynamodb(
+    aurora_stack: dict[str, Any],
+) -> None:
     resources = aurora_stack["Resources"]
     assert resources["AnalyticsFunction"]["Properties"]["Policies"] == [
         SQS_SEND,
@@ -493,8 +497,13 @@ def test_policies_on_aurora_read_the_secret_and_never_dynamodb(aurora_stack: dic
     assert [(s["Action"], s["Resource"]) for s in health[0]["Statement"]] == [
         ("sqs:GetQueueAttributes", {"Fn::GetAtt": ["EventsQueue", "Arn"]})
     ]
-    assert "dynamodb" not in json.dumps([resources[n]["Properties"]["Policies"] for n in resources
-                                         if resources[n]["Type"] == "AWS::Serverless::Function"])
+    assert "dynamodb" not in json.dumps(
+        [
+            resources[n]["Properties"]["Policies"]
+            for n in resources
+            if resources[n]["Type"] == "AWS::Serverless::Function"
+        ]
+    )
     for name in function_names(aurora_stack):
         assert "Role" not in resources[name]["Properties"], "SAM builds the roles"
 
@@ -667,6 +676,436 @@ def test_outputs(template: dict[str, Any]) -> None:
     for name in FUNCTIONS:
         assert outputs[f"{name}Name"]["Value"] == {"Ref": name}
         assert outputs[f"{name}Arn"]["Value"] == {"Fn::GetAtt": [name, "Arn"]}
+
+
+# ----------------------------------------------------------------------------- aurora
+
+DATABASE_TYPES = ("AWS::RDS::", "AWS::EC2::", "AWS::SecretsManager::", "AWS::CloudFormation::")
+
+
+def _ingress(stack: dict[str, Any], group: str) -> set[tuple[str, int, int, str]]:
+    """(protocol, from, to, source) of every ingress rule of a security group, inline or not."""
+    resources = stack["Resources"]
+    rules = list(resources[group]["Properties"].get("SecurityGroupIngress", []))
+    rules += [
+        r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::EC2::SecurityGroupIngress"
+        and r["Properties"]["GroupId"] == {"Ref": group}
+    ]
+    return {
+        (
+            r["IpProtocol"],
+            r["FromPort"],
+            r["ToPort"],
+            r.get("SourceSecurityGroupId", {}).get("Ref") or r.get("CidrIp") or "?",
+        )
+        for r in rules
+    }
+
+
+def _egress(stack: dict[str, Any], group: str) -> set[tuple[str, int, int, str]]:
+    resources = stack["Resources"]
+    rules = list(resources[group]["Properties"].get("SecurityGroupEgress", []))
+    rules += [
+        r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::EC2::SecurityGroupEgress"
+        and r["Properties"]["GroupId"] == {"Ref": group}
+    ]
+    return {
+        (
+            r["IpProtocol"],
+            r["FromPort"],
+            r["ToPort"],
+            r.get("DestinationSecurityGroupId", {}).get("Ref") or r.get("CidrIp") or "?",
+        )
+        for r in rules
+    }
+
+
+NOTHING = ("icmp", 252, 86, "255.255.255.255/32")  # the rule that replaces default allow-all
+
+
+def test_dynamodb_stack_creates_no_database_network_or_migration(
+    dynamodb_stack: dict[str, Any], translated: dict[str, Any]
+) -> None:
+    for stack in (dynamodb_stack, resolved(translated, DEPLOY_PARAMETERS)):
+        found = [
+            (k, v["Type"])
+            for k, v in stack["Resources"].items()
+            if v["Type"].startswith(DATABASE_TYPES)
+        ]
+        assert found == []
+        assert not {"DatabaseProxyEndpoint", "DatabaseSecretArn"} & set(stack["Outputs"])
+    assert set(function_names(dynamodb_stack)) == set(FUNCTIONS)
+    for name in FUNCTIONS:
+        fn = effective_function(dynamodb_stack, name)
+        assert "VpcConfig" not in fn, name
+        variables = fn["Environment"]["Variables"]
+        # Exactly the environment the DynamoDB stack had before StorageBackend=aurora existed.
+        assert set(variables) == REQUIRED_ENV | (
+            {"SECRETS_SSM_PATH"} if name == "AnalyticsFunction" else set()
+        ), name
+        assert variables["STORAGE_BACKEND"] == "dynamodb"
+
+
+def test_aurora_cluster_is_an_encrypted_serverless_v2_postgresql(
+    template: dict[str, Any], aurora_stack: dict[str, Any]
+) -> None:
+    resources = aurora_stack["Resources"]
+    cluster = resources["DatabaseCluster"]
+    props = cluster["Properties"]
+    assert props["Engine"] == "aurora-postgresql"
+    assert "EngineMode" not in props, "provisioned mode with db.serverless = Serverless v2"
+    version = template["Parameters"]["DatabaseEngineVersion"]
+    assert props["EngineVersion"] == {"Ref": "DatabaseEngineVersion"}
+    assert int(version["Default"].split(".")[0]) >= 16
+    assert props["ServerlessV2ScalingConfiguration"] == {
+        "MinCapacity": {"Ref": "DatabaseMinCapacity"},
+        "MaxCapacity": {"Ref": "DatabaseMaxCapacity"},
+    }
+    params = template["Parameters"]
+    assert params["DatabaseMinCapacity"]["MinValue"] >= 0
+    assert params["DatabaseMaxCapacity"]["MaxValue"] <= 256
+    assert params["DatabaseMinCapacity"]["Default"] <= params["DatabaseMaxCapacity"]["Default"]
+    assert props["StorageEncrypted"] is True
+    assert props["DatabaseName"] == "mysoulmate"
+    assert props["BackupRetentionPeriod"] == {"Ref": "DatabaseBackupRetentionDays"}
+    assert 1 <= params["DatabaseBackupRetentionDays"]["Default"] <= 35
+    assert "PubliclyAccessible" not in props
+    assert cluster["DeletionPolicy"] == cluster["UpdateReplacePolicy"] == "Snapshot"
+    (instance,) = resources_of(aurora_stack, "AWS::RDS::DBInstance").values()
+    assert instance["Properties"]["DBInstanceClass"] == "db.serverless"
+    assert instance["Properties"]["DBClusterIdentifier"] == {"Ref": "DatabaseCluster"}
+    assert instance["Properties"]["Engine"] == "aurora-postgresql"
+    assert instance["Properties"]["PubliclyAccessible"] is False
+
+
+@pytest.mark.parametrize(
+    ("stage", "protected"), [("dev", False), ("staging", False), ("prod", True)]
+)
+def test_aurora_deletion_protection_only_in_prod(
+    template: dict[str, Any], stage: str, protected: bool
+) -> None:
+    stack = resolved(template, {"StorageBackend": "aurora", "Stage": stage})
+    assert stack["Resources"]["DatabaseCluster"]["Properties"]["DeletionProtection"] is protected
+
+
+def test_aurora_credentials_live_in_secrets_manager_and_nowhere_else(
+    template: dict[str, Any], aurora_stack: dict[str, Any]
+) -> None:
+    resources = aurora_stack["Resources"]
+    secret = resources["DatabaseSecret"]
+    assert secret["Type"] == "AWS::SecretsManager::Secret"
+    generate = secret["Properties"]["GenerateSecretString"]
+    assert generate["GenerateStringKey"] == "password"
+    assert generate["PasswordLength"] >= 32
+    assert set(json.loads(generate["SecretStringTemplate"])) == {"username"}
+    assert "SecretString" not in secret["Properties"]
+    props = resources["DatabaseCluster"]["Properties"]
+    for key, field_ in (("MasterUsername", "username"), ("MasterUserPassword", "password")):
+        assert props[key] == {
+            "Fn::Sub": f"{{{{resolve:secretsmanager:${{DatabaseSecret}}:SecretString:{field_}}}}}"
+        }
+    attachment = resources["DatabaseSecretAttachment"]["Properties"]
+    assert attachment == {
+        "SecretId": {"Ref": "DatabaseSecret"},
+        "TargetId": {"Ref": "DatabaseCluster"},
+        "TargetType": "AWS::RDS::DBCluster",
+    }
+
+    # No literal password anywhere: every value under a password-like key is a dynamic
+    # reference to Secrets Manager, a flag, or the name of the generated key.
+    def scan(node: Any, path: str) -> Iterator[tuple[str, Any]]:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if re.search(r"passw", key, re.I):
+                    yield f"{path}.{key}", value
+                yield from scan(value, f"{path}.{key}")
+        elif isinstance(node, list):
+            for i, item in enumerate(node):
+                yield from scan(item, f"{path}[{i}]")
+
+    for where, value in scan(template, ""):
+        text = json.dumps(value)
+        assert (
+            "{{resolve:secretsmanager:" in text
+            or isinstance(value, bool)
+            or where.endswith("GenerateSecretString.ExcludePunctuation")
+        ), f"{where} holds a literal: {text}"
+    raw = TEMPLATE_PATH.read_text()
+    assert not re.search(
+        r"(?i)password\s*[:=]\s*[\"']?(?!\{\{resolve|!)\w",
+        raw.replace("MasterUserPassword: !Sub", ""),
+    ), "a password-like key with a literal value"
+    assert "ManageMasterUserPassword" not in raw  # one secret, the one the proxy reads
+
+
+def test_aurora_proxy_requires_tls_and_can_read_only_the_secret(
+    aurora_stack: dict[str, Any],
+) -> None:
+    resources = aurora_stack["Resources"]
+    proxy = resources["DatabaseProxy"]["Properties"]
+    assert proxy["EngineFamily"] == "POSTGRESQL"
+    assert proxy["RequireTLS"] is True
+    assert proxy["Auth"] == [
+        {
+            "AuthScheme": "SECRETS",
+            "SecretArn": {"Ref": "DatabaseSecret"},
+            "IAMAuth": "DISABLED",
+            "ClientPasswordAuthType": "POSTGRES_SCRAM_SHA_256",
+        }
+    ]
+    assert proxy["VpcSubnetIds"] == [{"Ref": "PrivateSubnetA"}, {"Ref": "PrivateSubnetB"}]
+    assert proxy["VpcSecurityGroupIds"] == [{"Ref": "ProxySecurityGroup"}]
+    role = resources[proxy["RoleArn"]["Fn::GetAtt"][0]]["Properties"]
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "rds.amazonaws.com"}
+    statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    assert statements == [
+        {
+            "Effect": "Allow",
+            "Action": "secretsmanager:GetSecretValue",
+            "Resource": {"Ref": "DatabaseSecret"},
+        }
+    ]
+    target = resources["DatabaseProxyTargetGroup"]
+    assert target["Properties"]["DBProxyName"] == {"Ref": "DatabaseProxy"}
+    assert target["Properties"]["TargetGroupName"] == "default"
+    assert target["Properties"]["DBClusterIdentifiers"] == [{"Ref": "DatabaseCluster"}]
+    assert target["DependsOn"] == "DatabaseInstance"
+
+
+def test_aurora_functions_connect_through_the_proxy_from_the_private_subnets(
+    aurora_stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mysoulmate.settings import load_settings
+
+    cluster = aurora_stack["Resources"]["DatabaseCluster"]["Properties"]
+    assert set(function_names(aurora_stack)) == set(FUNCTIONS) | set(AURORA_FUNCTIONS)
+    for name, short in function_names(aurora_stack).items():
+        fn = effective_function(aurora_stack, name)
+        assert fn["VpcConfig"] == {
+            "SecurityGroupIds": [{"Ref": "FunctionSecurityGroup"}],
+            "SubnetIds": [{"Ref": "PrivateSubnetA"}, {"Ref": "PrivateSubnetB"}],
+        }, name
+        variables = fn["Environment"]["Variables"]
+        assert variables["STORAGE_BACKEND"] == "postgres", name
+        assert variables["DATABASE_HOST"] == {"Fn::GetAtt": ["DatabaseProxy", "Endpoint"]}, name
+        assert variables["DATABASE_NAME"] == cluster["DatabaseName"], name
+        assert variables["DATABASE_SECRET_ARN"] == {"Ref": "DatabaseSecret"}, name
+        assert "DATABASE_URL" not in variables and "DATABASE_PORT" not in variables
+        # The application accepts the configuration as deployed (intrinsics filled in).
+        deployed = {
+            "DATABASE_HOST": "mysoulmate-dev-db.proxy-abc.us-east-1.rds.amazonaws.com",
+            "DATABASE_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf",
+            "EVENTS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/q",
+        }
+        for key, value in variables.items():
+            monkeypatch.setenv(key, deployed.get(key, value if isinstance(value, str) else "x"))
+        settings = load_settings()
+        assert settings.storage_backend == "postgres"
+        assert (settings.database_host, settings.database_port) == (deployed["DATABASE_HOST"], 5432)
+        assert settings.database_name == "mysoulmate"
+        for key in variables:
+            monkeypatch.delenv(key)
+
+
+def test_aurora_network_is_private_in_two_availability_zones(aurora_stack: dict[str, Any]) -> None:
+    resources = aurora_stack["Resources"]
+    assert resources["Vpc"]["Properties"]["EnableDnsSupport"] is True
+    assert resources["Vpc"]["Properties"]["EnableDnsHostnames"] is True
+    zones = []
+    for name in ("PrivateSubnetA", "PrivateSubnetB"):
+        props = resources[name]["Properties"]
+        assert props["VpcId"] == {"Ref": "Vpc"}
+        assert props["MapPublicIpOnLaunch"] is False
+        zones.append(props["AvailabilityZone"])
+    assert zones == [
+        {"Fn::Select": [0, {"Fn::GetAZs": ""}]},
+        {"Fn::Select": [1, {"Fn::GetAZs": ""}]},
+    ]
+    # No way to the internet: no gateway, no NAT, no routes beyond the local one and S3's.
+    types = {v["Type"] for v in resources.values()}
+    assert not types & {
+        "AWS::EC2::InternetGateway",
+        "AWS::EC2::NatGateway",
+        "AWS::EC2::Route",
+        "AWS::EC2::EIP",
+    }
+    associations = {
+        r["Properties"]["SubnetId"]["Ref"]: r["Properties"]["RouteTableId"]
+        for r in resources_of(aurora_stack, "AWS::EC2::SubnetRouteTableAssociation").values()
+    }
+    assert associations == {
+        "PrivateSubnetA": {"Ref": "PrivateRouteTable"},
+        "PrivateSubnetB": {"Ref": "PrivateRouteTable"},
+    }
+    subnet_group = resources["DatabaseSubnetGroup"]["Properties"]["SubnetIds"]
+    assert subnet_group == [{"Ref": "PrivateSubnetA"}, {"Ref": "PrivateSubnetB"}]
+
+
+def test_aurora_security_groups_allow_postgres_only_from_functions_via_the_proxy(
+    aurora_stack: dict[str, Any],
+) -> None:
+    assert _ingress(aurora_stack, "FunctionSecurityGroup") == set()
+    assert _ingress(aurora_stack, "ProxySecurityGroup") == {
+        ("tcp", 5432, 5432, "FunctionSecurityGroup")
+    }
+    assert _ingress(aurora_stack, "DatabaseSecurityGroup") == {
+        ("tcp", 5432, 5432, "ProxySecurityGroup")
+    }
+    assert _ingress(aurora_stack, "EndpointSecurityGroup") == {
+        ("tcp", 443, 443, "FunctionSecurityGroup"),
+        ("tcp", 443, 443, "ProxySecurityGroup"),
+    }
+    # Nothing accepts traffic from an address range, only from a group of this stack.
+    for group in resources_of(aurora_stack, "AWS::EC2::SecurityGroup"):
+        assert all(not source[0].isdigit() for *_, source in _ingress(aurora_stack, group))
+    assert _egress(aurora_stack, "FunctionSecurityGroup") == {
+        ("tcp", 5432, 5432, "ProxySecurityGroup"),
+        ("tcp", 443, 443, "0.0.0.0/0"),  # endpoints only: the route table has no other exit
+    }
+    assert _egress(aurora_stack, "ProxySecurityGroup") == {
+        ("tcp", 5432, 5432, "DatabaseSecurityGroup"),
+        ("tcp", 443, 443, "EndpointSecurityGroup"),
+    }
+    assert _egress(aurora_stack, "DatabaseSecurityGroup") == {NOTHING}
+    assert _egress(aurora_stack, "EndpointSecurityGroup") == {NOTHING}
+    cluster = aurora_stack["Resources"]["DatabaseCluster"]["Properties"]
+    assert cluster["VpcSecurityGroupIds"] == [{"Ref": "DatabaseSecurityGroup"}]
+    assert cluster["Port"] == 5432
+
+
+def test_aurora_vpc_endpoints_cover_what_the_functions_call(aurora_stack: dict[str, Any]) -> None:
+    """SQS (analytics sends, health reads attributes) and Secrets Manager (credentials) as
+    interface endpoints; S3 as a gateway for the custom resource's response only."""
+    endpoints = {
+        v["Properties"]["ServiceName"]["Fn::Sub"].rsplit(".", 1)[1]: v["Properties"]
+        for v in resources_of(aurora_stack, "AWS::EC2::VPCEndpoint").values()
+    }
+    assert set(endpoints) == {"sqs", "secretsmanager", "s3"}
+    for service in ("sqs", "secretsmanager"):
+        props = endpoints[service]
+        assert props["ServiceName"] == {"Fn::Sub": f"com.amazonaws.${{AWS::Region}}.{service}"}
+        assert props["VpcEndpointType"] == "Interface"
+        assert props["PrivateDnsEnabled"] is True, "the SDKs' default hostnames must resolve to it"
+        assert props["SubnetIds"] == [{"Ref": "PrivateSubnetA"}, {"Ref": "PrivateSubnetB"}]
+        assert props["SecurityGroupIds"] == [{"Ref": "EndpointSecurityGroup"}]
+    s3 = endpoints["s3"]
+    assert s3["VpcEndpointType"] == "Gateway"
+    assert s3["RouteTableIds"] == [{"Ref": "PrivateRouteTable"}]
+    (statement,) = s3["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "s3:PutObject"
+    assert statement["Resource"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:s3:::cloudformation-custom-resource-response-*/*"
+    }
+
+
+def test_aurora_migrations_run_as_a_custom_resource_before_the_functions_update(
+    aurora_stack: dict[str, Any], translated_aurora: dict[str, Any]
+) -> None:
+    resources = aurora_stack["Resources"]
+    migration = resources["DatabaseMigration"]
+    assert migration["Type"] == "AWS::CloudFormation::CustomResource"
+    props = migration["Properties"]
+    assert props["ServiceToken"] == {"Fn::GetAtt": ["MigrateFunction", "Arn"]}
+    assert {
+        "DatabaseInstance",
+        "DatabaseProxyTargetGroup",
+        "SecretsManagerEndpoint",
+        "S3GatewayEndpoint",
+        "PrivateSubnetARouteTable",
+        "PrivateSubnetBRouteTable",
+    } <= set(migration["DependsOn"])
+    # Re-run whenever the code that holds the migrations, the release or the knob changes.
+    assert props["CommonLayer"] == {"Ref": "CommonLayer"}
+    assert props["AppVersion"] == {"Ref": "AppVersion"}
+    assert props["MigrationsVersion"] == {"Ref": "MigrationsVersion"}
+    migrate = effective_function(aurora_stack, "MigrateFunction")
+    assert migrate["CodeUri"] == "functions/migrate/"
+    assert migrate["Timeout"] >= 300
+    assert props["ServiceTimeout"] > migrate["Timeout"]
+    assert "Events" not in migrate and "SnapStart" not in migrate
+    # The other functions refer to the migration's result, so CloudFormation updates them
+    # (and SnapStart runs their init) only after the schema is there.
+    for name in FUNCTIONS:
+        variables = effective_function(aurora_stack, name)["Environment"]["Variables"]
+        assert variables["DATABASE_SCHEMA_REVISION"] == {
+            "Fn::GetAtt": ["DatabaseMigration", "Revision"]
+        }, name
+    # After translation: the custom resource names the current layer version.
+    layer = translated_aurora["Resources"]["DatabaseMigration"]["Properties"]["CommonLayer"]
+    assert translated_aurora["Resources"][layer["Ref"]]["Type"] == "AWS::Lambda::LayerVersion"
+
+
+def test_a_new_layer_reruns_migrations_and_publishes_new_function_versions(
+    template: dict[str, Any],
+) -> None:
+    """The layer holds both the migrations and the application: a release that changes only
+    the layer must still migrate and move the `live` aliases to new versions."""
+    values = {**DEPLOY_PARAMETERS, "StorageBackend": "aurora"}
+
+    def deploy(layer_key: str) -> dict[str, Any]:
+        sam = copy.deepcopy(template)
+        sam["Resources"]["CommonLayer"]["Properties"]["ContentUri"] = (
+            f"s3://{ARTIFACT_BUCKET}/{layer_key}"
+        )
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+            from samtranslator.translator.transform import transform
+
+            for name, resource in sam["Resources"].items():
+                if resource["Type"] == "AWS::Serverless::Function":
+                    resource["Properties"]["CodeUri"] = f"s3://{ARTIFACT_BUCKET}/{name}.zip"
+            parameters: dict[str, Any] = {
+                k: values.get(k, v.get("Default")) for k, v in sam["Parameters"].items()
+            }
+            for k, v in sam["Parameters"].items():
+                if v["Type"] == "CommaDelimitedList":
+                    parameters[k] = str(parameters[k]).split(",")
+            result: dict[str, Any] = transform(sam, parameters, StaticManagedPolicies())
+        return result
+
+    before, after = deploy("layer-1.zip"), deploy("layer-2.zip")
+    migration = [
+        d["Resources"]["DatabaseMigration"]["Properties"]["CommonLayer"] for d in (before, after)
+    ]
+    assert migration[0] != migration[1]
+    for alias in ("AnalyticsFunctionAliaslive", "HealthFunctionAliaslive"):
+        versions = [d["Resources"][alias]["Properties"]["FunctionVersion"] for d in (before, after)]
+        assert versions[0] != versions[1], f"{alias} would keep serving the old layer"
+
+
+def test_aurora_outputs(template: dict[str, Any], aurora_stack: dict[str, Any]) -> None:
+    outputs = aurora_stack["Outputs"]
+    assert outputs["DatabaseProxyEndpoint"]["Value"] == {
+        "Fn::GetAtt": ["DatabaseProxy", "Endpoint"]
+    }
+    assert outputs["DatabaseSecretArn"]["Value"] == {"Ref": "DatabaseSecret"}
+    for name in ("DatabaseProxyEndpoint", "DatabaseSecretArn"):
+        assert template["Outputs"][name]["Condition"] == "UseAurora"
+
+
+def test_condition_resolver_decides_like_cloudformation(template: dict[str, Any]) -> None:
+    """The assertions above are only as good as this: check it on known cases."""
+    assert condition_values(template, {}) == {
+        "IsProd": False,
+        "UseAurora": False,
+        "UseDynamoDB": True,
+    }
+    assert condition_values(template, {"StorageBackend": "aurora", "Stage": "prod"}) == {
+        "IsProd": True,
+        "UseAurora": True,
+        "UseDynamoDB": False,
+    }
+    node = {
+        "a": {"Fn::If": ["UseAurora", "x", {"Ref": "AWS::NoValue"}]},
+        "b": [{"Fn::If": ["UseAurora", {"Ref": "AWS::NoValue"}, 1]}, 2],
+    }
+    assert _resolve(node, {"UseAurora": True}) == {"a": "x", "b": [2]}
+    assert _resolve(node, {"UseAurora": False}) == {"b": [1, 2]}
 
 
 # ----------------------------------------------------------------------------- samconfig.toml

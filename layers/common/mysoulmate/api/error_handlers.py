@@ -22,12 +22,13 @@ from mysoulmate.request_context import locale_of, request_id_of
 
 
 def error_body(
-    code: str, request_id: str, details: Any = None, locale: str = "en", **params: Any
+    code: str, request_id: str, details: Any = None, lang: str = "en", /, **params: Any
 ) -> dict[str, Any]:
+    """Positional-only, so a message may have params named like these (e.g. ``locale``)."""
     return {
         "error": {
             "code": code,
-            "message": t(f"errors.{code}", locale, **params),
+            "message": t(f"errors.{code}", lang, **params),
             "details": details,
             "requestId": request_id,
         }
@@ -35,7 +36,7 @@ def error_body(
 
 
 def error_response(
-    request: Request, status_code: int, code: str, details: Any = None, **params: Any
+    request: Request, status_code: int, code: str, details: Any = None, /, **params: Any
 ) -> JSONResponse:
     request_id = request_id_of(request.scope)
     body = error_body(code, request_id, details, locale_of(request.scope), **params)

@@ -79,7 +79,7 @@ def _select(entry: Entry, locale: str, count: float | None) -> str:
     return entry.get(category) or entry.get("other") or next(iter(entry.values()))
 
 
-def t(key: str, locale: str, count: float | None = None, **params: Any) -> str:
+def t(key: str, locale: str, /, count: float | None = None, **params: Any) -> str:
     """The translation of ``key`` for ``locale``; ``count`` picks the plural form and is
     also available to the text as ``{{count}}``."""
     found = lookup(key, locale)
@@ -112,7 +112,7 @@ class Translator:
     def __init__(self, locale: str) -> None:
         self.locale = locale
 
-    def t(self, key: str, count: float | None = None, **params: Any) -> str:
+    def t(self, key: str, /, count: float | None = None, **params: Any) -> str:
         return t(key, self.locale, count, **params)
 
     def date(self, value: Any, width: Any = "medium") -> str:
