@@ -51,7 +51,7 @@ def capture() -> Iterator[tuple[Capture, str]]:
     state = Capture()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_PUT(self) -> None:  # noqa: N802 - http.server's naming
+        def do_PUT(self) -> None:
             length = int(self.headers.get("Content-Length", "0"))
             body = self.rfile.read(length).decode()
             status = 500 if state.fail_first > 0 else 200
@@ -94,7 +94,8 @@ def migrate_app(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     spec = importlib.util.spec_from_file_location(
         "migrate_function_app", REPO_ROOT / "functions" / "migrate" / "app.py"
     )
-    assert spec and spec.loader
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     # Fast retries; the behaviour is the same.

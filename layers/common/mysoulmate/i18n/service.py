@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from mysoulmate.errors import InvalidRequestError, NotFoundError
-from mysoulmate.i18n.catalog import Catalog, Entry
+from mysoulmate.i18n.catalog import Catalog, CatalogError, Entry
 from mysoulmate.i18n.check import REFERENCE, required_categories
 from mysoulmate.i18n.translate import babel_locale, catalogs, has_key, t
 from mysoulmate.settings import get_settings
@@ -69,6 +69,13 @@ def completeness(catalog: Catalog, reference: Catalog) -> float:
     return round(100 * done / len(reference.flat), 1) if reference.flat else 0.0
 
 
+def _completeness_of(code: str, reference: Catalog) -> float:
+    try:
+        return completeness(catalogs().get(code), reference)
+    except CatalogError:
+        return 0.0  # listed (it is configured) but nothing to serve yet
+
+
 def list_locales() -> LocaleList:
     settings = get_settings()
     store = catalogs()
@@ -81,7 +88,7 @@ def list_locales() -> LocaleList:
                 code=code,
                 name=str(locale.get_display_name("en")),
                 nativeName=str(locale.get_display_name(locale)),
-                completeness=completeness(store.get(code), reference),
+                completeness=_completeness_of(code, reference),
                 direction=str(locale.text_direction),
             )
         )
