@@ -23,6 +23,8 @@ BENCHMARKS = {
     "cold_start": "fresh-interpreter cold start of analytics, health, consumer vs floors",
     "warm": "µs per POST /api/v1/analytics/track through the Lambda handler vs a bare route",
     "consumer": "records/s into SQLite vs executemany; DynamoDB calls per 1,000 events",
+    "read_side": "dashboard, funnel and cohort latency at 10k and 1M events, SQLite and PostgreSQL",
+    "pg_ingest": "consumer ingest into PostgreSQL vs raw COPY→stage→INSERT",
 }
 
 

@@ -816,11 +816,14 @@ def test_aurora_credentials_live_in_secrets_manager_and_nowhere_else(
     }
 
     # No literal password anywhere: every value under a password-like key is a dynamic
-    # reference to Secrets Manager (PasswordLength, a number, is the generator's setting).
+    # reference to Secrets Manager. Two settings merely mention passwords: the generator's
+    # length and the proxy's client authentication method.
+    settings_only = {"PasswordLength", "ClientPasswordAuthType"}
+
     def scan(node: Any, path: str) -> Iterator[tuple[str, Any]]:
         if isinstance(node, dict):
             for key, value in node.items():
-                if re.search(r"passw", key, re.I) and key != "PasswordLength":
+                if re.search(r"passw", key, re.I) and key not in settings_only:
                     yield f"{path}.{key}", value
                 yield from scan(value, f"{path}.{key}")
         elif isinstance(node, list):
@@ -1635,7 +1638,7 @@ def test_sam_build(tmp_path: Path) -> None:
             header = handle.read(20)
         assert header[:4] == b"\x7fELF", shared_object
         assert int.from_bytes(header[18:20], "little") == 183, f"{shared_object} is not aarch64"
-    for name in FUNCTIONS:
+    for name in (*FUNCTIONS, *AURORA_FUNCTIONS):  # sam build builds conditional ones too
         function_dir = build_dir / name
         assert (function_dir / "app.py").is_file(), name
         # Functions stay thin: dependencies come from the layer only.

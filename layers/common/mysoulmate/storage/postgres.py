@@ -105,6 +105,12 @@ class _ProcessConnection:
         self._busy = False
         self._last_used = 0.0
         self._lock = threading.Lock()
+        try:  # Lambda SnapStart: a connection restored from a snapshot is a dead socket
+            from snapshot_restore_py import register_after_restore  # type: ignore[import-not-found]
+        except ImportError:
+            pass
+        else:
+            register_after_restore(self.close)
 
     @contextmanager
     def connection(self) -> Iterator[Conn]:
