@@ -118,7 +118,7 @@ def parse_params(raw: str | None, pairs: Mapping[str, str]) -> dict[str, Any]:
         try:
             decoded = json.loads(raw)
         except ValueError as exc:
-            raise _bad_params(f"not JSON ({exc.msg})") from None
+            raise _bad_params(f"not JSON ({exc})") from None
         if not isinstance(decoded, dict):
             raise _bad_params("not a JSON object")
         for name, value in decoded.items():
