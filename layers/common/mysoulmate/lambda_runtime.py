@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from mysoulmate.observability import get_logger, get_metrics
+from mysoulmate.observability import get_logger, get_metrics, init_error_tracking
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -24,6 +24,7 @@ def http_handler(*routers: APIRouter) -> LambdaHandler:
 
     from mysoulmate.app_factory import create_app
 
+    init_error_tracking("lambda")
     asgi = Mangum(create_app(*routers), lifespan="off")
     logger, metrics = get_logger(), get_metrics()
 
@@ -49,6 +50,7 @@ def sqs_consumer_handler() -> LambdaHandler:
     from mysoulmate.backends import event_store
     from mysoulmate.observability import count
 
+    init_error_tracking("lambda")
     logger, metrics = get_logger(), get_metrics()
     processor = BatchProcessor(event_type=EventType.SQS)
 

@@ -42,4 +42,7 @@ async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
 
 
 def create_server_app() -> FastAPI:
+    from mysoulmate.observability import init_error_tracking
+
+    init_error_tracking("container")
     return create_app(*ROUTERS, lifespan=_lifespan)

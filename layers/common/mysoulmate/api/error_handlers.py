@@ -110,9 +110,11 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
-    from mysoulmate.observability import get_logger
+    from mysoulmate.observability import capture_exception, get_logger
 
-    get_logger().exception("unhandled error", extra={"request_id": request_id_of(request.scope)})
+    request_id = request_id_of(request.scope)
+    get_logger().exception("unhandled error", extra={"request_id": request_id})
+    capture_exception(exc, request_id=request_id)
     return error_response(request, 500, "internal_error")
 
 

@@ -1,4 +1,4 @@
-"""The one place that builds the Logger and Metrics; everything else asks for them here.
+"""Powertools' Logger and Metrics, built here and nowhere else.
 
 Both are created on first use, not at import, so importing a module never costs a
 function its cold start. Powertools reads POWERTOOLS_SERVICE_NAME, POWERTOOLS_LOG_LEVEL and
@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from typing import TYPE_CHECKING
-
-from mysoulmate import concurrency
 
 if TYPE_CHECKING:
     from aws_lambda_powertools import Logger, Metrics
@@ -38,16 +36,3 @@ def get_metrics() -> Metrics:
         namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE_DEFAULT),
         service=os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE_DEFAULT),
     )
-
-
-def count(name: str, value: float = 1) -> None:
-    """Add to a CloudWatch metric, flushed as EMF by the Lambda handler's log_metrics.
-
-    Outside Lambda nothing would flush them (containers expose Prometheus metrics instead),
-    so they are not collected there.
-    """
-    if not concurrency.ON_LAMBDA:
-        return
-    from aws_lambda_powertools.metrics import MetricUnit
-
-    get_metrics().add_metric(name=name, unit=MetricUnit.Count, value=value)
