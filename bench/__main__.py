@@ -20,11 +20,12 @@ from typing import Any
 from bench._common import ROOT, machine, merge_results, source_state
 
 BENCHMARKS = {
-    "cold_start": "fresh-interpreter cold start of analytics, health, consumer vs floors",
+    "cold_start": "cold start of analytics, health, consumer, i18n vs floors; + tracer, sentry",
     "warm": "µs per POST /api/v1/analytics/track through the Lambda handler vs a bare route",
     "consumer": "records/s into SQLite vs executemany; DynamoDB calls per 1,000 events",
     "read_side": "dashboard, funnel and cohort latency at 10k and 1M events, SQLite and PostgreSQL",
     "pg_ingest": "consumer ingest into PostgreSQL vs raw COPY→stage→INSERT",
+    "i18n": "µs per t(), per translated request and localized 422 vs a bare route; catalog loads",
 }
 
 

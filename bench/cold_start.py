@@ -119,8 +119,19 @@ print({mark!r} + _json.dumps({{"t0": _t0, "t1": _t1, "t2": _t2, "t3s": _t3s, "t3
 """
 
 
-def _function_code(name: str, client_call: str, service: str, event: dict[str, Any]) -> str:
+def _function_code(
+    name: str, client_call: str | None, service: str | None, event: dict[str, Any]
+) -> str:
+    """``client_call`` None: the function builds no AWS client (i18n)."""
     path = FUNCTIONS / name / "app.py"
+    fetch = (
+        f"import mysoulmate.backends\n_client = mysoulmate.backends.{client_call}._client\n"
+        if client_call
+        else ""
+    )
+    register = (
+        f'_client.meta.events.register("before-send.{service}", _answer)\n' if client_call else ""
+    )
     return (
         textwrap.dedent(f"""\
         import time
@@ -159,13 +170,12 @@ def _function_code(name: str, client_call: str, service: str, event: dict[str, A
         _spec.loader.exec_module(_mod)
         handler = _mod.handler
         _t1 = time.perf_counter()
-        import mysoulmate.backends
-        _client = mysoulmate.backends.{client_call}._client
-        _t2 = time.perf_counter()
         """)
+        + fetch
+        + "_t2 = time.perf_counter()\n"
         + textwrap.dedent(_CHILD_SUPPORT)
+        + register
         + textwrap.dedent(f"""\
-        _client.meta.events.register("before-send.{service}", _answer)
         _event = {event!r}
         _t3s = time.perf_counter()
         _response = handler(_event, _Ctx())
@@ -176,7 +186,8 @@ def _function_code(name: str, client_call: str, service: str, event: dict[str, A
     )
 
 
-def _api_floor_code(service: str, method: str, path: str, event: dict[str, Any]) -> str:
+def _api_floor_code(service: str | None, method: str, path: str, event: dict[str, Any]) -> str:
+    """``service`` None: the plain FastAPI + Mangum floor, no boto3 (for i18n)."""
     if service == "sqs":
         route = textwrap.dedent(f"""\
             @app.post({path!r})
@@ -200,16 +211,19 @@ def _api_floor_code(service: str, method: str, path: str, event: dict[str, Any])
         app = FastAPI()
         """)
         + route
-        + textwrap.dedent(f"""\
+        + textwrap.dedent("""\
         handler = Mangum(app, lifespan="off")
         _t1 = time.perf_counter()
-        import boto3
-        client = boto3.client({service!r}, region_name="us-east-1")
-        _t2 = time.perf_counter()
         """)
+        + (
+            f"import boto3\nclient = boto3.client({service!r}, region_name='us-east-1')\n"
+            if service
+            else ""
+        )
+        + "_t2 = time.perf_counter()\n"
         + textwrap.dedent(_CHILD_SUPPORT)
+        + (f'client.meta.events.register("before-send.{service}", _answer)\n' if service else "")
         + textwrap.dedent(f"""\
-        client.meta.events.register("before-send.{service}", _answer)
         _event = {event!r}
         _t3s = time.perf_counter()
         _response = handler(_event, _Ctx())
@@ -274,14 +288,68 @@ def _sqs_event() -> dict[str, Any]:
     return sqs_event([body])
 
 
+# The observability pieces each function is measured with, on top of what it has today
+# (Powertools Logger + Metrics, always on). Environment as Lambda gives a function with
+# `Tracing: Active` (the runtime sets LAMBDA_TASK_ROOT and, per invocation, a sampled
+# _X_AMZN_TRACE_ID; the daemon address points at a port where nothing listens, UDP does not
+# care), and a Sentry DSN at 127.0.0.1 where nothing listens (init must not block; a
+# successful request sends nothing).
+TRACER_ENV = {
+    "LAMBDA_TASK_ROOT": "/var/task",
+    "_X_AMZN_TRACE_ID": (
+        "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+    ),
+    "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000",
+    "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
+}
+SENTRY_ENV = {"SENTRY_DSN": "http://0123456789abcdef0123456789abcdef@127.0.0.1:9/1"}
+VARIANTS: dict[str, dict[str, str]] = {
+    "+ tracer": TRACER_ENV,
+    "+ sentry": SENTRY_ENV,
+    "all on": {**TRACER_ENV, **SENTRY_ENV},
+}
+VARIANT_TARGET = 1.5  # issue: everything on ≤ 1.5 x the floor
+I18N_PATH = "/api/v1/i18n/translate"
+
+
+def _i18n_event() -> dict[str, Any]:
+    event = api_gateway_event("GET", I18N_PATH)
+    event["rawQueryString"] = "key=common.save"
+    event["queryStringParameters"] = {"key": "common.save"}
+    return event
+
+
 def scenarios() -> dict[str, dict[str, Any]]:
     """name → how to run it; `floor` names the scenario each function is compared with,
-    `runtime` where it runs (see `Runtime`)."""
+    `runtime` where it runs (see `Runtime`), `extra_env` what a variant adds to the
+    function's environment (`base`: the function as it is today)."""
     track = api_gateway_event("POST", "/api/v1/analytics/track", TRACK_BODY, USER_CLAIMS)
     health = api_gateway_event("GET", "/health")
+    i18n = _i18n_event()
     sqs = _sqs_event()
     sqs_floor = _api_floor_code("sqs", "POST", "/api/v1/analytics/track", track)
     analytics = _function_code("analytics", "message_queue()", "sqs", track)
+    base = _base_scenarios(track, health, i18n, sqs, sqs_floor, analytics)
+    for function in FUNCTION_NAMES:
+        for variant, extra in VARIANTS.items():
+            base[f"{function} {variant}"] = {
+                **base[function],
+                "kind": "variant",
+                "base": function,
+                "variant": variant,
+                "extra_env": extra,
+            }
+    return base
+
+
+def _base_scenarios(
+    track: dict[str, Any],
+    health: dict[str, Any],
+    i18n: dict[str, Any],
+    sqs: dict[str, Any],
+    sqs_floor: str,
+    analytics: str,
+) -> dict[str, dict[str, Any]]:
     return {
         "python -c pass": {"code": "pass", "env": "analytics", "kind": "interpreter"},
         "floor: FastAPI+Mangum+sqs": {"code": sqs_floor, "env": "analytics", "kind": "floor"},
@@ -312,6 +380,18 @@ def scenarios() -> dict[str, dict[str, Any]]:
             "env": "consumer",
             "kind": "function",
             "floor": "floor: BatchProcessor+dynamodb",
+        },
+        # i18n makes no AWS call and builds no client: its floor is FastAPI + Mangum alone.
+        "floor: FastAPI+Mangum": {
+            "code": _api_floor_code(None, "GET", I18N_PATH, i18n),
+            "env": "i18n",
+            "kind": "floor",
+        },
+        "i18n": {
+            "code": _function_code("i18n", None, None, i18n),
+            "env": "i18n",
+            "kind": "function",
+            "floor": "floor: FastAPI+Mangum",
         },
         # For information, as measured before: the project's dev .venv, where aws-sam-cli
         # brings awscrt and pyOpenSSL, which botocore imports when it finds them.
@@ -350,7 +430,15 @@ class Runtime:
 
 
 def _child_env(function: str, runtime: Runtime) -> dict[str, str]:
-    drop = ("AWS_", "POWERTOOLS_", "VIRTUAL_ENV", "PYTHONDONTWRITEBYTECODE")
+    drop = (
+        "AWS_",
+        "POWERTOOLS_",
+        "VIRTUAL_ENV",
+        "PYTHONDONTWRITEBYTECODE",
+        "LAMBDA_TASK_ROOT",
+        "_X_AMZN_TRACE_ID",
+        "SENTRY_",
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     env.update(lambda_env(function))
     env["PYTHONPATH"] = runtime.pythonpath
@@ -395,7 +483,9 @@ print(json.dumps({
 """
 
 
-def what_loaded(function: str, runtime: Runtime) -> dict[str, Any]:
+def what_loaded(
+    function: str, runtime: Runtime, extra_env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Where the function's modules come from in ``runtime``: for `layer`, only the layer
     copy, the stdlib and functions/ (checked, so nothing from the dev .venv leaks in)."""
     proc = subprocess.run(
@@ -407,7 +497,7 @@ def what_loaded(function: str, runtime: Runtime) -> dict[str, Any]:
             runtime.pythonpath.split(os.pathsep)[0],
             str(FUNCTIONS),
         ],
-        env=_child_env(function, runtime),
+        env={**_child_env(function, runtime), **(extra_env or {})},
         capture_output=True,
         text=True,
         check=False,
@@ -608,18 +698,75 @@ def bytecode(rounds: int, runtimes: dict[str, Runtime]) -> dict[str, Any]:
     return out
 
 
+def _observability_costs(
+    specs: dict[str, dict[str, Any]],
+    samples: dict[str, list[dict[str, float]]],
+    comparisons: dict[str, Any],
+) -> dict[str, Any]:
+    """What each observability piece adds to a function's ready time: median over rounds of
+    (variant - the function as it is today), in ms and as a share of the floor; and the
+    variant's ready ÷ floor against the target."""
+    out: dict[str, Any] = {}
+    rows = []
+    for function in FUNCTION_NAMES:
+        floor = specs[function]["floor"]
+        entry: dict[str, Any] = {
+            "floor": floor,
+            "floor_ready_ms": median([x["ready"] for x in samples[floor]]),
+            "today_ready_ms": median([x["ready"] for x in samples[function]]),
+            "today_vs_floor": comparisons[function]["ready"],
+        }
+        row: list[Any] = [function, entry["floor_ready_ms"], entry["today_ready_ms"]]
+        row.append(entry["today_vs_floor"])
+        for variant in VARIANTS:
+            name = f"{function} {variant}"
+            trios = list(zip(samples[name], samples[function], samples[floor], strict=True))
+            added = [v["ready"] - b["ready"] for v, b, _ in trios]
+            added_share = [(v["ready"] - b["ready"]) / f["ready"] for v, b, f in trios]
+            p25, p75 = spread(added)
+            entry[variant] = {
+                "ready_ms": median([x["ready"] for x in samples[name]]),
+                "added_ms": median(added),
+                "added_ms_p25_p75": [p25, p75],
+                "added_x_floor": median(added_share),
+                "vs_floor": comparisons[name]["ready"],
+                "vs_floor_p25_p75": comparisons[name]["ready_p25_p75"],
+                "first_request_ms": median([x["first_request"] for x in samples[name]]),
+                "verdict": comparisons[name]["verdict"],
+            }
+            row += [median(added), entry[variant]["vs_floor"]]
+        row.append(entry["all on"]["verdict"])
+        out[function] = entry
+        rows.append(row)
+    headers = ["function", "floor ms", "today ms", "today ÷ floor"]
+    for variant in VARIANTS:
+        headers += [f"{variant} +ms", f"{variant} ÷ floor"]
+    headers.append(f"all on ≤{VARIANT_TARGET}x")
+    print_table(
+        headers,
+        rows,
+        title="Observability pieces at cold start (ready; +ms = median per-round difference "
+        "from the function as it is today: Logger + Metrics)",
+    )
+    return out
+
+
 def run(quick: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="mysoulmate-cold-") as tmp:
         print("building the layer copies (requirements + mysoulmate, with and without .pyc)")
         runtimes = make_runtimes(Path(tmp))
         loaded = {fn: what_loaded(fn, runtimes["layer"]) for fn in FUNCTION_NAMES}
+        loaded |= {
+            f"{fn} all on": what_loaded(fn, runtimes["layer"], VARIANTS["all on"])
+            for fn in FUNCTION_NAMES
+        }
         for fn, info in loaded.items():
             if info["outside_layer_and_stdlib"]:
                 raise RuntimeError(f"{fn} loads modules from outside the layer: {info}")
         return _run(quick, runtimes, loaded)
 
 
-FUNCTION_NAMES = ("analytics", "health", "consumer")
+FUNCTION_NAMES = ("analytics", "health", "consumer", "i18n")
 
 
 def _run(quick: bool, runtimes: dict[str, Runtime], loaded: dict[str, Any]) -> dict[str, Any]:
@@ -627,7 +774,7 @@ def _run(quick: bool, runtimes: dict[str, Runtime], loaded: dict[str, Any]) -> d
     specs = scenarios()
     names = list(specs)
     rts = {n: runtimes[s.get("runtime", "layer")] for n, s in specs.items()}
-    envs = {n: _child_env(s["env"], rts[n]) for n, s in specs.items()}
+    envs = {n: {**_child_env(s["env"], rts[n]), **s.get("extra_env", {})} for n, s in specs.items()}
     print(f"cold start: {rounds} rounds x {len(names)} scenarios (fresh interpreter each)")
     for name in names:  # warm-up: fill the page cache (and the dev .venv's .pyc)
         run_once(specs[name]["code"], envs[name], rts[name].python)
@@ -739,13 +886,15 @@ def _run(quick: bool, runtimes: dict[str, Runtime], loaded: dict[str, Any]) -> d
             comp[m] = median(per_round)
             comp[f"{m}_p25_p75"] = spread(per_round)
             comp[f"{m}_ratio_of_medians"] = ratio(med(name, m), med(floor, m))
-        comp["info_only"] = specs[name]["kind"] == "info"
-        comp["target"] = TARGET
+        variant = specs[name].get("variant")
+        target = VARIANT_TARGET if variant else TARGET
+        comp["info_only"] = specs[name]["kind"] == "info" or variant not in (None, "all on")
+        comp["target"] = target
         comp["target_metric"] = "ready"
-        comp["verdict"] = verdict(comp["ready"], TARGET)
+        comp["verdict"] = verdict(comp["ready"], target)
         for m in ("ready", "code", "clients"):
             comp[f"extra_ms_{m}"] = median([f[m] - b[m] for f, b in pairs])
-        comp["target_ms_ready"] = TARGET * med(floor, "ready")
+        comp["target_ms_ready"] = target * med(floor, "ready")
         comparisons[name] = comp
         rows.append(
             [
@@ -772,12 +921,13 @@ def _run(quick: bool, runtimes: dict[str, Runtime], loaded: dict[str, Any]) -> d
             "spawn→ready",
             "wall",
             "+ms ready",
-            f"target ready≤{TARGET}x",
+            f"target ready≤{TARGET}x ({VARIANT_TARGET}x with pieces)",
         ],
         rows,
         title="Ratios against the floor measured in the same run",
     )
     print("* median over rounds of (function ÷ its floor in the same round)")
+    observability = _observability_costs(specs, samples, comparisons)
 
     print("\npython -X importtime of the entry points (median of 3 runs)")
     imports = {fn: importtime(fn, runtimes["layer"], runs=3) for fn in FUNCTION_NAMES}
@@ -835,6 +985,7 @@ def _run(quick: bool, runtimes: dict[str, Runtime], loaded: dict[str, Any]) -> d
         "modules_loaded": loaded,
         "scenarios": results,
         "comparisons": comparisons,
+        "observability": observability,
         "importtime": imports,
         "importtime_floors": floor_imports,
         "importtime_vs_floor": import_diff,

@@ -16,11 +16,18 @@ from mysoulmate.storage.base import EventStore
 from mysoulmate.storage.dynamodb import DynamoEventStore, table_schema
 from mysoulmate.storage.sqlite import SqliteEventStore
 
+from tests.moto_support import fast_sorted_items, one_rollback_copy_per_transaction
 from tests.postgres_support import postgres_database, postgres_store
 
 __all__ = ["postgres_database", "postgres_store"]  # fixtures the postgres backend uses
 
 BACKENDS = ("sqlite", "dynamodb", "postgres")
+
+
+@pytest.fixture(autouse=True)
+def fast_moto_transactions(monkeypatch: pytest.MonkeyPatch) -> None:
+    one_rollback_copy_per_transaction(monkeypatch)
+    fast_sorted_items(monkeypatch)
 
 
 def make_store(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> EventStore:

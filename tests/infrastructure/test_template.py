@@ -1,11 +1,14 @@
 """The SAM template and samconfig.toml, checked with the real tools, offline.
 
 1. cfn-lint, `sam validate --lint`, `sam validate` (no credentials needed);
-2. static properties of the parsed template (security, reliability, wiring);
+2. static properties of the parsed template (security, reliability, wiring), including the
+   alarms: each watches a metric of a resource this stack creates and notifies AlertsTopic,
+   and the dashboard's !Sub body is JSON once filled in;
 3. SAM -> CloudFormation with samtranslator, then the stack created in moto, so that the queues,
    table, functions, event source mapping, log groups and roles really come into existence and
    are wired to one another;
-4. `sam build` (slow): the arm64 layer holds the package and its dependencies.
+4. `sam build` (slow): the arm64 layer holds the package, its data (i18n catalogs) and its
+   dependencies.
 
 StorageBackend=aurora adds, under CloudFormation conditions, a private VPC, an Aurora Serverless
 v2 cluster behind an RDS Proxy, and a migration custom resource. The tools lint every condition;
@@ -41,9 +44,14 @@ SAMCONFIG_PATH = REPO / "samconfig.toml"
 FUNCTIONS = {
     "AnalyticsFunction": "analytics",
     "HealthFunction": "health",
+    "I18nFunction": "i18n",
     "ConsumerFunction": "consumer",
+    "AlertsFunction": "alerts",
 }
-API_FUNCTIONS = {"AnalyticsFunction", "HealthFunction"}
+API_FUNCTIONS = {"AnalyticsFunction", "HealthFunction", "I18nFunction"}
+# With StorageBackend=aurora these join the database VPC; i18n and alerts never do (no
+# database to reach; alerts must reach Slack on the internet).
+DATABASE_FUNCTIONS = {"AnalyticsFunction", "HealthFunction", "ConsumerFunction"}
 # Exists only with StorageBackend=aurora: the migration custom resource's function.
 AURORA_FUNCTIONS = {"MigrateFunction": "migrate"}
 
@@ -54,6 +62,15 @@ ROUTES = {
     ("GET", "/api/v1/analytics/user/{userId}"): ("AnalyticsFunction", False),
     ("GET", "/health"): ("HealthFunction", True),
     ("GET", "/health/ready"): ("HealthFunction", True),
+    ("GET", "/api/v1/i18n/locales"): ("I18nFunction", True),
+    ("GET", "/api/v1/i18n/translations/{locale}"): ("I18nFunction", True),
+    ("GET", "/api/v1/i18n/translate"): ("I18nFunction", True),
+}
+# Variables a function gets beyond REQUIRED_ENV (and, with aurora, the database's).
+FUNCTION_ENV = {
+    "AnalyticsFunction": {"SECRETS_SSM_PATH"},
+    "I18nFunction": {"DEFAULT_LOCALE", "SUPPORTED_LOCALES"},
+    "AlertsFunction": {"SLACK_WEBHOOK_PARAMETER"},
 }
 
 # Variables the code reads (mysoulmate.settings, observability); each function must get all.
@@ -80,9 +97,11 @@ SECRETISH = re.compile(
 
 
 def looks_secret(name: str) -> bool:
-    """A name that suggests a secret value; a *path* to secrets in SSM, or the ARN of a
-    Secrets Manager secret, is not one."""
-    return bool(SECRETISH.search(name)) and not re.search(r"(ssm_?path|_arn)$", name, re.I)
+    """A name that suggests a secret value; a *path* to secrets in SSM, the *name* of an SSM
+    parameter holding one, or the ARN of a Secrets Manager secret, is not one."""
+    return bool(SECRETISH.search(name)) and not re.search(
+        r"(ssm_?path|_arn|_?parameter)$", name, re.I
+    )
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -146,6 +165,12 @@ def effective_function(template: dict[str, Any], name: str) -> dict[str, Any]:
         else:
             merged[key] = copy.deepcopy(value)
     return merged
+
+
+def mapped(template: dict[str, Any], node: Any) -> Any:
+    """The value of a `!FindInMap [map, key, key]` (constants shared by several resources)."""
+    name, top, second = node["Fn::FindInMap"]
+    return template["Mappings"][name][top][second]
 
 
 def resources_of(template: dict[str, Any], type_: str) -> dict[str, dict[str, Any]]:
@@ -228,16 +253,25 @@ def _resolve(node: Any, conditions: dict[str, bool]) -> Any:
 
 def resolved(template: dict[str, Any], values: dict[str, str]) -> dict[str, Any]:
     """The template as CloudFormation sees it for these parameters: resources and outputs
-    whose condition is false removed, every Fn::If decided, AWS::NoValue dropped."""
+    whose condition is false removed, every Fn::If decided, AWS::NoValue dropped.
+
+    Globals are merged into the functions first, as SAM does before CloudFormation evaluates
+    anything: a function's `VpcConfig: !Ref AWS::NoValue` replaces the Globals' VpcConfig and
+    then disappears, instead of letting the Globals' value back in."""
     conditions = condition_values(template, values)
     out = copy.deepcopy(template)
+    if "Globals" in out:
+        for name, resource in out["Resources"].items():
+            if resource["Type"] == "AWS::Serverless::Function":
+                resource["Properties"] = effective_function(template, name)
+        del out["Globals"]
     for section in ("Resources", "Outputs"):
         out[section] = {
             k: v
             for k, v in out.get(section, {}).items()
             if conditions.get(v.get("Condition", ""), True)
         }
-    for section in ("Globals", "Resources", "Outputs"):
+    for section in ("Resources", "Outputs"):
         if section in out:
             out[section] = _resolve(out[section], conditions)
     return out
@@ -345,7 +379,7 @@ def test_functions_code_and_handlers(template: dict[str, Any]) -> None:
         assert props["Handler"] == "app.handler"
         assert (REPO / "functions" / short).is_dir()
     consumer = effective_function(template, "ConsumerFunction")
-    assert (consumer["Timeout"], consumer["MemorySize"]) == (30, 1024)
+    assert (mapped(template, consumer["Timeout"]), consumer["MemorySize"]) == (30, 1024)
 
 
 def test_common_layer(template: dict[str, Any]) -> None:
@@ -410,29 +444,84 @@ def test_no_plain_text_secrets(template: dict[str, Any]) -> None:
             assert not leaked, f"{name}: secrets belong in SSM/Secrets Manager: {leaked}"
 
 
-def test_ssm_read_access_only_with_the_path_and_only_on_it(stack: dict[str, Any]) -> None:
-    """SECRETS_SSM_PATH and the SSM read grant come together, scoped to that path's subtree."""
-    holders = set()
+SLACK_WEBHOOK_NAME = {
+    "Fn::If": [
+        "HasSlackWebhookParameter",
+        {"Ref": "SlackWebhookParameter"},
+        {"Fn::Sub": "${SecretsSsmPath}slack-webhook-url"},
+    ]
+}
+# Environment variable naming what a function may read in SSM -> (its value, the policy).
+SSM_ACCESS = {
+    "SECRETS_SSM_PATH": (
+        {"Ref": "SecretsSsmPath"},
+        {
+            "SSMParameterWithSlashPrefixReadPolicy": {
+                "ParameterName": {"Fn::Sub": "${SecretsSsmPath}*"}
+            }
+        },
+    ),
+    "SLACK_WEBHOOK_PARAMETER": (
+        SLACK_WEBHOOK_NAME,
+        {"SSMParameterWithSlashPrefixReadPolicy": {"ParameterName": SLACK_WEBHOOK_NAME}},
+    ),
+}
+
+
+def test_ssm_read_access_only_with_what_it_names_and_only_on_that(
+    template: dict[str, Any], stack: dict[str, Any]
+) -> None:
+    """A function may read SSM only where an environment variable tells the code to look:
+    the stage's secrets path (its subtree), or the one Slack webhook parameter."""
+    holders = {}
+    raw = template["Resources"]
     for name in function_names(stack):
         fn = effective_function(stack, name)
         ssm_policies = [
             p
-            for p in fn.get("Policies", [])
+            for p in raw[name]["Properties"].get("Policies", [])
             if isinstance(p, dict) and any(k.startswith("SSMParameter") for k in p)
         ]
-        has_env = "SECRETS_SSM_PATH" in fn["Environment"]["Variables"]
-        assert bool(ssm_policies) == has_env, f"{name}: env var and SSM policy must come together"
-        if has_env:
-            holders.add(name)
-            assert fn["Environment"]["Variables"]["SECRETS_SSM_PATH"] == {"Ref": "SecretsSsmPath"}
-            assert ssm_policies == [
-                {
-                    "SSMParameterWithSlashPrefixReadPolicy": {
-                        "ParameterName": {"Fn::Sub": "${SecretsSsmPath}*"}
-                    }
-                }
-            ]
-    assert "AnalyticsFunction" in holders
+        variables = effective_function(template, name)["Environment"]["Variables"]
+        named = [key for key in SSM_ACCESS if key in variables]
+        assert ssm_policies == [SSM_ACCESS[key][1] for key in named], name
+        for key in named:
+            assert variables[key] == SSM_ACCESS[key][0], (name, key)
+        if named:
+            holders[name] = named
+        assert all(k in fn["Environment"]["Variables"] for k in named), name
+    assert holders == {
+        "AnalyticsFunction": ["SECRETS_SSM_PATH"],
+        "AlertsFunction": ["SLACK_WEBHOOK_PARAMETER"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("", "/mysoulmate/staging/slack-webhook-url"),
+        ("/team/shared/slack-url", "/team/shared/slack-url"),
+    ],
+)
+def test_slack_webhook_parameter_defaults_to_the_stage_secrets_path(
+    template: dict[str, Any], given: str, expected: str
+) -> None:
+    values = {"SlackWebhookParameter": given, "SecretsSsmPath": "/mysoulmate/staging/"}
+    fn = effective_function(resolved(template, values), "AlertsFunction")
+    name = fn["Environment"]["Variables"]["SLACK_WEBHOOK_PARAMETER"]
+    policy = fn["Policies"][0]["SSMParameterWithSlashPrefixReadPolicy"]["ParameterName"]
+    assert name == policy  # the grant covers exactly the parameter the code reads
+    if "Ref" in name:
+        as_deployed = values[name["Ref"]]
+    else:
+        as_deployed = name["Fn::Sub"].replace("${SecretsSsmPath}", values["SecretsSsmPath"])
+    assert as_deployed == expected
+    pattern = re.compile(template["Parameters"]["SlackWebhookParameter"]["AllowedPattern"])
+    for good in ("", "/mysoulmate/prod/slack-webhook-url", "/a"):
+        assert pattern.fullmatch(good), good
+    # With the slash-prefix policy a trailing * or a relative name would widen or break it.
+    for bad in ("mysoulmate/prod/x", "/mysoulmate/*", "/a/", "https://hooks.slack.com/x"):
+        assert not pattern.fullmatch(bad), bad
 
 
 NO_ENI_STATEMENT = {
@@ -451,6 +540,18 @@ SSM_READ = {
     "SSMParameterWithSlashPrefixReadPolicy": {"ParameterName": {"Fn::Sub": "${SecretsSsmPath}*"}}
 }
 SQS_SEND = {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["EventsQueue", "QueueName"]}}}
+# As resolved with the default (empty) SlackWebhookParameter.
+SLACK_READ = {
+    "SSMParameterWithSlashPrefixReadPolicy": {
+        "ParameterName": {"Fn::Sub": "${SecretsSsmPath}slack-webhook-url"}
+    }
+}
+# Never in a VPC, on either backend: nothing but the offset of SAM's VPC-access policy (and,
+# for alerts, its one parameter). No storage, queue or secret permission at all.
+OUTSIDE_VPC_POLICIES = {
+    "I18nFunction": [{"Statement": [NO_ENI_STATEMENT]}],
+    "AlertsFunction": [SLACK_READ, {"Statement": [NO_ENI_STATEMENT]}],
+}
 
 
 def test_policies_are_scoped_sam_templates_on_dynamodb(dynamodb_stack: dict[str, Any]) -> None:
@@ -465,6 +566,7 @@ def test_policies_are_scoped_sam_templates_on_dynamodb(dynamodb_stack: dict[str,
             no_eni,
         ],
         "ConsumerFunction": [{"DynamoDBCrudPolicy": {"TableName": {"Ref": "EventsTable"}}}, no_eni],
+        **OUTSIDE_VPC_POLICIES,
     }
     resources = dynamodb_stack["Resources"]
     for name, policies in expected.items():
@@ -492,6 +594,8 @@ def test_policies_on_aurora_read_the_secret_and_never_dynamodb(
     ]
     assert resources["ConsumerFunction"]["Properties"]["Policies"] == [SECRET_READ]
     assert resources["MigrateFunction"]["Properties"]["Policies"] == [SECRET_READ]
+    for name, policies in OUTSIDE_VPC_POLICIES.items():
+        assert resources[name]["Properties"]["Policies"] == policies, name
     health = resources["HealthFunction"]["Properties"]["Policies"]
     assert health[1:] == [SECRET_READ]
     assert [(s["Action"], s["Resource"]) for s in health[0]["Statement"]] == [
@@ -549,7 +653,7 @@ def test_http_api_routes_and_authorization(template: dict[str, Any]) -> None:
     for route, (function, public) in ROUTES.items():
         name, authorizer = found[route]
         assert name == function, route
-        # Only the health routes opt out; everything else inherits the JWT default.
+        # Only the health and i18n routes opt out; everything else inherits the JWT default.
         assert authorizer == ("NONE" if public else None), route
 
 
@@ -611,7 +715,7 @@ def test_environment_variables(template: dict[str, Any], stack: dict[str, Any]) 
 def test_queue_outlives_consumer_retries(template: dict[str, Any]) -> None:
     queue = template["Resources"]["EventsQueue"]["Properties"]
     consumer = effective_function(template, "ConsumerFunction")
-    assert queue["VisibilityTimeout"] >= 6 * consumer["Timeout"]
+    assert queue["VisibilityTimeout"] >= 6 * mapped(template, consumer["Timeout"])
     assert queue["RedrivePolicy"] == {
         "deadLetterTargetArn": {"Fn::GetAtt": ["EventsDeadLetterQueue", "Arn"]},
         "maxReceiveCount": 5,
@@ -676,6 +780,330 @@ def test_outputs(template: dict[str, Any]) -> None:
     for name in FUNCTIONS:
         assert outputs[f"{name}Name"]["Value"] == {"Ref": name}
         assert outputs[f"{name}Arn"]["Value"] == {"Fn::GetAtt": [name, "Arn"]}
+
+
+# ----------------------------------------------------------------------------- i18n
+
+
+def test_i18n_function_is_public_stateless_and_configured(
+    template: dict[str, Any], stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mysoulmate.settings import load_settings
+
+    props = template["Resources"]["I18nFunction"]["Properties"]
+    assert props["CodeUri"] == "functions/i18n/"
+    # Its routes, every one public: no authorizer (the default JWT authorizer is opted out).
+    routes = {
+        (e["Properties"]["Method"], e["Properties"]["Path"]): e["Properties"].get("Auth")
+        for e in props["Events"].values()
+    }
+    assert routes == {
+        ("GET", "/api/v1/i18n/locales"): {"Authorizer": "NONE"},
+        ("GET", "/api/v1/i18n/translations/{locale}"): {"Authorizer": "NONE"},
+        ("GET", "/api/v1/i18n/translate"): {"Authorizer": "NONE"},
+    }
+    assert all(e["Type"] == "HttpApi" for e in props["Events"].values())
+    fn = effective_function(stack, "I18nFunction")
+    assert "VpcConfig" not in fn, "no database to reach, on either backend"
+    assert fn["Policies"] == OUTSIDE_VPC_POLICIES["I18nFunction"]
+    assert "DATABASE_SCHEMA_REVISION" not in fn["Environment"]["Variables"]
+    variables = fn["Environment"]["Variables"]
+    assert variables["DEFAULT_LOCALE"] == {"Ref": "DefaultLocale"}
+    assert variables["SUPPORTED_LOCALES"] == {"Ref": "SupportedLocales"}
+    params = template["Parameters"]
+    assert params["DefaultLocale"]["Default"] == "en"
+    assert params["SupportedLocales"]["Default"] == "en,fr,es,de,it,pt,ja,zh"
+    # Every locale a parameter allows has a catalog in the layer; the defaults are accepted.
+    catalogs = {p.stem for p in (REPO / "layers/common/mysoulmate/i18n/locales").glob("*.json")}
+    assert set(params["DefaultLocale"]["AllowedValues"]) == catalogs
+    pattern = re.compile(params["SupportedLocales"]["AllowedPattern"])
+    assert pattern.fullmatch("en,fr,es,de,it,pt,ja,zh")
+    assert pattern.fullmatch("de")
+    assert not pattern.fullmatch("en,xx")
+    assert not pattern.fullmatch("en, fr")
+    monkeypatch.setenv("DEFAULT_LOCALE", params["DefaultLocale"]["Default"])
+    monkeypatch.setenv("SUPPORTED_LOCALES", params["SupportedLocales"]["Default"])
+    settings = load_settings()
+    assert settings.supported_locales == ["en", "fr", "es", "de", "it", "pt", "ja", "zh"]
+    assert settings.default_locale == "en"
+
+
+# ----------------------------------------------------------------------------- alerting
+
+# What each namespace's alarms may use: metric names and the dimension sets they publish.
+ALARM_METRICS = {
+    "AWS/ApiGateway": ({"Count", "4xx", "5xx", "Latency"}, [{"ApiId", "Stage"}]),
+    "AWS/Lambda": ({"Errors", "Throttles", "Duration"}, [{"FunctionName"}]),
+    "AWS/SQS": (
+        {"ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage"},
+        [{"QueueName"}],
+    ),
+    "AWS/DynamoDB": (
+        {"ThrottledRequests", "ReadThrottleEvents", "WriteThrottleEvents"},
+        [{"TableName"}, {"TableName", "GlobalSecondaryIndexName"}, {"TableName", "Operation"}],
+    ),
+}
+# Dimension -> the resource type whose Ref (or GetAtt) names it.
+DIMENSION_TARGETS = {
+    "FunctionName": ("Ref", "AWS::Serverless::Function"),
+    "ApiId": ("Ref", "AWS::Serverless::HttpApi"),
+    "QueueName": ("QueueName", "AWS::SQS::Queue"),
+    "TableName": ("Ref", "AWS::DynamoDB::Table"),
+}
+DYNAMODB_OPERATIONS = {"BatchWriteItem", "TransactWriteItems", "PutItem", "Query", "GetItem"}
+
+
+def alarm_metrics(alarm: dict[str, Any]) -> list[tuple[str, str, dict[str, Any], str]]:
+    """(namespace, metric, {dimension: value}, statistic) of every metric an alarm reads."""
+    props = alarm["Properties"]
+    if "MetricName" in props:
+        specs = [(props, props.get("ExtendedStatistic") or props.get("Statistic"))]
+    else:
+        specs = [
+            (q["MetricStat"]["Metric"], q["MetricStat"]["Stat"])
+            for q in props["Metrics"]
+            if "MetricStat" in q
+        ]
+    return [
+        (
+            spec["Namespace"],
+            spec["MetricName"],
+            {d["Name"]: d["Value"] for d in spec.get("Dimensions", [])},
+            stat,
+        )
+        for spec, stat in specs
+    ]
+
+
+def alarms_of(stack: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return resources_of(stack, "AWS::CloudWatch::Alarm")
+
+
+def target_of(dimension: str, value: Any) -> str:
+    """The logical id a dimension value refers to, checking the way it refers to it."""
+    how, _ = DIMENSION_TARGETS[dimension]
+    if how == "Ref":
+        assert set(value) == {"Ref"}, (dimension, value)
+        return str(value["Ref"])
+    logical_id, attribute = value["Fn::GetAtt"]
+    assert attribute == how, (dimension, value)
+    return str(logical_id)
+
+
+def test_every_alarm_watches_a_resource_of_this_stack(stack: dict[str, Any]) -> None:
+    resources = stack["Resources"]
+    alarms = alarms_of(stack)
+    assert alarms
+    for alarm_id, alarm in alarms.items():
+        metrics = alarm_metrics(alarm)
+        assert metrics, alarm_id
+        for namespace, metric, dimensions, stat in metrics:
+            names, dimension_sets = ALARM_METRICS[namespace]
+            assert metric in names, (alarm_id, namespace, metric)
+            assert set(dimensions) in dimension_sets, (alarm_id, dimensions)
+            assert stat, alarm_id
+            for dimension, value in dimensions.items():
+                if dimension == "Stage":
+                    # The HTTP API serves its $default stage only (no StageName set).
+                    assert value == "$default", alarm_id
+                    assert "StageName" not in resources["HttpApi"]["Properties"]
+                elif dimension == "GlobalSecondaryIndexName":
+                    table = resources[target_of("TableName", dimensions["TableName"])]
+                    indexes = table["Properties"]["GlobalSecondaryIndexes"]
+                    assert value in {i["IndexName"] for i in indexes}, alarm_id
+                elif dimension == "Operation":
+                    assert value in DYNAMODB_OPERATIONS, alarm_id
+                else:
+                    logical_id = target_of(dimension, value)
+                    assert logical_id in resources, f"{alarm_id}: {logical_id} is not created"
+                    assert resources[logical_id]["Type"] == DIMENSION_TARGETS[dimension][1]
+        # Metric math: one expression is the alarm's, and it uses only ids defined here.
+        queries = alarm["Properties"].get("Metrics", [])
+        if queries:
+            ids = {q["Id"] for q in queries}
+            assert len(ids) == len(queries), alarm_id
+            returned = [q for q in queries if q["ReturnData"]]
+            assert len(returned) == 1, alarm_id
+            assert "Expression" in returned[0], alarm_id
+            expression = returned[0]["Expression"]
+            text = expression if isinstance(expression, str) else expression["Fn::Sub"][0]
+            used = set(re.findall(r"\b([a-z][a-z0-9_]*)\b(?!\s*\()", text))
+            assert used <= ids, (alarm_id, used - ids)
+            assert ids - {returned[0]["Id"]} <= used, f"{alarm_id}: unused metrics"
+
+
+def test_every_alarm_notifies_the_alerts_topic_on_alarm_and_ok(
+    template: dict[str, Any], stack: dict[str, Any]
+) -> None:
+    topic = template["Resources"]["AlertsTopic"]
+    assert topic["Type"] == "AWS::SNS::Topic"
+    assert topic["Properties"]["TopicName"] == {"Fn::Sub": "${AWS::StackName}-alerts"}
+    names = set()
+    for alarm_id, alarm in alarms_of(stack).items():
+        props = alarm["Properties"]
+        assert props["AlarmActions"] == [{"Ref": "AlertsTopic"}], alarm_id
+        assert props["OKActions"] == [{"Ref": "AlertsTopic"}], alarm_id
+        assert "InsufficientDataActions" not in props, alarm_id
+        name = props["AlarmName"]["Fn::Sub"]
+        assert name.startswith("${AWS::StackName}-"), alarm_id
+        names.add(name)
+        assert props["TreatMissingData"] in {"notBreaching", "ignore"}, alarm_id
+        assert props.get("AlarmDescription"), alarm_id
+    assert len(names) == len(alarms_of(stack)), "alarm names must be unique"
+
+
+def test_alarm_coverage(stack: dict[str, Any]) -> None:
+    """The signals the issue asks for, each alarmed once, on the backend where it applies."""
+    aurora = "DatabaseCluster" in stack["Resources"]
+    watched: dict[tuple[str, str, str], list[str]] = {}
+    for alarm_id, alarm in alarms_of(stack).items():
+        for namespace, metric, dimensions, _ in alarm_metrics(alarm):
+            for dimension, value in dimensions.items():
+                if dimension in DIMENSION_TARGETS:
+                    target = target_of(dimension, value)
+                    watched.setdefault((namespace, metric, target), []).append(alarm_id)
+    # Errors and Throttles of every function the stack creates, alerts and migrate included.
+    for name in function_names(stack):
+        for metric in ("Errors", "Throttles"):
+            assert len(watched.get(("AWS/Lambda", metric, name), [])) == 1, (name, metric)
+    assert ("AWS/Lambda", "Duration", "ConsumerFunction") in watched
+    for metric in ("5xx", "Count", "Latency"):
+        assert ("AWS/ApiGateway", metric, "HttpApi") in watched, metric
+    assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible", "EventsDeadLetterQueue") in watched
+    assert ("AWS/SQS", "ApproximateAgeOfOldestMessage", "EventsQueue") in watched
+    dynamodb = {k for k in watched if k[0] == "AWS/DynamoDB"}
+    if aurora:
+        assert dynamodb == set(), "no function uses the table with aurora"
+    else:
+        assert {m for _, m, _ in dynamodb} == {
+            "ThrottledRequests",
+            "ReadThrottleEvents",
+            "WriteThrottleEvents",
+        }
+    alarms = alarms_of(stack)
+    latency = alarms["ApiLatencyAlarm"]["Properties"]
+    assert latency["ExtendedStatistic"] == "p95"
+    rate = alarms["Api5xxRateAlarm"]["Properties"]
+    (expression,) = [q for q in rate["Metrics"] if q["ReturnData"]]
+    assert "100 *" in expression["Expression"], "a rate in percent, not a count"
+    dlq = alarms["EventsDeadLetterQueueAlarm"]["Properties"]
+    assert (dlq["ComparisonOperator"], dlq["Threshold"]) == ("GreaterThanThreshold", 0)
+    age = alarms["EventsQueueAgeAlarm"]["Properties"]
+    assert (age["ComparisonOperator"], age["Threshold"]) == ("GreaterThanThreshold", 300)
+
+
+def test_consumer_duration_alarm_follows_the_consumer_timeout(template: dict[str, Any]) -> None:
+    """Threshold and Timeout come from one mapping entry: changing it moves both."""
+    consumer = effective_function(template, "ConsumerFunction")
+    source = {"Fn::FindInMap": ["Consumer", "Limits", "TimeoutSeconds"]}
+    assert consumer["Timeout"] == source
+    props = template["Resources"]["ConsumerDurationAlarm"]["Properties"]
+    (share,) = [q for q in props["Metrics"] if q["ReturnData"]]
+    text, variables = share["Expression"]["Fn::Sub"]
+    assert variables == {"TimeoutSeconds": source}
+    assert props["Threshold"] == {"Fn::FindInMap": ["Consumer", "Limits", "DurationAlarmPercent"]}
+    (slowest,) = [q for q in props["Metrics"] if not q["ReturnData"]]
+    assert slowest["MetricStat"]["Stat"] == "Maximum"
+    # The expression is the slowest invocation's share of the timeout, in percent.
+    assert text == "100 * slowest / (${TimeoutSeconds} * 1000)"
+    timeout, percent = mapped(template, source), mapped(template, props["Threshold"])
+    assert timeout == 30
+    assert 50 <= percent < 100
+
+
+def test_dynamodb_throttle_alarm_only_with_the_dynamodb_backend(template: dict[str, Any]) -> None:
+    alarm = template["Resources"]["EventsTableThrottlesAlarm"]
+    assert alarm["Condition"] == "UseDynamoDB"
+    assert template["Resources"]["MigrateErrorsAlarm"]["Condition"] == "UseAurora"
+    assert template["Resources"]["MigrateThrottlesAlarm"]["Condition"] == "UseAurora"
+    # Throttle metrics are only emitted when something was throttled: missing -> 0.
+    (total,) = [q for q in alarm["Properties"]["Metrics"] if q["ReturnData"]]
+    others = [q["Id"] for q in alarm["Properties"]["Metrics"] if not q["ReturnData"]]
+    assert all(f"FILL({i}, 0)" in total["Expression"] for i in others)
+    assert len(alarm["Properties"]["Metrics"]) <= 10
+
+
+def _substitute(text: str, variables: dict[str, Any], template: dict[str, Any]) -> str:
+    """Fill a !Sub string with fake values the way CloudFormation fills real ones; fail on a
+    name that is neither a variable, a pseudo parameter nor a resource of the template."""
+    resources = template["Resources"]
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in variables:
+            fake = variables[name]
+            return str(mapped(template, fake) if isinstance(fake, dict) else fake)
+        if name.startswith("AWS::"):
+            return {"AWS::Region": "us-east-1", "AWS::StackName": "mysoulmate-test"}[name]
+        logical_id, _, attribute = name.partition(".")
+        assert logical_id in resources, f"the dashboard names {logical_id}, not in the template"
+        assert "Condition" not in resources[logical_id], f"{logical_id} may not exist"
+        return f"fake-{logical_id}-{attribute or 'ref'}"
+
+    return re.sub(r"\$\{([^!}][^}]*)\}", value, text)
+
+
+def test_dashboard_body_is_json_after_substitution_and_shows_the_alarmed_signals(
+    template: dict[str, Any], dynamodb_stack: dict[str, Any]
+) -> None:
+    dashboard = template["Resources"]["OperationsDashboard"]
+    assert dashboard["Type"] == "AWS::CloudWatch::Dashboard"
+    props = dashboard["Properties"]
+    assert props["DashboardName"] == {"Fn::Sub": "${AWS::StackName}-operations"}
+    text, variables = props["DashboardBody"]["Fn::Sub"]
+    body = json.loads(_substitute(text, variables, template))
+    widgets = body["widgets"]
+    shown: set[tuple[str, str, str]] = set()
+    for widget in widgets:
+        assert {"type", "x", "y", "width", "height", "properties"} <= set(widget)
+        assert widget["x"] + widget["width"] <= 24
+        if widget["type"] != "metric":
+            continue
+        assert widget["properties"]["region"] == "us-east-1"
+        for row in widget["properties"]["metrics"]:
+            if isinstance(row[-1], dict):
+                row = row[:-1]
+            if len(row) < 2:
+                continue  # an expression
+            namespace, metric, *dimensions = row
+            for value in dimensions[1::2]:
+                shown.add((namespace, metric, value))
+    # Every alarmed metric of the stack, with the same resource, is on a graph.
+    for alarm_id, alarm in alarms_of(dynamodb_stack).items():
+        for namespace, metric, dimensions, _ in alarm_metrics(alarm):
+            for dimension, value in dimensions.items():
+                if dimension in DIMENSION_TARGETS:
+                    target = target_of(dimension, value)
+                    how = DIMENSION_TARGETS[dimension][0]
+                    fake = f"fake-{target}-{'ref' if how == 'Ref' else how}"
+                    assert (namespace, metric, fake) in shown, (alarm_id, metric)
+    # The alarm widget lists every alarm that always exists.
+    (alarm_widget,) = [w for w in widgets if w["type"] == "alarm"]
+    unconditional = {
+        k
+        for k, v in template["Resources"].items()
+        if v["Type"] == "AWS::CloudWatch::Alarm" and "Condition" not in v
+    }
+    assert set(alarm_widget["properties"]["alarms"]) == {f"fake-{k}-Arn" for k in unconditional}
+
+
+def test_alerts_function_subscribes_to_the_alerts_topic(
+    template: dict[str, Any], stack: dict[str, Any]
+) -> None:
+    props = template["Resources"]["AlertsFunction"]["Properties"]
+    assert props["CodeUri"] == "functions/alerts/"
+    (event,) = props["Events"].values()
+    assert event == {"Type": "SNS", "Properties": {"Topic": {"Ref": "AlertsTopic"}}}
+    assert not {"SnapStart", "AutoPublishAlias"} & set(props), "not latency-sensitive"
+    fn = effective_function(stack, "AlertsFunction")
+    assert "VpcConfig" not in fn, "Slack is on the internet; the database VPC has no way out"
+    assert fn["Policies"] == OUTSIDE_VPC_POLICIES["AlertsFunction"]
+    # Slack retries (mysoulmate.alerts.handler) end well before the function's timeout.
+    from mysoulmate.alerts.handler import DELIVERY_BUDGET_SECONDS, TIMEOUT_MARGIN_SECONDS
+
+    assert fn["Timeout"] >= DELIVERY_BUDGET_SECONDS + TIMEOUT_MARGIN_SECONDS
+    assert template["Outputs"]["AlertsTopicArn"]["Value"] == {"Ref": "AlertsTopic"}
+    assert (REPO / "functions/alerts/app.py").is_file()
 
 
 # ----------------------------------------------------------------------------- aurora
@@ -744,9 +1172,7 @@ def test_dynamodb_stack_creates_no_database_network_or_migration(
         assert "VpcConfig" not in fn, name
         variables = fn["Environment"]["Variables"]
         # Exactly the environment the DynamoDB stack had before StorageBackend=aurora existed.
-        assert set(variables) == REQUIRED_ENV | (
-            {"SECRETS_SSM_PATH"} if name == "AnalyticsFunction" else set()
-        ), name
+        assert set(variables) == REQUIRED_ENV | FUNCTION_ENV.get(name, set()), name
         assert variables["STORAGE_BACKEND"] == "dynamodb"
 
 
@@ -881,7 +1307,9 @@ def test_aurora_functions_connect_through_the_proxy_from_the_private_subnets(
 
     cluster = aurora_stack["Resources"]["DatabaseCluster"]["Properties"]
     assert set(function_names(aurora_stack)) == set(FUNCTIONS) | set(AURORA_FUNCTIONS)
-    for name in function_names(aurora_stack):
+    for name in set(FUNCTIONS) - DATABASE_FUNCTIONS:
+        assert "VpcConfig" not in effective_function(aurora_stack, name), name
+    for name in DATABASE_FUNCTIONS | set(AURORA_FUNCTIONS):
         fn = effective_function(aurora_stack, name)
         assert fn["VpcConfig"] == {
             "SecurityGroupIds": [{"Ref": "FunctionSecurityGroup"}],
@@ -1036,7 +1464,7 @@ def test_aurora_migrations_run_as_a_custom_resource_before_the_functions_update(
     assert not {"Events", "SnapStart", "AutoPublishAlias"} & set(migrate)
     # The other functions refer to the migration's result, so CloudFormation updates them
     # (and SnapStart runs their init) only after the schema is there.
-    for name in FUNCTIONS:
+    for name in DATABASE_FUNCTIONS:
         variables = effective_function(aurora_stack, name)["Environment"]["Variables"]
         assert variables["DATABASE_SCHEMA_REVISION"] == {
             "Fn::GetAtt": ["DatabaseMigration", "Revision"]
@@ -1079,7 +1507,7 @@ def test_a_new_layer_reruns_migrations_and_publishes_new_function_versions(
         d["Resources"]["DatabaseMigration"]["Properties"]["CommonLayer"] for d in (before, after)
     ]
     assert migration[0] != migration[1]
-    for alias in ("AnalyticsFunctionAliaslive", "HealthFunctionAliaslive"):
+    for alias in (f"{name}Aliaslive" for name in sorted(API_FUNCTIONS)):
         versions = [d["Resources"][alias]["Properties"]["FunctionVersion"] for d in (before, after)]
         assert versions[0] != versions[1], f"{alias} would keep serving the old layer"
 
@@ -1100,11 +1528,15 @@ def test_condition_resolver_decides_like_cloudformation(template: dict[str, Any]
         "IsProd": False,
         "UseAurora": False,
         "UseDynamoDB": True,
+        "HasSlackWebhookParameter": False,
     }
-    assert condition_values(template, {"StorageBackend": "aurora", "Stage": "prod"}) == {
+    assert condition_values(
+        template, {"StorageBackend": "aurora", "Stage": "prod", "SlackWebhookParameter": "/a"}
+    ) == {
         "IsProd": True,
         "UseAurora": True,
         "UseDynamoDB": False,
+        "HasSlackWebhookParameter": True,
     }
     node = {
         "a": {"Fn::If": ["UseAurora", "x", {"Ref": "AWS::NoValue"}]},
@@ -1179,11 +1611,18 @@ ALLOWED_MANAGED_POLICIES = {
 #   AWS::Lambda::Alias                -> the `live` aliases (AutoPublishAlias);
 #   AWS::Lambda::Permission           -> API Gateway's invoke permissions, which name the alias
 #                                        and the API (moto would fail with KeyError FunctionName).
+#   AWS::CloudWatch::Alarm            -> the alarms (test_alarm_* on the template);
+#   AWS::CloudWatch::Dashboard        -> moto could create it, but it names the alarms'
+#                                        ARNs (test_dashboard_body_is_json_after_substitution);
+#   AWS::SNS::Subscription            -> AlertsTopic -> alerts function (wiring test above).
 MOTO_DROPPABLE_TYPES = {
     "AWS::ApiGatewayV2::Api",
     "AWS::ApiGatewayV2::Stage",
     "AWS::Lambda::Alias",
     "AWS::Lambda::Permission",
+    "AWS::CloudWatch::Alarm",
+    "AWS::CloudWatch::Dashboard",
+    "AWS::SNS::Subscription",
 }
 
 
@@ -1294,7 +1733,8 @@ def test_translated_template_wiring(translated: dict[str, Any], backend: str) ->
         (layer_ref,) = refs_in(fn["Layers"])
         assert layer_ref.startswith("CommonLayer"), layer_ref
         assert ("SnapStart" in fn) is (name in API_FUNCTIONS)
-        assert ("VpcConfig" in fn) is (backend == "aurora"), name
+        in_vpc = backend == "aurora" and name in DATABASE_FUNCTIONS | set(AURORA_FUNCTIONS)
+        assert ("VpcConfig" in fn) is in_vpc, name
         role = resources[f"{name}Role"]["Properties"]
         managed = set(role["ManagedPolicyArns"])
         allowed = set(ALLOWED_MANAGED_POLICIES.values())
@@ -1307,7 +1747,7 @@ def test_translated_template_wiring(translated: dict[str, Any], backend: str) ->
         # Without the VPC, the network-interface rights of the managed policy are denied.
         vpc_access = ALLOWED_MANAGED_POLICIES["AWSLambdaVPCAccessExecutionRole"]
         denied = [s for s in statements if s["Effect"] == "Deny"]
-        if backend == "dynamodb" and vpc_access in managed:
+        if vpc_access in managed and not in_vpc:
             assert denied == [NO_ENI_STATEMENT], name
         else:
             assert denied == [], name
@@ -1317,8 +1757,27 @@ def test_translated_template_wiring(translated: dict[str, Any], backend: str) ->
             if "*" in resources_ and statement["Effect"] == "Allow":
                 # The one action AWS offers no resource-level permission for.
                 assert statement["Action"] == ["ssm:DescribeParameters"], (name, statement)
-    for alias in ("AnalyticsFunctionAliaslive", "HealthFunctionAliaslive"):
+    for alias in (f"{name}Aliaslive" for name in sorted(API_FUNCTIONS)):
         assert resources[alias]["Type"] == "AWS::Lambda::Alias"
+    # Alarm notifications reach the alerts function: an SNS subscription and the permission.
+    (subscription,) = resources_of({"Resources": resources}, "AWS::SNS::Subscription").values()
+    assert subscription["Properties"]["TopicArn"] == {"Ref": "AlertsTopic"}
+    assert subscription["Properties"]["Protocol"] == "lambda"
+    assert subscription["Properties"]["Endpoint"] == {"Fn::GetAtt": ["AlertsFunction", "Arn"]}
+    sns_permissions = [
+        r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::Lambda::Permission"
+        and r["Properties"]["Principal"] == "sns.amazonaws.com"
+    ]
+    assert sns_permissions == [
+        {
+            "Action": "lambda:InvokeFunction",
+            "FunctionName": {"Ref": "AlertsFunction"},
+            "Principal": "sns.amazonaws.com",
+            "SourceArn": {"Ref": "AlertsTopic"},
+        }
+    ]
 
 
 def _drop_unsupported_by_moto(cfn: dict[str, Any]) -> list[tuple[str, str]]:
@@ -1502,6 +1961,22 @@ def test_translated_stack_creates_in_moto(
             ("dynamodb:DescribeTable", table_arn),
             ("sqs:GetQueueAttributes", queue["QueueArn"]),
         }
+        assert grants["I18nFunction"] == set(), "i18n reads nothing but its layer"
+        # alerts: the one webhook parameter (derived from SecretsSsmPath), nothing else.
+        assert configs["AlertsFunction"]["Environment"]["Variables"]["SLACK_WEBHOOK_PARAMETER"] == (
+            "/mysoulmate/staging/slack-webhook-url"
+        )
+        webhook_arn = (
+            "arn:aws:ssm:us-east-1:123456789012:parameter/mysoulmate/staging/slack-webhook-url"
+        )
+        assert {r for a, r in grants["AlertsFunction"] if a != "ssm:DescribeParameters"} == {
+            webhook_arn
+        }
+        assert ("ssm:GetParameter", webhook_arn) in grants["AlertsFunction"]
+        # The topic every alarm notifies exists.
+        topics = boto3.client("sns").list_topics()["Topics"]
+        assert {"TopicArn": outputs["AlertsTopicArn"]} in topics
+        assert outputs["AlertsTopicArn"].endswith(f":{STACK}-alerts")
         analytics = grants["AnalyticsFunction"]
         assert ("sqs:SendMessage*", queue["QueueArn"]) in analytics
         assert ("dynamodb:Query", f"{table_arn}/index/*") in analytics
@@ -1630,6 +2105,13 @@ def test_sam_build(tmp_path: Path) -> None:
         if "__pycache__" not in p.parts
     }
     assert expected == built
+    # Package data too: the i18n function serves the catalogs straight from the layer.
+    catalogs = layer / "mysoulmate" / "i18n" / "locales"
+    assert sorted(p.name for p in catalogs.glob("*.json")) == sorted(
+        f"{code}.json" for code in ("en", "fr", "es", "de", "it", "pt", "ja", "zh")
+    )
+    for catalog in catalogs.glob("*.json"):
+        assert json.loads(catalog.read_text(encoding="utf-8")), catalog.name
     # Compiled dependencies are for Graviton (ELF e_machine 183 = AArch64), not the build host.
     shared_objects = list(layer.rglob("*.so"))
     assert shared_objects, "expected compiled wheels (pydantic_core) in the layer"
@@ -1638,9 +2120,13 @@ def test_sam_build(tmp_path: Path) -> None:
             header = handle.read(20)
         assert header[:4] == b"\x7fELF", shared_object
         assert int.from_bytes(header[18:20], "little") == 183, f"{shared_object} is not aarch64"
+    assert {"I18nFunction", "AlertsFunction"} <= set(FUNCTIONS)
     for name in (*FUNCTIONS, *AURORA_FUNCTIONS):  # sam build builds conditional ones too
         function_dir = build_dir / name
         assert (function_dir / "app.py").is_file(), name
+        assert (function_dir / "app.py").read_text() == (
+            REPO / "functions" / {**FUNCTIONS, **AURORA_FUNCTIONS}[name] / "app.py"
+        ).read_text(), name
         # Functions stay thin: dependencies come from the layer only.
         assert not list(function_dir.glob("*.dist-info")), name
     assert (build_dir / "template.yaml").is_file()

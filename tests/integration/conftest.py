@@ -28,6 +28,7 @@ from mysoulmate.backends import reset_backends
 from mysoulmate.storage.dynamodb import table_schema
 
 from tests.helpers import load_event
+from tests.moto_support import fast_sorted_items, one_rollback_copy_per_transaction
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
@@ -318,3 +319,9 @@ class SerializedClient:
                 return target(*args, **kwargs)
 
         return call
+
+
+@pytest.fixture(autouse=True)
+def fast_moto_transactions(monkeypatch: pytest.MonkeyPatch) -> None:
+    one_rollback_copy_per_transaction(monkeypatch)
+    fast_sorted_items(monkeypatch)

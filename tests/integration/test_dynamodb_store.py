@@ -6,7 +6,6 @@ lose a trait. Behaviour shared by every backend lives in the contract suite."""
 from __future__ import annotations
 
 import base64
-import copy
 import json
 import threading
 from datetime import date, timedelta
@@ -15,7 +14,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import boto3
-import moto.dynamodb.models as moto_dynamodb
 import pytest
 from mysoulmate.analytics.models import AuditEntry, Profile, QueuedMessage
 from mysoulmate.analytics.profiles import merge_identify
@@ -63,31 +61,6 @@ class SleepRecorder:
 def backoff_bound(attempt: int) -> float:
     """The largest full-jitter delay allowed after attempt ``attempt`` (0-based)."""
     return min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt)
-
-
-@pytest.fixture(autouse=True)
-def one_rollback_copy_per_transaction(monkeypatch: pytest.MonkeyPatch) -> None:
-    """moto backs up a table for rollback with one deepcopy *per action* of a
-    TransactWriteItems call (100 whole-table copies per call); the copies are identical, so
-    make one per call. Only speed changes: moto still checks and applies every action."""
-    real_deepcopy = copy.deepcopy
-    original = moto_dynamodb.DynamoDBBackend.transact_write_items
-
-    def transact_write_items(self: Any, transact_items: Any) -> Any:
-        copies: dict[int, Any] = {}
-
-        def deepcopy(value: Any, memo: Any = None) -> Any:
-            if id(value) not in copies:
-                copies[id(value)] = real_deepcopy(value, memo)
-            return copies[id(value)]
-
-        monkeypatch.setattr(moto_dynamodb, "copy", SimpleNamespace(deepcopy=deepcopy))
-        try:
-            return original(self, transact_items)
-        finally:
-            monkeypatch.setattr(moto_dynamodb, "copy", copy)
-
-    monkeypatch.setattr(moto_dynamodb.DynamoDBBackend, "transact_write_items", transact_write_items)
 
 
 @pytest.fixture
@@ -389,10 +362,7 @@ def test_user_sets_are_sharded_so_no_item_grows_with_all_users(
     users = 320
     for start in range(0, users, 80):
         store.insert_events(
-            [
-                queued_message(f"user-{i:05d}", message_id=f"m-{i}")
-                for i in range(start, start + 80)
-            ]
+            [queued_message(f"user-{i:05d}", message_id=f"m-{i}") for i in range(start, start + 80)]
         )
 
     items = dynamodb.query(

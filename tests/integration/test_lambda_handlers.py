@@ -4,9 +4,9 @@ and SQS event shapes in, moto's DynamoDB and SQS behind them."""
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -530,18 +530,17 @@ def test_an_identify_redelivered_after_a_newer_one_changes_nothing(
     assert len(event_items(dynamodb)) == 2
 
 
-def test_a_batch_of_100_costs_at_most_4_batch_writes_of_at_most_25_items(
+def test_a_batch_of_100_costs_at_most_3_transactions_of_at_most_100_actions(
     consumer: Handler, lambda_context: FakeLambdaContext, dynamodb: Any
 ) -> None:
+    """Events and their rollups go in TransactWriteItems calls (AWS caps them at 100
+    actions; moto does not, so the adapter must)."""
     client = event_store()._client  # type: ignore[attr-defined]
-    batch_writes: list[int] = []
+    transactions: list[int] = []
 
     def count(params: dict[str, Any], model: Any, **_: Any) -> None:
-        """Count items in each BatchWriteItem request as serialized for the wire."""
-        if model.name != "BatchWriteItem":
-            return
-        request = json.loads(params["body"])
-        batch_writes.append(sum(len(puts) for puts in request["RequestItems"].values()))
+        if model.name == "TransactWriteItems":
+            transactions.append(len(json.loads(params["body"])["TransactItems"]))
 
     client.meta.events.register("before-call.dynamodb", count)
     messages = [queued_message("alice", message_id=f"m-{i:03d}") for i in range(100)]
@@ -549,41 +548,45 @@ def test_a_batch_of_100_costs_at_most_4_batch_writes_of_at_most_25_items(
     response = consumer(sqs_event([m.model_dump_json() for m in messages]), lambda_context)
 
     assert response == {"batchItemFailures": []}
-    assert len(batch_writes) <= math.ceil(100 / 25)
-    assert max(batch_writes) <= 25
-    assert sum(batch_writes) == 100
+    assert 1 <= len(transactions) <= 3
+    assert max(transactions) <= 100
     assert len(event_items(dynamodb)) == 100
 
 
 def test_records_whose_write_fails_are_reported_for_redelivery(
     consumer: Handler, lambda_context: FakeLambdaContext, dynamodb: Any
 ) -> None:
-    """Items DynamoDB never accepts are reported as failures, so SQS redelivers exactly them."""
+    """A transaction DynamoDB keeps cancelling fails its own records only: exactly the
+    records not stored are reported, so SQS redelivers exactly them."""
     client = event_store()._client  # type: ignore[attr-defined]
-    stuck_sk = "EVENT#m-1"
-    dropped: list[Any] = []
+    stuck = "EVENT#m-149"
 
-    def drop(params: dict[str, Any], **_: Any) -> None:
-        requests = params["RequestItems"][TABLE_NAME]
-        dropped[:] = [r for r in requests if r["PutRequest"]["Item"]["sk"]["S"] == stuck_sk]
-        kept = [r for r in requests if r not in dropped]
-        params["RequestItems"] = {TABLE_NAME: kept} if kept else {}
+    def cancel(params: dict[str, Any], **_: Any) -> Any:
+        actions = json.loads(params["body"])["TransactItems"]
+        keys = [a.get("Put", {}).get("Item", {}).get("sk", {}).get("S") for a in actions]
+        if stuck not in keys:
+            return None
+        reasons = [{"Code": "TransactionConflict"}] + [{"Code": "None"}] * (len(actions) - 1)
+        error = {"Code": "TransactionCanceledException", "Message": "Transaction cancelled"}
+        return SimpleNamespace(status_code=400, headers={}), {
+            "Error": error,
+            "CancellationReasons": reasons,
+            "ResponseMetadata": {"HTTPStatusCode": 400},
+        }
 
-    def report(parsed: dict[str, Any], **_: Any) -> None:
-        if dropped:
-            parsed["UnprocessedItems"] = {TABLE_NAME: list(dropped)}
-
-    client.meta.events.register("provide-client-params.dynamodb.BatchWriteItem", drop)
-    client.meta.events.register("after-call.dynamodb.BatchWriteItem", report)
+    client.meta.events.register("before-call.dynamodb.TransactWriteItems", cancel)
     event_store()._sleep = lambda seconds: None  # type: ignore[attr-defined]
-    event = sqs_event(
-        [queued_message("alice", message_id=f"m-{i}").model_dump_json() for i in range(3)]
-    )
+    messages = [queued_message(f"u-{i % 7}", message_id=f"m-{i}") for i in range(150)]
+    event = sqs_event([m.model_dump_json() for m in messages])
 
     response = consumer(event, lambda_context)
 
-    assert response == {"batchItemFailures": [{"itemIdentifier": event["Records"][1]["messageId"]}]}
-    assert stored_ids(dynamodb) == ["m-0", "m-2"]
+    failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
+    by_record = {r["messageId"]: json.loads(r["body"])["messageId"] for r in event["Records"]}
+    stored = set(stored_ids(dynamodb))
+    assert event["Records"][149]["messageId"] in failed
+    assert 0 < len(failed) < 150
+    assert {by_record[r] for r in failed} == set(by_record.values()) - stored
 
 
 def test_identifies_cost_one_profile_read_and_write_per_user_per_batch(

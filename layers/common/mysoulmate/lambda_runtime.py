@@ -1,7 +1,10 @@
 """Lambda entry points: an API group behind API Gateway, and the SQS consumer.
 
 `functions/<group>/app.py` call these with their own router, so each function imports
-only its group's code, and every handler gets the same logging and metrics wrapping.
+only its group's code, and every handler gets the same wrapping: Powertools' Logger (JSON,
+correlation id, cold start, redacted) and Metrics (EMF), and, when tracing is enabled (on
+Lambda unless POWERTOOLS_TRACE_DISABLED=true), an X-Ray subsegment for the invocation with
+the AWS calls (botocore) inside it. `Tracer` is not even imported when tracing is off.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from mysoulmate.observability import get_logger, get_metrics, init_error_tracking
+from mysoulmate.observability.powertools import get_tracer, subsegment
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -19,13 +23,17 @@ LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 def http_handler(*routers: APIRouter) -> LambdaHandler:
     """Wrap the routers' FastAPI app with Mangum; correlation id = API Gateway request id."""
+    import asyncio
+
     from aws_lambda_powertools.logging import correlation_paths
     from mangum import Mangum
 
     from mysoulmate.app_factory import create_app
+    from mysoulmate.observability.error_tracking import install_asyncio_exception_handler
 
     init_error_tracking("lambda")
     asgi = Mangum(create_app(*routers), lifespan="off")
+    install_asyncio_exception_handler(asyncio.get_event_loop())  # the loop Mangum runs on
     logger, metrics = get_logger(), get_metrics()
 
     @metrics.log_metrics(capture_cold_start_metric=True)
@@ -33,7 +41,7 @@ def http_handler(*routers: APIRouter) -> LambdaHandler:
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return asgi(event, context)
 
-    return handler  # type: ignore[no-any-return]
+    return _traced(handler)
 
 
 def sqs_consumer_handler() -> LambdaHandler:
@@ -66,7 +74,8 @@ def sqs_consumer_handler() -> LambdaHandler:
 
         with processor(event.get("Records", []), record_handler, lambda_context=context):
             processor.process()
-            outcome = batch.flush()
+            with subsegment("## flush"):
+                outcome = batch.flush()
             for record_id, reason in outcome.failed_records.items():
                 error = RuntimeError(reason)
                 processor.failure_handler(by_id[record_id], (RuntimeError, error, None))
@@ -75,4 +84,13 @@ def sqs_consumer_handler() -> LambdaHandler:
         count("ConsumerRecordFailures", len(processor.fail_messages))
         return dict(processor.response())
 
-    return handler  # type: ignore[no-any-return]
+    return _traced(handler)
+
+
+def _traced(handler: Any) -> LambdaHandler:
+    """``handler`` inside an X-Ray subsegment (``## handler``, annotated ColdStart and
+    Service) when tracing is on. Responses are not recorded: they may hold personal data."""
+    tracer = get_tracer()
+    if tracer is None:
+        return handler  # type: ignore[no-any-return]
+    return tracer.capture_lambda_handler(handler, capture_response=False)

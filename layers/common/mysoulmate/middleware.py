@@ -1,4 +1,5 @@
-"""Shared ASGI middleware: request id, locale, body size limit and secure response headers.
+"""Shared ASGI middleware: request id, locale, body size limit, secure response headers, and
+per-request timing (the ``Requests`` and ``Latency`` signals by route template).
 
 Written as plain ASGI (not BaseHTTPMiddleware) because it runs on every request of every
 shape; the pure form adds microseconds, not a task and a stream copy.
@@ -6,11 +7,14 @@ shape; the pure form adds microseconds, not a task and a stream copy.
 
 from __future__ import annotations
 
+from time import perf_counter
+
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mysoulmate.api.error_handlers import error_body
 from mysoulmate.errors import ApiError
+from mysoulmate.observability.signals import UNMATCHED_ROUTE, count, http_request
 from mysoulmate.request_context import locale_of, request_id_of
 
 SECURE_HEADERS: tuple[tuple[bytes, bytes], ...] = (
@@ -45,11 +49,23 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = perf_counter()
+        status = 500  # unless a response starts: an exception escaping us becomes a 500
+        try:
+            status = await self._handle(scope, receive, send)
+        finally:
+            http_request(route_template(scope), scope["method"], status, perf_counter() - started)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> int:
+        """Serve the request; return the status sent (500 when none was)."""
         request_id = request_id_of(scope).encode("latin-1")
         locale = locale_of(scope)
+        status = 500
 
         async def send_with_headers(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 headers = list(message.get("headers", ()))
                 present = {name.lower() for name, _ in headers}
                 if b"x-request-id" not in present:
@@ -69,9 +85,19 @@ class RequestContextMiddleware:
             too_large = error_body(
                 "payload_too_large", request_id.decode(), None, locale, limit=MAX_BODY_BYTES
             )
+            count("Errors", code="payload_too_large", exception=BodyTooLargeError.__name__)
             await JSONResponse(too_large, status_code=413)(scope, receive, send_with_headers)
-            return
+            return status
         await self.app(scope, _limited(receive), send_with_headers)
+        return status
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path template (``/api/v1/analytics/user/{userId}``), never the raw
+    path: label values stay bounded. Requests no route matched share one fixed value."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else UNMATCHED_ROUTE
 
 
 def _vary_on_language(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

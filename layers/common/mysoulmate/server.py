@@ -3,23 +3,27 @@ queue, the in-process worker that drains it."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from mysoulmate.api import analytics, health, i18n
+from mysoulmate.api import analytics, health, i18n, metrics
 from mysoulmate.app_factory import create_app
 from mysoulmate.settings import get_settings
 
-ROUTERS = (health.router, analytics.router, i18n.router)
+# metrics: /metrics and /api/v1/metrics, container and laptop only (CloudWatch on Lambda).
+ROUTERS = (health.router, analytics.router, i18n.router, metrics.router)
 
 
 @asynccontextmanager
 async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
     from mysoulmate.backends import event_store
+    from mysoulmate.observability.error_tracking import install_asyncio_exception_handler
 
+    install_asyncio_exception_handler(asyncio.get_running_loop())  # logged and reported
     # Built before serving: an unreachable or unmigrated database stops start-up here.
     event_store()
     worker = None

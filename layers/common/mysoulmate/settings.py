@@ -29,6 +29,10 @@ class Settings(BaseModel):
     stage: Literal["local", "dev", "staging", "prod", "test"] = "local"
     app_version: str = "0.1.0"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Read by Powertools itself (observability/powertools.py); validated here so a bad value
+    # stops the function at init. Share of invocations logged at DEBUG; X-Ray off switch.
+    log_sample_rate: float = Field(default=0.0, ge=0, le=1, alias="POWERTOOLS_LOGGER_SAMPLE_RATE")
+    trace_disabled: bool = Field(default=False, alias="POWERTOOLS_TRACE_DISABLED")
 
     storage_backend: Literal["sqlite", "dynamodb", "postgres"] = "sqlite"
     queue_backend: Literal["local", "sqs"] = "local"
@@ -77,8 +81,41 @@ class Settings(BaseModel):
     cors_allow_origins: list[str] = Field(default_factory=list)
     max_future_seconds: int = Field(default=3600, ge=0)
     event_retention_days: int = Field(default=730, ge=0, le=3650)
+    # Several uvicorn workers: where they share Prometheus metrics (prometheus_client reads
+    # the variable itself at import; validated here). See docs/observability.md.
+    prometheus_multiproc_dir: Path | None = Field(default=None, alias="PROMETHEUS_MULTIPROC_DIR")
 
-    @field_validator("cors_allow_origins", "default_funnel", "supported_locales", mode="before")
+    # Error tracking (Sentry): off unless SENTRY_DSN is set; see docs/observability.md.
+    sentry_dsn: str = Field(default="", repr=False)
+    sentry_traces_sample_rate: float = Field(default=0.0, ge=0, le=1)
+    sentry_profiles_sample_rate: float = Field(default=0.0, ge=0, le=1)
+    sentry_environment: str = ""  # default: STAGE
+    # Exception class names (or AWS error codes) of transient provider errors: not reported.
+    sentry_ignored_errors: list[str] = Field(
+        default_factory=lambda: [
+            "ThrottlingException",
+            "ProvisionedThroughputExceededException",
+            "RequestLimitExceeded",
+            "ServiceUnavailable",
+            "EndpointConnectionError",
+            "ConnectTimeoutError",
+            "ReadTimeoutError",
+        ]
+    )
+
+    # Alarm notifications (the alerts function): the Slack incoming-webhook URL is a secret.
+    # On AWS only the NAME of the SSM SecureString parameter holding it is configured, and the
+    # function reads it at first use; elsewhere the URL itself may be set.
+    slack_webhook_url: str = Field(default="", repr=False)
+    slack_webhook_parameter: str = ""
+
+    @field_validator(
+        "cors_allow_origins",
+        "default_funnel",
+        "supported_locales",
+        "sentry_ignored_errors",
+        mode="before",
+    )
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str):
@@ -90,6 +127,22 @@ class Settings(BaseModel):
     def _funnel_length(cls, value: list[str]) -> list[str]:
         if not 2 <= len(value) <= 10:
             raise ValueError("must name 2 to 10 comma-separated event names")
+        return value
+
+    @field_validator("sentry_dsn")
+    @classmethod
+    def _dsn_shape(cls, value: str) -> str:
+        value = value.strip()
+        if value and not (value.startswith(("https://", "http://")) and "@" in value):
+            raise ValueError("must be a Sentry DSN (https://<key>@<host>/<project>)")
+        return value
+
+    @field_validator("prometheus_multiproc_dir", mode="before")
+    @classmethod
+    def _multiproc_dir(cls, value: object) -> object:
+        # Set at all, even empty, puts prometheus_client in multiprocess mode.
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("must be a directory path (or leave the variable unset)")
         return value
 
     @field_validator("events_queue_url")

@@ -7,9 +7,10 @@ what runs on Lambda.
 from __future__ import annotations
 
 import threading
+import time
 
 from mysoulmate.analytics.ingest import IngestBatch, PoisonMessageError
-from mysoulmate.observability import get_logger
+from mysoulmate.observability import count, get_logger, observe
 from mysoulmate.queue.local import LocalQueue
 from mysoulmate.storage.base import EventStore
 
@@ -21,6 +22,7 @@ def drain_once(queue: LocalQueue, store: EventStore, batch_size: int) -> int:
         return 0
     batch = IngestBatch(store)
     receipts: dict[str, str] = {}
+    poison = 0
     for message in received:
         try:
             batch.add(message.id, message.body)
@@ -28,10 +30,16 @@ def drain_once(queue: LocalQueue, store: EventStore, batch_size: int) -> int:
         except PoisonMessageError as exc:
             # Left in the queue: redelivered after the visibility timeout, then dead-lettered.
             get_logger().warning("poison message", extra={"reason": str(exc)})
+            poison += 1
+    started = time.perf_counter()
     outcome = batch.flush()
+    observe("StorageQuery", time.perf_counter() - started, operation="ingest_flush")
     for record_id in outcome.failed_records:
         receipts.pop(record_id, None)
     queue.delete(list(receipts.values()))
+    count("EventsStored", outcome.stored)
+    count("EventsDeduplicated", outcome.duplicates)
+    count("ConsumerRecordFailures", poison + len(outcome.failed_records))
     return len(received)
 
 

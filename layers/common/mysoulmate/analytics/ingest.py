@@ -9,6 +9,7 @@ thousand events costs DynamoDB forty calls, not a thousand.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -16,6 +17,8 @@ from pydantic import ValidationError
 
 from mysoulmate.analytics.models import Profile, QueuedMessage
 from mysoulmate.analytics.profiles import merge_identify
+from mysoulmate.analytics.rollups import MICROS, rollup_delta
+from mysoulmate.observability.signals import count
 from mysoulmate.storage.base import EventStore, MessageKey
 
 
@@ -59,6 +62,7 @@ class IngestBatch:
         result = self._store.insert_events(messages)
         outcome.stored = result.written
         outcome.duplicates = result.duplicates
+        _count_revenue(m for m in messages if m.key in result.new_keys)
         failed = dict(result.failed)
         # One read-merge-write per user and batch, however many identifies they sent.
         identifies: dict[str, list[QueuedMessage]] = defaultdict(list)
@@ -77,6 +81,16 @@ class IngestBatch:
         self._messages.clear()
         self._records.clear()
         return outcome
+
+
+def _count_revenue(new_messages: Iterable[QueuedMessage]) -> None:
+    """Revenue of the events stored for the first time, per currency: the same delta the
+    rollups just added, so a redelivered purchase is never counted twice."""
+    by_currency: dict[str, int] = defaultdict(int)
+    for (_, _, currency), micros in rollup_delta(new_messages).revenue.items():
+        by_currency[currency] += micros
+    for currency, micros in sorted(by_currency.items()):
+        count("Revenue", micros / MICROS, currency=currency)
 
 
 def _merge_all(messages: list[QueuedMessage], profile: Profile | None) -> Profile:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
+from functools import partial
+from time import perf_counter
 from typing import Literal, ParamSpec, TypeVar
 
 from mysoulmate.analytics import gdpr
@@ -31,6 +33,7 @@ from mysoulmate.analytics.user_analytics import user_analytics
 from mysoulmate.auth import Principal
 from mysoulmate.concurrency import run_blocking
 from mysoulmate.errors import DependencyUnavailableError, InvalidRequestError
+from mysoulmate.observability.signals import count, observe
 from mysoulmate.settings import get_settings
 from mysoulmate.storage.base import EventStore, StorageUnavailableError
 
@@ -44,10 +47,20 @@ MAX_COHORT_PERIODS = 52
 
 
 async def _query(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    operation = getattr(func, "__name__", "query").lstrip("_")
     try:
-        return await run_blocking(func, *args, **kwargs)
+        return await run_blocking(_timed, operation, partial(func, *args, **kwargs))
     except StorageUnavailableError:
         raise DependencyUnavailableError(dependency="storage") from None
+
+
+def _timed(operation: str, call: Callable[[], T]) -> T:
+    """Run one storage use case, reporting its duration (without the thread pool's queueing)."""
+    started = perf_counter()
+    try:
+        return call()
+    finally:
+        observe("StorageQuery", perf_counter() - started, operation=operation)
 
 
 def parse_steps(text: str | None) -> list[str]:
@@ -153,12 +166,15 @@ async def export(
 ) -> Iterator[str]:
     caller.require_self_or_admin(user_id)
     await _query(gdpr.record, store, caller.subject, "export", user_id, format=fmt)
+    count("GdprRequests", kind="export")
     return gdpr.export_json(store, user_id) if fmt == "json" else gdpr.export_csv(store, user_id)
 
 
 async def erase(caller: Principal, store: EventStore, user_id: str) -> ErasureReport:
     caller.require_self_or_admin(user_id)
-    return await _query(gdpr.erase, store, caller.subject, user_id)
+    erased = await _query(gdpr.erase, store, caller.subject, user_id)
+    count("GdprRequests", kind="erase")
+    return erased
 
 
 async def audit_log(

@@ -8,7 +8,7 @@ from the catalogs (``errors.<code>``, ``validation.<type>``) in the request's lo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -18,7 +18,11 @@ from starlette.responses import JSONResponse
 
 from mysoulmate.errors import ApiError
 from mysoulmate.i18n.translate import has_key, t
+from mysoulmate.observability.signals import count
 from mysoulmate.request_context import locale_of, request_id_of
+
+Handler = Callable[[Request, Exception], Awaitable[JSONResponse]]
+_ERROR_CODE = "mysoulmate.error_code"
 
 
 def error_body(
@@ -39,6 +43,7 @@ def error_response(
     request: Request, status_code: int, code: str, details: Any = None, /, **params: Any
 ) -> JSONResponse:
     request_id = request_id_of(request.scope)
+    request.scope[_ERROR_CODE] = code  # for the Errors signal (see _counted)
     body = error_body(code, request_id, details, locale_of(request.scope), **params)
     # Set here too: a 500 is sent by Starlette's outermost middleware, outside ours.
     return JSONResponse(body, status_code=status_code, headers={"X-Request-Id": request_id})
@@ -114,12 +119,24 @@ async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
 
     request_id = request_id_of(request.scope)
     get_logger().exception("unhandled error", extra={"request_id": request_id})
-    capture_exception(exc, request_id=request_id)
+    capture_exception(exc, asgi_scope=request.scope, request_id=request_id)
     return error_response(request, 500, "internal_error")
 
 
+def _counted(handler: Handler) -> Handler:
+    """Count every error response by its code and the exception type behind it."""
+
+    async def counted(request: Request, exc: Exception) -> JSONResponse:
+        response = await handler(request, exc)
+        code = request.scope.get(_ERROR_CODE, "unknown")
+        count("Errors", code=code, exception=type(exc).__name__)
+        return response
+
+    return counted
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(ApiError, _api_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unhandled)
+    app.add_exception_handler(ApiError, _counted(_api_error))
+    app.add_exception_handler(RequestValidationError, _counted(_validation_error))
+    app.add_exception_handler(StarletteHTTPException, _counted(_http_error))
+    app.add_exception_handler(Exception, _counted(_unhandled))

@@ -14,6 +14,13 @@ from __future__ import annotations
 
 from mysoulmate.observability.error_tracking import capture_exception, init_error_tracking
 from mysoulmate.observability.powertools import get_logger, get_metrics
-from mysoulmate.observability.signals import count
+from mysoulmate.observability.signals import count, observe
 
-__all__ = ["capture_exception", "count", "get_logger", "get_metrics", "init_error_tracking"]
+__all__ = [
+    "capture_exception",
+    "count",
+    "get_logger",
+    "get_metrics",
+    "init_error_tracking",
+    "observe",
+]

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mysoulmate.observability.signals import count as count_signal
 from mysoulmate.queue.base import MAX_MESSAGE_BYTES, QueueError
 from mysoulmate.sqlite_connection import open_sqlite, write_transaction
 
@@ -103,12 +104,12 @@ class LocalQueue:
         timeout = self.visibility_timeout if visibility_timeout is None else visibility_timeout
         now = time.time()
         with write_transaction(self._conn, self._lock):
-            self._conn.execute(
+            dead_lettered = self._conn.execute(
                 "INSERT OR IGNORE INTO dead_letters "
                 "SELECT id, body, sent_at, receive_count, ? FROM messages "
                 "WHERE visible_at <= ? AND receive_count >= ?",
                 (now, now, self.max_receive_count),
-            )
+            ).rowcount
             self._conn.execute(
                 "DELETE FROM messages WHERE visible_at <= ? AND receive_count >= ?",
                 (now, self.max_receive_count),
@@ -127,6 +128,8 @@ class LocalQueue:
                     (now + timeout, count + 1, receipt, message_id),
                 )
                 received.append(ReceivedMessage(message_id, receipt, body, count + 1, sent_at))
+        if dead_lettered > 0:
+            count_signal("EventsDeadLettered", dead_lettered)
         return received
 
     def delete(self, receipts: Sequence[str]) -> None:
@@ -145,6 +148,12 @@ class LocalQueue:
             waiting = self._conn.execute("SELECT count(*) FROM messages").fetchone()[0]
             dead = self._conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0]
         return int(waiting), int(dead)
+
+    def oldest_sent_at(self) -> float | None:
+        """When the oldest message waiting or in flight was sent (epoch seconds), if any."""
+        with self._lock:
+            oldest = self._conn.execute("SELECT min(sent_at) FROM messages").fetchone()[0]
+        return None if oldest is None else float(oldest)
 
     def dead_letters(self) -> list[ReceivedMessage]:
         with self._lock:

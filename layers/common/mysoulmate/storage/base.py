@@ -77,6 +77,9 @@ class StoreResult:
     written: int = 0
     duplicates: int = 0
     failed: dict[MessageKey, str] = field(default_factory=dict)
+    # The keys of the messages this write stored for the first time (``written`` of them):
+    # what their rollups (and the revenue signal) count, never a redelivery.
+    new_keys: set[MessageKey] = field(default_factory=set)
 
 
 class EventStore(Protocol):
@@ -153,9 +156,7 @@ class EventStore(Protocol):
 
     def append_audit(self, entry: AuditEntry) -> None: ...
 
-    def list_audit(
-        self, limit: int, cursor: str | None, subject: str | None = None
-    ) -> AuditPage:
+    def list_audit(self, limit: int, cursor: str | None, subject: str | None = None) -> AuditPage:
         """Audit entries newest first, optionally only those about ``subject``."""
         ...
 

@@ -260,6 +260,7 @@ class DynamoEventStore:
                     self._sleep(backoff_delay(attempt))
                 continue
             result.written += len(chunk)
+            result.new_keys.update(m.key for m in chunk)
             states.update(tx.new_states)
             return overflow
         return fail("dynamodb: still conflicting or throttled after retries") if chunk else overflow

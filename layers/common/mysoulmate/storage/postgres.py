@@ -208,6 +208,12 @@ class PostgresEventStore:
     def close(self) -> None:
         self._connections.close()
 
+    def pool_stats(self) -> dict[str, int] | None:
+        """psycopg_pool's figures (pool_max, pool_size, pool_available, requests_waiting, …)
+        when pooled (containers; read by /metrics); None for Lambda's one connection."""
+        pool = getattr(self._connections, "_pool", None)
+        return None if pool is None else dict(pool.get_stats())
+
     @contextmanager
     def _conn(self) -> Iterator[Conn]:
         """A connection; unreachable database or dropped connection → StorageUnavailableError."""
@@ -242,7 +248,10 @@ class PostgresEventStore:
                 return StoreResult(failed={m.key: reason for m in messages})
         rejected = sum(1 for m in messages if m.key in failed)
         return StoreResult(
-            written=len(new), duplicates=len(messages) - len(new) - rejected, failed=failed
+            written=len(new),
+            duplicates=len(messages) - len(new) - rejected,
+            failed=failed,
+            new_keys={m.key for m in new},
         )
 
     def _insert(

@@ -151,7 +151,11 @@ class SqliteEventStore:
         except sqlite3.Error as exc:
             reason = f"sqlite: {exc}"
             return StoreResult(failed={m.key: reason for m in messages})
-        return StoreResult(written=len(new), duplicates=len(messages) - len(new))
+        return StoreResult(
+            written=len(new),
+            duplicates=len(messages) - len(new),
+            new_keys={m.key for m in new},
+        )
 
     def _apply(self, delta: RollupDelta) -> None:
         """Add one batch's rollup delta (caller holds the write transaction)."""

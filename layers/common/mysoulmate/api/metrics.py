@@ -1,0 +1,72 @@
+"""`GET /metrics` (Prometheus text exposition) and `GET /api/v1/metrics` (admin, JSON).
+
+Container and laptop shapes only: on Lambda the same figures are CloudWatch metrics (EMF),
+so no function mounts this router. ``/metrics`` answers without a token, as Prometheus
+scrapes it; keep it off the public ingress (docs/observability.md, "Metrics").
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from mysoulmate.auth import Principal, current_principal
+from mysoulmate.concurrency import run_blocking
+
+router = APIRouter(tags=["monitoring"])
+
+
+class MetricSample(BaseModel):
+    name: str = Field(description="Sample name, e.g. `http_requests_total` or `…_bucket`.")
+    labels: dict[str, str]
+    value: float
+
+
+class MetricFamily(BaseModel):
+    name: str = Field(description="Family name as Prometheus names it (counters without _total).")
+    type: str = Field(description="counter, gauge, histogram, …")
+    help: str
+    samples: list[MetricSample]
+
+
+class MetricsSnapshot(BaseModel):
+    generatedAt: datetime
+    families: list[MetricFamily]
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text exposition format 0.0.4.",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
+async def prometheus_metrics() -> Response:
+    """Every metric family of this server (all workers' when several share the multiprocess
+    directory), for Prometheus to scrape."""
+    from mysoulmate.observability import prometheus
+
+    body = await run_blocking(prometheus.exposition)
+    return Response(body, media_type=prometheus.CONTENT_TYPE)
+
+
+@router.get("/api/v1/metrics", response_model=MetricsSnapshot)
+async def metrics_snapshot(
+    caller: Annotated[Principal, Depends(current_principal)],
+) -> MetricsSnapshot:
+    """Admin: the figures of ``/metrics`` as JSON, for dashboards without Prometheus."""
+    caller.require_admin()
+    from mysoulmate.observability import prometheus
+
+    families = await run_blocking(prometheus.snapshot)
+    return MetricsSnapshot(
+        generatedAt=datetime.now(UTC),
+        families=[MetricFamily.model_validate(family) for family in families],
+    )

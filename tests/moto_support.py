@@ -1,0 +1,90 @@
+"""moto tweaks shared by the test packages that drive DynamoDB transactions."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from types import SimpleNamespace
+from typing import Any
+
+import moto.dynamodb.models as moto_dynamodb
+import pytest
+
+
+def one_rollback_copy_per_transaction(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto backs up a table for rollback with one deepcopy *per action* of a
+    TransactWriteItems call (100 whole-table copies per call); the copies are identical, so
+    make one per call. Only speed changes: moto still checks and applies every action."""
+    real_deepcopy = copy.deepcopy
+    original = moto_dynamodb.DynamoDBBackend.transact_write_items
+
+    def transact_write_items(self: Any, transact_items: Any) -> Any:
+        copies: dict[int, Any] = {}
+
+        def deepcopy(value: Any, memo: Any = None) -> Any:
+            if id(value) not in copies:
+                copies[id(value)] = real_deepcopy(value, memo)
+            return copies[id(value)]
+
+        monkeypatch.setattr(moto_dynamodb, "copy", SimpleNamespace(deepcopy=deepcopy))
+        try:
+            return original(self, transact_items)
+        finally:
+            monkeypatch.setattr(moto_dynamodb, "copy", copy)
+
+    monkeypatch.setattr(moto_dynamodb.DynamoDBBackend, "transact_write_items", transact_write_items)
+
+
+_query_filter = threading.local()
+
+
+def fast_sorted_items(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto answers every Query by sorting *all* items of the table through its DynamoType
+    wrappers, then filtering by the hash key: each Query costs O(table) casts. Our keys are
+    all strings, so (1) a Query only looks at items carrying the queried hash value and
+    (2) sorting uses the raw strings. moto still applies its own key conditions, filters,
+    ordering and pagination to that subset, so results are unchanged; only time drops."""
+    from moto.dynamodb.models.table import Table
+
+    original_all_items = Table.all_items
+    original_query = Table.query
+
+    def all_items(self: Any) -> Any:
+        wanted = getattr(_query_filter, "value", None)
+        items: list[Any] = []
+        for hash_set in self.items.values():
+            candidates = hash_set.values() if self.range_key_attr else [hash_set]
+            if wanted is None or wanted[0] is not self:
+                items.extend(candidates)
+                continue
+            _, attribute, value = wanted
+            for item in candidates:
+                found = item.attrs.get(attribute)
+                if found is not None and found.type == "S" and found.value == value:
+                    items.append(item)
+        if not all(
+            item.hash_key.type == "S" and (item.range_key is None or item.range_key.type == "S")
+            for item in items
+        ):
+            return original_all_items(self)
+        return sorted(
+            items,
+            key=lambda x: (x.hash_key.value, x.range_key.value if x.range_key else ""),
+        )
+
+    def query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        index_name = kwargs.get("index_name") or (args[6] if len(args) > 6 else None)
+        if hash_key is None or hash_key.type != "S":
+            return original_query(self, hash_key, *args, **kwargs)
+        attribute = self.hash_key_attr
+        if index_name:
+            index = self.get_index(index_name)
+            attribute = next(k["AttributeName"] for k in index.schema if k["KeyType"] == "HASH")
+        _query_filter.value = (self, attribute, hash_key.value)
+        try:
+            return original_query(self, hash_key, *args, **kwargs)
+        finally:
+            _query_filter.value = None
+
+    monkeypatch.setattr(Table, "all_items", all_items)
+    monkeypatch.setattr(Table, "query", query)
