@@ -34,7 +34,15 @@ client after its import (the "+ client" phase), so "ready" compares like with li
   plus one boto3 client (sqs for analytics, dynamodb for health);
 * consumer floor: Powertools `BatchProcessor(event_type=EventType.SQS)` + a DynamoDB client.
 
+* i18n floor: the same FastAPI app and Mangum, no boto3 (i18n makes no AWS call).
+
 Target (issue): each function's ready ≤ 1.3 x its floor's ready.
+
+Each function is also measured with the observability pieces beyond today's Powertools
+Logger + Metrics (`VARIANTS`): + Tracer (the environment Lambda gives with active tracing),
++ Sentry (a DSN at 127.0.0.1 where nothing listens), and all on; target: all on ≤ 1.5 x the
+floor. The table "Observability pieces" gives each piece's cost as the median per-round
+difference from the function as it is today.
 
 Also: analytics and its floor in the project's dev .venv, as this benchmark measured them
 before (info); `python -X importtime` of each entry point; and the analytics cold start from

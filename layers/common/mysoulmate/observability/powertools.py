@@ -11,7 +11,7 @@ POWERTOOLS_METRICS_NAMESPACE from the environment; the defaults below fit the la
   the extras, and as ``password=…`` in text), emails, phone numbers and IP addresses never
   reach CloudWatch. The package's own stdlib loggers (``mysoulmate.*``) are
   routed through the same handler on Lambda, so they are JSON, correlated and redacted too.
-* **Traces** (X-Ray) cost a cold start ≈ 75-90 ms of imports (aws_xray_sdk, wrapt), so the
+* **Traces** (X-Ray) cost a cold start ≈ 55-90 ms of imports (aws_xray_sdk, wrapt), so the
   Tracer is only built where it can work: on Lambda (LAMBDA_TASK_ROOT set, not SAM local),
   unless POWERTOOLS_TRACE_DISABLED is true. Only botocore is patched (AWS calls become
   subsegments); never `patch_all`, which would import and wrap every supported library.
