@@ -105,6 +105,8 @@ def test_log_lines_are_json_with_the_correlation_id_and_nothing_secret(
         raise RuntimeError(f"storage refused {EMAIL}: password={PASSWORD} token {JWT}")
 
     monkeypatch.setattr(reporting, "user", leaky_lookup)
+    # A fresh Lambda process starts cold; an earlier test in this process used that up.
+    monkeypatch.setattr("aws_lambda_powertools.logging.logger.is_cold_start", True)
     handler = load_function("analytics")
     capsys.readouterr()
 

@@ -70,6 +70,7 @@ class CatalogStore:
         self._dir = directory
         self._reload = reload
         self._cache: dict[str, Catalog] = {}
+        self._missing: set[str] = set()  # fallbacks (pt-BR → pt) ask for these every time
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -85,9 +86,16 @@ class CatalogStore:
         if cached is not None and not (self._reload and self._mtime(locale) != cached.mtime_ns):
             self.hits += 1
             return cached
+        if locale in self._missing and not self._reload:
+            raise CatalogError(f"no catalog for locale {locale!r}")
         with self._lock:
             self.misses += 1
-            catalog = self._load(locale)
+            try:
+                catalog = self._load(locale)
+            except CatalogError:
+                if not self.path(locale).exists():
+                    self._missing.add(locale)
+                raise
             self._cache[locale] = catalog
             return catalog
 
