@@ -89,6 +89,7 @@ REQUIRED_ENV = {
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_METRICS_NAMESPACE",
     "POWERTOOLS_LOG_LEVEL",
+    "SENTRY_TRACES_SAMPLE_RATE",
 }
 
 SECRETISH = re.compile(
@@ -494,6 +495,38 @@ def test_ssm_read_access_only_with_what_it_names_and_only_on_that(
         "AnalyticsFunction": ["SECRETS_SSM_PATH"],
         "AlertsFunction": ["SLACK_WEBHOOK_PARAMETER"],
     }
+
+
+SENTRY_FUNCTIONS = {"AnalyticsFunction", "HealthFunction", "I18nFunction", "ConsumerFunction"}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sentry_dsn_is_read_from_ssm_only_when_configured(
+    template: dict[str, Any], backend: str
+) -> None:
+    """The DSN never sits in the template: API functions and the consumer get the NAME of
+    its parameter and read access to exactly that parameter, only when one is given."""
+    name = "/mysoulmate/prod/sentry-dsn"
+    on = resolved(template, {"StorageBackend": backend, "SentryDsnParameter": name})
+    off = resolved(template, {"StorageBackend": backend})
+    ref = {"Ref": "SentryDsnParameter"}  # resolved() decides conditions, not parameters
+    grant = {"SSMParameterWithSlashPrefixReadPolicy": {"ParameterName": ref}}
+    for logical in function_names(on):
+        props = on["Resources"][logical]["Properties"]
+        variables = props["Environment"]["Variables"]
+        if logical in SENTRY_FUNCTIONS:
+            assert variables["SENTRY_DSN_PARAMETER"] == ref, logical
+            assert grant in props["Policies"], logical
+        else:
+            assert "SENTRY_DSN_PARAMETER" not in variables, logical
+        assert "SENTRY_DSN" not in variables, logical
+    for logical in function_names(off):
+        props = off["Resources"][logical]["Properties"]
+        assert "SENTRY_DSN_PARAMETER" not in props["Environment"]["Variables"], logical
+        assert not any(
+            isinstance(p, dict) and p.get("SSMParameterWithSlashPrefixReadPolicy") == grant
+            for p in props.get("Policies", [])
+        ), logical
 
 
 @pytest.mark.parametrize(
@@ -1334,6 +1367,7 @@ def test_aurora_functions_connect_through_the_proxy_from_the_private_subnets(
             "DATABASE_HOST": "mysoulmate-dev-db.proxy-abc.us-east-1.rds.amazonaws.com",
             "DATABASE_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf",
             "EVENTS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/q",
+            "SENTRY_TRACES_SAMPLE_RATE": "0",
         }
         for key, value in variables.items():
             assert isinstance(value, str) or key in deployed, key
@@ -1529,14 +1563,22 @@ def test_condition_resolver_decides_like_cloudformation(template: dict[str, Any]
         "UseAurora": False,
         "UseDynamoDB": True,
         "HasSlackWebhookParameter": False,
+        "HasSentry": False,
     }
     assert condition_values(
-        template, {"StorageBackend": "aurora", "Stage": "prod", "SlackWebhookParameter": "/a"}
+        template,
+        {
+            "StorageBackend": "aurora",
+            "Stage": "prod",
+            "SlackWebhookParameter": "/a",
+            "SentryDsnParameter": "/mysoulmate/prod/sentry-dsn",
+        },
     ) == {
         "IsProd": True,
         "UseAurora": True,
         "UseDynamoDB": False,
         "HasSlackWebhookParameter": True,
+        "HasSentry": True,
     }
     node = {
         "a": {"Fn::If": ["UseAurora", "x", {"Ref": "AWS::NoValue"}]},

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
 
+import boto3
 import jwt
 import pytest
 import sentry_sdk
@@ -460,3 +461,43 @@ def test_a_function_with_sentry_dsn_imports_only_the_integrations_it_uses(tmp_pa
     assert {"aws_lambda", "dedupe", "logging"} <= integrations
     # No web-framework, HTTP-client, AWS-SDK or auto-enabled integrations on Lambda.
     assert not integrations & {"starlette", "fastapi", "stdlib", "boto3", "httpx", "openai"}
+
+
+def test_on_aws_the_dsn_is_read_from_its_ssm_parameter(
+    sentry_server: CaptureServer,
+    lambda_env: Callable[..., None],
+    events_table: str,
+    queues: Queues,
+    load_function: Callable[[str], Handler],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """template.yaml passes SENTRY_DSN_PARAMETER (a name), never the DSN itself."""
+    dsn = os.environ["SENTRY_DSN"]
+    monkeypatch.delenv("SENTRY_DSN")
+    boto3.client("ssm", region_name="us-east-1").put_parameter(
+        Name="/mysoulmate/test/sentry-dsn", Value=dsn, Type="SecureString"
+    )
+    monkeypatch.setenv("SENTRY_DSN_PARAMETER", "/mysoulmate/test/sentry-dsn")
+    lambda_env(queues.url)
+    handler = load_function("analytics")
+    monkeypatch.setattr("mysoulmate.queue.sqs.SqsQueue.send", plant_and_fail)
+    event = http_event("POST", "/api/v1/analytics/track", body={"event": "x"}, claims={"sub": "a"})
+
+    assert handler(event, FakeLambdaContext())["statusCode"] == 500
+    [sent] = wait_for_events(sentry_server)
+    assert sent["tags"]["request_id"] == API_REQUEST_ID
+
+
+def test_an_unreadable_dsn_parameter_leaves_error_tracking_off_not_the_function(
+    lambda_env: Callable[..., None],
+    events_table: str,
+    queues: Queues,
+    load_function: Callable[[str], Handler],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SENTRY_DSN_PARAMETER", "/mysoulmate/test/missing")
+    lambda_env(queues.url)
+    handler = load_function("analytics")
+    event = http_event("GET", "/api/v1/analytics/user/a", claims={"sub": "a"})
+    assert handler(event, FakeLambdaContext())["statusCode"] == 200
+    assert sentry_sdk.get_client().is_active() is False

@@ -87,6 +87,7 @@ class Settings(BaseModel):
 
     # Error tracking (Sentry): off unless SENTRY_DSN is set; see docs/observability.md.
     sentry_dsn: str = Field(default="", repr=False)
+    sentry_dsn_parameter: str = ""  # AWS: the SSM parameter holding the DSN, read at init
     sentry_traces_sample_rate: float = Field(default=0.0, ge=0, le=1)
     sentry_profiles_sample_rate: float = Field(default=0.0, ge=0, le=1)
     sentry_environment: str = ""  # default: STAGE

@@ -59,16 +59,19 @@ def init_error_tracking(shape: Shape) -> None:
     Idempotent: called by every Lambda handler factory and by the server app factory, it
     starts the SDK again only when the configuration changed.
     """
-    if not os.environ.get("SENTRY_DSN", "").strip():
+    if not (os.environ.get("SENTRY_DSN", "").strip() or os.environ.get("SENTRY_DSN_PARAMETER", "")):
         if _State.config is not None:
             shutdown_error_tracking()
         return
     from mysoulmate.settings import get_settings
 
     settings = get_settings()
+    dsn = settings.sentry_dsn or _dsn_from_ssm(settings.sentry_dsn_parameter)
+    if not dsn:
+        return
     config = (
         shape,
-        settings.sentry_dsn,
+        dsn,
         settings.sentry_traces_sample_rate,
         settings.sentry_profiles_sample_rate,
         settings.sentry_environment or settings.stage,
@@ -77,13 +80,41 @@ def init_error_tracking(shape: Shape) -> None:
     )
     if config == _State.config:
         return
-    _start(shape, settings)
+    _start(shape, settings, dsn)
     _State.config = config
     _State.shape = shape
     _State.ignored = frozenset(settings.sentry_ignored_errors)
 
 
-def _start(shape: Shape, settings: Settings) -> None:
+def _dsn_from_ssm(name: str) -> str:
+    """On AWS the DSN lives in SSM (SENTRY_DSN_PARAMETER names it), read once at init. A
+    failure leaves error tracking off and says so; it never stops the function."""
+    if not name:
+        return ""
+    try:
+        from aws_lambda_powertools.utilities.parameters import get_parameter
+
+        value = str(get_parameter(name, decrypt=True, max_age=3600)).strip()
+    except Exception as exc:  # noqa: BLE001 - any SSM/SDK failure: run without Sentry
+        from mysoulmate.observability.powertools import get_logger
+
+        get_logger().warning(
+            "error tracking off: cannot read SENTRY_DSN_PARAMETER %s (%s)", name, type(exc).__name__
+        )
+        return ""
+    from sentry_sdk.utils import BadDsn, Dsn
+
+    try:
+        Dsn(value)
+    except BadDsn:
+        from mysoulmate.observability.powertools import get_logger
+
+        get_logger().warning("error tracking off: %s does not hold a Sentry DSN", name)
+        return ""
+    return value
+
+
+def _start(shape: Shape, settings: Settings, dsn: str) -> None:
     import sentry_sdk
     from sentry_sdk.integrations.dedupe import DedupeIntegration
     from sentry_sdk.integrations.logging import LoggingIntegration
@@ -115,7 +146,7 @@ def _start(shape: Shape, settings: Settings) -> None:
             FastApiIntegration(),
         ]
     sentry_sdk.init(
-        dsn=settings.sentry_dsn,
+        dsn=dsn,
         release=settings.app_version,
         environment=settings.sentry_environment or settings.stage,
         # 0 means off, not "trace everything unsampled": None skips tracing machinery.
