@@ -95,6 +95,26 @@ def test_default_funnel_on_the_dashboard(store: EventStore) -> None:
     funnel = figures(store)["funnel"]
     assert funnel["steps"] == ["signup", "companion_created", "message_sent", "purchase"]
     assert [s["users"] for s in funnel["funnel"]] == [2, 1, 1, 1]
+    assert [s["dropOff"] for s in funnel["funnel"]] == [0, 1, 0, 0]
+    assert funnel["funnel"][1]["conversionFromStart"] == 0.5
+    # Sets, not sequences: bob bought on day 3 but never created a companion, so he stops
+    # at step 1; on iOS only bob's steps count.
+    assert [s["users"] for s in figures(store, platform="ios")["funnel"]["funnel"]] == [1, 0, 0, 0]
+
+
+def test_dashboard_funnel_counts_steps_sent_in_any_order(store: EventStore) -> None:
+    ingest(
+        store,
+        [
+            [
+                track("zed", "purchase", day(1, 8)),
+                track("zed", "message_sent", day(1, 9)),
+                track("zed", "companion_created", day(2, 9)),
+                track("zed", "signup", day(3, 9)),
+            ]
+        ],
+    )
+    assert [s["users"] for s in figures(store)["funnel"]["funnel"]] == [1, 1, 1, 1]
 
 
 def test_the_same_batch_twice_counts_once(store: EventStore) -> None:

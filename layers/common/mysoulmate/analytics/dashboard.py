@@ -1,8 +1,9 @@
 """The admin dashboard, assembled from daily rollups only.
 
 Every figure comes from per-day counts, revenue sums and user sets, so a query costs in
-proportion to the days (and users) in the range, never to the number of events stored.
-The default funnel is the exception: it is the funnel engine's exact answer (`funnel.py`).
+proportion to the days (and users) in the range, never to the number of events stored. That
+includes the default funnel, read as set intersections (see `DashboardFunnel`); the
+time-ordered funnel with a window is `funnel.py`'s, behind its own endpoint.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from datetime import date
 from decimal import Decimal
 
 from mysoulmate.analytics.date_range import DateRange
-from mysoulmate.analytics.funnel import FunnelReport
 from mysoulmate.analytics.report_models import (
     CurrencyAmount,
+    DashboardFunnel,
+    DashboardFunnelStep,
     DashboardReport,
     DayEvents,
     DayRevenue,
@@ -43,7 +45,7 @@ def build_dashboard(
     period: DateRange,
     platform: str | None,
     top: int,
-    funnel: FunnelReport,
+    funnel_steps: list[str],
 ) -> DashboardReport:
     def wanted(row_platform: str) -> bool:
         return platform is None or row_platform == platform
@@ -125,5 +127,31 @@ def build_dashboard(
                 for day in period.each_day()
             ],
         ),
-        funnel=funnel,
+        funnel=set_funnel(store, funnel_steps, users_by_name),
     )
+
+
+def set_funnel(
+    store: EventStore, steps: list[str], users_by_name: dict[str, list[UserSet]]
+) -> DashboardFunnel:
+    """Step k = users who sent steps 1..k in the range: an intersection of exact sets."""
+    reached: UserSet | None = None
+    counts: list[int] = []
+    for name in steps:
+        sent = union(store, users_by_name.get(name, ()))
+        reached = sent if reached is None else reached & sent
+        counts.append(len(reached))
+    lines = []
+    for index, (name, users) in enumerate(zip(steps, counts, strict=True)):
+        previous = counts[index - 1] if index else users
+        lines.append(
+            DashboardFunnelStep(
+                step=index + 1,
+                event=name,
+                users=users,
+                conversionFromStart=round(users / counts[0], 6) if counts[0] else 0.0,
+                conversionFromPrevious=round(users / previous, 6) if previous else 0.0,
+                dropOff=previous - users,
+            )
+        )
+    return DashboardFunnel(steps=steps, usersEntered=counts[0] if counts else 0, funnel=lines)

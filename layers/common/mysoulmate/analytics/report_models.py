@@ -7,7 +7,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mysoulmate.analytics.funnel import FunnelReport
 from mysoulmate.analytics.models import AuditEntry, StoredEvent
 
 
@@ -52,6 +51,25 @@ class Revenue(BaseModel):
     byDay: list[DayRevenue]
 
 
+class DashboardFunnelStep(BaseModel):
+    step: int
+    event: str
+    users: int
+    conversionFromStart: float
+    conversionFromPrevious: float
+    dropOff: int
+
+
+class DashboardFunnel(BaseModel):
+    """The default funnel as the rollups can answer it, exactly and at any volume: users who
+    sent every one of steps 1..k at least once in the range (and platform), in any order.
+    Time order, windows and time to convert: `GET /api/v1/analytics/funnel`."""
+
+    steps: list[str]
+    usersEntered: int
+    funnel: list[DashboardFunnelStep]
+
+
 class DashboardReport(_Report):
     from_: date = Field(alias="from")
     to: date
@@ -63,7 +81,7 @@ class DashboardReport(_Report):
     eventsByDay: list[DayEvents]
     platformBreakdown: list[PlatformStats]
     revenue: Revenue
-    funnel: FunnelReport
+    funnel: DashboardFunnel
 
 
 class Cohort(BaseModel):

@@ -93,9 +93,7 @@ def _funnel(
 def _dashboard(
     store: EventStore, span: DateRange, platform: str | None, top: int
 ) -> DashboardReport:
-    steps = get_settings().default_funnel
-    funnel = _funnel(store, steps, span, DEFAULT_WINDOW, "ordered")
-    return build_dashboard(store, span, platform, top, funnel)
+    return build_dashboard(store, span, platform, top, get_settings().default_funnel)
 
 
 async def dashboard(

@@ -356,8 +356,12 @@ class SqliteEventStore:
         for start in range(0, len(users), _CHUNK):
             chunk = users[start : start + _CHUNK]
             marks = ",".join("?" * len(chunk))
+            # INDEXED BY: with an `event IN (...)` term the planner prefers the (event, ts)
+            # index and scans every matching event of everyone per chunk, which grows with
+            # users x events (measured: 0.7 s -> 18 s per chunk at 1M events).
             query = (
                 "SELECT user_id, ts, event, message_id FROM events "  # noqa: S608 - placeholders only
+                "INDEXED BY events_by_user_time "
                 f"WHERE user_id IN ({marks}) AND type = 'track' AND ts BETWEEN ? AND ?"
             )
             args: list[Any] = [*chunk, time_key(starts_from), time_key(until)]
