@@ -209,31 +209,24 @@ def naive_postgres(conn: Any, span: Any) -> tuple[int, int]:
 # -- the run ----------------------------------------------------------------------------------
 
 OPERATIONS = [
-    "dashboard (full, incl. funnel)",
-    "dashboard (rollups only)",
+    "dashboard (rollups, incl. its set funnel)",
     "funnel ordered",
     "funnel strict",
     "funnel any",
     "cohorts (week x 8)",
     "floor: naive SQL, no rollups",
 ]
-FULL, ROLLUPS, FLOOR = OPERATIONS[0], OPERATIONS[1], OPERATIONS[-1]
-SHORT = {FULL: "full dashboard", ROLLUPS: "dashboard rollup part"}
+FULL, FLOOR = OPERATIONS[0], OPERATIONS[-1]
+SHORT = {FULL: "dashboard"}
 
 
-def operations(
-    store: Any, naive: Callable[[], tuple[int, int]], funnel: Any
-) -> dict[str, Callable[[], Any]]:
-    """``funnel``: the precomputed report the rollup-only dashboard embeds (same data on
-    both backends, so it is computed once per size, on PostgreSQL)."""
+def operations(store: Any, naive: Callable[[], tuple[int, int]]) -> dict[str, Callable[[], Any]]:
     from mysoulmate.analytics.cohorts import build_cohorts
-    from mysoulmate.analytics.dashboard import build_dashboard
     from mysoulmate.analytics.reporting import _dashboard, _funnel
 
     span = _span()
     return {
         FULL: lambda: _dashboard(store, span, None, TOP),
-        ROLLUPS: lambda: build_dashboard(store, span, None, TOP, funnel),
         "funnel ordered": lambda: _funnel(store, STEPS, span, WINDOW, "ordered"),
         "funnel strict": lambda: _funnel(store, STEPS, span, WINDOW, "strict"),
         "funnel any": lambda: _funnel(store, STEPS, span, WINDOW, "any"),
@@ -244,7 +237,7 @@ def operations(
 
 def check(name: str, ops: dict[str, Callable[[], Any]]) -> dict[str, Any]:
     """The dashboard and the naive queries must agree, or the comparison means nothing."""
-    report = ops[ROLLUPS]()
+    report = ops[FULL]()
     total, users = ops[FLOOR]()
     if (report.totalEvents, report.activeUsers) != (total, users):
         raise RuntimeError(
@@ -254,7 +247,7 @@ def check(name: str, ops: dict[str, Callable[[], Any]]) -> dict[str, Any]:
     return {
         "total_events": total,
         "active_users": users,
-        "dashboard": report.model_dump(mode="json", exclude={"funnel"}),
+        "dashboard": report.model_dump(mode="json"),
         "cohorts": ops["cohorts (week x 8)"]().model_dump(mode="json"),
     }
 
@@ -315,13 +308,12 @@ def _run(tmp: Path, sizes: tuple[int, ...], runs: int) -> dict[str, Any]:
             )
             sqlite_conn = stack(open_sqlite(sqlite_path, synchronous="NORMAL"))
             span = _span()
-            funnel = _funnel(pg_store, STEPS, span, WINDOW, "ordered")
             interrupts[("sqlite", size)] = sqlite_store._conn.interrupt
             ops[("sqlite", size)] = operations(
-                sqlite_store, lambda c=sqlite_conn, s=span: naive_sqlite(c, s), funnel
+                sqlite_store, lambda c=sqlite_conn, s=span: naive_sqlite(c, s)
             )
             ops[("postgres", size)] = operations(
-                pg_store, lambda c=pg_conn, s=span: naive_postgres(c, s), funnel
+                pg_store, lambda c=pg_conn, s=span: naive_postgres(c, s)
             )
             checks = {b: check(f"{b} {label(size)}", ops[(b, size)]) for b in BACKENDS}
             result["checks"][label(size)] = checks
@@ -460,7 +452,7 @@ def _report(
                 ]
             )
         targets = {}
-        for op in (FULL, ROLLUPS):
+        for op in (FULL,):
             growth = ratio(med[(op, large)], med[(op, small)])
             outcome = verdict(growth, TARGET)
             if (backend, op, large) in timed_out:  # the ratio is only a lower bound
