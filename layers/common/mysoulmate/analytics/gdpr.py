@@ -1,7 +1,7 @@
 """GDPR rights: export everything stored about a user (art. 15/20) and erase it (art. 17).
 
-Both leave an audit entry (who, when, what) before answering, so a request that was served
-is always on record.
+Both leave an audit entry (who, when, what): an export is recorded before the first byte is
+streamed, an erasure right after it ran, with what it erased.
 """
 
 from __future__ import annotations

@@ -153,6 +153,8 @@ async def user(
     caller.require_access_to(user_id)
     span = None
     if start is not None or end is not None:
+        # One user's history is small: an open end means "since ever" / "until today", and
+        # the report-range cap does not apply.
         span = resolve_range(
             start or date(1970, 1, 1), end or today_utc(), today=today_utc(), max_days=10**6
         )
