@@ -254,6 +254,8 @@ def check(name: str, ops: dict[str, Callable[[], Any]]) -> dict[str, Any]:
 
 def run(quick: bool) -> dict[str, Any]:
     sizes = (10_000, 100_000) if quick else (10_000, 1_000_000)
+    if os.environ.get("BENCH_READ_SIZES"):  # e.g. 100000,1000000: growth at equal key counts
+        sizes = tuple(int(n) for n in os.environ["BENCH_READ_SIZES"].split(","))
     runs = 3 if quick else 7
     with tempfile.TemporaryDirectory(prefix="mysoulmate-bench-") as tmp:
         settings_env(tmp)

@@ -71,6 +71,9 @@ _EVENT_COLUMNS = (
 )
 _STAGE_DDL = "CREATE TEMP TABLE IF NOT EXISTS events_stage (LIKE events) ON COMMIT DELETE ROWS"
 _ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+# json.dumps(value, ensure_ascii=False, allow_nan=False) without building an encoder per
+# call; compact separators (jsonb keeps no formatting, so what is stored is the same).
+_to_json = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 
 
 class UnstorableMessageError(ValueError):
@@ -228,30 +231,33 @@ class PostgresEventStore:
     # -- writes ------------------------------------------------------------------------------
 
     def insert_events(self, messages: Sequence[QueuedMessage]) -> StoreResult:
+        # One pass: the first copy of a key wins, and only it is converted.
         unique: dict[MessageKey, QueuedMessage] = {}
-        for message in messages:
-            unique.setdefault(message.key, message)
         rows: list[tuple[Any, ...]] = []
         failed: dict[MessageKey, str] = {}
-        for key, message in unique.items():
+        for message in messages:
+            key = message.key
+            if key in unique:
+                continue
+            unique[key] = message
             try:
                 rows.append(_event_row(message))
             except UnstorableMessageError as exc:
                 failed[key] = f"postgres: {exc}"
-        new: list[QueuedMessage] = []
+        new_keys: set[MessageKey] = set()
         if rows:
             try:
                 with self._conn() as conn:
-                    new = self._insert(conn, rows, unique)
+                    new_keys = self._insert(conn, rows, unique)
             except (psycopg.Error, StorageUnavailableError) as exc:
                 reason = f"postgres: {safe_error(exc)}"
                 return StoreResult(failed={m.key: reason for m in messages})
-        rejected = sum(1 for m in messages if m.key in failed)
+        rejected = sum(1 for m in messages if m.key in failed) if failed else 0
         return StoreResult(
-            written=len(new),
-            duplicates=len(messages) - len(new) - rejected,
+            written=len(new_keys),
+            duplicates=len(messages) - len(new_keys) - rejected,
             failed=failed,
-            new_keys={m.key for m in new},
+            new_keys=new_keys,
         )
 
     def _insert(
@@ -259,9 +265,17 @@ class PostgresEventStore:
         conn: Conn,
         rows: list[tuple[Any, ...]],
         messages: dict[MessageKey, QueuedMessage],
-    ) -> list[QueuedMessage]:
-        """Stage, insert, and apply the rollup delta of the new rows, in one transaction."""
-        with conn.transaction():
+    ) -> set[MessageKey]:
+        """Stage, insert, and apply the rollup delta of the new rows, in one transaction;
+        the keys of the new rows.
+
+        Round trips: BEGIN, the COPY, then one pipeline: the INSERT travels with the
+        batch's user-state lookup, the counts/revenue upserts with the bitmap chunks'
+        INSERT and SELECT … FOR UPDATE, the bitmap UPDATE and first_seen upsert with the
+        COMMIT. (COPY cannot run in pipeline mode, hence the explicit BEGIN/COMMIT.)
+        """
+        conn.execute("BEGIN")
+        try:
             if conn not in self._staged:
                 conn.execute(_STAGE_DDL)
             with (
@@ -270,21 +284,36 @@ class PostgresEventStore:
             ):
                 for row in rows:
                     copy.write_row(row)
-            # Sorted by key: two consumers inserting overlapping batches lock index entries
-            # in the same order and cannot deadlock.
-            new = [
-                messages[(user_id, message_id)]
-                for user_id, message_id in conn.execute(
+            with conn.pipeline():
+                # Sorted by key: two consumers inserting overlapping batches lock index
+                # entries in the same order and cannot deadlock.
+                inserted = conn.execute(
                     "INSERT INTO events SELECT * FROM events_stage "
                     "ORDER BY user_id, message_id ON CONFLICT DO NOTHING "
                     "RETURNING user_id, message_id"
                 )
-            ]
-            delta = rollup_delta(new)
-            if delta:
-                _apply_delta(conn, delta)
+                # The batch's users come from the stage table, not from a parameter: a large
+                # text[] costs more to build in Python than the whole lookup costs the server.
+                state = conn.execute(
+                    "SELECT s.user_id, min(o.ordinal), min(f.day) FROM events_stage s "
+                    "LEFT JOIN user_ordinals o ON o.user_id = s.user_id "
+                    "LEFT JOIN first_seen f ON f.user_id = s.user_id "
+                    "WHERE s.type = 'track' GROUP BY s.user_id"
+                )
+                new_keys: list[MessageKey] = inserted.fetchall()
+                delta = rollup_delta([messages[key] for key in new_keys])
+                if delta:
+                    _apply_delta(conn, delta, state.fetchall())
+                conn.execute("COMMIT")
+        except BaseException:
+            if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
+                try:
+                    conn.rollback()
+                except psycopg.Error:
+                    conn.close()  # cannot tell what state it is in: start clean next time
+            raise
         self._staged.add(conn)
-        return new
+        return set(new_keys)
 
     def update_profile(self, user_id: str, update: ProfileUpdate) -> Profile:
         with self._conn() as conn:
@@ -560,36 +589,14 @@ class PostgresEventStore:
 # -- rollup application -----------------------------------------------------------------------
 
 
-def _apply_delta(conn: Conn, delta: RollupDelta) -> None:
-    """Add one batch's delta. Every statement touches its keys in sorted order, and the
-    tables in a fixed order, so concurrent consumers queue behind each other instead of
-    deadlocking."""
-    counts = sorted(delta.counts.items())
-    revenue = sorted(delta.revenue.items())
-    # Pipelined: the upserts whose results we do not need travel with the lookup we do.
-    with conn.pipeline():
-        conn.execute(
-            "INSERT INTO daily_counts AS t (day, platform, event, events) "
-            "SELECT * FROM unnest(%s::date[], %s::text[], %s::text[], %s::bigint[]) "
-            "ON CONFLICT (day, platform, event) DO UPDATE SET events = t.events + excluded.events",
-            _columns([(*key, n) for key, n in counts], 4),
-        )
-        if revenue:
-            conn.execute(
-                "INSERT INTO daily_revenue AS t (day, platform, currency, micros) "
-                "SELECT * FROM unnest(%s::date[], %s::text[], %s::text[], %s::bigint[]) "
-                "ON CONFLICT (day, platform, currency) "
-                "DO UPDATE SET micros = t.micros + excluded.micros",
-                _columns([(*key, n) for key, n in revenue], 4),
-            )
-        # The batch's users come from the stage table, not from a parameter: a large text[]
-        # costs more to build in Python than the whole lookup costs the server.
-        state = conn.execute(
-            "SELECT s.user_id, min(o.ordinal), min(f.day) FROM events_stage s "
-            "LEFT JOIN user_ordinals o ON o.user_id = s.user_id "
-            "LEFT JOIN first_seen f ON f.user_id = s.user_id "
-            "WHERE s.type = 'track' GROUP BY s.user_id"
-        ).fetchall()
+def _apply_delta(conn: Conn, delta: RollupDelta, state: Sequence[Sequence[Any]]) -> None:
+    """Add one batch's delta, given the batch's users' (user, ordinal, first-seen day) as
+    they were after the events were inserted. Runs inside the caller's pipeline: statements
+    whose results are not needed travel with the next one whose result is.
+
+    Every statement touches its keys in sorted order, and the tables in a fixed order
+    (counts, revenue, ordinals, bitmaps, first_seen), so concurrent consumers queue behind
+    each other instead of deadlocking."""
     ordinals: dict[str, int] = {}
     earlier: list[tuple[str, date]] = []  # users whose first-seen day this batch moves back
     for user, ordinal, seen in state:
@@ -600,8 +607,21 @@ def _apply_delta(conn: Conn, delta: RollupDelta) -> None:
             ordinals[user] = ordinal
         if seen is None or day < seen:
             earlier.append((user, day))
-    users = sorted(delta.first_seen)
-    missing = [user for user in users if user not in ordinals]
+    conn.execute(
+        "INSERT INTO daily_counts AS t (day, platform, event, events) "
+        "SELECT * FROM unnest(%s::date[], %s::text[], %s::text[], %s::bigint[]) "
+        "ON CONFLICT (day, platform, event) DO UPDATE SET events = t.events + excluded.events",
+        _columns([(*key, n) for key, n in sorted(delta.counts.items())], 4),
+    )
+    if delta.revenue:
+        conn.execute(
+            "INSERT INTO daily_revenue AS t (day, platform, currency, micros) "
+            "SELECT * FROM unnest(%s::date[], %s::text[], %s::text[], %s::bigint[]) "
+            "ON CONFLICT (day, platform, currency) "
+            "DO UPDATE SET micros = t.micros + excluded.micros",
+            _columns([(*key, n) for key, n in sorted(delta.revenue.items())], 4),
+        )
+    missing = [user for user in sorted(delta.first_seen) if user not in ordinals]
     if missing:
         ordinals.update(_allocate_ordinals(conn, missing))
     _merge_bitmaps(conn, delta.users, ordinals)
@@ -651,25 +671,22 @@ def _merge_bitmaps(
             positions.setdefault(key, []).append(ordinal & CHUNK_MASK)
     wanted = {key: _bitmap_of(bits).to_bytes() for key, bits in positions.items()}
     keys = sorted(wanted)
-    # New rows get their bits directly; rows that exist are locked (sorted) and merged.
-    created = {
-        tuple(row)
-        for row in conn.execute(
-            "INSERT INTO daily_users (day, platform, event, chunk, bits) "
-            "SELECT * FROM unnest(%s::date[], %s::text[], %s::text[], %s::int[], %s::bytea[]) "
-            "ON CONFLICT DO NOTHING RETURNING day, platform, event, chunk",
-            _columns([(*k, wanted[k]) for k in keys], 5),
-        )
-    }
-    existing = [k for k in keys if k not in created]
-    if not existing:
-        return
+    columns = _columns([(*k, wanted[k]) for k in keys], 5)
+    # New rows get their bits directly; then every row of the batch's keys is locked
+    # (sorted) and merged: in one pipeline sync, so locking the rows just created (their
+    # bits are already the wanted ones) costs less than a round trip to tell them apart.
+    conn.execute(
+        "INSERT INTO daily_users (day, platform, event, chunk, bits) "
+        "SELECT * FROM unnest(%s::date[], %s::text[], %s::text[], %s::int[], %s::bytea[]) "
+        "ON CONFLICT DO NOTHING",
+        columns,
+    )
     rows = conn.execute(
         "SELECT day, platform, event, chunk, bits FROM daily_users "
         "WHERE (day, platform, event, chunk) IN "
         "(SELECT * FROM unnest(%s::date[], %s::text[], %s::text[], %s::int[])) "
         "ORDER BY day, platform, event, chunk FOR UPDATE",
-        _columns(existing, 4),
+        columns[:4],
     ).fetchall()
     changed: list[tuple[Any, ...]] = []
     for day, platform, event, chunk, bits in rows:
@@ -713,14 +730,17 @@ def _event_row(m: QueuedMessage) -> tuple[Any, ...]:
     instead of failing its whole batch."""
     properties = m.properties if m.type == "track" else m.traits
     try:
-        props = json.dumps(properties, ensure_ascii=False, allow_nan=False)
-        ctx = json.dumps(m.context, ensure_ascii=False, allow_nan=False)
+        props = _to_json(properties) if properties else "{}"
+        ctx = _to_json(m.context) if m.context else "{}"
     except ValueError:
         raise UnstorableMessageError("NaN or Infinity in properties or context") from None
-    texts = (m.userId, m.messageId, m.event, m.platform, m.anonymousId, props, ctx)
-    for text in texts:
-        if text is not None and not _storable_text(text):
-            raise UnstorableMessageError("NUL character or invalid Unicode in a text field")
+    # One check over all text fields at once: a NUL or a lone surrogate in any of them is in
+    # their concatenation. (isascii() is O(1): only non-ASCII text is encoded to check it.)
+    text = (
+        f"{m.userId}{m.messageId}{m.event or ''}{m.platform or ''}{m.anonymousId or ''}{props}{ctx}"
+    )
+    if "\x00" in text or not (text.isascii() or _encodable(text)):
+        raise UnstorableMessageError("NUL character or invalid Unicode in a text field")
     if ("\\u0000" in props and _ESCAPED_NUL.search(props)) or (
         "\\u0000" in ctx and _ESCAPED_NUL.search(ctx)
     ):
@@ -737,6 +757,14 @@ def _event_row(m: QueuedMessage) -> tuple[Any, ...]:
         props,
         ctx,
     )
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _storable_text(text: str) -> bool:
