@@ -17,12 +17,14 @@ import time
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
 import psycopg
-from psycopg import sql
-from psycopg.pq import TransactionStatus
+from psycopg import postgres, sql
+from psycopg.adapt import Dumper
+from psycopg.pq import Format, TransactionStatus
 
 from mysoulmate.analytics.models import (
     AuditEntry,
@@ -69,11 +71,26 @@ FUNNEL_FETCH_ROWS = 2000
 _EVENT_COLUMNS = (
     "user_id, message_id, type, event, ts, received_at, platform, anonymous_id, properties, context"
 )
+_EVENT_TYPES = (
+    "text", "text", "text", "text", "timestamptz", "timestamptz", "text", "text", "jsonb", "jsonb"
+)  # fmt: skip
 _STAGE_DDL = "CREATE TEMP TABLE IF NOT EXISTS events_stage (LIKE events) ON COMMIT DELETE ROWS"
 _ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 # json.dumps(value, ensure_ascii=False, allow_nan=False) without building an encoder per
 # call; compact separators (jsonb keeps no formatting, so what is stored is the same).
 _to_json = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+
+
+class _JsonbTextDumper(Dumper):
+    """jsonb for a binary COPY from JSON text _event_row already serialized and checked: the
+    binary form is a version byte (1) and the text, which the server parses as it would
+    the text form. Registered by oid only, on the COPY's cursor (after `set_types`)."""
+
+    format = Format.BINARY
+    oid = postgres.types["jsonb"].oid
+
+    def dump(self, obj: str) -> bytes:
+        return b"\x01" + obj.encode()
 
 
 class UnstorableMessageError(ValueError):
@@ -232,23 +249,24 @@ class PostgresEventStore:
 
     def insert_events(self, messages: Sequence[QueuedMessage]) -> StoreResult:
         # One pass: the first copy of a key wins, and only it is converted.
-        unique: dict[MessageKey, QueuedMessage] = {}
+        staged: dict[MessageKey, QueuedMessage] = {}
         rows: list[tuple[Any, ...]] = []
         failed: dict[MessageKey, str] = {}
         for message in messages:
             key = message.key
-            if key in unique:
+            if key in staged or key in failed:
                 continue
-            unique[key] = message
             try:
                 rows.append(_event_row(message))
             except UnstorableMessageError as exc:
                 failed[key] = f"postgres: {exc}"
+            else:
+                staged[key] = message
         new_keys: set[MessageKey] = set()
         if rows:
             try:
                 with self._conn() as conn:
-                    new_keys = self._insert(conn, rows, unique)
+                    new_keys = self._insert(conn, rows, staged)
             except (psycopg.Error, StorageUnavailableError) as exc:
                 reason = f"postgres: {safe_error(exc)}"
                 return StoreResult(failed={m.key: reason for m in messages})
@@ -266,25 +284,44 @@ class PostgresEventStore:
         rows: list[tuple[Any, ...]],
         messages: dict[MessageKey, QueuedMessage],
     ) -> set[MessageKey]:
-        """Stage, insert, and apply the rollup delta of the new rows, in one transaction;
-        the keys of the new rows.
+        """Stage ``rows`` (the rows of ``messages``), insert them, and apply the rollup delta
+        of the new ones, in one transaction; the keys of the new rows.
 
-        Round trips: BEGIN, the COPY, then one pipeline: the INSERT travels with the
-        batch's user-state lookup, the counts/revenue upserts with the bitmap chunks'
-        INSERT and SELECT … FOR UPDATE, the bitmap UPDATE and first_seen upsert with the
-        COMMIT. (COPY cannot run in pipeline mode, hence the explicit BEGIN/COMMIT.)
+        Round trips: BEGIN, the COPY, then a pipeline (COPY cannot run in pipeline mode,
+        hence the explicit BEGIN/COMMIT): the user-state lookup; the INSERT; the
+        counts/revenue upserts with the bitmap chunks' INSERT and SELECT … FOR UPDATE; the
+        bitmap UPDATE and first_seen upsert with the COMMIT. The rollups are worked out
+        while the server looks up and inserts, as if every row were new (the usual case),
+        and worked out again from the rows actually inserted when some were not.
         """
         conn.execute("BEGIN")
         try:
             if conn not in self._staged:
                 conn.execute(_STAGE_DDL)
-            with (
-                conn.cursor() as cur,
-                cur.copy(f"COPY events_stage ({_EVENT_COLUMNS}) FROM STDIN") as copy,
-            ):
-                for row in rows:
-                    copy.write_row(row)
+            with conn.cursor() as cur:
+                cur.adapters.register_dumper(None, _JsonbTextDumper)
+                with cur.copy(
+                    f"COPY events_stage ({_EVENT_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+                ) as copy:
+                    copy.set_types(_EVENT_TYPES)
+                    for row in rows:
+                        copy.write_row(row)
             with conn.pipeline():
+                # The batch's users come from the stage table, not from a parameter: a large
+                # text[] costs more to build in Python than the whole lookup costs the server.
+                # Distinct users first: one index probe per user, not per event. It takes no
+                # locks; _apply_delta copes with anything that changes after it (see there).
+                found = conn.execute(
+                    "SELECT s.user_id, o.ordinal, f.day FROM "
+                    "(SELECT DISTINCT user_id FROM events_stage WHERE type = 'track') s "
+                    "LEFT JOIN user_ordinals o ON o.user_id = s.user_id "
+                    "LEFT JOIN first_seen f ON f.user_id = s.user_id"
+                )
+                # Python works while the server does: the delta as if every row were new
+                # (the usual case) during the lookup, the plan during the INSERT. (Fetching a
+                # result waits for every statement sent before it, hence this order.)
+                delta = rollup_delta(messages.values())
+                state = found.fetchall()
                 # Sorted by key: two consumers inserting overlapping batches lock index
                 # entries in the same order and cannot deadlock.
                 inserted = conn.execute(
@@ -292,18 +329,12 @@ class PostgresEventStore:
                     "ORDER BY user_id, message_id ON CONFLICT DO NOTHING "
                     "RETURNING user_id, message_id"
                 )
-                # The batch's users come from the stage table, not from a parameter: a large
-                # text[] costs more to build in Python than the whole lookup costs the server.
-                state = conn.execute(
-                    "SELECT s.user_id, min(o.ordinal), min(f.day) FROM events_stage s "
-                    "LEFT JOIN user_ordinals o ON o.user_id = s.user_id "
-                    "LEFT JOIN first_seen f ON f.user_id = s.user_id "
-                    "WHERE s.type = 'track' GROUP BY s.user_id"
-                )
+                plan = _plan(delta, state)
                 new_keys: list[MessageKey] = inserted.fetchall()
-                delta = rollup_delta([messages[key] for key in new_keys])
-                if delta:
-                    _apply_delta(conn, delta, state.fetchall())
+                if len(new_keys) < len(messages):  # some were stored before: their share goes
+                    plan = _plan(rollup_delta([messages[key] for key in new_keys]), state)
+                if plan is not None:
+                    _apply_delta(conn, plan)
                 conn.execute("COMMIT")
         except BaseException:
             if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
@@ -589,16 +620,30 @@ class PostgresEventStore:
 # -- rollup application -----------------------------------------------------------------------
 
 
-def _apply_delta(conn: Conn, delta: RollupDelta, state: Sequence[Sequence[Any]]) -> None:
-    """Add one batch's delta, given the batch's users' (user, ordinal, first-seen day) as
-    they were after the events were inserted. Runs inside the caller's pipeline: statements
-    whose results are not needed travel with the next one whose result is.
+ChunkKey = tuple[date, str, str, int]
 
-    Every statement touches its keys in sorted order, and the tables in a fixed order
-    (counts, revenue, ordinals, bitmaps, first_seen), so concurrent consumers queue behind
-    each other instead of deadlocking."""
+
+@dataclass
+class _Plan:
+    """One batch's rollup delta, ready to send: statement parameters (column lists) and
+    the bitmap chunks to OR in, which need every user's ordinal (``missing`` have none)."""
+
+    delta: RollupDelta
+    ordinals: dict[str, int]
+    missing: list[str]
+    earlier: list[tuple[str, date]]  # users whose first-seen day this batch moves back
+    counts: list[list[Any]]
+    revenue: list[list[Any]]
+    chunks: dict[ChunkKey, bytes] | None
+
+
+def _plan(delta: RollupDelta, state: Sequence[Sequence[Any]]) -> _Plan | None:
+    """The work of applying ``delta``, given the batch's track users' (user, ordinal,
+    first-seen day) as read at the start of the transaction; None when there is none."""
+    if not delta:
+        return None
     ordinals: dict[str, int] = {}
-    earlier: list[tuple[str, date]] = []  # users whose first-seen day this batch moves back
+    earlier: list[tuple[str, date]] = []
     for user, ordinal, seen in state:
         day = delta.first_seen.get(user)
         if day is None:  # only redelivered events of this user in the batch
@@ -607,31 +652,54 @@ def _apply_delta(conn: Conn, delta: RollupDelta, state: Sequence[Sequence[Any]])
             ordinals[user] = ordinal
         if seen is None or day < seen:
             earlier.append((user, day))
+    missing = [user for user in sorted(delta.first_seen) if user not in ordinals]
+    return _Plan(
+        delta=delta,
+        ordinals=ordinals,
+        missing=missing,
+        earlier=sorted(earlier),
+        counts=_columns([(*key, n) for key, n in sorted(delta.counts.items())], 4),
+        revenue=_columns([(*key, n) for key, n in sorted(delta.revenue.items())], 4),
+        chunks=None if missing else _chunks(delta.users, ordinals),
+    )
+
+
+def _apply_delta(conn: Conn, plan: _Plan) -> None:
+    """Add one batch's delta, inside the caller's pipeline: statements whose results are
+    not needed travel with the next one whose result is.
+
+    Every statement touches its keys in sorted order, and the tables in a fixed order
+    (counts, revenue, ordinals, bitmaps, first_seen), so concurrent consumers queue behind
+    each other instead of deadlocking. The user state read before the events were inserted
+    may be out of date by now, which changes nothing: a user without an ordinal gets one
+    with ON CONFLICT (or the one a concurrent batch gave them), and first_seen is upserted
+    with the minimum, so a day written meanwhile by a concurrent batch is kept if earlier.
+    """
     conn.execute(
         "INSERT INTO daily_counts AS t (day, platform, event, events) "
         "SELECT * FROM unnest(%s::date[], %s::text[], %s::text[], %s::bigint[]) "
         "ON CONFLICT (day, platform, event) DO UPDATE SET events = t.events + excluded.events",
-        _columns([(*key, n) for key, n in sorted(delta.counts.items())], 4),
+        plan.counts,
     )
-    if delta.revenue:
+    if plan.delta.revenue:
         conn.execute(
             "INSERT INTO daily_revenue AS t (day, platform, currency, micros) "
             "SELECT * FROM unnest(%s::date[], %s::text[], %s::text[], %s::bigint[]) "
             "ON CONFLICT (day, platform, currency) "
             "DO UPDATE SET micros = t.micros + excluded.micros",
-            _columns([(*key, n) for key, n in sorted(delta.revenue.items())], 4),
+            plan.revenue,
         )
-    missing = [user for user in sorted(delta.first_seen) if user not in ordinals]
-    if missing:
-        ordinals.update(_allocate_ordinals(conn, missing))
-    _merge_bitmaps(conn, delta.users, ordinals)
-    if earlier:
-        # Upsert with the minimum: a concurrent batch may have written a day meanwhile.
+    chunks = plan.chunks
+    if chunks is None:
+        ordinals = plan.ordinals | _allocate_ordinals(conn, plan.missing)
+        chunks = _chunks(plan.delta.users, ordinals)
+    _merge_bitmaps(conn, chunks)
+    if plan.earlier:
         conn.execute(
             "INSERT INTO first_seen AS t (user_id, day) "
             "SELECT * FROM unnest(%s::text[], %s::date[]) "
             "ON CONFLICT (user_id) DO UPDATE SET day = excluded.day WHERE excluded.day < t.day",
-            _columns(sorted(earlier), 2),
+            _columns(plan.earlier, 2),
         )
 
 
@@ -656,20 +724,21 @@ def _allocate_ordinals(conn: Conn, users: list[str]) -> dict[str, int]:
     return found
 
 
-ChunkKey = tuple[date, str, str, int]
-
-
-def _merge_bitmaps(
-    conn: Conn, users: Mapping[tuple[date, str, str], set[str]], ordinals: dict[str, int]
-) -> None:
-    """OR the batch's users into the daily bitmaps, chunk by chunk."""
+def _chunks(
+    users: Mapping[tuple[date, str, str], set[str]], ordinals: dict[str, int]
+) -> dict[ChunkKey, bytes]:
+    """The batch's user sets as bitmap chunks to OR into daily_users."""
     positions: dict[ChunkKey, list[int]] = {}
     for (day, platform, event), members in users.items():
         for user in members:
             ordinal = ordinals[user]
             key = (day, platform, event, ordinal >> CHUNK_SHIFT)
             positions.setdefault(key, []).append(ordinal & CHUNK_MASK)
-    wanted = {key: _bitmap_of(bits).to_bytes() for key, bits in positions.items()}
+    return {key: _bitmap_of(bits).to_bytes() for key, bits in positions.items()}
+
+
+def _merge_bitmaps(conn: Conn, wanted: dict[ChunkKey, bytes]) -> None:
+    """OR the batch's users into the daily bitmaps, chunk by chunk."""
     keys = sorted(wanted)
     columns = _columns([(*k, wanted[k]) for k in keys], 5)
     # New rows get their bits directly; then every row of the batch's keys is locked
