@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from mysoulmate.analytics.models import Profile, QueuedMessage
 from mysoulmate.analytics.profiles import merge_identify
-from mysoulmate.analytics.rollups import MICROS, rollup_delta
+from mysoulmate.analytics.rollups import MICROS, revenue_of
 from mysoulmate.observability.signals import count
 from mysoulmate.storage.base import EventStore, MessageKey
 
@@ -87,8 +87,12 @@ def _count_revenue(new_messages: Iterable[QueuedMessage]) -> None:
     """Revenue of the events stored for the first time, per currency: the same delta the
     rollups just added, so a redelivered purchase is never counted twice."""
     by_currency: dict[str, int] = defaultdict(int)
-    for (_, _, currency), micros in rollup_delta(new_messages).revenue.items():
-        by_currency[currency] += micros
+    for message in new_messages:
+        # The rollups' own rule (revenue_of), without rebuilding the whole delta.
+        if message.type == "track" and "revenue" in message.properties:
+            revenue = revenue_of(message.properties)
+            if revenue is not None:
+                by_currency[revenue[0]] += revenue[1]
     for currency, micros in sorted(by_currency.items()):
         count("Revenue", micros / MICROS, currency=currency)
 
