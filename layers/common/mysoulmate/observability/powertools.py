@@ -144,9 +144,13 @@ def _route_package_loggers(logger: Logger) -> None:
 def unroute_package_loggers() -> None:
     """Undo `_route_package_loggers` (tests that build more than one Logger per process)."""
     package = logging.getLogger(PACKAGE_LOGGER)
+    # With the default service name the package logger *is* a Powertools logger: keep its
+    # own handler, or the next Logger built for it finds the marker but no handler.
+    own = getattr(package, "powertools_handler", None)
     for handler in list(package.handlers):
-        package.removeHandler(handler)
-    package.propagate = True
+        if handler is not own:
+            package.removeHandler(handler)
+    package.propagate = own is None
 
 
 @lru_cache(maxsize=1)
