@@ -348,3 +348,25 @@ def merge_results(results: dict[str, Any]) -> Path:
     tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
     tmp.replace(LATEST)
     return LATEST
+
+
+def load_entry_point(name: str, instance: str) -> Any:
+    """`functions/<name>/app.py` loaded as Lambda loads it (a fresh module per ``instance``)."""
+    import importlib.util
+
+    module_name = f"bench_{name}_app_{instance}"
+    spec = importlib.util.spec_from_file_location(module_name, FUNCTIONS / name / "app.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def per_call_us(call: Callable[[], Any], iterations: int) -> float:
+    """Mean µs per call over ``iterations`` back-to-back calls."""
+    start = time.perf_counter()
+    for _ in range(iterations):
+        call()
+    return (time.perf_counter() - start) / iterations * 1e6

@@ -36,13 +36,14 @@ from collections.abc import Callable
 from typing import Any
 
 from bench._common import (
-    FUNCTIONS,
     LAYER,
     ROOT,
     FakeLambdaContext,
     apply_env,
     lambda_env,
+    load_entry_point,
     median,
+    per_call_us,
     print_table,
     spread,
     standalone_main,
@@ -105,38 +106,18 @@ def http_event(
     return event
 
 
-def _load_entry_point(name: str) -> Any:
-    import importlib.util
-
-    module_name = f"bench_{name}_app"
-    spec = importlib.util.spec_from_file_location(module_name, FUNCTIONS / name / "app.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def _per_call_us(call: Callable[[], Any], iterations: int) -> float:
-    start = time.perf_counter()
-    for _ in range(iterations):
-        call()
-    return (time.perf_counter() - start) / iterations * 1e6
-
-
 def _interleaved(
     calls: dict[str, Callable[[], Any]], iterations: int, rounds: int
 ) -> dict[str, list[float]]:
     names = list(calls)
     for name in names:  # warm-up: catalogs, Babel data, lru caches
-        _per_call_us(calls[name], max(100, iterations // 4))
+        per_call_us(calls[name], max(100, iterations // 4))
     samples: dict[str, list[float]] = {n: [] for n in names}
     for r in range(rounds):
         order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
             gc.collect()
-            samples[name].append(_per_call_us(calls[name], iterations))
+            samples[name].append(per_call_us(calls[name], iterations))
     return samples
 
 
@@ -179,8 +160,8 @@ def t_calls(iterations: int, rounds: int) -> dict[str, Any]:
 
 
 def requests(iterations: int, rounds: int) -> dict[str, Any]:
-    i18n = _load_entry_point("i18n").handler
-    analytics = _load_entry_point("analytics").handler
+    i18n = load_entry_point("i18n", "i18n").handler
+    analytics = load_entry_point("analytics", "i18n").handler
     floor = _bare_route()
     context = FakeLambdaContext()
     events = {

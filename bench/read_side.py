@@ -10,7 +10,7 @@
    seeding (timed, reported) so the plans do not depend on when autovacuum last ran.
 2. **Latency**, median of 7 runs after 1 warm-up (`--quick`: 3), every operation at both
    sizes and on both backends interleaved round by round, order rotated each round:
-   the full dashboard for the 30 days (`reporting._dashboard`, default funnel included);
+   the full dashboard for the 30 days (`reporting.dashboard_report`, default funnel included);
    the rollup part only (`dashboard.build_dashboard` given a precomputed funnel report); the
    default funnel (signup, companion_created, message_sent, purchase; window 7 d) in
    `ordered`, `strict` and `any`; cohorts (week, 8 periods, the 30 days).
@@ -222,14 +222,14 @@ SHORT = {FULL: "dashboard"}
 
 def operations(store: Any, naive: Callable[[], tuple[int, int]]) -> dict[str, Callable[[], Any]]:
     from mysoulmate.analytics.cohorts import build_cohorts
-    from mysoulmate.analytics.reporting import _dashboard, _funnel
+    from mysoulmate.analytics.reporting import dashboard_report, funnel_report
 
     span = _span()
     return {
-        FULL: lambda: _dashboard(store, span, None, TOP),
-        "funnel ordered": lambda: _funnel(store, STEPS, span, WINDOW, "ordered"),
-        "funnel strict": lambda: _funnel(store, STEPS, span, WINDOW, "strict"),
-        "funnel any": lambda: _funnel(store, STEPS, span, WINDOW, "any"),
+        FULL: lambda: dashboard_report(store, span, None, TOP),
+        "funnel ordered": lambda: funnel_report(store, STEPS, span, WINDOW, "ordered"),
+        "funnel strict": lambda: funnel_report(store, STEPS, span, WINDOW, "strict"),
+        "funnel any": lambda: funnel_report(store, STEPS, span, WINDOW, "any"),
         "cohorts (week x 8)": lambda: build_cohorts(store, span, "week", 8, END),
         FLOOR: naive,
     }
@@ -264,7 +264,7 @@ def run(quick: bool) -> dict[str, Any]:
 
 def _run(tmp: Path, sizes: tuple[int, ...], runs: int) -> dict[str, Any]:
     import psycopg
-    from mysoulmate.analytics.reporting import _funnel
+    from mysoulmate.analytics.reporting import funnel_report
     from mysoulmate.sqlite_connection import open_sqlite
     from mysoulmate.storage.postgres import PostgresEventStore
     from mysoulmate.storage.sqlite import SqliteEventStore
@@ -328,8 +328,8 @@ def _run(tmp: Path, sizes: tuple[int, ...], runs: int) -> dict[str, Any]:
                 result.setdefault("disagreements", {})[label(size)] = differ
             if size == sizes[0]:  # the funnels agree across backends (small size: cheap)
                 agree = {
-                    order: _funnel(sqlite_store, STEPS, span, WINDOW, order)
-                    == _funnel(pg_store, STEPS, span, WINDOW, order)
+                    order: funnel_report(sqlite_store, STEPS, span, WINDOW, order)
+                    == funnel_report(pg_store, STEPS, span, WINDOW, order)
                     for order in ("ordered", "strict", "any")
                 }
                 result["checks"][f"funnels_agree_{label(size)}"] = agree

@@ -38,7 +38,6 @@ from collections.abc import Callable
 from typing import Any
 
 from bench._common import (
-    FUNCTIONS,
     LAYER,
     QUEUE_URL,
     ROOT,
@@ -48,7 +47,9 @@ from bench._common import (
     api_gateway_event,
     apply_env,
     lambda_env,
+    load_entry_point,
     median,
+    per_call_us,
     print_table,
     ratio,
     standalone_main,
@@ -100,27 +101,6 @@ def _find_in_closure(func: Any, kind: type, seen: set[int] | None = None) -> Any
             if found is not None:
                 return found
     return None
-
-
-def _load_entry_point(name: str, instance: str) -> Any:
-    """`functions/<name>/app.py` loaded as Lambda loads it (a fresh module per ``instance``)."""
-    import importlib.util
-
-    module_name = f"bench_{name}_app_{instance}"
-    spec = importlib.util.spec_from_file_location(module_name, FUNCTIONS / name / "app.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def _time_per_call(call: Callable[[], Any], iterations: int) -> float:
-    start = time.perf_counter()
-    for _ in range(iterations):
-        call()
-    return (time.perf_counter() - start) / iterations * 1e6
 
 
 class MemorySqsClient:
@@ -185,7 +165,7 @@ def _lambda_variants() -> tuple[dict[str, Callable[[], Any]], list[str]]:
     # the boto3 client under the real SqsQueue is replaced. app.py builds the clients at
     # import, through the same cached factory, so the handler gets this queue too.
     mysoulmate.backends.message_queue()._client = MemorySqsClient(sink)  # type: ignore[attr-defined]
-    handler = _load_entry_point("analytics", "main").handler
+    handler = load_entry_point("analytics", "main").handler
     asgi = _find_in_closure(handler, Mangum)
     if asgi is None:
         raise RuntimeError("no Mangum instance in the analytics handler's closure")
@@ -193,7 +173,7 @@ def _lambda_variants() -> tuple[dict[str, Callable[[], Any]], list[str]]:
     # An in-memory queue injected through app.dependency_overrides, as tests do. FastAPI
     # then re-analyses every dependency of the route on every request, a test-only cost.
     # The override is `async def` like get_queue: a plain `def` would add a worker thread.
-    overridden = _load_entry_point("analytics", "override").handler
+    overridden = load_entry_point("analytics", "override").handler
     memory = MemoryQueue()
     memory.bodies = sink
 
@@ -332,7 +312,7 @@ def _in_context(handler: Callable[[], Any], iterations: int, rounds: int) -> dic
             for name in spent:
                 spent[name] = 0.0
             gc.collect()
-            total = _time_per_call(handler, iterations)
+            total = per_call_us(handler, iterations)
             per_round["the full handler, instrumented"].append(total)
             for name, seconds in spent.items():
                 per_round[name].append(seconds / iterations * 1e6)
@@ -358,13 +338,13 @@ def run_lambda(quick: bool) -> dict[str, Any]:
         sys.stdout = devnull
         checks = _check(variants, sink)
         for name in names:  # warm-up: caches, lazy imports, branch predictors
-            _time_per_call(variants[name], max(200, iterations // 4))
+            per_call_us(variants[name], max(200, iterations // 4))
         for r in range(rounds):
             order = names[r % len(names) :] + names[: r % len(names)]
             for name in order:
                 sink.clear()
                 gc.collect()
-                samples[name].append(_time_per_call(variants[name], iterations))
+                samples[name].append(per_call_us(variants[name], iterations))
             real_stdout.write(f"  round {r + 1}/{rounds} done\n")
             real_stdout.flush()
         parts = _in_context(variants[MAIN], iterations, max(3, rounds // 3))

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from mysoulmate.analytics.date_range import DateRange
-from mysoulmate.analytics.reporting import _dashboard
+from mysoulmate.analytics.reporting import dashboard_report
 from mysoulmate.storage.base import EventStore
 
 from tests.contract.conftest import day, track
@@ -17,7 +17,7 @@ JAN_1_4 = DateRange(date(2026, 1, 1), date(2026, 1, 4))
 
 
 def figures(store: EventStore, platform: str | None = None, top: int = 10) -> dict[str, Any]:
-    report = _dashboard(store, JAN_1_4, platform, top)
+    report = dashboard_report(store, JAN_1_4, platform, top)
     return report.model_dump(mode="json", by_alias=True)
 
 

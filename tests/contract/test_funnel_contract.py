@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from mysoulmate.analytics.date_range import DateRange
 from mysoulmate.analytics.funnel import Order
-from mysoulmate.analytics.reporting import _funnel
+from mysoulmate.analytics.reporting import funnel_report
 from mysoulmate.storage.base import EventStore
 
 from tests.funnel_reference import reference_steps
@@ -25,7 +25,7 @@ def test_funnel_matches_the_reference_on_every_backend(store: EventStore, seed: 
     span = DateRange(data.from_, data.to)
     for steps in STEP_LISTS:
         for order in ORDERS:
-            report = _funnel(store, list(steps), span, data.window, order)
+            report = funnel_report(store, list(steps), span, data.window, order)
             entered, expected = reference_steps(
                 data.streams, steps, data.starts_from, data.starts_to, data.window, order
             )

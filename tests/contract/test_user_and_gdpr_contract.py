@@ -10,7 +10,7 @@ from mysoulmate.analytics import gdpr
 from mysoulmate.analytics.cohorts import build_cohorts
 from mysoulmate.analytics.date_range import DateRange
 from mysoulmate.analytics.models import Profile
-from mysoulmate.analytics.reporting import _dashboard, _funnel
+from mysoulmate.analytics.reporting import dashboard_report, funnel_report
 from mysoulmate.analytics.user_analytics import user_analytics
 from mysoulmate.errors import InvalidRequestError
 from mysoulmate.storage.base import EventStore
@@ -121,7 +121,7 @@ def test_erasure_removes_the_user_everywhere_but_keeps_anonymous_counts(
     store: EventStore,
 ) -> None:
     ingest_january(store)
-    before = _dashboard(store, JAN_1_4, None, 10)
+    before = dashboard_report(store, JAN_1_4, None, 10)
     report = gdpr.erase(store, "admin-1", "bob")
     assert (report.eventsDeleted, report.profileDeleted) == (4, True)  # 3 track + 1 identify
 
@@ -131,13 +131,13 @@ def test_erasure_removes_the_user_everywhere_but_keeps_anonymous_counts(
     exported = json.loads("".join(gdpr.export_json(store, "bob")))
     assert (exported["profile"], exported["events"]) == (None, [])
 
-    after = _dashboard(store, JAN_1_4, None, 10)
+    after = dashboard_report(store, JAN_1_4, None, 10)
     assert after.totalEvents == before.totalEvents  # anonymous counts stay
     assert after.activeUsers == before.activeUsers - 1
     assert [d.users for d in after.dailyActiveUsers] == [1, 2, 2, 0]
     ios = next(p for p in after.platformBreakdown if p.platform == "ios")
     assert (ios.events, ios.users) == (3, 0)
-    funnel = _funnel(store, ["signup", "message_sent"], JAN_1_4, WEEK, "ordered")
+    funnel = funnel_report(store, ["signup", "message_sent"], JAN_1_4, WEEK, "ordered")
     assert funnel.usersEntered == 1
     cohort = build_cohorts(store, DateRange(date(2026, 1, 1), date(2026, 1, 1)), "day", 1, TODAY)
     assert cohort.cohorts[0].size == 1
@@ -150,7 +150,7 @@ def test_an_erased_user_who_returns_is_counted_afresh(store: EventStore) -> None
     ingest_january(store)
     gdpr.erase(store, "bob", "bob")
     store.insert_events([track("bob", "signup", day(4), platform="ios")])
-    after = _dashboard(store, JAN_1_4, None, 10)
+    after = dashboard_report(store, JAN_1_4, None, 10)
     assert [d.users for d in after.dailyActiveUsers] == [1, 2, 2, 1]
     assert after.activeUsers == 4  # alice, carol, dave and the returning bob
 

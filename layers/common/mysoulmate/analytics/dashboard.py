@@ -16,10 +16,10 @@ from datetime import date
 from decimal import Decimal
 
 from mysoulmate.analytics.date_range import DateRange
+from mysoulmate.analytics.funnel import FunnelTally, funnel_steps
 from mysoulmate.analytics.report_models import (
     CurrencyAmount,
     DashboardFunnel,
-    DashboardFunnelStep,
     DashboardReport,
     DayEvents,
     DayRevenue,
@@ -134,24 +134,14 @@ def build_dashboard(
 def set_funnel(
     store: EventStore, steps: list[str], users_by_name: dict[str, list[UserSet]]
 ) -> DashboardFunnel:
-    """Step k = users who sent steps 1..k in the range: an intersection of exact sets."""
+    """Step k = users who sent steps 1..k in the range: an intersection of exact sets. The
+    per-step lines are the funnel engine's own (`funnel_steps`), without times."""
     reached: UserSet | None = None
     counts: list[int] = []
     for name in steps:
         sent = union(store, users_by_name.get(name, ()))
         reached = sent if reached is None else reached & sent
         counts.append(len(reached))
-    lines = []
-    for index, (name, users) in enumerate(zip(steps, counts, strict=True)):
-        previous = counts[index - 1] if index else users
-        lines.append(
-            DashboardFunnelStep(
-                step=index + 1,
-                event=name,
-                users=users,
-                conversionFromStart=round(users / counts[0], 6) if counts[0] else 0.0,
-                conversionFromPrevious=round(users / previous, 6) if previous else 0.0,
-                dropOff=previous - users,
-            )
-        )
-    return DashboardFunnel(steps=steps, usersEntered=counts[0] if counts else 0, funnel=lines)
+    entered = counts[0] if counts else 0
+    tally = FunnelTally(users_entered=entered, users=counts, micros=[[] for _ in steps])
+    return DashboardFunnel(steps=steps, usersEntered=entered, funnel=funnel_steps(tally, steps))

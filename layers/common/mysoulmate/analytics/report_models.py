@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mysoulmate.analytics.funnel import FunnelStep
 from mysoulmate.analytics.models import AuditEntry, StoredEvent
 
 
@@ -51,23 +52,14 @@ class Revenue(BaseModel):
     byDay: list[DayRevenue]
 
 
-class DashboardFunnelStep(BaseModel):
-    step: int
-    event: str
-    users: int
-    conversionFromStart: float
-    conversionFromPrevious: float
-    dropOff: int
-
-
 class DashboardFunnel(BaseModel):
     """The default funnel as the rollups can answer it, exactly and at any volume: users who
     sent every one of steps 1..k at least once in the range (and platform), in any order.
-    Time order, windows and time to convert: `GET /api/v1/analytics/funnel`."""
+    Time order, windows and time to convert (null here): `GET /api/v1/analytics/funnel`."""
 
     steps: list[str]
     usersEntered: int
-    funnel: list[DashboardFunnelStep]
+    funnel: list[FunnelStep]
 
 
 class DashboardReport(_Report):

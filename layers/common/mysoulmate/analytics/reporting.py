@@ -74,7 +74,7 @@ def parse_steps(text: str | None) -> list[str]:
     return steps
 
 
-def _funnel(
+def funnel_report(
     store: EventStore, steps: list[str], span: DateRange, window: timedelta, order: Order
 ) -> FunnelReport:
     candidates = store.funnel_candidates(
@@ -90,7 +90,7 @@ def _funnel(
     )
 
 
-def _dashboard(
+def dashboard_report(
     store: EventStore, span: DateRange, platform: str | None, top: int
 ) -> DashboardReport:
     return build_dashboard(store, span, platform, top, get_settings().default_funnel)
@@ -106,7 +106,7 @@ async def dashboard(
 ) -> DashboardReport:
     caller.require_admin()
     span = resolve_range(start, end, today=today_utc())
-    return await _query(_dashboard, store, span, platform, top)
+    return await _query(dashboard_report, store, span, platform, top)
 
 
 async def funnel(
@@ -122,7 +122,7 @@ async def funnel(
     step_names = parse_steps(steps)
     span = resolve_range(start, end, today=today_utc())
     length = parse_window(window, limit=MAX_WINDOW) if window is not None else DEFAULT_WINDOW
-    return await _query(_funnel, store, step_names, span, length, order)
+    return await _query(funnel_report, store, step_names, span, length, order)
 
 
 async def cohorts(

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 LOCALES_DIR = Path(__file__).resolve().parent / "locales"
+REFERENCE = "en"  # the source catalog: every other one has its keys
 PLURAL_CATEGORIES = frozenset({"zero", "one", "two", "few", "many", "other"})
 Entry = str | dict[str, str]  # a string, or a plural: CLDR category -> string
 

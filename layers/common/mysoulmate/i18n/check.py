@@ -12,11 +12,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mysoulmate.i18n.catalog import LOCALES_DIR, CatalogError, CatalogStore, Entry
-from mysoulmate.i18n.translate import babel_locale
+from mysoulmate.i18n.catalog import LOCALES_DIR, REFERENCE, CatalogError, CatalogStore, Entry
+from mysoulmate.i18n.translate import required_categories
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
-REFERENCE = "en"
 MIN_KEYS = 500
 # Identical to English is expected for these: brands, units, codes, language names.
 _SAME_OK = re.compile(r"^(?:[A-Z0-9][A-Za-z0-9+.&'-]*|[^A-Za-z]*|OK|Email|E-mail|Premium|Plus)$")
@@ -28,11 +27,6 @@ class LocaleReport:
     keys: int = 0
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-
-
-def required_categories(locale: str) -> frozenset[str]:
-    """The CLDR plural categories ``locale`` uses, ``other`` included."""
-    return frozenset(babel_locale(locale).plural_form.tags) | {"other"}
 
 
 def placeholders(entry: Entry) -> set[str]:

@@ -9,9 +9,8 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from mysoulmate.errors import InvalidRequestError, NotFoundError
-from mysoulmate.i18n.catalog import Catalog, CatalogError, Entry
-from mysoulmate.i18n.check import REFERENCE, required_categories
-from mysoulmate.i18n.translate import babel_locale, catalogs, has_key, t
+from mysoulmate.i18n.catalog import REFERENCE, Catalog, CatalogError, Entry
+from mysoulmate.i18n.translate import babel_locale, catalogs, has_key, required_categories, t
 from mysoulmate.settings import get_settings
 
 MAX_PARAMS = 32

@@ -37,6 +37,11 @@ def plural_category(locale: str, count: float) -> str:
     return str(babel_locale(locale).plural_form(abs(count)))
 
 
+def required_categories(locale: str) -> frozenset[str]:
+    """The CLDR plural categories ``locale`` uses, ``other`` included."""
+    return frozenset(babel_locale(locale).plural_form.tags) | {"other"}
+
+
 def interpolate(text: str, params: dict[str, Any]) -> str:
     """Fill ``{{name}}``; a placeholder without a value stays visible rather than vanish."""
     if "{{" not in text:

@@ -197,6 +197,15 @@ def decode_cursor(
     return position
 
 
+def next_page_cursor(
+    rows: Sequence[Any], limit: int, position: Callable[[Any], dict[str, str]]
+) -> str | None:
+    """Keyset pagination for every backend: callers read ``limit + 1`` rows, and the extra
+    one only says whether another page exists, so the last page has no cursor. The cursor
+    is the position of the last row served."""
+    return encode_cursor(position(rows[limit - 1])) if len(rows) > limit else None
+
+
 def time_key(moment: Any) -> str:
     """Fixed-width UTC text whose string order is time order (sort keys, SQL ordering)."""
     return str(moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))

@@ -39,7 +39,7 @@ from mysoulmate.storage.base import (
     UserSet,
     UsersRow,
     decode_cursor,
-    encode_cursor,
+    next_page_cursor,
     time_key,
 )
 from mysoulmate.storage.dynamodb_rollups import (
@@ -428,10 +428,9 @@ class DynamoEventStore:
         # (as on the SQL backends); a filter may leave a page short, so keep reading.
         items = self._collect(query, limit + 1, filtered=event is not None)
         events = [StoredEvent.model_validate_json(i["doc"]["S"]) for i in items[:limit]]
-        next_cursor = None
-        if len(items) > limit:
-            last = items[limit - 1]
-            next_cursor = encode_cursor({**{k: last[k]["S"] for k in _INDEX_KEYS}, "q": scope})
+        next_cursor = next_page_cursor(
+            items, limit, lambda last: {**{k: last[k]["S"] for k in _INDEX_KEYS}, "q": scope}
+        )
         return EventPage(events=events, next_cursor=next_cursor)
 
     def _collect(self, query: dict[str, Any], wanted: int, *, filtered: bool) -> list[Any]:
@@ -658,10 +657,9 @@ class DynamoEventStore:
             query["ExclusiveStartKey"] = {k: {"S": position[k]} for k in ("pk", "sk")}
         items = self._collect(query, limit + 1, filtered=subject is not None)
         entries = [AuditEntry.model_validate_json(i["doc"]["S"]) for i in items[:limit]]
-        next_cursor = None
-        if len(items) > limit:
-            last = items[limit - 1]
-            next_cursor = encode_cursor({"pk": AUDIT_PK, "sk": last["sk"]["S"], "q": scope})
+        next_cursor = next_page_cursor(
+            items, limit, lambda last: {"pk": AUDIT_PK, "sk": last["sk"]["S"], "q": scope}
+        )
         return AuditPage(entries=entries, next_cursor=next_cursor)
 
     def ping(self) -> None:

@@ -49,7 +49,7 @@ from mysoulmate.storage.base import (
     UserSet,
     UsersRow,
     decode_cursor,
-    encode_cursor,
+    next_page_cursor,
     time_key,
 )
 from mysoulmate.storage.bitmap import Bitmap
@@ -420,12 +420,11 @@ class PostgresEventStore:
         args.append(limit + 1)
         with self._conn() as conn:
             rows = conn.execute(query, args).fetchall()
-        events = [_stored_event(row) for row in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            last = events[-1]
-            next_cursor = encode_cursor({"ts": time_key(last.timestamp), "id": last.messageId})
-        return EventPage(events=events, next_cursor=next_cursor)
+        events = [_stored_event(row) for row in rows]
+        next_cursor = next_page_cursor(
+            events, limit, lambda e: {"ts": time_key(e.timestamp), "id": e.messageId}
+        )
+        return EventPage(events=events[:limit], next_cursor=next_cursor)
 
     def user_event_points(self, user_id: str) -> list[EventPoint]:
         if not _storable_text(user_id):
@@ -601,13 +600,10 @@ class PostgresEventStore:
             AuditEntry(
                 id=id_, at=at.astimezone(UTC), actor=actor, action=action, subject=subj, details=det
             )
-            for id_, at, actor, action, subj, det in rows[:limit]
+            for id_, at, actor, action, subj, det in rows
         ]
-        next_cursor = None
-        if len(rows) > limit:
-            last = entries[-1]
-            next_cursor = encode_cursor({"at": time_key(last.at), "id": last.id})
-        return AuditPage(entries=entries, next_cursor=next_cursor)
+        next_cursor = next_page_cursor(entries, limit, lambda e: {"at": time_key(e.at), "id": e.id})
+        return AuditPage(entries=entries[:limit], next_cursor=next_cursor)
 
     def ping(self) -> None:
         try:

@@ -37,7 +37,7 @@ from mysoulmate.storage.base import (
     UserSet,
     UsersRow,
     decode_cursor,
-    encode_cursor,
+    next_page_cursor,
     time_key,
 )
 from mysoulmate.storage.bitmap import Bitmap
@@ -285,10 +285,7 @@ class SqliteEventStore:
         args.append(limit + 1)
         rows = self._read(query, args)
         events = [_row_to_event(row) for row in rows[:limit]]
-        next_cursor = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            next_cursor = encode_cursor({"ts": last[3], "id": last[0]})
+        next_cursor = next_page_cursor(rows, limit, lambda row: {"ts": row[3], "id": row[0]})
         return EventPage(events=events, next_cursor=next_cursor)
 
     def user_event_points(self, user_id: str) -> list[EventPoint]:
@@ -451,9 +448,7 @@ class SqliteEventStore:
             )
             for i, at, actor, action, subj, details in rows[:limit]
         ]
-        next_cursor = None
-        if len(rows) > limit:
-            next_cursor = encode_cursor({"at": rows[limit - 1][1], "id": rows[limit - 1][0]})
+        next_cursor = next_page_cursor(rows, limit, lambda row: {"at": row[1], "id": row[0]})
         return AuditPage(entries=entries, next_cursor=next_cursor)
 
     # -- plumbing -----------------------------------------------------------------------
