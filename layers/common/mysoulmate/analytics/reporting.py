@@ -46,8 +46,8 @@ MAX_WINDOW = timedelta(days=90)
 MAX_COHORT_PERIODS = 52
 
 
-async def _query(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-    operation = getattr(func, "__name__", "query").lstrip("_")
+async def _query(operation: str, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run a storage use case off the event loop; ``operation`` labels its duration metric."""
     try:
         return await run_blocking(_timed, operation, partial(func, *args, **kwargs))
     except StorageUnavailableError:
@@ -106,7 +106,7 @@ async def dashboard(
 ) -> DashboardReport:
     caller.require_admin()
     span = resolve_range(start, end, today=today_utc())
-    return await _query(dashboard_report, store, span, platform, top)
+    return await _query("dashboard", dashboard_report, store, span, platform, top)
 
 
 async def funnel(
@@ -122,7 +122,7 @@ async def funnel(
     step_names = parse_steps(steps)
     span = resolve_range(start, end, today=today_utc())
     length = parse_window(window, limit=MAX_WINDOW) if window is not None else DEFAULT_WINDOW
-    return await _query(funnel_report, store, step_names, span, length, order)
+    return await _query("funnel", funnel_report, store, step_names, span, length, order)
 
 
 async def cohorts(
@@ -137,7 +137,7 @@ async def cohorts(
     today = today_utc()
     default_days = 8 * 7 if period == "week" else 30
     span = resolve_range(start, end, today=today, default_days=default_days)
-    return await _query(build_cohorts, store, span, period, periods, today)
+    return await _query("cohorts", build_cohorts, store, span, period, periods, today)
 
 
 async def user(
@@ -158,21 +158,23 @@ async def user(
         span = resolve_range(
             start or date(1970, 1, 1), end or today_utc(), today=today_utc(), max_days=10**6
         )
-    return await _query(user_analytics, store, user_id, limit, cursor, span, event)
+    return await _query(
+        "user_analytics", user_analytics, store, user_id, limit, cursor, span, event
+    )
 
 
 async def export(
     caller: Principal, store: EventStore, user_id: str, fmt: gdpr.ExportFormat
 ) -> Iterator[str]:
     caller.require_self_or_admin(user_id)
-    await _query(gdpr.record, store, caller.subject, "export", user_id, format=fmt)
+    await _query("record", gdpr.record, store, caller.subject, "export", user_id, format=fmt)
     count("GdprRequests", kind="export")
     return gdpr.export_json(store, user_id) if fmt == "json" else gdpr.export_csv(store, user_id)
 
 
 async def erase(caller: Principal, store: EventStore, user_id: str) -> ErasureReport:
     caller.require_self_or_admin(user_id)
-    erased = await _query(gdpr.erase, store, caller.subject, user_id)
+    erased = await _query("erase", gdpr.erase, store, caller.subject, user_id)
     count("GdprRequests", kind="erase")
     return erased
 
@@ -181,5 +183,5 @@ async def audit_log(
     caller: Principal, store: EventStore, limit: int, cursor: str | None, subject: str | None
 ) -> AuditLogPage:
     caller.require_admin()
-    page = await _query(store.list_audit, limit, cursor, subject)
+    page = await _query("list_audit", store.list_audit, limit, cursor, subject)
     return AuditLogPage(entries=page.entries, nextCursor=page.next_cursor)

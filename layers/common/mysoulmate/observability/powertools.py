@@ -130,6 +130,10 @@ def get_logger() -> Logger:
     return logger
 
 
+_routed: list[logging.Handler] = []  # what routing added, so undoing removes only that
+_routed_propagate: list[bool] = []
+
+
 def _route_package_loggers(logger: Logger) -> None:
     """Send the `mysoulmate.*` stdlib loggers (e.g. the i18n missing-key warning, whose key
     comes from the request) through the Powertools handler: JSON, the correlation id, and
@@ -138,19 +142,21 @@ def _route_package_loggers(logger: Logger) -> None:
     for handler in logger.handlers:
         if handler not in package.handlers:
             package.addHandler(handler)
+            _routed.append(handler)
+    if not _routed_propagate:
+        _routed_propagate.append(package.propagate)
     package.propagate = False
 
 
 def unroute_package_loggers() -> None:
-    """Undo `_route_package_loggers` (tests that build more than one Logger per process)."""
+    """Undo `_route_package_loggers` (tests that build more than one Logger per process).
+    Only what routing added goes: with the default service name the package logger *is* a
+    Powertools logger, whose own handler must stay."""
     package = logging.getLogger(PACKAGE_LOGGER)
-    # With the default service name the package logger *is* a Powertools logger: keep its
-    # own handler, or the next Logger built for it finds the marker but no handler.
-    own = getattr(package, "powertools_handler", None)
-    for handler in list(package.handlers):
-        if handler is not own:
-            package.removeHandler(handler)
-    package.propagate = own is None
+    while _routed:
+        package.removeHandler(_routed.pop())
+    if _routed_propagate:
+        package.propagate = _routed_propagate.pop()
 
 
 @lru_cache(maxsize=1)
