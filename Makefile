@@ -18,7 +18,7 @@ PYTHON ?= $(shell for c in python3.12 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/ver
 help:
 	@echo "make run      serve every endpoint group on http://$(HOST):$(PORT) (SQLite + local queue)"
 	@echo "make test     lint, type-check and run the whole test suite"
-	@echo "make lint     ruff check, ruff format --check, mypy"
+	@echo "make lint     ruff check, ruff format --check, mypy, import contracts (lint-imports)"
 	@echo "make format   ruff format + ruff check --fix"
 	@echo "make bench    run the benchmarks in bench/ and print ratios against their floors"
 	@echo "make build    sam build (Lambda functions and the common layer)"
@@ -40,6 +40,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff format .

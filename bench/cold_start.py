@@ -11,7 +11,7 @@ function's modules are checked to come from that copy or the stdlib only. Inside
   init phase: module-level code, Logger and Metrics construction included). The entry points
   build their AWS clients here (`message_queue()` and `event_store()` for analytics and
   health, `event_store()` for the consumer); the package's `aws_client` factory is wrapped
-  as soon as app.py has imported `mysoulmate.backends` (an import hook, so nothing is
+  as soon as app.py has imported `mysoulmate.runtime.backends` (an import hook, so nothing is
   imported outside app.py's `lambda_init()`), so the time spent building each client is
   known (**clients**);
 * **+ client**: fetching the function's client from the cached factory after init, which
@@ -133,7 +133,8 @@ def _function_code(
     """``client_call`` None: the function builds no AWS client (i18n)."""
     path = FUNCTIONS / name / "app.py"
     fetch = (
-        f"import mysoulmate.backends\n_client = mysoulmate.backends.{client_call}._client\n"
+        "import mysoulmate.runtime.backends\n"
+        f"_client = mysoulmate.runtime.backends.{client_call}._client\n"
         if client_call
         else ""
     )
@@ -145,7 +146,7 @@ def _function_code(
         import time
         _t0 = time.perf_counter()
         # Time each AWS client the package builds (app.py builds them at import): the
-        # factory is wrapped as soon as mysoulmate.backends has loaded, wherever app.py
+        # factory is wrapped as soon as mysoulmate.runtime.backends has loaded, wherever app.py
         # imports it. Not by importing it here first: that would run pydantic's import
         # outside app.py's `with lambda_init():`, with the garbage collector on (8-15 ms of
         # young collections Lambda does not pay). The hook costs microseconds.
@@ -161,7 +162,7 @@ def _function_code(
             backends.aws_client = _timed_client
         class _WrapBackends:
             def find_spec(self, name, path, target=None):
-                if name != "mysoulmate.backends":
+                if name != "mysoulmate.runtime.backends":
                     return None
                 sys.meta_path.remove(self)
                 spec = importlib.machinery.PathFinder.find_spec(name, path)

@@ -100,7 +100,7 @@ def make_bodies(
 
 def _ingest(bodies: list[str], path: Path) -> tuple[float, int]:
     from mysoulmate.analytics.ingest import IngestBatch
-    from mysoulmate.storage.sqlite import SqliteEventStore
+    from mysoulmate.storage.sqlite.store import SqliteEventStore
 
     store = SqliteEventStore(path)
     stored = 0
@@ -122,14 +122,14 @@ def _ingest(bodies: list[str], path: Path) -> tuple[float, int]:
 def _rows(bodies: list[str]) -> list[tuple[Any, ...]]:
     """The exact rows SqliteEventStore.insert_events writes, built outside the timing."""
     from mysoulmate.analytics.models import QueuedMessage
-    from mysoulmate.storage.sqlite import event_row
+    from mysoulmate.storage.sqlite.store import event_row
 
     return [event_row(QueuedMessage.model_validate_json(body)) for body in bodies]
 
 
 def _executemany(rows: list[tuple[Any, ...]], path: Path, per_transaction: int) -> float:
-    from mysoulmate.sqlite_connection import open_sqlite
-    from mysoulmate.storage.sqlite import _SCHEMA  # the same table and index as the store
+    from mysoulmate.storage.sqlite.connection import open_sqlite
+    from mysoulmate.storage.sqlite.store import _SCHEMA  # the same table and index as the store
 
     conn = open_sqlite(path, synchronous="NORMAL")
     conn.executescript(_SCHEMA)
@@ -202,7 +202,7 @@ def run_throughput(quick: bool) -> dict[str, Any]:
 
 
 def _create_table(client: Any) -> None:
-    from mysoulmate.storage.dynamodb import table_schema
+    from mysoulmate.storage.dynamodb.store import table_schema
 
     client.create_table(TableName=EVENTS_TABLE, **table_schema())
 
@@ -229,7 +229,7 @@ def run_dynamodb_calls(quick: bool) -> dict[str, Any]:
     import io
     from contextlib import redirect_stdout
 
-    import mysoulmate.backends
+    import mysoulmate.runtime.backends
     from moto import mock_aws
 
     count = 1_000 if quick else 2_000
@@ -240,8 +240,8 @@ def run_dynamodb_calls(quick: bool) -> dict[str, Any]:
     for mix, (share, one_user) in mixes.items():
         bodies = make_bodies(count, share, users=50, one_identify_user=one_user)
         with mock_aws():
-            mysoulmate.backends.reset_backends()
-            store = mysoulmate.backends.event_store()
+            mysoulmate.runtime.backends.reset_backends()
+            store = mysoulmate.runtime.backends.event_store()
             client = store._client  # type: ignore[attr-defined]
             _create_table(client)
             spec = importlib.util.spec_from_file_location(
@@ -273,7 +273,7 @@ def run_dynamodb_calls(quick: bool) -> dict[str, Any]:
             client.meta.events.unregister("before-call.dynamodb", on_call)
             client.meta.events.unregister("before-send.dynamodb", on_send)
             stored = _count_events(client)
-        mysoulmate.backends.reset_backends()
+        mysoulmate.runtime.backends.reset_backends()
         if stored != count or failures:
             raise RuntimeError(f"{mix}: {stored} of {count} events stored, {failures} failures")
         total = sum(calls.values())

@@ -70,7 +70,7 @@ def bodies_of(batch: list[Any]) -> list[str]:
 
 
 def rows_of(batch: list[Any]) -> list[tuple[Any, ...]]:
-    from mysoulmate.storage.postgres import _event_row  # the adapter's exact stage rows
+    from mysoulmate.storage.postgres.store import _event_row  # the adapter's exact stage rows
 
     return [_event_row(m) for m in batch]
 
@@ -109,7 +109,7 @@ def prepare_floor(conn: Any) -> None:
 
 
 def run_floor(conn: Any, rows: list[tuple[Any, ...]]) -> float:
-    from mysoulmate.storage.postgres import _EVENT_COLUMNS
+    from mysoulmate.storage.postgres.store import _EVENT_COLUMNS
 
     gc.collect()
     start = time.perf_counter()
@@ -146,7 +146,7 @@ STEPS = ("_event_row", "rollup_delta", "_apply_delta", "_allocate_ordinals", "_m
 
 @contextmanager
 def timed_steps(timers: dict[str, float]) -> Iterator[None]:
-    import mysoulmate.storage.postgres as pg
+    import mysoulmate.storage.postgres.store as pg
 
     originals = {name: getattr(pg, name) for name in STEPS}
 
@@ -170,7 +170,7 @@ def timed_steps(timers: dict[str, float]) -> Iterator[None]:
 
 
 def timed_store_class() -> type:
-    from mysoulmate.storage.postgres import PostgresEventStore
+    from mysoulmate.storage.postgres.store import PostgresEventStore
 
     class TimedStore(PostgresEventStore):
         """Times the transaction (`_insert`: stage, COPY, INSERT, rollups, COMMIT)."""
@@ -223,7 +223,7 @@ def breakdown(info: str, batches: list[list[Any]]) -> dict[str, Any]:
 
 
 def profile(info: str, batches: list[list[Any]], top: int = 14) -> list[str]:
-    from mysoulmate.storage.postgres import PostgresEventStore
+    from mysoulmate.storage.postgres.store import PostgresEventStore
 
     store = PostgresEventStore(info)
     try:
@@ -256,7 +256,7 @@ def run(quick: bool) -> dict[str, Any]:
 
 def _run(rounds: int, warmup: int, extra: int, profiled: int) -> dict[str, Any]:
     import psycopg
-    from mysoulmate.storage.postgres import PostgresEventStore
+    from mysoulmate.storage.postgres.store import PostgresEventStore
 
     batches = make_batches(2 * (warmup + rounds) + extra + profiled)
     users = [len({m.userId for m in b}) for b in batches]

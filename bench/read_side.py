@@ -93,7 +93,7 @@ def _with_dbname(info: str, name: str) -> str:
 def scratch_database(server: str = PG_SERVER) -> Iterator[str]:
     """A new database `mysoulmate_bench_<hex>` migrated to head; dropped on exit, always."""
     import psycopg
-    from mysoulmate.storage.postgres_migrate import migrate
+    from mysoulmate.storage.postgres.migrate import migrate
 
     name = f"mysoulmate_bench_{secrets.token_hex(6)}"
     with psycopg.connect(server, autocommit=True) as admin:
@@ -154,7 +154,7 @@ def seed(size: int, stores: dict[str, Any]) -> dict[str, Any]:
 
 
 def naive_sqlite(conn: Any, span: Any) -> tuple[int, int]:
-    from mysoulmate.storage.base import time_key
+    from mysoulmate.analytics.ports import time_key
 
     bounds = (time_key(span.first_moment), time_key(span.last_moment))
     where = "FROM events WHERE type = 'track' AND ts BETWEEN ? AND ?"
@@ -265,9 +265,9 @@ def run(quick: bool) -> dict[str, Any]:
 def _run(tmp: Path, sizes: tuple[int, ...], runs: int) -> dict[str, Any]:
     import psycopg
     from mysoulmate.analytics.reporting import funnel_report
-    from mysoulmate.sqlite_connection import open_sqlite
-    from mysoulmate.storage.postgres import PostgresEventStore
-    from mysoulmate.storage.sqlite import SqliteEventStore
+    from mysoulmate.storage.postgres.store import PostgresEventStore
+    from mysoulmate.storage.sqlite.connection import open_sqlite
+    from mysoulmate.storage.sqlite.store import SqliteEventStore
 
     result: dict[str, Any] = {
         "sizes": list(sizes),

@@ -20,7 +20,7 @@ Compared, interleaved round by round, with the same event through:
 
 Target (issue): the analytics handler ≤ 1.5 x the bare route.
 
-For information, the container shape (`mysoulmate.server.create_server_app()`, HS256 bearer
+For information, the container shape (`mysoulmate.runtime.server.create_server_app()`, HS256 bearer
 token as `AUTH_MODE=jwt` verifies it, thread-pool `run_blocking`) is measured through
 httpx's ASGITransport in a separate interpreter, next to a bare app through the same transport.
 """
@@ -151,7 +151,7 @@ def _noop_count(name: str, value: float = 1) -> None:
 def _lambda_variants() -> tuple[dict[str, Callable[[], Any]], list[str]]:
     apply_env(lambda_env("analytics"))
     import mysoulmate.analytics.service as service
-    import mysoulmate.backends
+    import mysoulmate.runtime.backends
     from aws_lambda_powertools.logging import correlation_paths
     from fastapi import FastAPI, Request
     from mangum import Mangum
@@ -164,7 +164,7 @@ def _lambda_variants() -> tuple[dict[str, Callable[[], Any]], list[str]]:
     # The production path end to end (get_queue -> message_queue() -> SqsQueue.send); only
     # the boto3 client under the real SqsQueue is replaced. app.py builds the clients at
     # import, through the same cached factory, so the handler gets this queue too.
-    mysoulmate.backends.message_queue()._client = MemorySqsClient(sink)  # type: ignore[attr-defined]
+    mysoulmate.runtime.backends.message_queue()._client = MemorySqsClient(sink)  # type: ignore[attr-defined]
     handler = load_entry_point("analytics", "main").handler
     asgi = _find_in_closure(handler, Mangum)
     if asgi is None:
@@ -275,7 +275,7 @@ def _in_context(handler: Callable[[], Any], iterations: int, rounds: int) -> dic
     through the full handler, then restored. A piece timed alone in a tight loop runs 2-3 x
     faster than inside a request (caches), so only in-context figures are reported."""
     import mysoulmate.analytics.service as service
-    import mysoulmate.backends
+    import mysoulmate.runtime.backends
     from mysoulmate.analytics.models import QueuedMessage
     from mysoulmate.observability import get_metrics
 
@@ -293,7 +293,7 @@ def _in_context(handler: Callable[[], Any], iterations: int, rounds: int) -> dic
 
         return wrapper
 
-    queue = mysoulmate.backends.message_queue()
+    queue = mysoulmate.runtime.backends.message_queue()
     provider = get_metrics().provider
     originals = (service.queued_message, service.count, QueuedMessage.model_dump_json)
     service.queued_message = timed("queued_message (builds the QueuedMessage)", originals[0])
@@ -448,14 +448,14 @@ def container_child(quick: bool) -> dict[str, Any]:
         }
     )
     import httpx
-    import mysoulmate.backends
+    import mysoulmate.runtime.backends
     from fastapi import FastAPI
-    from mysoulmate.auth import issue_token
-    from mysoulmate.server import create_server_app
-    from mysoulmate.settings import get_settings
+    from mysoulmate.api.auth import issue_token
+    from mysoulmate.core.settings import get_settings
+    from mysoulmate.runtime.server import create_server_app
 
     sink: list[str] = []
-    mysoulmate.backends.message_queue()._client = MemorySqsClient(sink)  # type: ignore[attr-defined]
+    mysoulmate.runtime.backends.message_queue()._client = MemorySqsClient(sink)  # type: ignore[attr-defined]
     app = create_server_app()
     bare_app = FastAPI()
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mysoulmate.backends import reset_backends
+from mysoulmate.runtime.backends import reset_backends
 
 from tests.helpers import TEST_SECRET
 

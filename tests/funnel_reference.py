@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 
 from mysoulmate.analytics.funnel import FunnelStep, Order
-from mysoulmate.storage.base import EventPoint
+from mysoulmate.analytics.ports import EventPoint
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

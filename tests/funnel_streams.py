@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from mysoulmate.analytics.funnel import Order, names_needed
 from mysoulmate.analytics.models import QueuedMessage
-from mysoulmate.storage.base import EventPoint, time_key
+from mysoulmate.analytics.ports import EventPoint, time_key
 
 STEP_NAMES = ("open", "view", "cart", "pay", "share")
 NOISE_NAMES = ("ping", "scroll")

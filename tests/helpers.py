@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mysoulmate.settings import get_settings
+from mysoulmate.core.settings import get_settings
 
 TEST_SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
 EVENTS_DIR = Path(__file__).parent / "events"
@@ -21,7 +21,7 @@ def load_event(name: str) -> dict[str, Any]:
 
 
 def make_token(user: str, *roles: str, ttl: int = 3600) -> str:
-    from mysoulmate.auth import issue_token
+    from mysoulmate.api.auth import issue_token
 
     return issue_token(get_settings(), user, ["user", *roles], ttl)
 

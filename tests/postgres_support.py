@@ -20,7 +20,7 @@ import pytest
 from tests.helpers import require_service
 
 if TYPE_CHECKING:
-    from mysoulmate.storage.postgres import PostgresEventStore
+    from mysoulmate.storage.postgres.store import PostgresEventStore
 
 SERVER = "host=127.0.0.1 port=5432 user=postgres connect_timeout=3"
 ADMIN_CONNINFO = f"{SERVER} dbname=test"
@@ -71,7 +71,7 @@ def scratch_database() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def postgres_database() -> Iterator[str]:
     """The conninfo of a database migrated to head, shared by the whole session."""
-    from mysoulmate.storage.postgres_migrate import migrate
+    from mysoulmate.storage.postgres.migrate import migrate
 
     with scratch_database() as conninfo:
         migrate(conninfo)
@@ -89,7 +89,7 @@ def truncate_all(conninfo: str) -> None:
 @pytest.fixture
 def postgres_store(postgres_database: str) -> Iterator[PostgresEventStore]:
     """A store over the session database, emptied before the test."""
-    from mysoulmate.storage.postgres import PostgresEventStore
+    from mysoulmate.storage.postgres.store import PostgresEventStore
 
     truncate_all(postgres_database)
     store = PostgresEventStore(postgres_database, pool_size=2)

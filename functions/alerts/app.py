@@ -4,9 +4,9 @@ Not behind the API and rarely invoked, so no SnapStart: init imports the setting
 Powertools' Logger only; the SSM client is built on the first notification.
 """
 
-from mysoulmate.lambda_init import lambda_init
+from mysoulmate.runtime.lambda_init import lambda_init
 
 with lambda_init():
-    from mysoulmate.alerts.handler import sns_alerts_handler
+    from mysoulmate.runtime.alerts import sns_alerts_handler
 
     handler = sns_alerts_handler()

@@ -1,11 +1,11 @@
 """Lambda entry point for the analytics endpoint group (API Gateway HTTP API)."""
 
-from mysoulmate.lambda_init import lambda_init
+from mysoulmate.runtime.lambda_init import lambda_init
 
 with lambda_init():
     from mysoulmate.api.analytics import router
-    from mysoulmate.backends import event_store, message_queue
-    from mysoulmate.lambda_runtime import http_handler
+    from mysoulmate.runtime.backends import event_store, message_queue
+    from mysoulmate.runtime.lambda_handlers import http_handler
 
     handler = http_handler(router)
     # AWS clients are built during init, not in the first request: init is what SnapStart

@@ -4,10 +4,10 @@ Catalogs ship inside the layer (`mysoulmate/i18n/locales`) and load lazily, one 
 time, on first use: init pays for FastAPI and the router, not for eight catalogs.
 """
 
-from mysoulmate.lambda_init import lambda_init
+from mysoulmate.runtime.lambda_init import lambda_init
 
 with lambda_init():
     from mysoulmate.api.i18n import router
-    from mysoulmate.lambda_runtime import http_handler
+    from mysoulmate.runtime.lambda_handlers import http_handler
 
     handler = http_handler(router)

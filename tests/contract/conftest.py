@@ -12,9 +12,9 @@ import boto3
 import pytest
 from moto import mock_aws
 from mysoulmate.analytics.models import QueuedMessage
-from mysoulmate.storage.base import EventStore
-from mysoulmate.storage.dynamodb import DynamoEventStore, table_schema
-from mysoulmate.storage.sqlite import SqliteEventStore
+from mysoulmate.analytics.ports import EventStore
+from mysoulmate.storage.dynamodb.store import DynamoEventStore, table_schema
+from mysoulmate.storage.sqlite.store import SqliteEventStore
 
 from tests.moto_support import fast_sorted_items, one_rollback_copy_per_transaction
 from tests.postgres_support import postgres_database, postgres_store

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 from mysoulmate.analytics.date_range import DateRange
+from mysoulmate.analytics.ports import EventStore
 from mysoulmate.analytics.reporting import dashboard_report
-from mysoulmate.storage.base import EventStore
 
 from tests.contract.conftest import day, track
 from tests.contract.dataset import january, shuffled_with_redeliveries

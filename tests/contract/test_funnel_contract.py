@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from mysoulmate.analytics.date_range import DateRange
 from mysoulmate.analytics.funnel import Order
+from mysoulmate.analytics.ports import EventStore
 from mysoulmate.analytics.reporting import funnel_report
-from mysoulmate.storage.base import EventStore
 
 from tests.funnel_reference import reference_steps
 from tests.funnel_streams import random_streams, stream_messages

@@ -10,10 +10,10 @@ from mysoulmate.analytics import gdpr
 from mysoulmate.analytics.cohorts import build_cohorts
 from mysoulmate.analytics.date_range import DateRange
 from mysoulmate.analytics.models import Profile
+from mysoulmate.analytics.ports import EventStore
 from mysoulmate.analytics.reporting import dashboard_report, funnel_report
 from mysoulmate.analytics.user_analytics import user_analytics
-from mysoulmate.errors import InvalidRequestError
-from mysoulmate.storage.base import EventStore
+from mysoulmate.core.errors import InvalidRequestError
 
 from tests.contract.conftest import day, track
 from tests.contract.dataset import january

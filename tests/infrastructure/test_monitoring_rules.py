@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import yaml
 from fastapi.testclient import TestClient
-from mysoulmate.backends import event_store, local_queue
-from mysoulmate.server import create_server_app
-from mysoulmate.worker import drain_once
+from mysoulmate.runtime.backends import event_store, local_queue
+from mysoulmate.runtime.server import create_server_app
+from mysoulmate.runtime.worker import drain_once
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers import auth_header

@@ -35,7 +35,7 @@ from typing import Any, NoReturn
 
 import boto3
 import pytest
-from mysoulmate.storage.dynamodb import table_schema
+from mysoulmate.storage.dynamodb.store import table_schema
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = REPO / "template.yaml"
@@ -73,7 +73,7 @@ FUNCTION_ENV = {
     "AlertsFunction": {"SLACK_WEBHOOK_PARAMETER"},
 }
 
-# Variables the code reads (mysoulmate.settings, observability); each function must get all.
+# Variables the code reads (mysoulmate.core.settings, observability); each function must get all.
 REQUIRED_ENV = {
     "STAGE",
     "APP_VERSION",
@@ -821,7 +821,7 @@ def test_outputs(template: dict[str, Any]) -> None:
 def test_i18n_function_is_public_stateless_and_configured(
     template: dict[str, Any], stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mysoulmate.settings import load_settings
+    from mysoulmate.core.settings import load_settings
 
     props = template["Resources"]["I18nFunction"]["Properties"]
     assert props["CodeUri"] == "functions/i18n/"
@@ -1131,8 +1131,8 @@ def test_alerts_function_subscribes_to_the_alerts_topic(
     fn = effective_function(stack, "AlertsFunction")
     assert "VpcConfig" not in fn, "Slack is on the internet; the database VPC has no way out"
     assert fn["Policies"] == OUTSIDE_VPC_POLICIES["AlertsFunction"]
-    # Slack retries (mysoulmate.alerts.handler) end well before the function's timeout.
-    from mysoulmate.alerts.handler import DELIVERY_BUDGET_SECONDS, TIMEOUT_MARGIN_SECONDS
+    # Slack retries (mysoulmate.runtime.alerts) end well before the function's timeout.
+    from mysoulmate.runtime.alerts import DELIVERY_BUDGET_SECONDS, TIMEOUT_MARGIN_SECONDS
 
     assert fn["Timeout"] >= DELIVERY_BUDGET_SECONDS + TIMEOUT_MARGIN_SECONDS
     assert template["Outputs"]["AlertsTopicArn"]["Value"] == {"Ref": "AlertsTopic"}
@@ -1336,7 +1336,7 @@ def test_aurora_proxy_requires_tls_and_can_read_only_the_secret(
 def test_aurora_functions_connect_through_the_proxy_from_the_private_subnets(
     aurora_stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mysoulmate.settings import load_settings
+    from mysoulmate.core.settings import load_settings
 
     cluster = aurora_stack["Resources"]["DatabaseCluster"]["Properties"]
     assert set(function_names(aurora_stack)) == set(FUNCTIONS) | set(AURORA_FUNCTIONS)
@@ -1856,7 +1856,7 @@ def test_translated_stack_creates_in_moto(
     translated: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from moto import mock_aws
-    from mysoulmate.settings import load_settings
+    from mysoulmate.core.settings import load_settings
 
     for name, value in {
         "AWS_ACCESS_KEY_ID": "testing",

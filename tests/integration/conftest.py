@@ -22,10 +22,10 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
-from mysoulmate import concurrency
 from mysoulmate.analytics.models import QueuedMessage
-from mysoulmate.backends import reset_backends
-from mysoulmate.storage.dynamodb import table_schema
+from mysoulmate.core import concurrency
+from mysoulmate.runtime.backends import reset_backends
+from mysoulmate.storage.dynamodb.store import table_schema
 
 from tests.helpers import load_event
 from tests.moto_support import fast_sorted_items, one_rollback_copy_per_transaction

@@ -18,8 +18,8 @@ from typing import Any
 
 import boto3
 import pytest
-from mysoulmate.backends import reset_backends
 from mysoulmate.observability import powertools
+from mysoulmate.runtime.backends import reset_backends
 
 from tests.capture_server import CapturedRequest, CaptureServer
 from tests.helpers import load_event
@@ -282,7 +282,7 @@ def test_gives_up_within_the_bound_without_raising(
 ) -> None:
     """Slack down for good: attempts stop TIMEOUT_MARGIN (5 s) before the function's timeout
     (7 s left here, so a 2-second budget), and the handler returns normally."""
-    from mysoulmate.alerts.handler import TIMEOUT_MARGIN_SECONDS
+    from mysoulmate.runtime.alerts import TIMEOUT_MARGIN_SECONDS
 
     remaining_ms = int((TIMEOUT_MARGIN_SECONDS + 2) * 1000)
     with ScriptedServer(*[(503, {})] * 100) as slack:

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from mysoulmate.analytics.models import QueuedMessage
-from mysoulmate.backends import event_store
-from mysoulmate.server import create_server_app
+from mysoulmate.runtime.backends import event_store
+from mysoulmate.runtime.server import create_server_app
 
 from tests.helpers import auth_header
 

@@ -9,7 +9,7 @@ from typing import Any
 import jwt
 import pytest
 from fastapi.testclient import TestClient
-from mysoulmate.server import create_server_app
+from mysoulmate.runtime.server import create_server_app
 
 from tests.helpers import TEST_SECRET, auth_header
 
@@ -194,7 +194,7 @@ def test_accepted_event_answers_202_with_its_message_id(client: TestClient) -> N
 
 
 def test_cors_preflight_allows_configured_origins(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mysoulmate.backends import reset_backends
+    from mysoulmate.runtime.backends import reset_backends
 
     monkeypatch.setenv("CORS_ALLOW_ORIGINS", "https://app.mysoulmate.example")
     reset_backends()
@@ -211,7 +211,7 @@ def test_cors_preflight_allows_configured_origins(monkeypatch: pytest.MonkeyPatc
 
 
 def test_token_from_cli_is_accepted(client: TestClient, capsys: pytest.CaptureFixture[str]) -> None:
-    from mysoulmate.cli import main
+    from mysoulmate.runtime.cli import main
 
     assert main(["token", "--user", "carol", "--admin", "--ttl", "5m"]) == 0
     token = capsys.readouterr().out.strip()
@@ -242,8 +242,8 @@ def test_oversized_body_is_413_even_without_content_length(client: TestClient) -
 
 
 def test_readiness_names_the_failing_dependency(client: TestClient) -> None:
+    from mysoulmate.analytics.ports import StorageUnavailableError
     from mysoulmate.api.dependencies import get_store
-    from mysoulmate.storage.base import StorageUnavailableError
 
     class DownStore:
         def ping(self) -> None:
@@ -277,8 +277,8 @@ def test_unexpected_failure_is_500_with_envelope_and_request_id(client: TestClie
 
 
 def test_queue_outage_is_503_and_the_event_is_not_accepted(client: TestClient) -> None:
+    from mysoulmate.analytics.ports import QueueError
     from mysoulmate.api.dependencies import get_queue
-    from mysoulmate.queue.base import QueueError
 
     class DownQueue:
         def send(self, body: str) -> None:

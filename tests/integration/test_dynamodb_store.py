@@ -16,17 +16,18 @@ from typing import Any
 import boto3
 import pytest
 from mysoulmate.analytics.models import AuditEntry, Profile, QueuedMessage
+from mysoulmate.analytics.ports import ErasureResult, StorageUnavailableError
 from mysoulmate.analytics.profiles import merge_identify
 from mysoulmate.analytics.rollups import rollup_delta
-from mysoulmate.errors import InvalidRequestError
-from mysoulmate.storage.base import ErasureResult, StorageUnavailableError, encode_cursor
-from mysoulmate.storage.dynamodb import (
+from mysoulmate.core.errors import InvalidRequestError
+from mysoulmate.storage.dynamodb.rollups import TRANSACT_LIMIT, USER_SET_SHARDS
+from mysoulmate.storage.dynamodb.store import (
     BACKOFF_BASE_SECONDS,
     BACKOFF_CAP_SECONDS,
     MAX_WRITE_ATTEMPTS,
     DynamoEventStore,
 )
-from mysoulmate.storage.dynamodb_rollups import TRANSACT_LIMIT, USER_SET_SHARDS
+from mysoulmate.storage.paging import encode_cursor
 
 from tests.integration.conftest import (
     BASE_TIME,

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from mysoulmate.i18n.translate import catalogs, t
-from mysoulmate.server import create_server_app
+from mysoulmate.runtime.server import create_server_app
 
 from tests.helpers import auth_header
 

@@ -14,8 +14,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 from jwt.algorithms import RSAAlgorithm
-from mysoulmate.backends import reset_backends
-from mysoulmate.server import create_server_app
+from mysoulmate.runtime.backends import reset_backends
+from mysoulmate.runtime.server import create_server_app
 
 ISSUER = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Example"
 

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from mysoulmate.backends import event_store
+from mysoulmate.runtime.backends import event_store
 
 from tests.integration.conftest import (
     API_REQUEST_ID,

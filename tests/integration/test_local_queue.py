@@ -6,7 +6,8 @@ import time
 from pathlib import Path
 
 import pytest
-from mysoulmate.queue.base import MAX_MESSAGE_BYTES, QueueError
+from mysoulmate.analytics.ports import QueueError
+from mysoulmate.queue.limits import MAX_MESSAGE_BYTES
 from mysoulmate.queue.local import LocalQueue
 
 
@@ -65,7 +66,7 @@ def test_oversized_message_is_refused_and_nothing_is_queued(queue: LocalQueue) -
 
 
 def test_batches_within_sqs_limits() -> None:
-    from mysoulmate.queue.base import batches_within_limits
+    from mysoulmate.queue.limits import batches_within_limits
 
     calls = batches_within_limits(["x"] * 25)
     assert [len(c) for c in calls] == [10, 10, 5]

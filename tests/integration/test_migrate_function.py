@@ -21,8 +21,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from mysoulmate.backends import reset_backends
-from mysoulmate.storage import postgres_migrate
+from mysoulmate.runtime.backends import reset_backends
+from mysoulmate.storage.postgres import migrate as postgres_migrate
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STACK_ID = (
@@ -96,11 +96,15 @@ def migrate_app(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     )
     assert spec is not None
     assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    entry_point = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(entry_point)
+    # The entry point only re-exports the handler; its knobs live in the package module.
+    from mysoulmate.runtime import migrate_resource
+
+    assert entry_point.handler is migrate_resource.handler
     # Fast retries; the behaviour is the same.
-    monkeypatch.setattr(module, "RETRY_DELAY_SECONDS", 0.05)
-    yield module
+    monkeypatch.setattr(migrate_resource, "RETRY_DELAY_SECONDS", 0.05)
+    yield migrate_resource
     reset_backends()
 
 
@@ -411,7 +415,7 @@ def test_delivering_the_response_is_retried(
 def test_create_then_update_migrate_a_real_database_to_head(
     migrate_app: ModuleType, capture: tuple[Capture, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mysoulmate.storage.postgres_connection import HEAD_REVISION
+    from mysoulmate.storage.postgres.connection import HEAD_REVISION
 
     from tests.postgres_support import scratch_database
 

@@ -21,21 +21,21 @@ import psycopg
 import pytest
 from moto import mock_aws
 from mysoulmate.analytics.models import QueuedMessage
+from mysoulmate.analytics.ports import StorageUnavailableError
 from mysoulmate.analytics.rollups import ANY_EVENT, rollup_delta
-from mysoulmate.backends import event_store, reset_backends
-from mysoulmate.cli import main
-from mysoulmate.errors import InvalidRequestError
-from mysoulmate.settings import get_settings
+from mysoulmate.core.errors import InvalidRequestError
+from mysoulmate.core.settings import get_settings
+from mysoulmate.runtime.backends import event_store, reset_backends
+from mysoulmate.runtime.cli import main
 from mysoulmate.storage import postgres as postgres_module
-from mysoulmate.storage.base import StorageUnavailableError
 from mysoulmate.storage.bitmap import Bitmap
-from mysoulmate.storage.postgres import PostgresEventStore
-from mysoulmate.storage.postgres_connection import (
+from mysoulmate.storage.postgres.connection import (
     HEAD_REVISION,
     DatabaseNotMigratedError,
     conninfo,
 )
-from mysoulmate.storage.postgres_migrate import current_revision, head_revision, migrate
+from mysoulmate.storage.postgres.migrate import current_revision, head_revision, migrate
+from mysoulmate.storage.postgres.store import PostgresEventStore
 
 from tests import postgres_support
 from tests.postgres_support import scratch_database, truncate_all
@@ -190,7 +190,7 @@ def test_server_and_consumer_refuse_to_start_on_an_unmigrated_database(
     scratch: str, monkeypatch: pytest.MonkeyPatch, load_function: Any
 ) -> None:
     from fastapi.testclient import TestClient
-    from mysoulmate.server import create_server_app
+    from mysoulmate.runtime.server import create_server_app
 
     monkeypatch.setenv("STORAGE_BACKEND", "postgres")
     monkeypatch.setenv("DATABASE_URL", scratch)
@@ -352,7 +352,7 @@ def test_message_ids_order_bytewise_whatever_the_database_locale(
 
 
 def test_cursor_with_a_forged_time_is_rejected(postgres_store: PostgresEventStore) -> None:
-    from mysoulmate.storage.base import encode_cursor
+    from mysoulmate.storage.paging import encode_cursor
 
     forged = encode_cursor({"ts": "yesterday", "id": "m"})
     with pytest.raises(InvalidRequestError):

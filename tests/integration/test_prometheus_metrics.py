@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from mysoulmate.backends import event_store, local_queue
 from mysoulmate.observability import signals
 from mysoulmate.observability.prometheus import ActiveUsersCollector
 from mysoulmate.queue.local import LocalQueue
-from mysoulmate.server import create_server_app
-from mysoulmate.worker import drain_once
+from mysoulmate.runtime.backends import event_store, local_queue
+from mysoulmate.runtime.server import create_server_app
+from mysoulmate.runtime.worker import drain_once
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests import postgres_support
@@ -311,7 +311,7 @@ def test_storage_pool_of_postgres_is_exposed(
     monkeypatch.setenv("STORAGE_BACKEND", "postgres")
     monkeypatch.setenv("DATABASE_URL", postgres_database)
     monkeypatch.setenv("DATABASE_POOL_SIZE", "3")
-    from mysoulmate.backends import reset_backends
+    from mysoulmate.runtime.backends import reset_backends
 
     reset_backends()
     try:
@@ -372,7 +372,7 @@ WORKER = textwrap.dedent(
     """
     import sys
     from fastapi.testclient import TestClient
-    from mysoulmate.server import create_server_app
+    from mysoulmate.runtime.server import create_server_app
     with TestClient(create_server_app()) as client:
         for _ in range(int(sys.argv[1])):
             assert client.get("/health").status_code == 200

@@ -25,7 +25,7 @@ import jwt
 import pytest
 import sentry_sdk
 from fastapi.testclient import TestClient
-from mysoulmate.errors import ApiError
+from mysoulmate.core.errors import ApiError
 from mysoulmate.observability import error_tracking
 from mysoulmate.observability.error_tracking import (
     capture_exception,
@@ -242,7 +242,7 @@ def test_client_errors_on_lambda_produce_no_event(
 
 @pytest.fixture
 def server_app(sentry_server: CaptureServer) -> Any:
-    from mysoulmate.server import create_server_app
+    from mysoulmate.runtime.server import create_server_app
 
     return create_server_app()
 
@@ -400,7 +400,7 @@ def test_without_a_dsn_nothing_is_initialised_or_sent() -> None:
 
 
 def test_a_bad_dsn_stops_start_up_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mysoulmate.settings import SettingsError, load_settings
+    from mysoulmate.core.settings import SettingsError, load_settings
 
     monkeypatch.setenv("SENTRY_DSN", "not-a-dsn")
     with pytest.raises(SettingsError, match="SENTRY_DSN"):

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from mysoulmate.analytics.ingest import IngestBatch, PoisonMessageError
 from mysoulmate.analytics.models import QueuedMessage
-from mysoulmate.errors import InvalidRequestError
-from mysoulmate.storage.sqlite import SqliteEventStore
+from mysoulmate.core.errors import InvalidRequestError
+from mysoulmate.storage.sqlite.store import SqliteEventStore
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

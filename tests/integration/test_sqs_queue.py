@@ -8,7 +8,8 @@ from typing import Any
 
 import boto3
 import pytest
-from mysoulmate.queue.base import MAX_BATCH_BYTES, MAX_MESSAGE_BYTES, QueueError
+from mysoulmate.analytics.ports import QueueError
+from mysoulmate.queue.limits import MAX_BATCH_BYTES, MAX_MESSAGE_BYTES
 from mysoulmate.queue.sqs import SqsQueue
 
 from tests.integration.conftest import REGION, ApiCalls, Queues, receive_all

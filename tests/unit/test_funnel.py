@@ -21,7 +21,7 @@ from mysoulmate.analytics.funnel import (
     percentile_seconds,
     user_conversion,
 )
-from mysoulmate.storage.base import EventPoint, time_key
+from mysoulmate.analytics.ports import EventPoint, time_key
 
 from tests.funnel_reference import reference_steps, reference_user
 from tests.funnel_streams import random_streams, store_candidates, stream_messages

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 
 import pytest
-from mysoulmate.lambda_init import lambda_init
+from mysoulmate.runtime.lambda_init import lambda_init
 
 
 def test_collector_is_paused_during_init_and_restored_after() -> None:

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from mysoulmate.analytics.client_models import TrackRequest
 from mysoulmate.analytics.normalize import corrected_timestamp, effective_user_id, queued_message
-from mysoulmate.auth import Principal
-from mysoulmate.errors import ForbiddenError, InvalidRequestError
+from mysoulmate.core.errors import ForbiddenError, InvalidRequestError
+from mysoulmate.core.principal import Principal
 from pydantic import ValidationError
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

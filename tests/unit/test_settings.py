@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from mysoulmate.cli import main, parse_duration
-from mysoulmate.settings import SettingsError, load_settings
+from mysoulmate.core.settings import SettingsError, load_settings
+from mysoulmate.runtime.cli import main, parse_duration
 
 
 @pytest.mark.parametrize(

@@ -13,8 +13,8 @@ from datetime import date, timedelta
 from typing import Literal
 
 from mysoulmate.analytics.date_range import DateRange
+from mysoulmate.analytics.ports import EventStore, UserSet
 from mysoulmate.analytics.report_models import Cohort, CohortReport
-from mysoulmate.storage.base import EventStore, UserSet
 
 Period = Literal["day", "week"]
 

@@ -17,6 +17,7 @@ from decimal import Decimal
 
 from mysoulmate.analytics.date_range import DateRange
 from mysoulmate.analytics.funnel import FunnelTally, funnel_steps
+from mysoulmate.analytics.ports import ANY_EVENT, EventStore, UserSet
 from mysoulmate.analytics.report_models import (
     CurrencyAmount,
     DashboardFunnel,
@@ -29,7 +30,6 @@ from mysoulmate.analytics.report_models import (
     TopEvent,
 )
 from mysoulmate.analytics.rollups import MICROS
-from mysoulmate.storage.base import ANY_EVENT, EventStore, UserSet
 
 
 def union(store: EventStore, sets: Iterable[UserSet]) -> UserSet:

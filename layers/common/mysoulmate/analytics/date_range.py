@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from mysoulmate.errors import InvalidRequestError
+from mysoulmate.core.errors import InvalidRequestError
 
 DEFAULT_RANGE_DAYS = 30
 MAX_RANGE_DAYS = 366

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:
-    from mysoulmate.storage.base import EventPoint
+    from mysoulmate.analytics.ports import EventPoint
 
 Order = Literal["ordered", "strict", "any"]
 MIN_STEPS = 2

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from mysoulmate.analytics.models import AuditEntry, StoredEvent, dumps_compact
+from mysoulmate.analytics.ports import EventStore
 from mysoulmate.analytics.report_models import ErasureReport
-from mysoulmate.storage.base import EventStore
 
 EXPORT_PAGE = 500
 CSV_COLUMNS = (

@@ -16,10 +16,10 @@ from functools import partial
 from pydantic import ValidationError
 
 from mysoulmate.analytics.models import Profile, QueuedMessage
+from mysoulmate.analytics.ports import EventStore, MessageKey
 from mysoulmate.analytics.profiles import merge_identify
 from mysoulmate.analytics.rollups import MICROS, revenue_of
 from mysoulmate.observability.signals import count
-from mysoulmate.storage.base import EventStore, MessageKey
 
 
 class PoisonMessageError(ValueError):

@@ -8,8 +8,8 @@ from typing import Any
 
 from mysoulmate.analytics.client_models import IdentifyRequest, TrackRequest
 from mysoulmate.analytics.models import QueuedMessage
-from mysoulmate.auth import Principal
-from mysoulmate.errors import ForbiddenError, InvalidRequestError
+from mysoulmate.core.errors import ForbiddenError, InvalidRequestError
+from mysoulmate.core.principal import Principal
 
 
 def corrected_timestamp(

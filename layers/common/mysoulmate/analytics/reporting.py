@@ -22,6 +22,7 @@ from mysoulmate.analytics.funnel import (
     compute_funnel,
     names_needed,
 )
+from mysoulmate.analytics.ports import EventStore, StorageUnavailableError
 from mysoulmate.analytics.report_models import (
     AuditLogPage,
     CohortReport,
@@ -30,12 +31,11 @@ from mysoulmate.analytics.report_models import (
     UserAnalytics,
 )
 from mysoulmate.analytics.user_analytics import user_analytics
-from mysoulmate.auth import Principal
-from mysoulmate.concurrency import run_blocking
-from mysoulmate.errors import DependencyUnavailableError, InvalidRequestError
+from mysoulmate.core.concurrency import run_blocking
+from mysoulmate.core.errors import DependencyUnavailableError, InvalidRequestError
+from mysoulmate.core.principal import Principal
+from mysoulmate.core.settings import get_settings
 from mysoulmate.observability.signals import count, observe
-from mysoulmate.settings import get_settings
-from mysoulmate.storage.base import EventStore, StorageUnavailableError
 
 P = ParamSpec("P")
 T = TypeVar("T")

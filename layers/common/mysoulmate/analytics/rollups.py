@@ -17,12 +17,12 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 
 from mysoulmate.analytics.models import QueuedMessage
+from mysoulmate.analytics.ports import ANY_EVENT
 
 UNKNOWN_PLATFORM = "unknown"
 DEFAULT_CURRENCY = "USD"
 MICROS = 1_000_000
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
-ANY_EVENT = ""  # same value as storage.base.ANY_EVENT (the port must not import domain code)
 
 DayKey = tuple[date, str, str]  # (day, platform, event name or ANY_EVENT)
 RevenueKey = tuple[date, str, str]  # (day, platform, currency)

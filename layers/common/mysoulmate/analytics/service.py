@@ -6,12 +6,12 @@ from datetime import UTC, datetime
 
 from mysoulmate.analytics.client_models import Accepted, IdentifyRequest, TrackRequest
 from mysoulmate.analytics.normalize import queued_message
-from mysoulmate.auth import Principal
-from mysoulmate.concurrency import run_blocking
-from mysoulmate.errors import DependencyUnavailableError
+from mysoulmate.analytics.ports import MessageQueue, QueueError
+from mysoulmate.core.concurrency import run_blocking
+from mysoulmate.core.errors import DependencyUnavailableError
+from mysoulmate.core.principal import Principal
+from mysoulmate.core.settings import get_settings
 from mysoulmate.observability import count
-from mysoulmate.queue.base import MessageQueue, QueueError
-from mysoulmate.settings import get_settings
 
 
 async def accept(

@@ -6,8 +6,8 @@ from collections import Counter
 from datetime import datetime, timedelta
 
 from mysoulmate.analytics.date_range import DateRange
+from mysoulmate.analytics.ports import EventPoint, EventStore, time_key
 from mysoulmate.analytics.report_models import UserAnalytics, UserProfileView
-from mysoulmate.storage.base import EventPoint, EventStore, time_key
 
 SESSION_GAP = timedelta(minutes=30)  # GA4's and Mixpanel's default session timeout
 

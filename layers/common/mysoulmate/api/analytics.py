@@ -11,6 +11,7 @@ from fastapi.responses import StreamingResponse
 from mysoulmate.analytics import reporting, service
 from mysoulmate.analytics.client_models import Accepted, IdentifyRequest, TrackRequest
 from mysoulmate.analytics.funnel import FunnelReport
+from mysoulmate.analytics.ports import EventStore, MessageQueue
 from mysoulmate.analytics.report_models import (
     AuditLogPage,
     CohortReport,
@@ -18,11 +19,10 @@ from mysoulmate.analytics.report_models import (
     ErasureReport,
     UserAnalytics,
 )
+from mysoulmate.api.auth import current_principal
 from mysoulmate.api.dependencies import get_queue, get_store
-from mysoulmate.auth import Principal, current_principal
-from mysoulmate.queue.base import MessageQueue
-from mysoulmate.request_context import request_id_of
-from mysoulmate.storage.base import EventStore
+from mysoulmate.core.principal import Principal
+from mysoulmate.core.request_context import request_id_of
 
 router = APIRouter(prefix="/api/v1/analytics", tags=["analytics"])
 

@@ -2,7 +2,7 @@
 
 Every error leaves the API in the same envelope:
 ``{"error": {"code", "message", "details", "requestId"}}``. Routes and domain code raise
-`mysoulmate.errors.ApiError` subclasses; nothing else builds error responses. Messages come
+`mysoulmate.core.errors.ApiError` subclasses; nothing else builds error responses. Messages come
 from the catalogs (``errors.<code>``, ``validation.<type>``) in the request's locale.
 """
 
@@ -16,10 +16,10 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
-from mysoulmate.errors import ApiError
+from mysoulmate.core.errors import ApiError
+from mysoulmate.core.request_context import locale_of, request_id_of
 from mysoulmate.i18n.translate import has_key, t
 from mysoulmate.observability.signals import count
-from mysoulmate.request_context import locale_of, request_id_of
 
 Handler = Callable[[Request, Exception], Awaitable[JSONResponse]]
 _ERROR_CODE = "mysoulmate.error_code"

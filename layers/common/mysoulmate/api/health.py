@@ -7,12 +7,11 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
+from mysoulmate.analytics.ports import EventStore, MessageQueue
 from mysoulmate.api.dependencies import get_queue, get_store
-from mysoulmate.concurrency import run_blocking
-from mysoulmate.errors import DependencyUnavailableError
-from mysoulmate.queue.base import MessageQueue
-from mysoulmate.settings import get_settings
-from mysoulmate.storage.base import EventStore
+from mysoulmate.core.concurrency import run_blocking
+from mysoulmate.core.errors import DependencyUnavailableError
+from mysoulmate.core.settings import get_settings
 
 router = APIRouter(tags=["health"])
 

@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
+from mysoulmate.core.request_context import locale_of
+from mysoulmate.core.settings import get_settings
 from mysoulmate.i18n import service
 from mysoulmate.i18n.service import LocaleList, Translation
-from mysoulmate.request_context import locale_of
-from mysoulmate.settings import get_settings
 
 router = APIRouter(prefix="/api/v1/i18n", tags=["i18n"])
 PARAM_PREFIX = "param."

@@ -14,8 +14,9 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from mysoulmate.auth import Principal, current_principal
-from mysoulmate.concurrency import run_blocking
+from mysoulmate.api.auth import current_principal
+from mysoulmate.core.concurrency import run_blocking
+from mysoulmate.core.principal import Principal
 
 router = APIRouter(tags=["monitoring"])
 

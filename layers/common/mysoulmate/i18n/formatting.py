@@ -9,7 +9,7 @@ from typing import Literal
 
 from babel import dates, numbers
 
-from mysoulmate.i18n.translate import babel_locale
+from mysoulmate.i18n.cldr import babel_locale
 
 Width = Literal["short", "medium", "long", "full"]
 Number = int | float | Decimal

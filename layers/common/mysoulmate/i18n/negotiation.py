@@ -72,3 +72,15 @@ def negotiate(
         or (_from_header(accept_language[:512], tuple(supported)) if accept_language else None)
         or default
     )
+
+
+def negotiate_with_settings(
+    lang: str | None, x_locale: str | None, accept_language: str | None
+) -> str:
+    """`negotiate` against SUPPORTED_LOCALES and DEFAULT_LOCALE (the API's negotiator)."""
+    from mysoulmate.core.settings import get_settings
+
+    settings = get_settings()
+    return negotiate(
+        lang, x_locale, accept_language, settings.supported_locales, settings.default_locale
+    )

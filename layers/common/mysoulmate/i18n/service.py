@@ -8,10 +8,11 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from mysoulmate.errors import InvalidRequestError, NotFoundError
+from mysoulmate.core.errors import InvalidRequestError, NotFoundError
+from mysoulmate.core.settings import get_settings
 from mysoulmate.i18n.catalog import REFERENCE, Catalog, CatalogError, Entry
-from mysoulmate.i18n.translate import babel_locale, catalogs, has_key, required_categories, t
-from mysoulmate.settings import get_settings
+from mysoulmate.i18n.cldr import babel_locale
+from mysoulmate.i18n.translate import catalogs, has_key, required_categories, t
 
 MAX_PARAMS = 32
 

@@ -6,13 +6,11 @@ from __future__ import annotations
 import logging
 import re
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from mysoulmate.core.settings import get_settings
 from mysoulmate.i18n.catalog import CatalogError, CatalogStore, Entry
-from mysoulmate.settings import get_settings
-
-if TYPE_CHECKING:
-    from babel.core import Locale
+from mysoulmate.i18n.cldr import babel_locale
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _log = logging.getLogger("mysoulmate.i18n")
@@ -23,13 +21,6 @@ _missing_logged: set[tuple[str, str]] = set()
 def catalogs() -> CatalogStore:
     """The process's catalogs; the laptop shape re-reads edited files without a restart."""
     return CatalogStore(reload=get_settings().stage == "local")
-
-
-@lru_cache(maxsize=64)
-def babel_locale(locale: str) -> Locale:
-    from babel.core import Locale
-
-    return Locale.parse(locale, sep="-")
 
 
 def plural_category(locale: str, count: float) -> str:

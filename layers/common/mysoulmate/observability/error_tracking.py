@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from sentry_sdk._types import Breadcrumb, BreadcrumbHint, Event, Hint
 
-    from mysoulmate.settings import Settings
+    from mysoulmate.core.settings import Settings
 
 Shape = Literal["lambda", "container"]
 
@@ -63,7 +63,7 @@ def init_error_tracking(shape: Shape) -> None:
         if _State.config is not None:
             shutdown_error_tracking()
         return
-    from mysoulmate.settings import get_settings
+    from mysoulmate.core.settings import get_settings
 
     settings = get_settings()
     dsn = settings.sentry_dsn or _dsn_from_ssm(settings.sentry_dsn_parameter)
@@ -247,7 +247,7 @@ def capture_exception(
 def _request_context(
     asgi_scope: MutableMapping[str, Any],
 ) -> tuple[dict[str, str], dict[str, Any]]:
-    from mysoulmate.request_context import locale_of, request_id_of
+    from mysoulmate.core.request_context import locale_of, request_id_of
 
     tags = {"request_id": request_id_of(asgi_scope), "locale": locale_of(asgi_scope)}
     route = asgi_scope.get("route")  # FastAPI's matched APIRoute

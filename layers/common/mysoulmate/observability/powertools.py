@@ -116,7 +116,7 @@ def _redacting_formatter_class() -> type[LambdaPowertoolsFormatter]:
 def get_logger() -> Logger:
     from aws_lambda_powertools import Logger
 
-    from mysoulmate import concurrency
+    from mysoulmate.core import concurrency
 
     logger = Logger(
         service=os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE_DEFAULT),

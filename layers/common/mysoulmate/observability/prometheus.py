@@ -23,10 +23,10 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
-from functools import lru_cache, reduce
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -39,10 +39,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from mysoulmate.observability.signals import SIGNALS, Signal
-
-if TYPE_CHECKING:
-    from mysoulmate.storage.base import EventStore
+from mysoulmate.observability.signal_catalog import SIGNALS, Signal
 
 # No `<name>_created` series: they double the series count and no rule or panel reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -50,7 +47,39 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 # The classic text format every Prometheus version and prometheus_client's parser read.
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 ACTIVE_USERS_TTL_SECONDS = 60.0
-ACTIVE_USER_WINDOWS = (("1d", 1), ("7d", 7), ("30d", 30))
+
+
+class QueueDepth(Protocol):
+    """What the queue collector reads from the local durable queue."""
+
+    def depth(self) -> tuple[int, int]: ...
+    def oldest_sent_at(self) -> float | None: ...
+
+
+def _nothing() -> None:
+    return None
+
+
+@dataclass
+class ScrapeSources:
+    """Where the figures read at scrape time come from. Observability sits below storage,
+    the queue and the domains, so the composition root hands these in at start-up
+    (`register_sources`); until then those families have no samples."""
+
+    local_queue: Callable[[], QueueDepth | None] = _nothing
+    pool_stats: Callable[[], dict[str, int] | None] = _nothing
+    # (the store, so the cache is per store; its active users by window, from the rollups)
+    store: Callable[[], object | None] = _nothing
+    active_users: Callable[[Any], dict[str, int]] | None = None
+    catalog_counts: Callable[[], tuple[int, int]] = lambda: (0, 0)  # (hits, misses)
+
+
+_sources = ScrapeSources()
+
+
+def register_sources(sources: ScrapeSources) -> None:
+    global _sources
+    _sources = sources
 
 
 def multiprocess_dir() -> Path | None:
@@ -124,10 +153,7 @@ class CatalogCacheSync:
         self._lock = threading.Lock()
 
     def sync(self) -> None:
-        from mysoulmate.i18n.translate import catalogs
-
-        store = catalogs()
-        hits, misses = store.hits, store.misses
+        hits, misses = _sources.catalog_counts()
         if (hits, misses) == self._seen:
             return
         with self._lock:
@@ -143,13 +169,9 @@ class QueueCollector(Collector):
     """Depth and age of the local durable queue, read when scraped (SQS: CloudWatch has them)."""
 
     def collect(self) -> Iterator[Metric]:
-        from mysoulmate.settings import get_settings
-
-        if get_settings().queue_backend != "local":
+        queue = _sources.local_queue()
+        if queue is None:
             return
-        from mysoulmate.backends import local_queue
-
-        queue = local_queue()
         waiting, dead = queue.depth()
         oldest = queue.oldest_sent_at()
         age = max(time.time() - oldest, 0.0) if oldest is not None else 0.0
@@ -175,8 +197,6 @@ class StoragePoolCollector(Collector):
     always declared; they have samples only with STORAGE_BACKEND=postgres."""
 
     def collect(self) -> Iterator[Metric]:
-        from mysoulmate.backends import event_store
-
         connections = GaugeMetricFamily(
             "mysoulmate_storage_pool_connections",
             "PostgreSQL pool connections: max (the limit), open, and idle (available).",
@@ -187,8 +207,7 @@ class StoragePoolCollector(Collector):
             "Requests queued for a PostgreSQL connection.",
             labels=(),
         )
-        pool_stats = getattr(event_store(), "pool_stats", None)
-        stats = pool_stats() if callable(pool_stats) else None
+        stats = _sources.pool_stats()
         if stats is not None:
             connections.add_metric(("max",), stats.get("pool_max", 0))
             connections.add_metric(("open",), stats.get("pool_size", 0))
@@ -209,9 +228,11 @@ class ActiveUsersCollector(Collector):
         self,
         ttl: float = ACTIVE_USERS_TTL_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        sources: ScrapeSources | None = None,
     ) -> None:
         self._ttl = ttl
         self._clock = clock
+        self._own_sources = sources  # None: whatever the composition root registered
         self._cached: tuple[int, float, dict[str, int]] | None = None
         self._lock = threading.Lock()
 
@@ -229,16 +250,17 @@ class ActiveUsersCollector(Collector):
         yield family
 
     def figures(self) -> dict[str, int] | None:
-        from mysoulmate.backends import event_store
-
+        sources = self._own_sources or _sources
+        if sources.active_users is None:
+            return None
         with self._lock:
-            store = event_store()
+            store = sources.store()
             now = self._clock()
             cached = self._cached
             if cached is not None and cached[0] == id(store) and now - cached[1] < self._ttl:
                 return cached[2]
             try:
-                figures = _active_users(store)
+                figures = sources.active_users(store)
             except Exception:  # noqa: BLE001 - a scrape must not fail on a storage hiccup
                 from mysoulmate.observability.powertools import get_logger
 
@@ -246,25 +268,6 @@ class ActiveUsersCollector(Collector):
                 return cached[2] if cached is not None and cached[0] == id(store) else None
             self._cached = (id(store), now, figures)
             return figures
-
-
-def _active_users(store: EventStore) -> dict[str, int]:
-    from mysoulmate.analytics.date_range import today_utc
-    from mysoulmate.storage.base import ANY_EVENT
-
-    today = today_utc()
-    longest = max(days for _, days in ACTIVE_USER_WINDOWS)
-    rows = [
-        row
-        for row in store.rollup_users(today - timedelta(days=longest - 1), today, by_event=False)
-        if row.event == ANY_EVENT
-    ]
-    figures = {}
-    for window, days in ACTIVE_USER_WINDOWS:
-        first = today - timedelta(days=days - 1)
-        sets = (row.users for row in rows if row.day >= first)
-        figures[window] = len(reduce(lambda a, b: a | b, sets, store.empty_user_set()))
-    return figures
 
 
 class WorkerProcessesCollector(Collector):

@@ -17,9 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from mysoulmate.analytics.ports import QueueError
 from mysoulmate.observability.signals import count as count_signal
-from mysoulmate.queue.base import MAX_MESSAGE_BYTES, QueueError
-from mysoulmate.sqlite_connection import open_sqlite, write_transaction
+from mysoulmate.queue.limits import MAX_MESSAGE_BYTES
+from mysoulmate.storage.sqlite.connection import open_sqlite, write_transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (

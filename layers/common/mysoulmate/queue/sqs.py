@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from mysoulmate.queue.base import MAX_MESSAGE_BYTES, QueueError, batches_within_limits
+from mysoulmate.analytics.ports import QueueError
+from mysoulmate.queue.limits import MAX_MESSAGE_BYTES, batches_within_limits
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient

@@ -25,8 +25,7 @@ from mysoulmate.analytics.models import (
     QueuedMessage,
     StoredEvent,
 )
-from mysoulmate.analytics.rollups import UNKNOWN_PLATFORM
-from mysoulmate.storage.base import (
+from mysoulmate.analytics.ports import (
     ANY_EVENT,
     CountRow,
     ErasureResult,
@@ -38,11 +37,10 @@ from mysoulmate.storage.base import (
     StoreResult,
     UserSet,
     UsersRow,
-    decode_cursor,
-    next_page_cursor,
     time_key,
 )
-from mysoulmate.storage.dynamodb_rollups import (
+from mysoulmate.analytics.rollups import UNKNOWN_PLATFORM
+from mysoulmate.storage.dynamodb.rollups import (
     SEEN_SK,
     TRANSACT_LIMIT,
     ChunkPlan,
@@ -58,6 +56,7 @@ from mysoulmate.storage.dynamodb_rollups import (
     user_shard,
     users_sk,
 )
+from mysoulmate.storage.paging import decode_cursor, next_page_cursor
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

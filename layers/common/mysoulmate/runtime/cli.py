@@ -7,7 +7,7 @@ import os
 import re
 import sys
 
-from mysoulmate.settings import SettingsError, get_settings
+from mysoulmate.core.settings import SettingsError, get_settings
 
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -39,7 +39,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     uvicorn.run(
-        "mysoulmate.server:create_server_app",
+        "mysoulmate.runtime.server:create_server_app",
         factory=True,
         host=args.host,
         port=args.port,
@@ -51,7 +51,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    from mysoulmate.auth import issue_token
+    from mysoulmate.api.auth import issue_token
 
     roles = ["user"]
     if args.admin:
@@ -72,9 +72,9 @@ def _migrate(_: argparse.Namespace) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
     from sqlalchemy.exc import SQLAlchemyError
 
-    from mysoulmate.storage.base import StorageUnavailableError
-    from mysoulmate.storage.postgres_connection import conninfo, describe, safe_error
-    from mysoulmate.storage.postgres_migrate import current_revision, migrate
+    from mysoulmate.analytics.ports import StorageUnavailableError
+    from mysoulmate.storage.postgres.connection import conninfo, describe, safe_error
+    from mysoulmate.storage.postgres.migrate import current_revision, migrate
 
     try:
         info = conninfo(settings)
@@ -104,7 +104,7 @@ def _seed(args: argparse.Namespace) -> int:
     from mysoulmate.analytics.date_range import today_utc
     from mysoulmate.analytics.models import QueuedMessage
     from mysoulmate.analytics.seed import seed_messages
-    from mysoulmate.backends import event_store
+    from mysoulmate.runtime.backends import event_store
 
     store = event_store()
     batch: list[QueuedMessage] = []

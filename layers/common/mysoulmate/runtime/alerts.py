@@ -20,8 +20,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from mysoulmate.alerts.slack import Delivery, message_for, post
+from mysoulmate.core.settings import get_settings
 from mysoulmate.observability import get_logger
-from mysoulmate.settings import get_settings
 
 LambdaHandler = Callable[[Any, Any], dict[str, int]]
 

@@ -7,35 +7,22 @@ cold start only for the backend it actually uses.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from mysoulmate.settings import get_settings
+from mysoulmate.core.settings import get_settings
+from mysoulmate.storage.aws import aws_client
 
 if TYPE_CHECKING:
-    from mysoulmate.queue.base import MessageQueue
+    from mysoulmate.analytics.ports import EventStore, MessageQueue
+    from mysoulmate.api.dependencies import Adapters
     from mysoulmate.queue.local import LocalQueue
-    from mysoulmate.storage.base import EventStore
-
-
-def aws_client(service: str) -> Any:
-    """A boto3 client with the region and (for tests, LocalStack-style setups) endpoint."""
-    import boto3
-    from botocore.config import Config
-
-    settings = get_settings()
-    return boto3.client(  # type: ignore[call-overload]
-        service,
-        region_name=settings.aws_region,
-        endpoint_url=settings.aws_endpoint_url,
-        config=Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=3),
-    )
 
 
 @lru_cache(maxsize=1)
 def event_store() -> EventStore:
     settings = get_settings()
     if settings.storage_backend == "dynamodb":
-        from mysoulmate.storage.dynamodb import DynamoEventStore
+        from mysoulmate.storage.dynamodb.store import DynamoEventStore
 
         return DynamoEventStore(
             settings.events_table,
@@ -44,16 +31,16 @@ def event_store() -> EventStore:
         )
     if settings.storage_backend == "postgres":
         # psycopg is imported here only: the other backends never pay for it at cold start.
-        from mysoulmate import concurrency
-        from mysoulmate.storage.postgres import PostgresEventStore
-        from mysoulmate.storage.postgres_connection import conninfo
+        from mysoulmate.core import concurrency
+        from mysoulmate.storage.postgres.connection import conninfo
+        from mysoulmate.storage.postgres.store import PostgresEventStore
 
         # Lambda serves one request per process: one reused connection, no pool threads.
         return PostgresEventStore(
             conninfo(settings),
             pool_size=None if concurrency.ON_LAMBDA else settings.database_pool_size,
         )
-    from mysoulmate.storage.sqlite import SqliteEventStore
+    from mysoulmate.storage.sqlite.store import SqliteEventStore
 
     return SqliteEventStore(settings.data_dir / "analytics.db")
 
@@ -78,6 +65,13 @@ def message_queue() -> MessageQueue:
 
         return SqsQueue(settings.events_queue_url, aws_client("sqs"))
     return local_queue()
+
+
+def api_adapters() -> Adapters:
+    """The factories routes get their store and queue from (built on first use)."""
+    from mysoulmate.api.dependencies import Adapters
+
+    return Adapters(store=event_store, queue=message_queue)
 
 
 def reset_backends() -> None:

@@ -1,32 +1,16 @@
-"""The producer side of the queue port, shared by SQS and the local durable queue."""
+"""SQS's message and batch limits, enforced by every queue adapter so that local behaviour
+matches AWS."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+
+from mysoulmate.analytics.ports import QueueError
 
 # SQS's limits, enforced by us for every adapter so local behaviour matches AWS.
 MAX_MESSAGE_BYTES = 256 * 1024
 MAX_BATCH_ENTRIES = 10
 MAX_BATCH_BYTES = 256 * 1024
-
-
-class QueueError(RuntimeError):
-    """A message could not be made durable in the queue; the caller must not accept it."""
-
-
-class MessageQueue(Protocol):
-    def send(self, body: str) -> None:
-        """Return only once the message is durably queued."""
-        ...
-
-    def send_batch(self, bodies: Sequence[str]) -> None:
-        """Queue many messages; raise QueueError naming any that could not be queued."""
-        ...
-
-    def ping(self) -> None:
-        """Raise QueueError if the queue cannot take messages."""
-        ...
 
 
 def batches_within_limits(bodies: Sequence[str]) -> list[list[str]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mysoulmate.storage.postgres_connection import CONNECT_TIMEOUT_SECONDS, revision_of
+from mysoulmate.storage.postgres.connection import CONNECT_TIMEOUT_SECONDS, revision_of
 
 if TYPE_CHECKING:
     from alembic.config import Config

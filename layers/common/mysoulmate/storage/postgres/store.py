@@ -34,9 +34,7 @@ from mysoulmate.analytics.models import (
     QueuedMessage,
     StoredEvent,
 )
-from mysoulmate.analytics.rollups import UNKNOWN_PLATFORM, RollupDelta, rollup_delta
-from mysoulmate.errors import InvalidRequestError
-from mysoulmate.storage.base import (
+from mysoulmate.analytics.ports import (
     ANY_EVENT,
     CountRow,
     ErasureResult,
@@ -48,12 +46,13 @@ from mysoulmate.storage.base import (
     StoreResult,
     UserSet,
     UsersRow,
-    decode_cursor,
-    next_page_cursor,
     time_key,
 )
+from mysoulmate.analytics.rollups import UNKNOWN_PLATFORM, RollupDelta, rollup_delta
+from mysoulmate.core.errors import InvalidRequestError
 from mysoulmate.storage.bitmap import Bitmap
-from mysoulmate.storage.postgres_connection import (
+from mysoulmate.storage.paging import decode_cursor, next_page_cursor
+from mysoulmate.storage.postgres.connection import (
     CONNECT_TIMEOUT_SECONDS,
     describe,
     require_head,

@@ -13,9 +13,10 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mysoulmate.api.error_handlers import error_body
-from mysoulmate.errors import ApiError
-from mysoulmate.observability.signals import UNMATCHED_ROUTE, count, http_request
-from mysoulmate.request_context import locale_of, request_id_of
+from mysoulmate.core.errors import ApiError
+from mysoulmate.core.request_context import locale_of, request_id_of
+from mysoulmate.observability.signal_catalog import UNMATCHED_ROUTE
+from mysoulmate.observability.signals import count, http_request
 
 SECURE_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"x-content-type-options", b"nosniff"),

@@ -20,6 +20,10 @@ async def run_blocking(func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) 
     if ON_LAMBDA:
         return func(*args, **kwargs)
     # Imported here: the consumer reads ON_LAMBDA and must not load anyio at cold start.
-    from starlette.concurrency import run_in_threadpool
+    # anyio's thread pool is the one Starlette's run_in_threadpool uses, without importing
+    # the web framework into the layers below it.
+    import functools
 
-    return await run_in_threadpool(func, *args, **kwargs)
+    from anyio import to_thread
+
+    return await to_thread.run_sync(functools.partial(func, *args, **kwargs))

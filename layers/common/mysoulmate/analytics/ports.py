@@ -1,17 +1,18 @@
-"""The storage port every backend implements, and the opaque cursor it pages with."""
+"""The analytics domain's ports: the `EventStore` every storage backend implements, the
+`MessageQueue` every queue adapter implements, and the row types they exchange.
+
+Adapters (`mysoulmate.storage.*`, `mysoulmate.queue.*`) import this module; the domain never
+imports an adapter.
+"""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, NamedTuple, Protocol, Self
 
 from mysoulmate.analytics.models import AuditEntry, AuditPage, EventPage, Profile, QueuedMessage
-from mysoulmate.errors import InvalidRequestError
 
 MessageKey = tuple[str, str]  # (userId, messageId)
 ProfileUpdate = Callable[[Profile | None], Profile]
@@ -169,43 +170,26 @@ class StorageUnavailableError(RuntimeError):
     """The storage backend could not be reached or refused the operation."""
 
 
-def encode_cursor(position: dict[str, Any]) -> str:
-    raw = json.dumps(position, separators=(",", ":"), sort_keys=True).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(
-    cursor: str, required: set[str], pinned: dict[str, str] | None = None
-) -> dict[str, str]:
-    """The position a cursor names; a 4xx error for anything we did not issue for this query
-    (``pinned``: values the cursor must carry, e.g. the partition key of the user asked for).
-    """
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        position = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        position = None
-    if (
-        not isinstance(position, dict)
-        or set(position) != required
-        or not all(isinstance(v, str) for v in position.values())
-        or any(position[k] != v for k, v in (pinned or {}).items())
-    ):
-        raise InvalidRequestError(
-            code="invalid_cursor", details=[{"field": "cursor", "type": "invalid_cursor"}]
-        )
-    return position
-
-
-def next_page_cursor(
-    rows: Sequence[Any], limit: int, position: Callable[[Any], dict[str, str]]
-) -> str | None:
-    """Keyset pagination for every backend: callers read ``limit + 1`` rows, and the extra
-    one only says whether another page exists, so the last page has no cursor. The cursor
-    is the position of the last row served."""
-    return encode_cursor(position(rows[limit - 1])) if len(rows) > limit else None
-
-
 def time_key(moment: Any) -> str:
     """Fixed-width UTC text whose string order is time order (sort keys, SQL ordering)."""
     return str(moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+
+
+class QueueError(RuntimeError):
+    """A message could not be made durable in the queue; the caller must not accept it."""
+
+
+class MessageQueue(Protocol):
+    """The producer side of the queue, shared by SQS and the local durable queue."""
+
+    def send(self, body: str) -> None:
+        """Return only once the message is durably queued."""
+        ...
+
+    def send_batch(self, bodies: Sequence[str]) -> None:
+        """Queue many messages; raise QueueError naming any that could not be queued."""
+        ...
+
+    def ping(self) -> None:
+        """Raise QueueError if the queue cannot take messages."""
+        ...

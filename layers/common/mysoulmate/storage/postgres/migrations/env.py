@@ -17,7 +17,7 @@ MIGRATION_LOCK_KEY = 0x6D79736F756C  # "mysoul"
 def run_migrations_online() -> None:
     connection = context.config.attributes.get("connection")
     if connection is None:
-        raise RuntimeError("run migrations through mysoulmate.storage.postgres_migrate.migrate")
+        raise RuntimeError("run migrations through mysoulmate.storage.postgres.migrate.migrate")
     connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
     context.configure(connection=connection, transaction_per_migration=False)
     with context.begin_transaction():

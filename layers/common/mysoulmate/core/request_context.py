@@ -6,11 +6,29 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, Protocol
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:=-]{1,128}$")
 
 Scope = MutableMapping[str, Any]
+
+
+class LocaleNegotiator(Protocol):
+    """Picks a supported locale from ``?lang=``, ``X-Locale`` and ``Accept-Language``."""
+
+    def __call__(
+        self, lang: str | None, x_locale: str | None, accept_language: str | None
+    ) -> str: ...
+
+
+# Installed by the API layer when it builds an app (`use_locale_negotiator`): core cannot
+# import the i18n domain that knows how to negotiate.
+_negotiator: LocaleNegotiator | None = None
+
+
+def use_locale_negotiator(negotiator: LocaleNegotiator) -> None:
+    global _negotiator
+    _negotiator = negotiator
 
 
 def resolve_request_id(scope: Scope) -> str:
@@ -59,15 +77,12 @@ def locale_of(scope: Scope) -> str:
     state = scope.setdefault("state", {})
     locale = state.get("locale")
     if not isinstance(locale, str):
-        from mysoulmate.i18n.negotiation import negotiate
-        from mysoulmate.settings import get_settings
+        if _negotiator is None:  # no app installed one (e.g. an error outside a request)
+            from mysoulmate.core.settings import get_settings
 
-        settings = get_settings()
-        locale = state["locale"] = negotiate(
-            _query_lang(scope),
-            _header(scope, b"x-locale"),
-            _header(scope, b"accept-language"),
-            settings.supported_locales,
-            settings.default_locale,
-        )
+            locale = state["locale"] = get_settings().default_locale
+        else:
+            locale = state["locale"] = _negotiator(
+                _query_lang(scope), _header(scope, b"x-locale"), _header(scope, b"accept-language")
+            )
     return locale

@@ -1,7 +1,8 @@
-"""`create_app(*routers)`: the one way any shape builds its FastAPI application.
+"""`create_app(*routers, adapters=...)`: the one way any shape builds its FastAPI application.
 
 A Lambda gets an app holding only its own group's router; the container and laptop
-shapes pass every router. Middleware, error handling and docs settings are identical.
+shapes pass every router. Middleware, error handling and docs settings are identical. The
+composition root (`mysoulmate.runtime`) passes the adapter factories it built from settings.
 """
 
 from __future__ import annotations
@@ -12,15 +13,23 @@ from contextlib import AbstractAsyncContextManager
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 
+from mysoulmate.api.dependencies import Adapters, provide_adapters
 from mysoulmate.api.error_handlers import install_error_handlers
-from mysoulmate.middleware import RequestContextMiddleware
-from mysoulmate.settings import get_settings
+from mysoulmate.api.middleware import RequestContextMiddleware
+from mysoulmate.core.request_context import use_locale_negotiator
+from mysoulmate.core.settings import get_settings
+from mysoulmate.i18n.negotiation import negotiate_with_settings
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
-def create_app(*routers: APIRouter, lifespan: Lifespan | None = None) -> FastAPI:
+def create_app(
+    *routers: APIRouter, adapters: Adapters | None = None, lifespan: Lifespan | None = None
+) -> FastAPI:
     settings = get_settings()
+    if adapters is not None:
+        provide_adapters(adapters)
+    use_locale_negotiator(negotiate_with_settings)
     app = FastAPI(
         title="MySoulmate platform services",
         version=settings.app_version,

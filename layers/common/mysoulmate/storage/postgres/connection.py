@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from mysoulmate.storage.base import StorageUnavailableError
+from mysoulmate.analytics.ports import StorageUnavailableError
+from mysoulmate.storage.aws import aws_client
 
 if TYPE_CHECKING:
     import psycopg
 
-    from mysoulmate.settings import Settings
+    from mysoulmate.core.settings import Settings
 
 # Every migration this release ships, oldest first; the last one is the head that
 # `mysoulmate migrate` applies. A test checks it against Alembic's own computation.
@@ -34,8 +35,6 @@ def conninfo(settings: Settings) -> str:
     if settings.database_url:
         return settings.database_url
     from psycopg.conninfo import make_conninfo
-
-    from mysoulmate.backends import aws_client
 
     response = aws_client("secretsmanager").get_secret_value(SecretId=settings.database_secret_arn)
     try:

@@ -28,11 +28,12 @@ def http_handler(*routers: APIRouter) -> LambdaHandler:
     from aws_lambda_powertools.logging import correlation_paths
     from mangum import Mangum
 
-    from mysoulmate.app_factory import create_app
+    from mysoulmate.api.app_factory import create_app
     from mysoulmate.observability.error_tracking import install_asyncio_exception_handler
+    from mysoulmate.runtime.backends import api_adapters
 
     init_error_tracking("lambda")
-    asgi = Mangum(create_app(*routers), lifespan="off")
+    asgi = Mangum(create_app(*routers, adapters=api_adapters()), lifespan="off")
     install_asyncio_exception_handler(asyncio.get_event_loop())  # the loop Mangum runs on
     logger, metrics = get_logger(), get_metrics()
 
@@ -55,8 +56,8 @@ def sqs_consumer_handler() -> LambdaHandler:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
     from mysoulmate.analytics.ingest import IngestBatch
-    from mysoulmate.backends import event_store
     from mysoulmate.observability import count
+    from mysoulmate.runtime.backends import event_store
 
     init_error_tracking("lambda")
     logger, metrics = get_logger(), get_metrics()

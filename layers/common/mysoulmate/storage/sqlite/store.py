@@ -24,9 +24,8 @@ from mysoulmate.analytics.models import (
     QueuedMessage,
     StoredEvent,
 )
-from mysoulmate.analytics.rollups import ANY_EVENT, UNKNOWN_PLATFORM, RollupDelta, rollup_delta
-from mysoulmate.sqlite_connection import open_sqlite, write_transaction
-from mysoulmate.storage.base import (
+from mysoulmate.analytics.ports import (
+    ANY_EVENT,
     CountRow,
     ErasureResult,
     EventPoint,
@@ -36,11 +35,12 @@ from mysoulmate.storage.base import (
     StoreResult,
     UserSet,
     UsersRow,
-    decode_cursor,
-    next_page_cursor,
     time_key,
 )
+from mysoulmate.analytics.rollups import UNKNOWN_PLATFORM, RollupDelta, rollup_delta
 from mysoulmate.storage.bitmap import Bitmap
+from mysoulmate.storage.paging import decode_cursor, next_page_cursor
+from mysoulmate.storage.sqlite.connection import open_sqlite, write_transaction
 
 SCHEMA_VERSION = 2  # PRAGMA user_version; 1 = the spine's events/profiles only
 _CHUNK = 400  # keys per IN (...) list, well under SQLite's variable limit

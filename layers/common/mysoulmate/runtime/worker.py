@@ -10,9 +10,9 @@ import threading
 import time
 
 from mysoulmate.analytics.ingest import IngestBatch, PoisonMessageError
+from mysoulmate.analytics.ports import EventStore
 from mysoulmate.observability import count, get_logger, observe
 from mysoulmate.queue.local import LocalQueue
-from mysoulmate.storage.base import EventStore
 
 
 def drain_once(queue: LocalQueue, store: EventStore, batch_size: int) -> int:

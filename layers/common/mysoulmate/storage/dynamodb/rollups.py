@@ -21,7 +21,8 @@ from datetime import date
 from typing import Any
 
 from mysoulmate.analytics.models import QueuedMessage
-from mysoulmate.analytics.rollups import ANY_EVENT, platform_of, revenue_of, rollup_delta
+from mysoulmate.analytics.ports import ANY_EVENT
+from mysoulmate.analytics.rollups import platform_of, revenue_of, rollup_delta
 
 TRANSACT_LIMIT = 100  # actions per TransactWriteItems (AWS); moto accepts more
 TRANSACT_BYTES_BUDGET = 3_500_000  # AWS caps a transaction at 4 MB of items; keep headroom

@@ -1,0 +1,127 @@
+"""Every signal the code reports, declared once: its CloudWatch metric (name, unit,
+dimensions) and its Prometheus family (name, type, labels).
+
+Its own module so that the facade (`signals`) and the Prometheus exporter (`prometheus`)
+both read it without importing each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal["counter", "histogram"]
+
+# Seconds. Dense below 100 ms where API latency lives; long tail for exports and reports.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+UNMATCHED_ROUTE = "unmatched"
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    kind: Kind
+    family: str  # Prometheus family; counters are exposed as ``<family>_total``
+    help: str
+    labels: tuple[str, ...] = ()
+    emf: str | None = None  # CloudWatch metric name; None: not sent from Lambda
+    emf_unit: str = "Count"
+    emf_dimensions: tuple[str, ...] = ()  # labels that become CloudWatch dimensions
+    emf_scale: float = 1.0  # e.g. 1000: seconds observed, milliseconds sent
+    buckets: tuple[float, ...] = LATENCY_BUCKETS
+
+
+class UnknownSignalError(KeyError):
+    """A signal name (or kind) that `SIGNALS` does not declare: a bug, fail loudly."""
+
+
+SIGNALS: dict[str, Signal] = {
+    # HTTP (reported together by `http_request`, once per request, from the middleware).
+    "Requests": Signal(
+        "counter",
+        "http_requests",
+        "HTTP requests by route template, method and status.",
+        ("route", "method", "status"),
+        emf="Requests",
+        emf_dimensions=("route", "method", "status_class"),
+    ),
+    "Latency": Signal(
+        "histogram",
+        "http_request_duration_seconds",
+        "HTTP request duration by route template, method and status.",
+        ("route", "method", "status"),
+        emf="Latency",
+        emf_unit="Milliseconds",
+        emf_dimensions=("route", "method", "status_class"),
+        emf_scale=1000.0,
+    ),
+    # Ingest.
+    "EventsAccepted": Signal(
+        "counter",
+        "mysoulmate_events_accepted",
+        "Track events durably queued (answered 202).",
+        emf="EventsAccepted",
+    ),
+    "IdentifiesAccepted": Signal(
+        "counter",
+        "mysoulmate_identifies_accepted",
+        "Identify calls durably queued (answered 202).",
+        emf="IdentifiesAccepted",
+    ),
+    "EventsStored": Signal(
+        "counter",
+        "mysoulmate_events_stored",
+        "Messages stored for the first time by the consumer.",
+        emf="EventsStored",
+    ),
+    "EventsDeduplicated": Signal(
+        "counter",
+        "mysoulmate_events_deduplicated",
+        "Redelivered or re-sent messages the consumer found already stored.",
+        emf="EventsDeduplicated",
+    ),
+    "EventsDeadLettered": Signal(
+        "counter",
+        "mysoulmate_events_dead_lettered",
+        "Messages moved to the local queue's dead letters after too many receives.",
+        # On AWS SQS moves them: the DLQ's own CloudWatch metrics count them.
+    ),
+    "ConsumerRecordFailures": Signal(
+        "counter",
+        "mysoulmate_consumer_record_failures",
+        "Records the consumer could not store (retried, then dead-lettered).",
+        emf="ConsumerRecordFailures",
+    ),
+    "Revenue": Signal(
+        "counter",
+        "mysoulmate_revenue",
+        "Revenue of newly stored track events, in units of the currency.",
+        ("currency",),
+        emf="Revenue",
+        emf_unit="None",
+        emf_dimensions=("currency",),
+    ),
+    # Read side and API.
+    "GdprRequests": Signal(
+        "counter",
+        "mysoulmate_gdpr_requests",
+        "GDPR exports and erasures served.",
+        ("kind",),
+        emf="GdprRequests",
+        emf_dimensions=("kind",),
+    ),
+    "Errors": Signal(
+        "counter",
+        "mysoulmate_errors",
+        "Error responses by error code and exception type.",
+        ("code", "exception"),
+        emf="Errors",
+        emf_dimensions=("code",),
+    ),
+    "StorageQuery": Signal(
+        "histogram",
+        "mysoulmate_storage_query_duration_seconds",
+        "Duration of storage calls by operation.",
+        ("operation",),
+    ),
+}

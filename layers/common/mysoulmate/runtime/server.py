@@ -1,0 +1,83 @@
+"""The container and laptop shape: one FastAPI app with every router and, with the local
+queue, the in-process worker that drains it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from mysoulmate.api import analytics, health, i18n, metrics
+from mysoulmate.api.app_factory import create_app
+from mysoulmate.core.settings import get_settings
+from mysoulmate.queue.local import LocalQueue
+from mysoulmate.runtime.backends import api_adapters, event_store, local_queue
+
+# metrics: /metrics and /api/v1/metrics, container and laptop only (CloudWatch on Lambda).
+ROUTERS = (health.router, analytics.router, i18n.router, metrics.router)
+
+
+@asynccontextmanager
+async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
+    settings = get_settings()
+    from mysoulmate.observability.error_tracking import install_asyncio_exception_handler
+    from mysoulmate.runtime.backends import event_store
+
+    install_asyncio_exception_handler(asyncio.get_running_loop())  # logged and reported
+    # Built before serving: an unreachable or unmigrated database stops start-up here.
+    event_store()
+    worker = None
+    if settings.queue_backend == "local" and settings.worker_enabled:
+        from mysoulmate.runtime.worker import LocalWorker
+
+        worker = LocalWorker(
+            local_queue(),
+            event_store(),
+            batch_size=settings.worker_batch_size,
+            poll_interval=settings.worker_poll_interval_seconds,
+        )
+        worker.start()
+    try:
+        yield
+    finally:
+        if worker is not None:
+            worker.stop()
+
+
+def create_server_app() -> FastAPI:
+    from mysoulmate.observability import init_error_tracking
+
+    init_error_tracking("container")
+    register_scrape_sources()
+    return create_app(*ROUTERS, adapters=api_adapters(), lifespan=_lifespan)
+
+
+def register_scrape_sources() -> None:
+    """Tell /metrics where the figures it reads at scrape time live (observability cannot
+    import storage, the queue or the catalogs itself)."""
+    from mysoulmate.analytics.active_users import active_users_by_window
+    from mysoulmate.i18n.translate import catalogs
+    from mysoulmate.observability.prometheus import ScrapeSources, register_sources
+
+    def local_queue_if_used() -> LocalQueue | None:
+        return local_queue() if get_settings().queue_backend == "local" else None
+
+    def pool_stats() -> dict[str, int] | None:
+        stats = getattr(event_store(), "pool_stats", None)
+        return stats() if callable(stats) else None
+
+    def catalog_counts() -> tuple[int, int]:
+        store = catalogs()
+        return store.hits, store.misses
+
+    register_sources(
+        ScrapeSources(
+            local_queue=local_queue_if_used,
+            pool_stats=pool_stats,
+            store=event_store,
+            active_users=active_users_by_window,
+            catalog_counts=catalog_counts,
+        )
+    )
