@@ -129,10 +129,10 @@ def _rows(bodies: list[str]) -> list[tuple[Any, ...]]:
 
 def _executemany(rows: list[tuple[Any, ...]], path: Path, per_transaction: int) -> float:
     from mysoulmate.storage.sqlite.connection import open_sqlite
-    from mysoulmate.storage.sqlite.store import _SCHEMA  # the same table and index as the store
+    from mysoulmate.storage.sqlite.schema import SCHEMA  # the same table and index as the store
 
     conn = open_sqlite(path, synchronous="NORMAL")
-    conn.executescript(_SCHEMA)
+    conn.executescript(SCHEMA)
     sql = "INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?,?,?,?)"
     gc.collect()
     start = time.perf_counter()

@@ -5,7 +5,7 @@
    `insert_events`, in batches of 1,000, so the rollups are built exactly as the consumer
    builds them. One generated batch goes to SQLite (a temporary file) and then to PostgreSQL
    (a scratch database `mysoulmate_bench_<hex>` per size, created, migrated with
-   `postgres_migrate.migrate`, dropped at the end even on failure); each store's time is
+   `storage.postgres.migrate.migrate`, dropped at the end even on failure); each store's time is
    taken separately and reported as events/s. PostgreSQL gets a `VACUUM ANALYZE` after
    seeding (timed, reported) so the plans do not depend on when autovacuum last ran.
 2. **Latency**, median of 7 runs after 1 warm-up (`--quick`: 3), every operation at both

@@ -1,7 +1,7 @@
 """Warm overhead: µs per in-process `POST /api/v1/analytics/track` on a warm Lambda.
 
 The analytics handler is the real one: `functions/analytics/app.py` loaded as Lambda loads it,
-so `lambda_runtime.http_handler` with Powertools' `log_metrics` and `inject_lambda_context`
+so `runtime.lambda_handlers.http_handler` with Powertools' `log_metrics` and `inject_lambda_context`
 around Mangum around the app, and the production dependency graph (get_queue ->
 message_queue() -> SqsQueue.send). Only the boto3 client inside the real SqsQueue is
 replaced by an in-memory one. Auth is `AUTH_MODE=apigateway`: the claims arrive in the
@@ -222,7 +222,7 @@ def _lambda_variants() -> tuple[dict[str, Callable[[], Any]], list[str]]:
 
     logger, metrics = get_logger(), get_metrics()
 
-    # Same decorators, same order, same Logger/Metrics as lambda_runtime.http_handler.
+    # Same decorators, same order, same Logger/Metrics as runtime.lambda_handlers.http_handler.
     @metrics.log_metrics(capture_cold_start_metric=True)
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
     def bare_wrapped(event: dict[str, Any], context: Any) -> dict[str, Any]:

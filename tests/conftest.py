@@ -1,14 +1,22 @@
-"""Shared fixtures: an isolated environment per test, tokens, and service checks."""
+"""Shared fixtures: an isolated environment per test, the PostgreSQL test database and store,
+and the HTTP client over the server app."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from mysoulmate.runtime.backends import reset_backends
 
-from tests.helpers import TEST_SECRET
+from tests.support.helpers import TEST_SECRET
+from tests.support.postgres import scratch_database, truncate_all
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+    from mysoulmate.storage.postgres.store import PostgresEventStore
 
 # Variables the suite sets per test; anything inherited from the shell would leak in.
 _MANAGED = (
@@ -44,6 +52,19 @@ _MANAGED = (
     "PROMETHEUS_MULTIPROC_DIR",
     "SLACK_WEBHOOK_URL",
     "SLACK_WEBHOOK_PARAMETER",
+    "EVENTS_DLQ_URL",
+    "PII_FILTER",
+    "PII_CONTACT_MODE",
+    "RATE_LIMIT_INGEST_PER_SECOND",
+    "RATE_LIMIT_INGEST_BURST",
+    "RATE_LIMIT_READ_PER_SECOND",
+    "RATE_LIMIT_READ_BURST",
+    "RATE_LIMIT_STORE",
+    "REDIS_URL",
+    "HTTP_HEADER_TIMEOUT_SECONDS",
+    "HTTP_BODY_TIMEOUT_SECONDS",
+    "QUEUE_VISIBILITY_TIMEOUT_SECONDS",
+    "QUEUE_MAX_RECEIVE_COUNT",
 )
 
 
@@ -62,6 +83,77 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AWS_REGION", "us-east-1")
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "MySoulmate")
-    reset_backends()
+    reset_process_state()
     yield tmp_path / "data"
+    reset_process_state()
+
+
+def reset_process_state() -> None:
+    """What a process keeps between requests: adapters, settings, breakers, rate buckets."""
+    from mysoulmate.api.rate_limit import use_bucket_store
+    from mysoulmate.core.bulkhead import Bulkhead
+    from mysoulmate.core.rate_limits import MemoryBuckets
+
     reset_backends()
+    Bulkhead.reset_all()
+    use_bucket_store(MemoryBuckets())
+
+
+# -- PostgreSQL (the real server at 127.0.0.1:5432) -------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """The conninfo of a database migrated to head, shared by the whole session."""
+    from mysoulmate.storage.postgres.migrate import migrate
+
+    with scratch_database() as conninfo:
+        migrate(conninfo)
+        yield conninfo
+
+
+@pytest.fixture
+def postgres_store(postgres_database: str) -> Iterator[PostgresEventStore]:
+    """A store over the session database, emptied before the test."""
+    from mysoulmate.storage.postgres.store import PostgresEventStore
+
+    truncate_all(postgres_database)
+    store = PostgresEventStore(postgres_database, pool_size=2)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+# -- HTTP: the server app through Starlette's TestClient -----------------------------------
+
+
+@pytest.fixture
+def make_client() -> Callable[..., TestClient]:
+    """Build a TestClient over ``app`` (by default the server app, built from the environment
+    as it is at the call); ``options`` go to TestClient as they are. Use it as a context
+    manager to run the app's lifespan. For tests that change the environment first."""
+    from fastapi.testclient import TestClient
+    from mysoulmate.runtime.server import create_server_app
+
+    def make(app: FastAPI | None = None, **options: Any) -> TestClient:
+        return TestClient(app if app is not None else create_server_app(), **options)
+
+    return make
+
+
+@pytest.fixture
+def app() -> FastAPI:
+    """The server app as `mysoulmate serve` builds it. A test module overrides this fixture
+    to configure it (environment, test-only routes); `client` then serves the override."""
+    from mysoulmate.runtime.server import create_server_app
+
+    return create_server_app()
+
+
+@pytest.fixture
+def client(make_client: Callable[..., TestClient], app: FastAPI) -> Iterator[TestClient]:
+    """A started client over `app`; a server error comes back as a 500 response, as a real
+    client would see it, rather than as an exception in the test."""
+    with make_client(app, raise_server_exceptions=False) as test_client:
+        yield test_client

@@ -10,8 +10,8 @@ from mysoulmate.analytics.date_range import DateRange
 from mysoulmate.analytics.ports import EventStore
 from mysoulmate.analytics.reporting import dashboard_report
 
-from tests.contract.conftest import day, track
-from tests.contract.dataset import january, shuffled_with_redeliveries
+from tests.support.contract import day, track
+from tests.support.dataset import january, shuffled_with_redeliveries
 
 JAN_1_4 = DateRange(date(2026, 1, 1), date(2026, 1, 4))
 

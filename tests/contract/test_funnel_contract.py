@@ -9,8 +9,8 @@ from mysoulmate.analytics.funnel import Order
 from mysoulmate.analytics.ports import EventStore
 from mysoulmate.analytics.reporting import funnel_report
 
-from tests.funnel_reference import reference_steps
-from tests.funnel_streams import random_streams, stream_messages
+from tests.support.funnel_reference import reference_steps
+from tests.support.funnel_streams import random_streams, stream_messages
 
 STEP_LISTS = (("open", "view", "cart", "pay"), ("view", "cart", "view"))
 ORDERS: tuple[Order, ...] = ("ordered", "strict", "any")

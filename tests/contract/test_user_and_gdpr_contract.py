@@ -15,8 +15,8 @@ from mysoulmate.analytics.reporting import dashboard_report, funnel_report
 from mysoulmate.analytics.user_analytics import user_analytics
 from mysoulmate.core.errors import InvalidRequestError
 
-from tests.contract.conftest import day, track
-from tests.contract.dataset import january
+from tests.support.contract import day, track
+from tests.support.dataset import january
 
 JAN_1_4 = DateRange(date(2026, 1, 1), date(2026, 1, 4))
 TODAY = date(2026, 1, 10)
@@ -149,7 +149,10 @@ def test_erasure_removes_the_user_everywhere_but_keeps_anonymous_counts(
 def test_an_erased_user_who_returns_is_counted_afresh(store: EventStore) -> None:
     ingest_january(store)
     gdpr.erase(store, "bob", "bob")
-    store.insert_events([track("bob", "signup", day(4), platform="ios")])
+    comeback = track("bob", "signup", day(4), platform="ios")
+    # Received after the erasure (a message received before it would be dropped).
+    later = datetime.now(UTC) + timedelta(seconds=1)
+    store.insert_events([comeback.model_copy(update={"receivedAt": later})])
     after = dashboard_report(store, JAN_1_4, None, 10)
     assert [d.users for d in after.dailyActiveUsers] == [1, 2, 2, 1]
     assert after.activeUsers == 4  # alice, carol, dave and the returning bob

@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.server import ROOT, ServerProcess, free_port, mysoulmate_serve, server_env
-from tests.helpers import auth_header
+from tests.support.helpers import auth_header
+from tests.support.server import ROOT, ServerProcess, free_port, mysoulmate_serve, server_env
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,11 +15,10 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 from mysoulmate.runtime.backends import event_store, local_queue
-from mysoulmate.runtime.server import create_server_app
 from mysoulmate.runtime.worker import drain_once
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import auth_header
+from tests.support.helpers import auth_header
 
 MONITORING = Path(__file__).resolve().parents[2] / "infrastructure" / "monitoring"
 
@@ -149,9 +148,9 @@ def metric_names(expr: str) -> set[str]:
 
 
 @pytest.fixture
-def exposed() -> set[str]:
+def exposed(make_client: Callable[..., TestClient]) -> set[str]:
     """Every metric name a live ``/metrics`` offers, after requests and stored events."""
-    with TestClient(create_server_app()) as client:
+    with make_client() as client:
         now = datetime.now(UTC).isoformat()
         response = client.post(
             "/api/v1/analytics/track",

@@ -21,9 +21,9 @@ import pytest
 from mysoulmate.observability import powertools
 from mysoulmate.runtime.backends import reset_backends
 
-from tests.capture_server import CapturedRequest, CaptureServer
-from tests.helpers import load_event
-from tests.integration.conftest import REGION, FakeLambdaContext
+from tests.support.aws import REGION, FakeLambdaContext
+from tests.support.capture_server import CapturedRequest, CaptureServer
+from tests.support.helpers import load_event
 
 Handler = Callable[[Any, Any], dict[str, int]]
 PARAMETER = "/mysoulmate/test/slack-webhook-url"

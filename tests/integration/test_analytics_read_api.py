@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -13,9 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 from mysoulmate.analytics.models import QueuedMessage
 from mysoulmate.runtime.backends import event_store
-from mysoulmate.runtime.server import create_server_app
 
-from tests.helpers import auth_header
+from tests.support.helpers import auth_header
 
 BASE = "/api/v1/analytics"
 TODAY = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
@@ -39,17 +37,17 @@ def message(user: str, event: str, at: datetime, **properties: Any) -> QueuedMes
 
 
 @pytest.fixture
-def client() -> Iterator[TestClient]:
-    with TestClient(create_server_app(), raise_server_exceptions=False) as test_client:
-        event_store().insert_events(
-            [
-                message("alice", "signup", TODAY - timedelta(days=2)),
-                message("alice", "companion_created", TODAY - timedelta(days=2, hours=-1)),
-                message("alice", "purchase", TODAY - timedelta(days=1), revenue=4.5),
-                message("bob", "signup", TODAY - timedelta(days=1)),
-            ]
-        )
-        yield test_client
+def client(client: TestClient) -> TestClient:
+    """The shared client, over a store holding a few days of events."""
+    event_store().insert_events(
+        [
+            message("alice", "signup", TODAY - timedelta(days=2)),
+            message("alice", "companion_created", TODAY - timedelta(days=2, hours=-1)),
+            message("alice", "purchase", TODAY - timedelta(days=1), revenue=4.5),
+            message("bob", "signup", TODAY - timedelta(days=1)),
+        ]
+    )
+    return client
 
 
 def error_code(response: Any) -> str:

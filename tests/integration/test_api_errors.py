@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
 import pytest
 from fastapi.testclient import TestClient
-from mysoulmate.runtime.server import create_server_app
 
-from tests.helpers import TEST_SECRET, auth_header
+from tests.support.helpers import TEST_SECRET, auth_header
 
 TRACK = "/api/v1/analytics/track"
-
-
-@pytest.fixture
-def client() -> Iterator[TestClient]:
-    with TestClient(create_server_app(), raise_server_exceptions=False) as test_client:
-        yield test_client
 
 
 def envelope(response: Any) -> dict[str, Any]:
@@ -193,12 +186,14 @@ def test_accepted_event_answers_202_with_its_message_id(client: TestClient) -> N
     assert response.json() == {"messageId": "m-1", "status": "queued"}
 
 
-def test_cors_preflight_allows_configured_origins(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cors_preflight_allows_configured_origins(
+    monkeypatch: pytest.MonkeyPatch, make_client: Callable[..., TestClient]
+) -> None:
     from mysoulmate.runtime.backends import reset_backends
 
     monkeypatch.setenv("CORS_ALLOW_ORIGINS", "https://app.mysoulmate.example")
     reset_backends()
-    with TestClient(create_server_app()) as cors_client:
+    with make_client() as cors_client:
         headers = {
             "Origin": "https://app.mysoulmate.example",
             "Access-Control-Request-Method": "POST",

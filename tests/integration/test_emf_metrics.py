@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from aws_lambda_powertools.metrics.provider import cold_start
 
-from tests.integration.conftest import (
+from tests.support.aws import (
     FakeLambdaContext,
     Queues,
     http_event,

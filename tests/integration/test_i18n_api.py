@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from mysoulmate.i18n.translate import catalogs, t
-from mysoulmate.runtime.server import create_server_app
 
-from tests.helpers import auth_header
+from tests.support.helpers import auth_header
 
 I18N = "/api/v1/i18n"
 TRACK = "/api/v1/analytics/track"
-
-
-@pytest.fixture
-def client() -> Iterator[TestClient]:
-    with TestClient(create_server_app(), raise_server_exceptions=False) as test_client:
-        yield test_client
 
 
 def error_of(response: Any) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from mysoulmate.i18n.translate import t
 
-from tests.integration.conftest import FakeLambdaContext, http_event
+from tests.support.aws import FakeLambdaContext, http_event
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 

@@ -12,6 +12,7 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from jwt.algorithms import RSAAlgorithm
 from mysoulmate.runtime.backends import reset_backends
@@ -51,14 +52,14 @@ def jwks_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def client(jwks_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[TestClient]:
+def app(jwks_url: str, monkeypatch: pytest.MonkeyPatch) -> FastAPI:
+    """The server app verifying RS256 tokens against the issuer's JWKS (served by the test)."""
     monkeypatch.delenv("JWT_SECRET")
     monkeypatch.setenv("JWKS_URL", jwks_url)
     monkeypatch.setenv("JWT_ISSUER", ISSUER)
     monkeypatch.setenv("JWT_AUDIENCE", "client-123")
     reset_backends()
-    with TestClient(create_server_app()) as test_client:
-        yield test_client
+    return create_server_app()
 
 
 def token(key: rsa.RSAPrivateKey, **claims: Any) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from mysoulmate.runtime.backends import event_store
 
-from tests.integration.conftest import (
+from tests.support.aws import (
     API_REQUEST_ID,
     BASE_TIME,
     TABLE_NAME,
@@ -609,7 +609,13 @@ def test_identifies_cost_one_profile_read_and_write_per_user_per_batch(
 
     assert response == {"batchItemFailures": []}
     assert len(calls.of("GetItem")) == 2
-    assert len(calls.of("PutItem")) == 2
+    # One write per user: the profile Put with its erasure check, in one transaction.
+    profile_writes = [
+        params
+        for params in calls.of("TransactWriteItems")
+        if any("Put" in action and "PROFILE" in str(action) for action in params["TransactItems"])
+    ]
+    assert len(profile_writes) == 2
     profile = event_store().get_profile("alice")
     assert profile is not None
     assert profile.traits == {f"t{i}": i for i in range(10)}

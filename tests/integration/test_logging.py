@@ -15,7 +15,7 @@ from mysoulmate.analytics import reporting
 from mysoulmate.observability import powertools
 from mysoulmate.observability.powertools import get_logger, redact, redact_log
 
-from tests.integration.conftest import (
+from tests.support.aws import (
     API_REQUEST_ID,
     FakeLambdaContext,
     Queues,

@@ -417,7 +417,7 @@ def test_create_then_update_migrate_a_real_database_to_head(
 ) -> None:
     from mysoulmate.storage.postgres.connection import HEAD_REVISION
 
-    from tests.postgres_support import scratch_database
+    from tests.support.postgres import scratch_database
 
     state, url = capture
     with scratch_database() as conninfo:

@@ -27,8 +27,8 @@ from mysoulmate.core.errors import InvalidRequestError
 from mysoulmate.core.settings import get_settings
 from mysoulmate.runtime.backends import event_store, reset_backends
 from mysoulmate.runtime.cli import main
-from mysoulmate.storage import postgres as postgres_module
 from mysoulmate.storage.bitmap import Bitmap
+from mysoulmate.storage.postgres import store as postgres_module
 from mysoulmate.storage.postgres.connection import (
     HEAD_REVISION,
     DatabaseNotMigratedError,
@@ -37,13 +37,7 @@ from mysoulmate.storage.postgres.connection import (
 from mysoulmate.storage.postgres.migrate import current_revision, head_revision, migrate
 from mysoulmate.storage.postgres.store import PostgresEventStore
 
-from tests import postgres_support
-from tests.postgres_support import scratch_database, truncate_all
-
-# The shared fixtures, made visible to this module (tests/conftest.py may instead list
-# "tests.postgres_support" in pytest_plugins).
-postgres_database = postgres_support.postgres_database
-postgres_store = postgres_support.postgres_store
+from tests.support.postgres import scratch_database, truncate_all
 
 BASE = datetime(2026, 1, 31, 12, 0, 0, tzinfo=UTC)
 WHOLE_RANGE = (date(2025, 1, 1), date(2027, 1, 1))
@@ -299,8 +293,9 @@ def test_concurrent_overlapping_batches_neither_deadlock_nor_double_count(
 
 def test_a_message_postgres_cannot_hold_fails_alone(postgres_store: PostgresEventStore) -> None:
     good = track("alice")
-    nul = track("alice", properties={"note": "a\x00b"})
-    nan = track("bob", properties={"score": float("nan")})
+    # Validation refuses both today; messages queued by an older release may still hold them.
+    nul = track("alice").model_copy(update={"properties": {"note": "a\x00b"}})
+    nan = track("bob").model_copy(update={"properties": {"score": float("nan")}})
     result = postgres_store.insert_events([good, nul, nan])
     assert result.written == 1
     assert set(result.failed) == {nul.key, nan.key}
@@ -393,7 +388,7 @@ def test_lambda_connection_cut_while_frozen_is_replaced(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
-        monkeypatch.setattr(postgres_module, "IDLE_CHECK_SECONDS", 0.0)
+        monkeypatch.setattr("mysoulmate.storage.postgres.pooling.IDLE_CHECK_SECONDS", 0.0)
         store.insert_events([track("alice")])
         assert len(store.user_event_points("alice")) == 1
     finally:
@@ -419,7 +414,7 @@ def test_erasure_clears_bits_and_never_reuses_the_ordinal(
         ]
     )
     alice = ordinals_of(postgres_database)["alice"]
-    result = postgres_store.delete_user("alice")
+    result = postgres_store.delete_user("alice", BASE + timedelta(seconds=2))
     assert (result.events, result.profile) == (2, False)
     for row in postgres_store.rollup_users(*WHOLE_RANGE, by_event=True):
         assert alice not in row.users  # type: ignore[operator]
@@ -430,10 +425,11 @@ def test_erasure_clears_bits_and_never_reuses_the_ordinal(
     assert alice not in ordinals_of(postgres_database).values()
     assert len(postgres_store.rollup_counts(*WHOLE_RANGE)) == 2  # anonymous counts stay
 
-    postgres_store.insert_events([track("carol"), track("alice", "comeback")])
+    comeback = track("alice", "comeback", BASE + timedelta(seconds=5))  # after the erasure
+    postgres_store.insert_events([track("carol"), comeback])
     ordinals = ordinals_of(postgres_database)
     assert alice not in (ordinals["carol"], ordinals["alice"])
-    assert postgres_store.delete_user("nobody") == postgres_store.delete_user("nobody")
+    assert postgres_store.delete_user("nobody", BASE) == postgres_store.delete_user("nobody", BASE)
 
 
 # -- configuration and the CLI -----------------------------------------------------------------

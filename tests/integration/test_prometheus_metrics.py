@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,14 +21,10 @@ from mysoulmate.observability import signals
 from mysoulmate.observability.prometheus import ActiveUsersCollector
 from mysoulmate.queue.local import LocalQueue
 from mysoulmate.runtime.backends import event_store, local_queue
-from mysoulmate.runtime.server import create_server_app
 from mysoulmate.runtime.worker import drain_once
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests import postgres_support
-from tests.helpers import auth_header
-
-postgres_database = postgres_support.postgres_database
+from tests.support.helpers import auth_header
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -55,20 +51,14 @@ def moved(before: Samples, after: Samples, name: str, **labels: str) -> float:
 
 
 @pytest.fixture
-def app() -> FastAPI:
-    application = create_server_app()
+def app(app: FastAPI) -> FastAPI:
+    """The shared app with a route that fails, for the 500 counters."""
 
-    @application.get("/test-only/boom/{item}")
+    @app.get("/test-only/boom/{item}")
     async def boom(item: str) -> None:
         raise LookupError(item)
 
-    return application
-
-
-@pytest.fixture
-def client(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app, raise_server_exceptions=False) as test_client:
-        yield test_client
+    return app
 
 
 def track(client: TestClient, user: str, **body: Any) -> None:
@@ -231,7 +221,7 @@ def test_active_users_are_cached_for_the_ttl() -> None:
     collector = ActiveUsersCollector(ttl=60, clock=lambda: clock[0])
     store = event_store()
     assert collector.figures() == {"1d": 0, "7d": 0, "30d": 0}
-    from tests.integration.conftest import queued_message
+    from tests.support.aws import queued_message
 
     store.insert_events([queued_message("zoe", at=datetime.now(UTC))])
     clock[0] += 59
@@ -306,7 +296,9 @@ def test_storage_pool_families_are_declared_without_postgres(client: TestClient)
 
 
 def test_storage_pool_of_postgres_is_exposed(
-    monkeypatch: pytest.MonkeyPatch, postgres_database: str
+    monkeypatch: pytest.MonkeyPatch,
+    postgres_database: str,
+    make_client: Callable[..., TestClient],
 ) -> None:
     monkeypatch.setenv("STORAGE_BACKEND", "postgres")
     monkeypatch.setenv("DATABASE_URL", postgres_database)
@@ -315,7 +307,7 @@ def test_storage_pool_of_postgres_is_exposed(
 
     reset_backends()
     try:
-        with TestClient(create_server_app()) as client:
+        with make_client() as client:
             samples = scrape(client)
     finally:
         event_store().close()  # type: ignore[attr-defined]

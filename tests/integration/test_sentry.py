@@ -36,15 +36,15 @@ from mysoulmate.observability.error_tracking import (
     shutdown_error_tracking,
 )
 
-from tests.capture_server import CapturedRequest, CaptureServer
-from tests.helpers import TEST_SECRET, make_token
-from tests.integration.conftest import (
+from tests.support.aws import (
     API_REQUEST_ID,
     REPO_ROOT,
     FakeLambdaContext,
     Queues,
     http_event,
 )
+from tests.support.capture_server import CapturedRequest, CaptureServer
+from tests.support.helpers import TEST_SECRET, make_token
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 PROJECT_ID = "42"
@@ -241,18 +241,22 @@ def test_client_errors_on_lambda_produce_no_event(
 
 
 @pytest.fixture
-def server_app(sentry_server: CaptureServer) -> Any:
+def app(sentry_server: CaptureServer) -> Any:
+    """The server app, built once Sentry reports to the capture server."""
     from mysoulmate.runtime.server import create_server_app
 
     return create_server_app()
 
 
 def test_unhandled_error_in_the_container_app_reaches_sentry_scrubbed(
-    server_app: Any, sentry_server: CaptureServer, monkeypatch: pytest.MonkeyPatch
+    app: Any,
+    make_client: Callable[..., TestClient],
+    sentry_server: CaptureServer,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr("mysoulmate.queue.local.LocalQueue.send", plant_and_fail)
     token = make_token("alice")
-    client = TestClient(server_app, raise_server_exceptions=False)
+    client = make_client(app, raise_server_exceptions=False)
 
     response = client.post(
         f"/api/v1/analytics/track?{PLANTED_QUERY}",
@@ -276,11 +280,14 @@ def test_unhandled_error_in_the_container_app_reaches_sentry_scrubbed(
 
 
 def test_client_errors_and_disconnects_in_the_container_produce_no_event(
-    server_app: Any, sentry_server: CaptureServer, monkeypatch: pytest.MonkeyPatch
+    app: Any,
+    make_client: Callable[..., TestClient],
+    sentry_server: CaptureServer,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from starlette.requests import ClientDisconnect
 
-    client = TestClient(server_app, raise_server_exceptions=False)
+    client = make_client(app, raise_server_exceptions=False)
     alice = {"Authorization": f"Bearer {make_token('alice')}"}
     statuses = [
         client.post("/api/v1/analytics/track", json={}, headers=alice).status_code,
@@ -303,7 +310,7 @@ def test_client_errors_and_disconnects_in_the_container_produce_no_event(
 
 
 def test_unhandled_asyncio_error_in_the_container_is_reported(
-    server_app: Any, sentry_server: CaptureServer
+    app: Any, make_client: Callable[..., TestClient], sentry_server: CaptureServer
 ) -> None:
     async def fails() -> None:
         raise LookupError(f"background job for {EMAIL} failed")
@@ -316,7 +323,7 @@ def test_unhandled_asyncio_error_in_the_container_is_reported(
         del task  # never awaited: the loop's exception handler hears of it when collected
         gc.collect()
 
-    with TestClient(server_app) as client:  # runs the lifespan that installs the handler
+    with make_client(app) as client:  # runs the lifespan that installs the handler
         client.portal.call(fire_and_forget)
 
     [sent] = wait_for_events(sentry_server)

@@ -12,24 +12,25 @@ from mysoulmate.analytics.ports import QueueError
 from mysoulmate.queue.limits import MAX_BATCH_BYTES, MAX_MESSAGE_BYTES
 from mysoulmate.queue.sqs import SqsQueue
 
-from tests.integration.conftest import REGION, ApiCalls, Queues, receive_all
+from tests.support.aws import REGION, ApiCalls, Queues, receive_all
 
 KIB = 1024
 
 
 @pytest.fixture
-def client(aws: None) -> Any:
+def queue_client(aws: None) -> Any:
+    """The SQS client the queue under test uses (the `sqs` fixture is the test's own)."""
     return boto3.client("sqs", region_name=REGION)
 
 
 @pytest.fixture
-def calls(client: Any) -> ApiCalls:
-    return ApiCalls(client, "sqs")
+def calls(queue_client: Any) -> ApiCalls:
+    return ApiCalls(queue_client, "sqs")
 
 
 @pytest.fixture
-def queue(client: Any, queues: Queues) -> SqsQueue:
-    return SqsQueue(queues.url, client)
+def queue(queue_client: Any, queues: Queues) -> SqsQueue:
+    return SqsQueue(queues.url, queue_client)
 
 
 def batch_bytes(params: dict[str, Any]) -> int:
@@ -132,16 +133,16 @@ def test_ping_succeeds_on_an_existing_queue(queue: SqsQueue, calls: ApiCalls) ->
     assert [name for name, _ in calls.calls] == ["GetQueueAttributes"]
 
 
-def test_ping_on_a_missing_queue_raises_queue_error(client: Any, queues: Queues) -> None:
+def test_ping_on_a_missing_queue_raises_queue_error(queue_client: Any, queues: Queues) -> None:
     missing = queues.url.rsplit("/", 1)[0] + "/no-such-queue"
 
     with pytest.raises(QueueError, match="sqs"):
-        SqsQueue(missing, client).ping()
+        SqsQueue(missing, queue_client).ping()
 
 
-def test_send_to_a_missing_queue_raises_queue_error(client: Any, queues: Queues) -> None:
+def test_send_to_a_missing_queue_raises_queue_error(queue_client: Any, queues: Queues) -> None:
     missing = queues.url.rsplit("/", 1)[0] + "/no-such-queue"
-    queue = SqsQueue(missing, client)
+    queue = SqsQueue(missing, queue_client)
 
     with pytest.raises(QueueError):
         queue.send("{}")

@@ -30,7 +30,7 @@ CHILD = textwrap.dedent(
 
     with mock_aws():
         import boto3
-        from tests.integration.conftest import (
+        from tests.support.aws import (
             FakeLambdaContext, create_events_table, http_event, queued_message, sqs_event,
         )
         create_events_table(os.environ["EVENTS_TABLE"])

@@ -23,8 +23,8 @@ from mysoulmate.analytics.funnel import (
 )
 from mysoulmate.analytics.ports import EventPoint, time_key
 
-from tests.funnel_reference import reference_steps, reference_user
-from tests.funnel_streams import random_streams, store_candidates, stream_messages
+from tests.support.funnel_reference import reference_steps, reference_user
+from tests.support.funnel_streams import random_streams, store_candidates, stream_messages
 
 ORDERS: tuple[Order, ...] = ("ordered", "strict", "any")
 STEP_LISTS = (

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mysoulmate.analytics.models import (
     AnonymousId,
@@ -16,6 +16,8 @@ from mysoulmate.analytics.models import (
     Timestamp,
     UserId,
 )
+from mysoulmate.analytics.rollups import MAX_REVENUE
+from mysoulmate.analytics.validation import Problem, check_revenue
 
 
 class _Request(BaseModel):
@@ -24,6 +26,15 @@ class _Request(BaseModel):
 
 class TrackRequest(_Request):
     """`POST /api/v1/analytics/track`: one event done by the signed-in user."""
+
+    @field_validator("properties")
+    @classmethod
+    def _revenue_in_range(cls, properties: dict[str, Any]) -> dict[str, Any]:
+        try:
+            check_revenue(properties, MAX_REVENUE)
+        except Problem as problem:
+            raise problem.as_pydantic() from None
+        return properties
 
     event: EventName
     properties: Properties = Field(default_factory=dict)

@@ -110,7 +110,7 @@ def export_csv(store: EventStore, user_id: str) -> Iterator[str]:
 
 
 def erase(store: EventStore, actor: str, user_id: str) -> ErasureReport:
-    result = store.delete_user(user_id)
+    result = store.delete_user(user_id, datetime.now(UTC))
     entry = record(store, actor, "delete", user_id, events=result.events, profile=result.profile)
     return ErasureReport(
         userId=user_id,

@@ -26,10 +26,26 @@ class PoisonMessageError(ValueError):
     """A record that can never be stored as it is: retried, then dead-lettered."""
 
 
+def diagnose(body: str) -> str:
+    """Why a dead-lettered message could not be stored, judged from its body alone: the
+    validation error of a poison message, or that it is valid and storage failed."""
+    try:
+        message = QueuedMessage.model_validate_json(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ())) or "message"
+        return f"invalid message: {where}: {first['msg']} ({exc.error_count()} error(s))"
+    return (
+        f"valid {message.type} message {message.messageId}: storage kept failing; "
+        "redrive it once storage is healthy"
+    )
+
+
 @dataclass
 class FlushOutcome:
     stored: int = 0
     duplicates: int = 0
+    erased: int = 0  # dropped: their user was erased after they were received
     failed_records: dict[str, str] = field(default_factory=dict)
 
 
@@ -62,16 +78,23 @@ class IngestBatch:
         result = self._store.insert_events(messages)
         outcome.stored = result.written
         outcome.duplicates = result.duplicates
+        outcome.erased = len(result.erased)
         _count_revenue(m for m in messages if m.key in result.new_keys)
         failed = dict(result.failed)
         # One read-merge-write per user and batch, however many identifies they sent.
         identifies: dict[str, list[QueuedMessage]] = defaultdict(list)
         for message in messages:
-            if message.type == "identify" and message.key not in failed:
+            skip = message.key in failed or message.key in result.erased
+            if message.type == "identify" and not skip:
                 identifies[message.userId].append(message)
         for user_id, user_messages in identifies.items():
+            earliest = min(m.receivedAt for m in user_messages)
             try:
-                self._store.update_profile(user_id, partial(_merge_all, user_messages))
+                merged = self._store.update_profile(
+                    user_id, partial(_merge_all, user_messages), received_at=earliest
+                )
+                if merged is None:  # erased since: the traits must not come back
+                    outcome.erased += len(user_messages)
             except Exception as exc:  # noqa: BLE001 - reported per record, retried by the queue
                 for message in user_messages:
                     failed[message.key] = f"profile update failed: {exc}"

@@ -21,6 +21,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from mysoulmate.analytics.validation import StorableIdentifier, StorableJson, StorableText
+
 MAX_PROPERTIES_BYTES = 32 * 1024
 MAX_PROPERTIES_KEYS = 255
 MAX_CONTEXT_BYTES = 8 * 1024
@@ -50,7 +52,12 @@ def _utc(value: datetime) -> datetime:
     """Naive times are taken as UTC; everything is stored in UTC."""
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00 has no UTC equivalent
+        raise PydanticCustomError(
+            "timestamp_out_of_range", "must be a date-time that exists in UTC"
+        ) from None
 
 
 def _bounded_object(max_bytes: int, max_keys: int | None) -> Any:
@@ -74,12 +81,18 @@ def _bounded_object(max_bytes: int, max_keys: int | None) -> Any:
 
 
 Timestamp = Annotated[datetime, BeforeValidator(_iso8601), AfterValidator(_utc)]
-Properties = Annotated[dict[str, Any], _bounded_object(MAX_PROPERTIES_BYTES, MAX_PROPERTIES_KEYS)]
-Context = Annotated[dict[str, Any], _bounded_object(MAX_CONTEXT_BYTES, None)]
-EventName = Annotated[str, StringConstraints(min_length=1, max_length=255)]
-MessageId = Annotated[str, StringConstraints(min_length=1, max_length=100)]
-UserId = Annotated[str, StringConstraints(min_length=1, max_length=255)]
-AnonymousId = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+# StorableJson runs first: the size check serializes, and must never meet a value too deep.
+Properties = Annotated[
+    dict[str, Any], StorableJson, _bounded_object(MAX_PROPERTIES_BYTES, MAX_PROPERTIES_KEYS)
+]
+Context = Annotated[dict[str, Any], StorableJson, _bounded_object(MAX_CONTEXT_BYTES, None)]
+EventName = Annotated[str, StringConstraints(min_length=1, max_length=255), StorableIdentifier]
+MessageId = Annotated[str, StringConstraints(min_length=1, max_length=100), StorableIdentifier]
+UserId = Annotated[str, StringConstraints(min_length=1, max_length=255), StorableIdentifier]
+AnonymousId = Annotated[str, StringConstraints(min_length=1, max_length=255), StorableIdentifier]
+# Stored as it arrived, but still free of what no backend can write.
+StoredJson = Annotated[dict[str, Any], StorableJson]
+StoredText = Annotated[str, StorableText]
 Platform = Annotated[
     str, StringConstraints(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")
 ]
@@ -97,17 +110,17 @@ class QueuedMessage(BaseModel):
     type: Literal["track", "identify"]
     messageId: MessageId
     userId: UserId
-    anonymousId: str | None = None
-    event: str | None = None
-    properties: dict[str, Any] = Field(default_factory=dict)
-    traits: dict[str, Any] = Field(default_factory=dict)
-    traitsOnce: dict[str, Any] = Field(default_factory=dict)
+    anonymousId: AnonymousId | None = None
+    event: EventName | None = None
+    properties: StoredJson = Field(default_factory=dict)
+    traits: StoredJson = Field(default_factory=dict)
+    traitsOnce: StoredJson = Field(default_factory=dict)
     timestamp: Timestamp
     receivedAt: Timestamp
     sentAt: Timestamp | None = None
-    platform: str | None = None
-    context: dict[str, Any] = Field(default_factory=dict)
-    requestId: str | None = None
+    platform: StoredText | None = None
+    context: StoredJson = Field(default_factory=dict)
+    requestId: StoredText | None = None
 
     @property
     def key(self) -> tuple[str, str]:

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from mysoulmate.analytics.client_models import IdentifyRequest, TrackRequest
 from mysoulmate.analytics.models import QueuedMessage
+from mysoulmate.analytics.pii import PiiPolicy, PiiReport, filter_event, filter_traits
+from mysoulmate.analytics.validation import Problem, check_timestamp
 from mysoulmate.core.errors import ForbiddenError, InvalidRequestError
 from mysoulmate.core.principal import Principal
+from mysoulmate.observability.signals import count
+
+DEFAULT_PII_POLICY = PiiPolicy()
 
 
 def corrected_timestamp(
@@ -36,15 +41,19 @@ def effective_user_id(body_user_id: str | None, principal: Principal) -> str:
 def _checked_time(
     request: TrackRequest | IdentifyRequest, received_at: datetime, max_future_seconds: int
 ) -> datetime:
-    timestamp = corrected_timestamp(request.timestamp, request.sentAt, received_at)
-    if timestamp - received_at > timedelta(seconds=max_future_seconds):
-        raise InvalidRequestError(
-            code="timestamp_in_future",
-            details=[{"field": "timestamp", "type": "timestamp_in_future"}],
-            timestamp=timestamp.isoformat(),
-            limit=max_future_seconds,
-        )
+    try:
+        timestamp = corrected_timestamp(request.timestamp, request.sentAt, received_at)
+    except OverflowError:  # a skew so large the corrected time leaves the calendar
+        raise _time_error("timestamp_out_of_range", timestamp=str(request.timestamp)) from None
+    try:
+        check_timestamp(timestamp, received_at, max_future_seconds)
+    except Problem as problem:
+        raise _time_error(problem.kind, timestamp=timestamp.isoformat(), **problem.params) from None
     return timestamp
+
+
+def _time_error(kind: str, **params: Any) -> InvalidRequestError:
+    return InvalidRequestError(code=kind, details=[{"field": "timestamp", "type": kind}], **params)
 
 
 def queued_message(
@@ -53,8 +62,10 @@ def queued_message(
     received_at: datetime,
     request_id: str,
     max_future_seconds: int,
+    pii: PiiPolicy = DEFAULT_PII_POLICY,
 ) -> QueuedMessage:
-    """The self-contained message the queue carries for a track or identify request."""
+    """The self-contained message the queue carries for a track or identify request, with
+    the PII policy applied (`analytics.pii`): nothing it drops ever reaches the queue."""
     common: dict[str, Any] = {
         "messageId": request.messageId or str(uuid.uuid4()),
         "userId": effective_user_id(request.userId, principal),
@@ -65,14 +76,23 @@ def queued_message(
         "requestId": request_id,
     }
     if isinstance(request, TrackRequest):
+        properties, context, report = filter_event(request.properties, request.context, pii)
+        _count_filtered(report)
         return QueuedMessage(
             type="track",
             event=request.event,
-            properties=request.properties,
+            properties=properties,
             platform=request.platform,
-            context=request.context,
+            context=context,
             **common,
         )
-    return QueuedMessage(
-        type="identify", traits=request.traits, traitsOnce=request.traitsOnce, **common
-    )
+    traits, report = filter_traits(request.traits, pii)
+    traits_once, once_report = filter_traits(request.traitsOnce, pii)
+    report.counts.update(once_report.counts)
+    _count_filtered(report)
+    return QueuedMessage(type="identify", traits=traits, traitsOnce=traits_once, **common)
+
+
+def _count_filtered(report: PiiReport) -> None:
+    for kind, filtered in report.counts.items():
+        count("PiiFiltered", filtered, kind=kind)

@@ -81,15 +81,28 @@ class StoreResult:
     # The keys of the messages this write stored for the first time (``written`` of them):
     # what their rollups (and the revenue signal) count, never a redelivery.
     new_keys: set[MessageKey] = field(default_factory=set)
+    # Messages not written because their user was erased after they were received (an
+    # erasure sticks: what was in flight when it happened never comes back).
+    erased: set[MessageKey] = field(default_factory=set)
 
 
 class EventStore(Protocol):
     def insert_events(self, messages: Sequence[QueuedMessage]) -> StoreResult:
-        """Store each message once per (userId, messageId); redeliveries are no-ops."""
+        """Store each message once per (userId, messageId); redeliveries are no-ops.
+
+        A message whose user has an erasure recorded at or after its ``receivedAt`` is not
+        stored (``StoreResult.erased``), atomically with the write: an erasure running at
+        the same time can never see the message missing and then find it stored."""
         ...
 
-    def update_profile(self, user_id: str, update: ProfileUpdate) -> Profile:
-        """Apply ``update`` to the stored profile atomically (retrying on conflicts)."""
+    def update_profile(
+        self, user_id: str, update: ProfileUpdate, *, received_at: datetime | None = None
+    ) -> Profile | None:
+        """Apply ``update`` to the stored profile atomically (retrying on conflicts).
+
+        With ``received_at`` (the earliest receipt of the messages merged by ``update``):
+        when the user has an erasure recorded at or after it, nothing is written and None
+        is returned, atomically with respect to `delete_user`."""
         ...
 
     def get_profile(self, user_id: str) -> Profile | None: ...
@@ -150,9 +163,12 @@ class EventStore(Protocol):
 
     # -- GDPR ---------------------------------------------------------------------------
 
-    def delete_user(self, user_id: str) -> ErasureResult:
+    def delete_user(self, user_id: str, erased_at: datetime) -> ErasureResult:
         """Erase the user's events and profile and remove them from every user set and
-        first-seen record; anonymous counts and revenue stay. Idempotent."""
+        first-seen record; anonymous counts and revenue stay. Idempotent.
+
+        Records a tombstone (the latest ``erased_at`` wins): messages received up to that
+        time are never stored afterwards, by `insert_events` or `update_profile`."""
         ...
 
     def append_audit(self, entry: AuditEntry) -> None: ...

@@ -13,6 +13,7 @@ from time import perf_counter
 from typing import Literal, ParamSpec, TypeVar
 
 from mysoulmate.analytics import gdpr
+from mysoulmate.analytics.bulkheads import STORAGE, STORAGE_COOLDOWN_SECONDS
 from mysoulmate.analytics.cohorts import Period, build_cohorts
 from mysoulmate.analytics.dashboard import build_dashboard
 from mysoulmate.analytics.date_range import DateRange, parse_window, resolve_range, today_utc
@@ -31,7 +32,6 @@ from mysoulmate.analytics.report_models import (
     UserAnalytics,
 )
 from mysoulmate.analytics.user_analytics import user_analytics
-from mysoulmate.core.concurrency import run_blocking
 from mysoulmate.core.errors import DependencyUnavailableError, InvalidRequestError
 from mysoulmate.core.principal import Principal
 from mysoulmate.core.settings import get_settings
@@ -49,9 +49,11 @@ MAX_COHORT_PERIODS = 52
 async def _query(operation: str, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Run a storage use case off the event loop; ``operation`` labels its duration metric."""
     try:
-        return await run_blocking(_timed, operation, partial(func, *args, **kwargs))
+        return await STORAGE.run(_timed, operation, partial(func, *args, **kwargs))
     except StorageUnavailableError:
-        raise DependencyUnavailableError(dependency="storage") from None
+        raise DependencyUnavailableError(
+            dependency="storage", headers={"Retry-After": str(int(STORAGE_COOLDOWN_SECONDS))}
+        ) from None
 
 
 def _timed(operation: str, call: Callable[[], T]) -> T:

@@ -22,6 +22,9 @@ from mysoulmate.analytics.ports import ANY_EVENT
 UNKNOWN_PLATFORM = "unknown"
 DEFAULT_CURRENCY = "USD"
 MICROS = 1_000_000
+# Per event, in units of the currency: far above any real purchase, and low enough that sums of
+# micros stay exact in every backend's 64-bit integer columns (validation refuses more).
+MAX_REVENUE = 1_000_000_000
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 DayKey = tuple[date, str, str]  # (day, platform, event name or ANY_EVENT)
@@ -44,12 +47,15 @@ def platform_of(message: QueuedMessage) -> str:
 
 
 def revenue_of(properties: dict[str, object]) -> tuple[str, int] | None:
-    """(currency, micros) when ``revenue`` is a finite number and ``currency`` (default USD)
-    looks like an ISO 4217 code; anything else carries no revenue."""
+    """(currency, micros) when ``revenue`` is a finite number of at most MAX_REVENUE units
+    and ``currency`` (default USD) looks like an ISO 4217 code; anything else carries no
+    revenue."""
     amount = properties.get("revenue")
     if isinstance(amount, bool) or not isinstance(amount, int | float):
         return None
     if isinstance(amount, float) and not math.isfinite(amount):
+        return None
+    if abs(amount) > MAX_REVENUE:
         return None
     currency = properties.get("currency", DEFAULT_CURRENCY)
     if not isinstance(currency, str) or not _CURRENCY.match(currency.strip().upper()):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from mysoulmate.analytics.bulkheads import QUEUE
 from mysoulmate.analytics.client_models import Accepted, IdentifyRequest, TrackRequest
 from mysoulmate.analytics.normalize import queued_message
+from mysoulmate.analytics.pii import PiiPolicy
 from mysoulmate.analytics.ports import MessageQueue, QueueError
-from mysoulmate.core.concurrency import run_blocking
 from mysoulmate.core.errors import DependencyUnavailableError
 from mysoulmate.core.principal import Principal
 from mysoulmate.core.settings import get_settings
@@ -21,11 +22,16 @@ async def accept(
     queue: MessageQueue,
 ) -> Accepted:
     """Accepted means durable: the 202 is sent only after the queue has the message."""
-    max_future = get_settings().max_future_seconds
-    message = queued_message(request, principal, datetime.now(UTC), request_id, max_future)
+    settings = get_settings()
+    pii = PiiPolicy(enabled=settings.pii_filter, contact_mode=settings.pii_contact_mode)
+    message = queued_message(
+        request, principal, datetime.now(UTC), request_id, settings.max_future_seconds, pii
+    )
     try:
-        await run_blocking(queue.send, message.model_dump_json(exclude_none=True))
+        await QUEUE.run(queue.send, message.model_dump_json(exclude_none=True))
     except QueueError:
-        raise DependencyUnavailableError(code="queue_unavailable") from None
+        raise DependencyUnavailableError(
+            code="queue_unavailable", headers={"Retry-After": "1"}
+        ) from None
     count("EventsAccepted" if message.type == "track" else "IdentifiesAccepted")
     return Accepted(messageId=message.messageId)

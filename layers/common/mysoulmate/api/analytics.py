@@ -21,12 +21,15 @@ from mysoulmate.analytics.report_models import (
 )
 from mysoulmate.api.auth import current_principal
 from mysoulmate.api.dependencies import get_queue, get_store
+from mysoulmate.api.rate_limit import limit_ingest, limit_read
 from mysoulmate.core.principal import Principal
 from mysoulmate.core.request_context import request_id_of
 
 router = APIRouter(prefix="/api/v1/analytics", tags=["analytics"])
 
 Caller = Annotated[Principal, Depends(current_principal)]
+INGEST = [Depends(limit_ingest)]
+READ = [Depends(limit_read)]
 Queue = Annotated[MessageQueue, Depends(get_queue)]
 Store = Annotated[EventStore, Depends(get_store)]
 UserIdPath = Annotated[str, Path(alias="userId", min_length=1, max_length=255)]
@@ -37,13 +40,17 @@ To = Annotated[date | None, Query(alias="to", description="Last UTC day (inclusi
 Cursor = Annotated[str | None, Query(max_length=2048)]
 
 
-@router.post("/track", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
+@router.post(
+    "/track", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted, dependencies=INGEST
+)
 async def track(body: TrackRequest, request: Request, caller: Caller, queue: Queue) -> Accepted:
     """Queue one event for the signed-in user; 202 once it is durably queued."""
     return await service.accept(body, caller, request_id_of(request.scope), queue)
 
 
-@router.post("/identify", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
+@router.post(
+    "/identify", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted, dependencies=INGEST
+)
 async def identify(
     body: IdentifyRequest, request: Request, caller: Caller, queue: Queue
 ) -> Accepted:
@@ -51,7 +58,7 @@ async def identify(
     return await service.accept(body, caller, request_id_of(request.scope), queue)
 
 
-@router.get("/user/{userId}", response_model=UserAnalytics)
+@router.get("/user/{userId}", response_model=UserAnalytics, dependencies=READ)
 async def user_analytics(
     caller: Caller,
     store: Store,
@@ -68,7 +75,7 @@ async def user_analytics(
     return await reporting.user(caller, store, user_id, limit, cursor, start, end, event)
 
 
-@router.get("/user/{userId}/export")
+@router.get("/user/{userId}/export", dependencies=READ)
 async def export_user(
     caller: Caller,
     store: Store,
@@ -88,14 +95,14 @@ async def export_user(
     )
 
 
-@router.delete("/user/{userId}", response_model=ErasureReport)
+@router.delete("/user/{userId}", response_model=ErasureReport, dependencies=READ)
 async def erase_user(caller: Caller, store: Store, user_id: UserIdPath) -> ErasureReport:
     """Self or admin (GDPR art. 17): erase the user's events and profile; anonymous
     counts stay. Recorded in the audit log."""
     return await reporting.erase(caller, store, user_id)
 
 
-@router.get("/dashboard", response_model=DashboardReport)
+@router.get("/dashboard", response_model=DashboardReport, dependencies=READ)
 async def dashboard(
     caller: Caller,
     store: Store,
@@ -109,7 +116,7 @@ async def dashboard(
     return await reporting.dashboard(caller, store, start, end, platform, limit)
 
 
-@router.get("/funnel", response_model=FunnelReport)
+@router.get("/funnel", response_model=FunnelReport, dependencies=READ)
 async def funnel(
     caller: Caller,
     store: Store,
@@ -125,7 +132,7 @@ async def funnel(
     return await reporting.funnel(caller, store, steps, start, end, window, order)
 
 
-@router.get("/cohorts", response_model=CohortReport)
+@router.get("/cohorts", response_model=CohortReport, dependencies=READ)
 async def cohorts(
     caller: Caller,
     store: Store,
@@ -138,7 +145,7 @@ async def cohorts(
     return await reporting.cohorts(caller, store, start, end, period, periods)
 
 
-@router.get("/audit", response_model=AuditLogPage)
+@router.get("/audit", response_model=AuditLogPage, dependencies=READ)
 async def audit_log(
     caller: Caller,
     store: Store,

@@ -61,11 +61,32 @@ def verify_token(token: str, settings: Settings) -> dict[str, Any]:
         )
     except jwt.ExpiredSignatureError:
         raise AuthenticationError(code="token_expired") from None
-    except jwt.PyJWKClientError as exc:
-        raise AuthenticationError(code="invalid_token", reason=str(exc)) from None
+    except jwt.PyJWKClientError:
+        raise _invalid("unknown_key") from None
     except jwt.InvalidTokenError as exc:
-        raise AuthenticationError(code="invalid_token", reason=str(exc)) from None
+        raise _invalid(_reason_of(exc)) from None
     return claims
+
+
+def _invalid(reason: str) -> AuthenticationError:
+    """401 naming what is wrong in our words (``errors.tokenReasons.<reason>``, localized),
+    never the JWT library's message."""
+    return AuthenticationError(code="invalid_token", reason_key=f"errors.tokenReasons.{reason}")
+
+
+def _reason_of(exc: Exception) -> str:
+    import jwt
+
+    reasons: tuple[tuple[type[Exception], str], ...] = (
+        (jwt.InvalidSignatureError, "bad_signature"),
+        (jwt.InvalidAudienceError, "wrong_audience"),
+        (jwt.InvalidIssuerError, "wrong_issuer"),
+        (jwt.ImmatureSignatureError, "not_yet_valid"),
+        (jwt.MissingRequiredClaimError, "missing_claim"),
+        (jwt.InvalidAlgorithmError, "algorithm"),
+        (jwt.DecodeError, "malformed"),
+    )
+    return next((reason for kind, reason in reasons if isinstance(exc, kind)), "unverifiable")
 
 
 def _claims_from_api_gateway(request: Request) -> dict[str, Any]:

@@ -28,7 +28,13 @@ _ERROR_CODE = "mysoulmate.error_code"
 def error_body(
     code: str, request_id: str, details: Any = None, lang: str = "en", /, **params: Any
 ) -> dict[str, Any]:
-    """Positional-only, so a message may have params named like these (e.g. ``locale``)."""
+    """Positional-only, so a message may have params named like these (e.g. ``locale``).
+
+    A ``reason_key`` param names a catalog phrase, translated into ``reason`` first (the
+    part of a message that says what exactly was wrong, in the client's language too)."""
+    reason_key = params.pop("reason_key", None)
+    if isinstance(reason_key, str):
+        params["reason"] = t(reason_key, lang)
     return {
         "error": {
             "code": code,
@@ -120,7 +126,11 @@ async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     request_id = request_id_of(request.scope)
     get_logger().exception("unhandled error", extra={"request_id": request_id})
     capture_exception(exc, asgi_scope=request.scope, request_id=request_id)
-    return error_response(request, 500, "internal_error")
+    response = error_response(request, 500, "internal_error")
+    # The server drops the connection after an unhandled error: say so, so that a client
+    # reading keep-alive connections sees a clean close, not a reset.
+    response.headers["Connection"] = "close"
+    return response
 
 
 def _counted(handler: Handler) -> Handler:

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
+from mysoulmate.api.rate_limit import limit_public
 from mysoulmate.core.request_context import locale_of
 from mysoulmate.core.settings import get_settings
 from mysoulmate.i18n import service
 from mysoulmate.i18n.service import LocaleList, Translation
 
-router = APIRouter(prefix="/api/v1/i18n", tags=["i18n"])
+router = APIRouter(prefix="/api/v1/i18n", tags=["i18n"], dependencies=[Depends(limit_public)])
 PARAM_PREFIX = "param."
 
 

@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mysoulmate.api.error_handlers import error_body
 from mysoulmate.core.errors import ApiError
+from mysoulmate.core.json_nesting import NestingScanner
 from mysoulmate.core.request_context import locale_of, request_id_of
 from mysoulmate.observability.signal_catalog import UNMATCHED_ROUTE
 from mysoulmate.observability.signals import count, http_request
@@ -119,16 +120,20 @@ def _declared_length(scope: Scope) -> int:
 
 
 def _limited(receive: Receive) -> Receive:
-    """Count body bytes as they arrive: chunked bodies declare no length."""
+    """Count body bytes as they arrive (chunked bodies declare no length) and refuse JSON
+    nested deeper than any decoder should be asked to recurse."""
     received = 0
+    nesting = NestingScanner()
 
     async def receive_limited() -> Message:
         nonlocal received
         message = await receive()
         if message["type"] == "http.request":
-            received += len(message.get("body", b""))
+            body = message.get("body", b"")
+            received += len(body)
             if received > MAX_BODY_BYTES:
                 raise BodyTooLargeError(limit=MAX_BODY_BYTES)
+            nesting.feed(body)
         return message
 
     return receive_limited

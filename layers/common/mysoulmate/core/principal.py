@@ -62,7 +62,7 @@ def roles_from_claims(claims: dict[str, Any]) -> frozenset[str]:
 def principal_from_claims(claims: dict[str, Any], settings: Settings) -> Principal:
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject:
-        raise AuthenticationError(code="invalid_token", reason="the token has no subject")
+        raise AuthenticationError(code="invalid_token", reason_key="errors.tokenReasons.no_subject")
     return Principal(
         subject=subject,
         roles=roles_from_claims(claims),

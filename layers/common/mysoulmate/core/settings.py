@@ -39,6 +39,7 @@ class Settings(BaseModel):
     data_dir: Path = Path(".data")
     events_table: str = "mysoulmate-events"
     events_queue_url: str = ""
+    events_dlq_url: str = ""  # the SQS dead-letter queue, for `mysoulmate dlq list`
     aws_region: str = Field(default="us-east-1", alias="AWS_REGION")
     aws_endpoint_url: str | None = None
 
@@ -80,6 +81,23 @@ class Settings(BaseModel):
 
     cors_allow_origins: list[str] = Field(default_factory=list)
     max_future_seconds: int = Field(default=3600, ge=0)
+    # Per-caller token buckets (api/rate_limit.py): tokens per second and burst, for ingest
+    # (per user or write key) and reads (per user; per IP on public routes). 0 turns a
+    # policy off. Shared through Redis (RATE_LIMIT_STORE=redis) when pods run side by side.
+    rate_limit_ingest_per_second: float = Field(default=50.0, ge=0)
+    rate_limit_ingest_burst: int = Field(default=200, ge=1)
+    rate_limit_read_per_second: float = Field(default=10.0, ge=0)
+    rate_limit_read_burst: int = Field(default=40, ge=1)
+    rate_limit_store: Literal["memory", "redis"] = "memory"
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", repr=False)
+    # `mysoulmate serve` against slow clients (runtime/http_protocol.py): request line and
+    # headers within this time of the first byte, the body within this time of the headers.
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    http_body_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # The PII policy of analytics messages (analytics/pii.py): on by default; how e-mail
+    # addresses and phone numbers in event properties are rewritten.
+    pii_filter: bool = True
+    pii_contact_mode: Literal["hash", "mask"] = "hash"
     event_retention_days: int = Field(default=730, ge=0, le=3650)
     # Several uvicorn workers: where they share Prometheus metrics (prometheus_client reads
     # the variable itself at import; validated here). See docs/observability.md.

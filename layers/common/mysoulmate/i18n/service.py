@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from mysoulmate.core.errors import InvalidRequestError, NotFoundError
+from mysoulmate.core.json_nesting import NestingScanner, NestingTooDeepError
 from mysoulmate.core.settings import get_settings
 from mysoulmate.i18n.catalog import REFERENCE, Catalog, CatalogError, Entry
 from mysoulmate.i18n.cldr import babel_locale
@@ -116,6 +117,11 @@ def parse_params(raw: str | None, pairs: Mapping[str, str]) -> dict[str, Any]:
     params: dict[str, Any] = {}
     if raw:
         try:
+            NestingScanner(limit=1).feed(raw.encode("utf-8", "surrogatepass"))
+        except NestingTooDeepError:
+            # Checked before decoding: a deep text would exhaust the decoder's recursion.
+            raise _bad_params("not a flat JSON object of strings and numbers") from None
+        try:
             decoded = json.loads(raw)
         except ValueError as exc:
             raise _bad_params(f"not JSON ({exc})") from None
@@ -127,6 +133,8 @@ def parse_params(raw: str | None, pairs: Mapping[str, str]) -> dict[str, Any]:
             params[name] = value
     for name, value in pairs.items():
         params[name] = value
+    if "count" in params:  # t()'s own argument: the plural form comes from ?count=
+        raise _bad_params("count is reserved: pass it as the count query parameter")
     if len(params) > MAX_PARAMS:
         raise _bad_params(f"more than {MAX_PARAMS} params")
     return params

@@ -80,6 +80,33 @@ SIGNALS: dict[str, Signal] = {
         "Redelivered or re-sent messages the consumer found already stored.",
         emf="EventsDeduplicated",
     ),
+    "RateLimited": Signal(
+        "counter",
+        "mysoulmate_rate_limited",
+        "Requests refused with 429 by a per-caller limit (policy: ingest, read, public).",
+        ("policy",),
+        emf="RateLimited",
+        emf_dimensions=("policy",),
+    ),
+    "RateLimitFallbacks": Signal(
+        "counter",
+        "mysoulmate_rate_limit_fallbacks",
+        "Times the shared rate-limit store (Redis) failed and a pod limited on its own.",
+    ),
+    "PiiFiltered": Signal(
+        "counter",
+        "mysoulmate_pii_filtered",
+        "Values the PII policy dropped (secret, card) or rewrote (email, phone) before queueing.",
+        ("kind",),
+        emf="PiiFiltered",
+        emf_dimensions=("kind",),
+    ),
+    "EventsErasedDropped": Signal(
+        "counter",
+        "mysoulmate_events_erased_dropped",
+        "Messages the consumer dropped because their user was erased after they were received.",
+        emf="EventsErasedDropped",
+    ),
     "EventsDeadLettered": Signal(
         "counter",
         "mysoulmate_events_dead_lettered",

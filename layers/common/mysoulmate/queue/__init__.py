@@ -1,1 +1,2 @@
-"""Queue port: accepted messages wait here until the consumer stores them. Adapters: sqs, local."""
+"""Queue adapters of the analytics `MessageQueue` port: `local` (SQLite, SQS semantics) and
+`sqs`; `limits` holds the SQS limits every adapter enforces."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mysoulmate.analytics.ports import QueueError
+from mysoulmate.observability import get_logger
 from mysoulmate.observability.signals import count as count_signal
 from mysoulmate.queue.limits import MAX_MESSAGE_BYTES
 from mysoulmate.storage.sqlite.connection import open_sqlite, write_transaction
@@ -29,7 +30,8 @@ CREATE TABLE IF NOT EXISTS messages (
     sent_at       REAL NOT NULL,
     visible_at    REAL NOT NULL,
     receive_count INTEGER NOT NULL DEFAULT 0,
-    receipt       TEXT
+    receipt       TEXT,
+    last_error    TEXT
 );
 CREATE INDEX IF NOT EXISTS messages_visible ON messages (visible_at, sent_at);
 CREATE TABLE IF NOT EXISTS dead_letters (
@@ -37,9 +39,25 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     body          TEXT NOT NULL,
     sent_at       REAL NOT NULL,
     receive_count INTEGER NOT NULL,
-    moved_at      REAL NOT NULL
+    moved_at      REAL NOT NULL,
+    reason        TEXT
 );
 """
+# Columns added after the first release: (table, column, declaration).
+_ADDED_COLUMNS = (("messages", "last_error", "TEXT"), ("dead_letters", "reason", "TEXT"))
+NO_REASON = "no failure was recorded (the consumer may have stopped mid-batch)"
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message the consumer gave up on, and why (never its payload in logs)."""
+
+    id: str
+    body: str
+    receive_count: int
+    sent_at: float
+    moved_at: float
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,12 +77,18 @@ class LocalQueue:
         visibility_timeout: float = 30,
         max_receive_count: int = 5,
     ) -> None:
-        self._conn = open_sqlite(path, synchronous="FULL")
+        # A file locked by another process fails a send within 2 s (503, the client retries)
+        # instead of holding the request for SQLite's usual 30.
+        self._conn = open_sqlite(path, synchronous="FULL", busy_timeout_seconds=2.0)
         self._lock = threading.Lock()
         self.visibility_timeout = visibility_timeout
         self.max_receive_count = max_receive_count
         with self._lock:
             self._conn.executescript(_SCHEMA)
+            for table, column, declaration in _ADDED_COLUMNS:
+                present = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
+                if column not in present:
+                    self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
     # -- producer -----------------------------------------------------------------------
 
@@ -105,11 +129,16 @@ class LocalQueue:
         timeout = self.visibility_timeout if visibility_timeout is None else visibility_timeout
         now = time.time()
         with write_transaction(self._conn, self._lock):
+            dying = self._conn.execute(
+                "SELECT id, receive_count, coalesce(last_error, ?) FROM messages "
+                "WHERE visible_at <= ? AND receive_count >= ?",
+                (NO_REASON, now, self.max_receive_count),
+            ).fetchall()
             dead_lettered = self._conn.execute(
                 "INSERT OR IGNORE INTO dead_letters "
-                "SELECT id, body, sent_at, receive_count, ? FROM messages "
+                "SELECT id, body, sent_at, receive_count, ?, coalesce(last_error, ?) FROM messages "
                 "WHERE visible_at <= ? AND receive_count >= ?",
-                (now, now, self.max_receive_count),
+                (now, NO_REASON, now, self.max_receive_count),
             ).rowcount
             self._conn.execute(
                 "DELETE FROM messages WHERE visible_at <= ? AND receive_count >= ?",
@@ -131,7 +160,25 @@ class LocalQueue:
                 received.append(ReceivedMessage(message_id, receipt, body, count + 1, sent_at))
         if dead_lettered > 0:
             count_signal("EventsDeadLettered", dead_lettered)
+            logger = get_logger()
+            for message_id, receives, reason in dying:
+                # The id and the reason only: a payload may hold personal data.
+                logger.error(
+                    "message dead-lettered",
+                    extra={"queueMessageId": message_id, "receives": receives, "reason": reason},
+                )
         return received
+
+    def record_failures(self, reasons: dict[str, str]) -> None:
+        """Remember why the messages of these receipts could not be stored: the reason a
+        dead letter keeps if they never succeed (``mysoulmate dlq list`` shows it)."""
+        if not reasons:
+            return
+        with write_transaction(self._conn, self._lock):
+            self._conn.executemany(
+                "UPDATE messages SET last_error = ? WHERE receipt = ?",
+                [(reason[:1000], receipt) for receipt, reason in reasons.items()],
+            )
 
     def delete(self, receipts: Sequence[str]) -> None:
         """Delete messages by receipt; a stale receipt (message received again since) is
@@ -156,12 +203,15 @@ class LocalQueue:
             oldest = self._conn.execute("SELECT min(sent_at) FROM messages").fetchone()[0]
         return None if oldest is None else float(oldest)
 
-    def dead_letters(self) -> list[ReceivedMessage]:
+    def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
+        """Dead letters, oldest move first."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT id, body, receive_count, sent_at FROM dead_letters ORDER BY moved_at"
+                "SELECT id, body, receive_count, sent_at, moved_at, coalesce(reason, ?) "
+                "FROM dead_letters ORDER BY moved_at, id LIMIT ?",
+                (NO_REASON, -1 if limit is None else limit),
             ).fetchall()
-        return [ReceivedMessage(r[0], "", r[1], r[2], r[3]) for r in rows]
+        return [DeadLetter(*row) for row in rows]
 
     def close(self) -> None:
         with self._lock:

@@ -1,4 +1,5 @@
-"""`mysoulmate serve | token | migrate`: the laptop and container entry points."""
+"""`mysoulmate serve | token | migrate | seed | dlq | i18n`: the laptop and container entry
+points and the operator's tools."""
 
 from __future__ import annotations
 
@@ -38,9 +39,12 @@ def _port(text: str) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from mysoulmate.runtime.http_protocol import GuardedHttpToolsProtocol
+
     uvicorn.run(
         "mysoulmate.runtime.server:create_server_app",
         factory=True,
+        http=GuardedHttpToolsProtocol,  # header size and read deadlines for slow clients
         host=args.host,
         port=args.port,
         log_level="info",
@@ -120,6 +124,32 @@ def _seed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dlq_list(args: argparse.Namespace) -> int:
+    import json
+
+    from mysoulmate.runtime.dlq import dead_letters
+
+    try:
+        rows = dead_letters(get_settings(), args.limit)
+    except ValueError as exc:
+        print(f"mysoulmate: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        for row in rows:
+            sent = row.sent_at.isoformat() if row.sent_at else None
+            record = {"id": row.id, "sentAt": sent, "receives": row.receives, "reason": row.reason}
+            print(json.dumps(record, ensure_ascii=False))
+        return 0
+    if not rows:
+        print("no dead letters")
+        return 0
+    for row in rows:
+        sent = row.sent_at.isoformat(timespec="seconds") if row.sent_at else "?"
+        print(f"{row.id}  sent {sent}  received {row.receives}x  {row.reason}")
+    print(f"{len(rows)} dead letter(s)")
+    return 0
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -164,6 +194,15 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--users", type=_positive, default=1_000)
     seed.add_argument("--days", type=_positive, default=30, help="ending today (UTC)")
     seed.set_defaults(run=_seed)
+
+    dlq = commands.add_parser("dlq", help="messages the consumer gave up on")
+    dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)
+    dlq_list = dlq_commands.add_parser(
+        "list", help="list dead letters with why each failed (never their payload)"
+    )
+    dlq_list.add_argument("--limit", type=_positive, default=100)
+    dlq_list.add_argument("--json", action="store_true", help="one JSON object per line")
+    dlq_list.set_defaults(run=_dlq_list)
 
     i18n = commands.add_parser("i18n", help="translation catalog tools")
     i18n_commands = i18n.add_subparsers(dest="i18n_command", required=True)

@@ -55,7 +55,7 @@ def sqs_consumer_handler() -> LambdaHandler:
     from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-    from mysoulmate.analytics.ingest import IngestBatch
+    from mysoulmate.analytics.ingest import IngestBatch, PoisonMessageError
     from mysoulmate.observability import count
     from mysoulmate.runtime.backends import event_store
 
@@ -71,17 +71,28 @@ def sqs_consumer_handler() -> LambdaHandler:
 
         def record_handler(record: SQSRecord) -> None:
             by_id[record.message_id] = record
-            batch.add(record.message_id, record.body)
+            try:
+                batch.add(record.message_id, record.body)
+            except PoisonMessageError as exc:
+                logger.warning(
+                    "poison record", extra={"sqsMessageId": record.message_id, "reason": str(exc)}
+                )
+                raise
 
         with processor(event.get("Records", []), record_handler, lambda_context=context):
             processor.process()
             with subsegment("## flush"):
                 outcome = batch.flush()
             for record_id, reason in outcome.failed_records.items():
+                # Logged with its reason (never the payload): SQS keeps none in the DLQ.
+                logger.warning(
+                    "record not stored", extra={"sqsMessageId": record_id, "reason": reason}
+                )
                 error = RuntimeError(reason)
                 processor.failure_handler(by_id[record_id], (RuntimeError, error, None))
         count("EventsStored", outcome.stored)
         count("EventsDeduplicated", outcome.duplicates)
+        count("EventsErasedDropped", outcome.erased)
         count("ConsumerRecordFailures", len(processor.fail_messages))
         return dict(processor.response())
 

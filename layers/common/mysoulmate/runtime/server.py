@@ -51,7 +51,18 @@ def create_server_app() -> FastAPI:
 
     init_error_tracking("container")
     register_scrape_sources()
+    use_shared_rate_limits()
     return create_app(*ROUTERS, adapters=api_adapters(), lifespan=_lifespan)
+
+
+def use_shared_rate_limits() -> None:
+    """Pods share their buckets through Redis when RATE_LIMIT_STORE=redis."""
+    settings = get_settings()
+    if settings.rate_limit_store == "redis":
+        from mysoulmate.api.rate_limit import use_bucket_store
+        from mysoulmate.storage.redis_buckets import RedisBuckets
+
+        use_bucket_store(RedisBuckets(settings.redis_url))
 
 
 def register_scrape_sources() -> None:

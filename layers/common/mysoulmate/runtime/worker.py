@@ -10,7 +10,7 @@ import threading
 import time
 
 from mysoulmate.analytics.ingest import IngestBatch, PoisonMessageError
-from mysoulmate.analytics.ports import EventStore
+from mysoulmate.analytics.ports import EventStore, StorageUnavailableError
 from mysoulmate.observability import count, get_logger, observe
 from mysoulmate.queue.local import LocalQueue
 
@@ -22,6 +22,7 @@ def drain_once(queue: LocalQueue, store: EventStore, batch_size: int) -> int:
         return 0
     batch = IngestBatch(store)
     receipts: dict[str, str] = {}
+    failures: dict[str, str] = {}  # receipt -> why, kept for the dead letter
     poison = 0
     for message in received:
         try:
@@ -29,18 +30,39 @@ def drain_once(queue: LocalQueue, store: EventStore, batch_size: int) -> int:
             receipts[message.id] = message.receipt
         except PoisonMessageError as exc:
             # Left in the queue: redelivered after the visibility timeout, then dead-lettered.
-            get_logger().warning("poison message", extra={"reason": str(exc)})
+            get_logger().warning(
+                "poison message", extra={"queueMessageId": message.id, "reason": str(exc)}
+            )
+            failures[message.receipt] = str(exc)
             poison += 1
     started = time.perf_counter()
     outcome = batch.flush()
     observe("StorageQuery", time.perf_counter() - started, operation="ingest_flush")
-    for record_id in outcome.failed_records:
-        receipts.pop(record_id, None)
+    for record_id, reason in outcome.failed_records.items():
+        receipt = receipts.pop(record_id, None)
+        if receipt is not None:
+            failures[receipt] = reason
+    queue.record_failures(failures)
     queue.delete(list(receipts.values()))
     count("EventsStored", outcome.stored)
     count("EventsDeduplicated", outcome.duplicates)
+    count("EventsErasedDropped", outcome.erased)
     count("ConsumerRecordFailures", poison + len(outcome.failed_records))
+    if outcome.failed_records and not outcome.stored and not _store_reachable(store):
+        # Nothing could be stored and storage does not answer: an outage, not bad records.
+        raise StorageUnavailableError("storage unreachable; the batch stays in the queue")
     return len(received)
+
+
+MAX_STORAGE_BACKOFF_SECONDS = 5.0
+
+
+def _store_reachable(store: EventStore) -> bool:
+    try:
+        store.ping()
+    except Exception:  # noqa: BLE001 - unreachable, whatever the error
+        return False
+    return True
 
 
 class LocalWorker:
@@ -65,11 +87,31 @@ class LocalWorker:
 
     def _run(self) -> None:
         logger = get_logger()
+        backoff = 0.0
         while not self._stop.is_set():
+            if backoff:
+                # Storage is down: wait for it before receiving again. Every receive counts
+                # towards dead-lettering, and an outage must not dead-letter valid messages.
+                if not self._storage_back(backoff):
+                    backoff = min(backoff * 2, MAX_STORAGE_BACKOFF_SECONDS)
+                    continue
+                logger.info("storage is back; the local worker resumes")
+                backoff = 0.0
             try:
                 handled = drain_once(self._queue, self._store, self._batch_size)
+            except StorageUnavailableError:
+                handled = 0
+                backoff = self._poll_interval
             except Exception:
                 logger.exception("local worker iteration failed; retrying")
                 handled = 0
             if not handled:
                 self._stop.wait(self._poll_interval)
+
+    def _storage_back(self, wait: float) -> bool:
+        self._stop.wait(wait)
+        try:
+            self._store.ping()
+        except Exception:  # noqa: BLE001 - still down, whatever the error
+            return False
+        return True

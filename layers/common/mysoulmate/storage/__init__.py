@@ -1,1 +1,2 @@
-"""Storage port: where accepted analytics messages end up. Adapters: sqlite, dynamodb."""
+"""Storage adapters of the analytics `EventStore` port: `sqlite` (laptop), `dynamodb` and
+`postgres` (Aurora); `paging` (keyset cursors) and `bitmap` shared by them."""

@@ -1,0 +1,1 @@
+"""DynamoDB adapter: single-table events, transactions, exact rollups and sharded user sets."""

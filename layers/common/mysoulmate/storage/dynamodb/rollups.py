@@ -23,13 +23,19 @@ from typing import Any
 from mysoulmate.analytics.models import QueuedMessage
 from mysoulmate.analytics.ports import ANY_EVENT
 from mysoulmate.analytics.rollups import platform_of, revenue_of, rollup_delta
+from mysoulmate.storage.dynamodb.keys import (
+    ERASED,
+    NOT_ERASED,
+    SEEN_SK,
+    not_erased_check,
+    receipt_key,
+)
 
 TRANSACT_LIMIT = 100  # actions per TransactWriteItems (AWS); moto accepts more
 TRANSACT_BYTES_BUDGET = 3_500_000  # AWS caps a transaction at 4 MB of items; keep headroom
 ROLLUP_ACTION_BYTES = 2_048  # what one rollup update is budgeted at (keys, names, user ids)
 USER_SET_SHARDS = 16  # user-set items per (day, platform, event): see docs/dynamodb.md
 COUNTER_SHARDS = 4  # counter items per (day, platform, event): spreads transaction conflicts
-SEEN_SK = "SEEN"  # per-user item: first-seen day and the latest day's set memberships
 _LONG_NAME_BYTES = 200  # longer event names are hashed in sort keys (1,024-byte sk limit)
 
 
@@ -37,11 +43,13 @@ _LONG_NAME_BYTES = 200  # longer event names are hashed in sort keys (1,024-byte
 class UserState:
     """What the per-user SEEN item says: the first-seen day, and which user sets of the
     latest active day already hold the user (``keys``), so repeat activity skips the set
-    write (a set ADD rewrites the whole set item, which costs its size in WCUs)."""
+    write (a set ADD rewrites the whole set item, which costs its size in WCUs); and the
+    time key of the user's latest erasure, if any (``erased``)."""
 
     first: date | None = None
     day: date | None = None
     keys: frozenset[str] = frozenset()
+    erased: str | None = None
 
 
 # -- keys ---------------------------------------------------------------------------------
@@ -166,7 +174,8 @@ class ChunkPlan:
     _set_items: Counter[tuple[date, str, int, str]] = field(default_factory=Counter)
     _first_add: Counter[tuple[date, int]] = field(default_factory=Counter)
     _first_del: Counter[tuple[date, int]] = field(default_factory=Counter)
-    _user_items: int = 0
+    # Every user of the chunk costs one action on their SEEN item (update or tombstone check).
+    _users: Counter[str] = field(default_factory=Counter)
 
     def actions(self) -> int:
         return (
@@ -175,7 +184,7 @@ class ChunkPlan:
             + len(self._set_items)
             + len(self._first_add)
             + len(self._first_del)
-            + self._user_items
+            + len(self._users)
         )
 
     def _fits(self) -> bool:
@@ -196,7 +205,6 @@ class ChunkPlan:
             self._first_add[contribution.first_add] += sign
         if contribution.first_del:
             self._first_del[contribution.first_del] += sign
-        self._user_items += sign * contribution.item_update
         for counter in (self._set_items, self._first_add, self._first_del):
             _drop_zeros(counter)
 
@@ -218,6 +226,7 @@ class ChunkPlan:
         counter_keys = self._counter_keys(message)
         self.events.append(message)
         self.bytes += item_bytes
+        self._users[user] += 1
         for key in counter_keys:
             self._counters[key] += 1
         if is_rollup_event(message):
@@ -231,6 +240,8 @@ class ChunkPlan:
             return True
         self.events.pop()
         self.bytes -= item_bytes
+        self._users[user] -= 1
+        _drop_zeros(self._users)
         for key in counter_keys:
             self._counters[key] -= 1
             if not self._counters[key]:
@@ -258,7 +269,7 @@ def _drop_zeros(counter: Counter[Any]) -> None:
 class ActionRole:
     """Why an action is in a transaction, to act on its CancellationReason."""
 
-    kind: str  # "event", "seen" (first-seen condition) or "rollup"
+    kind: str  # "event", "seen" (first-seen or tombstone condition) or "rollup"
     message: QueuedMessage | None = None
     user_id: str | None = None
 
@@ -334,6 +345,17 @@ def build_transaction(
     first_add: dict[tuple[date, int], set[str]] = {}
     first_del: dict[tuple[date, int], set[str]] = {}
     new_states: dict[str, UserState] = {}
+    received: dict[str, str] = {}  # each user's earliest receipt in this transaction
+    for message, _ in events:
+        receipt = receipt_key(message)
+        received[message.userId] = min(receipt, received.get(message.userId, receipt))
+
+    def check_not_erased(user: str) -> None:
+        actions.append(not_erased_check(table, user, received[user]))
+        roles.append(ActionRole("seen", user_id=user))
+
+    for user in sorted(received.keys() - days_by_user.keys()):
+        check_not_erased(user)
     for user, days in sorted(days_by_user.items()):
         state = states.get(user, UserState())
         contribution = _contribution(user, days, state)
@@ -344,9 +366,12 @@ def build_transaction(
         if contribution.first_del:
             first_del.setdefault(contribution.first_del, set()).add(user)
         if not contribution.item_update:
+            check_not_erased(user)
             continue
         new_state, expression, values, cond = _seen_update(state, days, delta.first_seen[user])
         new_states[user] = new_state
+        cond = f"({cond}) AND {NOT_ERASED}" if cond else NOT_ERASED
+        values[":received"] = {"S": received[user]}
         update(f"USER#{user}", SEEN_SK, expression, values, cond=cond, role="seen", user=user)
     for (day, platform, user_shard_, event), members in sorted(set_members.items()):
         values = {":u": {"SS": sorted(members)}, ":p": {"S": platform}}
@@ -412,7 +437,7 @@ def _seen_update(
         values[":k"] = {"SS": sorted(keys - state.keys)}
         marker_keys = state.keys | keys
     expression = " ".join(part for part in (_clause("SET", sets), _clause("ADD", adds)) if part)
-    return UserState(first, marker_day, marker_keys), expression, values, cond
+    return UserState(first, marker_day, marker_keys, state.erased), expression, values, cond
 
 
 def _clause(verb: str, parts: list[str]) -> str:
@@ -426,6 +451,7 @@ def parse_state(item: Mapping[str, Any]) -> UserState:
         first=date.fromisoformat(first) if first else None,
         day=date.fromisoformat(day) if day else None,
         keys=frozenset(item.get("keys", {}).get("SS", [])),
+        erased=item.get(ERASED, {}).get("S"),
     )
 
 

@@ -1,0 +1,2 @@
+"""PostgreSQL (Aurora) adapter: connection and schema check, COPY ingest, rollups, Alembic
+migrations."""

@@ -2,7 +2,7 @@
 
 Kept free of SQLAlchemy and Alembic: the store checks the schema revision on every cold
 start with one plain query, and importing the migration tooling would cost each Lambda
-tens of milliseconds it never uses. `postgres_migrate` is the only module that needs them.
+tens of milliseconds it never uses. `storage.postgres.migrate` is the only module that needs them.
 """
 
 from __future__ import annotations
@@ -20,9 +20,15 @@ if TYPE_CHECKING:
 
 # Every migration this release ships, oldest first; the last one is the head that
 # `mysoulmate migrate` applies. A test checks it against Alembic's own computation.
-REVISIONS = ("0001",)
+REVISIONS = ("0001", "0002")
 HEAD_REVISION = REVISIONS[-1]
-CONNECT_TIMEOUT_SECONDS = 5
+# Requests fail fast while the database is down (the storage bulkhead then answers 503 with
+# Retry-After): libpq's connect timeout, and the longest wait for a pooled connection.
+CONNECT_TIMEOUT_SECONDS = 2
+POOL_WAIT_SECONDS = 2.0
+# Start-up and migrations may wait longer: a proxy or a fresh instance can be slow to accept.
+STARTUP_WAIT_SECONDS = 10.0
+MIGRATION_CONNECT_TIMEOUT_SECONDS = 5
 
 
 class DatabaseNotMigratedError(StorageUnavailableError):

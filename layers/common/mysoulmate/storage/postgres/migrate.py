@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mysoulmate.storage.postgres.connection import CONNECT_TIMEOUT_SECONDS, revision_of
+from mysoulmate.storage.postgres.connection import MIGRATION_CONNECT_TIMEOUT_SECONDS, revision_of
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -41,7 +41,7 @@ def current_revision(conninfo: str) -> str | None:
     import psycopg
 
     with psycopg.connect(
-        conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS
+        conninfo, autocommit=True, connect_timeout=MIGRATION_CONNECT_TIMEOUT_SECONDS
     ) as conn:
         return revision_of(conn)
 
@@ -58,7 +58,7 @@ def migrate(conninfo: str) -> str:
     from sqlalchemy.pool import NullPool
 
     def connect() -> psycopg.Connection[tuple[object, ...]]:
-        return psycopg.connect(conninfo, connect_timeout=CONNECT_TIMEOUT_SECONDS)
+        return psycopg.connect(conninfo, connect_timeout=MIGRATION_CONNECT_TIMEOUT_SECONDS)
 
     # The URL names only the dialect: the conninfo (key=value or URL, maybe with a password)
     # goes to psycopg unchanged, so nothing has to be re-quoted into a SQLAlchemy URL.

@@ -5,205 +5,71 @@ Ingest is a bulk path: COPY into a per-connection temporary stage table, one
 the rows that were new, all in one transaction. A redelivered batch therefore adds nothing,
 and rollup work grows with the distinct (day, platform, event) keys and users of a batch,
 not with its events. docs/postgres.md describes the data model.
+
+This module keeps the store class, its write path and the SQL that applies rollup deltas;
+beside it are `reads` (the read-side mixin), `pooling` (connection reuse), `rows`
+(message ↔ row conversion) and `rollups` (the pure rollup plan).
 """
 
 from __future__ import annotations
 
-import itertools
 import json
-import re
-import threading
-import time
 import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
-from typing import Any, Protocol
+from datetime import date, datetime
+from typing import Any
 
 import psycopg
-from psycopg import postgres, sql
-from psycopg.adapt import Dumper
-from psycopg.pq import Format, TransactionStatus
+from psycopg.pq import TransactionStatus
 
-from mysoulmate.analytics.models import (
-    AuditEntry,
-    AuditPage,
-    EventPage,
-    Profile,
-    QueuedMessage,
-    StoredEvent,
-)
+from mysoulmate.analytics.models import AuditEntry, Profile, QueuedMessage
 from mysoulmate.analytics.ports import (
     ANY_EVENT,
-    CountRow,
     ErasureResult,
-    EventPoint,
     MessageKey,
     ProfileUpdate,
-    RevenueRow,
     StorageUnavailableError,
     StoreResult,
-    UserSet,
-    UsersRow,
-    time_key,
 )
-from mysoulmate.analytics.rollups import UNKNOWN_PLATFORM, RollupDelta, rollup_delta
-from mysoulmate.core.errors import InvalidRequestError
+from mysoulmate.analytics.rollups import UNKNOWN_PLATFORM, rollup_delta
 from mysoulmate.storage.bitmap import Bitmap
-from mysoulmate.storage.paging import decode_cursor, next_page_cursor
-from mysoulmate.storage.postgres.connection import (
-    CONNECT_TIMEOUT_SECONDS,
-    describe,
-    require_head,
-    safe_error,
+from mysoulmate.storage.postgres.connection import describe, require_head, safe_error
+from mysoulmate.storage.postgres.erasures import (
+    erased_at_or_after,
+    erased_keys,
+    lock_and_read,
+    lock_for_erasure,
+)
+from mysoulmate.storage.postgres.pooling import Conn, _Connections, _Pool, _ProcessConnection
+from mysoulmate.storage.postgres.reads import PostgresReads
+from mysoulmate.storage.postgres.rollups import (
+    CHUNK_MASK,
+    CHUNK_SHIFT,
+    ChunkKey,
+    _chunks,
+    _columns,
+    _Plan,
+    _plan,
+)
+from mysoulmate.storage.postgres.rows import (
+    _EVENT_COLUMNS,
+    _EVENT_TYPES,
+    UnstorableMessageError,
+    _event_row,
+    _JsonbTextDumper,
+    _storable_text,
+    _utc,
 )
 
-Conn = psycopg.Connection[tuple[Any, ...]]
-
-CHUNK_SHIFT = 16  # a daily_users row holds 2^16 ordinals (8 KiB): see migration 0001
-CHUNK_MASK = (1 << CHUNK_SHIFT) - 1
-IDLE_CHECK_SECONDS = 30.0  # a Lambda connection idle this long may have been cut while frozen
 PROFILE_ATTEMPTS = 5
-FUNNEL_FETCH_ROWS = 2000
-
-_EVENT_COLUMNS = (
-    "user_id, message_id, type, event, ts, received_at, platform, anonymous_id, properties, context"
-)
-_EVENT_TYPES = (
-    "text", "text", "text", "text", "timestamptz", "timestamptz", "text", "text", "jsonb", "jsonb"
-)  # fmt: skip
 _STAGE_DDL = "CREATE TEMP TABLE IF NOT EXISTS events_stage (LIKE events) ON COMMIT DELETE ROWS"
-_ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
-# json.dumps(value, ensure_ascii=False, allow_nan=False) without building an encoder per
-# call; compact separators (jsonb keeps no formatting, so what is stored is the same).
-_to_json = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
-
-
-class _JsonbTextDumper(Dumper):
-    """jsonb for a binary COPY from JSON text _event_row already serialized and checked: the
-    binary form is a version byte (1) and the text, which the server parses as it would
-    the text form. Registered by oid only, on the COPY's cursor (after `set_types`)."""
-
-    format = Format.BINARY
-    oid = postgres.types["jsonb"].oid
-
-    def dump(self, obj: str) -> bytes:
-        return b"\x01" + obj.encode()
-
-
-class UnstorableMessageError(ValueError):
-    """A message PostgreSQL cannot hold as is (NUL characters, NaN, lone surrogates)."""
-
-
-# -- connections ----------------------------------------------------------------------------
-
-
-def _connect(info: str) -> Conn:
-    return psycopg.connect(info, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS)
-
-
-class _Connections(Protocol):
-    def connection(self) -> Any: ...  # a context manager yielding a Conn
-    def close(self) -> None: ...
-
-
-class _ProcessConnection:
-    """Lambda: one connection per process, reused across invocations.
-
-    A container serves one request at a time, so a pool would only add threads that are
-    frozen between invocations anyway. After an idle spell the connection is checked once
-    (the proxy or server may have cut it while the sandbox was frozen) and replaced if dead.
-    A call made while the connection is busy (a funnel stream being consumed) gets a
-    short-lived one of its own instead of corrupting the stream.
-    """
-
-    def __init__(self, info: str) -> None:
-        self._info = info
-        self._conn: Conn | None = None
-        self._busy = False
-        self._last_used = 0.0
-        self._lock = threading.Lock()
-        try:  # Lambda SnapStart: a connection restored from a snapshot is a dead socket
-            from snapshot_restore_py import register_after_restore  # type: ignore[import-not-found]
-        except ImportError:
-            pass
-        else:
-            register_after_restore(self.close)
-
-    @contextmanager
-    def connection(self) -> Iterator[Conn]:
-        with self._lock:
-            borrowed = not self._busy
-            self._busy = True
-        if not borrowed:
-            with _connect(self._info) as extra:
-                yield extra
-            return
-        try:
-            conn = self._ready()
-            yield conn
-            if conn.info.transaction_status != TransactionStatus.IDLE:
-                conn.close()  # abandoned mid-stream or mid-transaction: start clean next time
-        except BaseException:
-            if self._conn is not None and (
-                self._conn.broken or self._conn.info.transaction_status != TransactionStatus.IDLE
-            ):
-                self._conn.close()
-            raise
-        finally:
-            self._last_used = time.monotonic()
-            with self._lock:
-                self._busy = False
-
-    def _ready(self) -> Conn:
-        conn = self._conn
-        if conn is not None and not conn.closed and not conn.broken:
-            if time.monotonic() - self._last_used < IDLE_CHECK_SECONDS:
-                return conn
-            try:
-                conn.execute("SELECT 1")
-                return conn
-            except psycopg.Error:
-                conn.close()
-        self._conn = _connect(self._info)
-        return self._conn
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-
-class _Pool:
-    """Containers: request threads and the worker thread share a small pool."""
-
-    def __init__(self, info: str, size: int) -> None:
-        from psycopg_pool import ConnectionPool
-
-        self._pool: Any = ConnectionPool(
-            info,
-            min_size=1,
-            max_size=size,
-            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_SECONDS},
-            check=ConnectionPool.check_connection,  # drop connections the server closed
-            open=False,
-            timeout=CONNECT_TIMEOUT_SECONDS * 2,
-            name="mysoulmate",
-        )
-        self._pool.open(wait=True, timeout=CONNECT_TIMEOUT_SECONDS * 2)
-
-    def connection(self) -> Any:
-        return self._pool.connection()
-
-    def close(self) -> None:
-        self._pool.close()
 
 
 # -- the store ------------------------------------------------------------------------------
 
 
-class PostgresEventStore:
+class PostgresEventStore(PostgresReads):
     def __init__(self, conninfo: str, *, pool_size: int | None = None) -> None:
         """Connect and refuse to serve unless the schema is at this release's head.
 
@@ -262,19 +128,22 @@ class PostgresEventStore:
             else:
                 staged[key] = message
         new_keys: set[MessageKey] = set()
+        erased: set[MessageKey] = set()
         if rows:
             try:
                 with self._conn() as conn:
-                    new_keys = self._insert(conn, rows, staged)
+                    new_keys, erased = self._insert(conn, rows, staged)
             except (psycopg.Error, StorageUnavailableError) as exc:
                 reason = f"postgres: {safe_error(exc)}"
                 return StoreResult(failed={m.key: reason for m in messages})
-        rejected = sum(1 for m in messages if m.key in failed) if failed else 0
+        skipped = failed.keys() | erased
+        rejected = sum(1 for m in messages if m.key in skipped) if skipped else 0
         return StoreResult(
             written=len(new_keys),
             duplicates=len(messages) - len(new_keys) - rejected,
             failed=failed,
             new_keys=new_keys,
+            erased=erased,
         )
 
     def _insert(
@@ -282,21 +151,35 @@ class PostgresEventStore:
         conn: Conn,
         rows: list[tuple[Any, ...]],
         messages: dict[MessageKey, QueuedMessage],
-    ) -> set[MessageKey]:
+    ) -> tuple[set[MessageKey], set[MessageKey]]:
         """Stage ``rows`` (the rows of ``messages``), insert them, and apply the rollup delta
-        of the new ones, in one transaction; the keys of the new rows.
+        of the new ones, in one transaction; the keys of the new rows, and those of the
+        messages dropped because their user was erased after receiving them.
 
-        Round trips: BEGIN, the COPY, then a pipeline (COPY cannot run in pipeline mode,
-        hence the explicit BEGIN/COMMIT): the user-state lookup; the INSERT; the
+        Round trips: BEGIN with the batch's user locks and tombstones (`erasures`), the
+        COPY of the rows that survive them, then a pipeline (COPY cannot run in pipeline
+        mode, hence the explicit BEGIN/COMMIT): the user-state lookup; the INSERT; the
         counts/revenue upserts with the bitmap chunks' INSERT and SELECT … FOR UPDATE; the
         bitmap UPDATE and first_seen upsert with the COMMIT. The rollups are worked out
         while the server looks up and inserts, as if every row were new (the usual case),
         and worked out again from the rows actually inserted when some were not.
         """
-        conn.execute("BEGIN")
         try:
-            if conn not in self._staged:
-                conn.execute(_STAGE_DDL)
+            with conn.pipeline():
+                conn.execute("BEGIN")
+                if conn not in self._staged:
+                    conn.execute(_STAGE_DDL)
+                # Before anything is staged: an erased message must count nowhere, not in
+                # the events, the rollup delta, or the user state looked up below.
+                erasures = lock_and_read(conn, sorted({m.userId for m in messages.values()}))
+            erased = erased_keys(messages.values(), erasures)
+            if erased:
+                rows = [row for row, key in zip(rows, messages, strict=True) if key not in erased]
+                messages = {k: m for k, m in messages.items() if k not in erased}
+            if not rows:
+                conn.execute("COMMIT")
+                self._staged.add(conn)
+                return set(), erased
             with conn.cursor() as cur:
                 cur.adapters.register_dumper(None, _JsonbTextDumper)
                 with cur.copy(
@@ -343,12 +226,18 @@ class PostgresEventStore:
                     conn.close()  # cannot tell what state it is in: start clean next time
             raise
         self._staged.add(conn)
-        return set(new_keys)
+        return set(new_keys), erased
 
-    def update_profile(self, user_id: str, update: ProfileUpdate) -> Profile:
+    def update_profile(
+        self, user_id: str, update: ProfileUpdate, *, received_at: datetime | None = None
+    ) -> Profile | None:
         with self._conn() as conn:
             for _ in range(PROFILE_ATTEMPTS):
                 with conn.transaction():
+                    # Under the user's lock, held until commit: delete_user cannot run
+                    # between this check and the write.
+                    if received_at is not None and erased_at_or_after(conn, user_id, received_at):
+                        return None
                     row = conn.execute(
                         "SELECT doc FROM profiles WHERE user_id = %s FOR UPDATE", (user_id,)
                     ).fetchone()
@@ -375,167 +264,15 @@ class PostgresEventStore:
             f"profile of {user_id!r} kept changing: gave up after {PROFILE_ATTEMPTS} attempts"
         )
 
-    def get_profile(self, user_id: str) -> Profile | None:
-        if not _storable_text(user_id):
-            return None
-        with self._conn() as conn:
-            row = conn.execute("SELECT doc FROM profiles WHERE user_id = %s", (user_id,)).fetchone()
-        return Profile.model_validate(row[0]) if row else None
-
-    # -- event reads -------------------------------------------------------------------------
-
-    def list_events(
-        self,
-        user_id: str,
-        limit: int,
-        cursor: str | None,
-        *,
-        start: datetime | None = None,
-        end: datetime | None = None,
-        event: str | None = None,
-    ) -> EventPage:
-        conditions = [sql.SQL("user_id = %s")]
-        args: list[Any] = [user_id]
-        if cursor:
-            position = decode_cursor(cursor, {"ts", "id"})
-            conditions.append(sql.SQL("(ts, message_id) < (%s, %s)"))
-            args += [_cursor_time(position["ts"]), _cursor_text(position["id"])]
-        if start is not None:
-            conditions.append(sql.SQL("ts >= %s"))
-            args.append(_utc(start))
-        if end is not None:
-            conditions.append(sql.SQL("ts <= %s"))
-            args.append(_utc(end))
-        if event is not None:
-            conditions.append(sql.SQL("type = 'track' AND event = %s"))
-            args.append(event)
-        if not all(_storable_text(a) for a in args if isinstance(a, str)):
-            return EventPage(events=[])
-        query = sql.SQL(
-            "SELECT message_id, type, event, ts, received_at, platform, anonymous_id, "
-            "properties, context FROM events WHERE {} "
-            "ORDER BY ts DESC, message_id DESC LIMIT %s"
-        ).format(sql.SQL(" AND ").join(conditions))
-        args.append(limit + 1)
-        with self._conn() as conn:
-            rows = conn.execute(query, args).fetchall()
-        events = [_stored_event(row) for row in rows]
-        next_cursor = next_page_cursor(
-            events, limit, lambda e: {"ts": time_key(e.timestamp), "id": e.messageId}
-        )
-        return EventPage(events=events[:limit], next_cursor=next_cursor)
-
-    def user_event_points(self, user_id: str) -> list[EventPoint]:
-        if not _storable_text(user_id):
-            return []
-        with self._conn() as conn:
-            rows = conn.execute(
-                "SELECT ts, event, message_id FROM events WHERE user_id = %s "
-                "AND type = 'track' AND event IS NOT NULL ORDER BY ts, message_id",
-                (user_id,),
-            ).fetchall()
-        return [EventPoint(time_key(ts.astimezone(UTC)), event, mid) for ts, event, mid in rows]
-
-    # -- rollups -----------------------------------------------------------------------------
-
-    def rollup_counts(self, start: date, end: date) -> list[CountRow]:
-        with self._conn() as conn:
-            rows = conn.execute(
-                "SELECT day, platform, event, events FROM daily_counts "
-                "WHERE day BETWEEN %s AND %s ORDER BY day, platform, event",
-                (start, end),
-            ).fetchall()
-        return [CountRow(day, platform, event, int(n)) for day, platform, event, n in rows]
-
-    def rollup_revenue(self, start: date, end: date) -> list[RevenueRow]:
-        with self._conn() as conn:
-            rows = conn.execute(
-                "SELECT day, platform, currency, micros FROM daily_revenue "
-                "WHERE day BETWEEN %s AND %s ORDER BY day, platform, currency",
-                (start, end),
-            ).fetchall()
-        return [RevenueRow(day, platform, cur, int(micros)) for day, platform, cur, micros in rows]
-
-    def rollup_users(self, start: date, end: date, *, by_event: bool) -> list[UsersRow]:
-        with self._conn() as conn:
-            rows = conn.execute(
-                "SELECT day, platform, event, chunk, bits FROM daily_users "
-                "WHERE day BETWEEN %s AND %s AND (%s OR event = %s) "
-                "ORDER BY day, platform, event, chunk",
-                (start, end, by_event, ANY_EVENT),
-            ).fetchall()
-        result: list[UsersRow] = []
-        for (day, platform, event), chunks in itertools.groupby(rows, key=lambda r: r[:3]):
-            bits = 0
-            for *_, chunk, data in chunks:
-                bits |= int.from_bytes(data, "little") << (chunk << CHUNK_SHIFT)
-            if bits:  # a set emptied by erasures is no data
-                result.append(UsersRow(day, platform, event, Bitmap(bits)))
-        return result
-
-    def first_seen_users(self, start: date, end: date) -> dict[date, UserSet]:
-        with self._conn() as conn:
-            rows = conn.execute(
-                "SELECT f.day, o.ordinal FROM first_seen f "
-                "JOIN user_ordinals o ON o.user_id = f.user_id "
-                "WHERE f.day BETWEEN %s AND %s ORDER BY f.day",
-                (start, end),
-            ).fetchall()
-        return {
-            day: _bitmap_of(ordinal for _, ordinal in group)
-            for day, group in itertools.groupby(rows, key=lambda r: r[0])
-        }
-
-    def empty_user_set(self) -> Bitmap:
-        return Bitmap()
-
-    def funnel_candidates(
-        self,
-        first_event: str,
-        starts_from: datetime,
-        starts_to: datetime,
-        until: datetime,
-        events: frozenset[str] | None,
-    ) -> Iterator[tuple[str, list[EventPoint]]]:
-        """Streamed in user order from one query, a few thousand rows at a time."""
-        names = None if events is None else sorted(e for e in events if _storable_text(e))
-        if not _storable_text(first_event):
-            return
-        query = (
-            "WITH starters AS (SELECT DISTINCT user_id FROM events WHERE type = 'track' "
-            "AND event = %(first)s AND ts BETWEEN %(from)s AND %(to)s) "
-            "SELECT e.user_id, e.ts, e.event, e.message_id FROM events e "
-            "JOIN starters s ON s.user_id = e.user_id "
-            "WHERE e.type = 'track' AND e.event IS NOT NULL "
-            "AND e.ts BETWEEN %(from)s AND %(until)s "
-            "AND (%(all)s OR e.event = ANY(%(names)s::text[])) "
-            "ORDER BY e.user_id, e.ts, e.message_id"
-        )
-        params = {
-            "first": first_event,
-            "from": _utc(starts_from),
-            "to": _utc(starts_to),
-            "until": _utc(until),
-            "all": names is None,
-            "names": names or [],
-        }
-        with self._conn() as conn, conn.cursor() as cur:
-            rows = cur.stream(query, params, size=FUNNEL_FETCH_ROWS)
-            for user_id, group in itertools.groupby(rows, key=lambda r: r[0]):
-                yield (
-                    user_id,
-                    [
-                        EventPoint(time_key(ts.astimezone(UTC)), event, mid)
-                        for _, ts, event, mid in group
-                    ],
-                )
-
     # -- GDPR --------------------------------------------------------------------------------
 
-    def delete_user(self, user_id: str) -> ErasureResult:
-        if not _storable_text(user_id):
+    def delete_user(self, user_id: str, erased_at: datetime) -> ErasureResult:
+        if not _storable_text(user_id):  # nothing of such a user can ever be stored
             return ErasureResult(events=0, profile=False)
         with self._conn() as conn, conn.transaction():
+            # First: waits for in-flight writes about the user, keeps new ones out until
+            # commit, after which they see the tombstone.
+            lock_for_erasure(conn, user_id, erased_at)
             # The user's bits can only be in the sets of (day, platform, event) keys their
             # stored events roll up to: find those instead of scanning every bitmap.
             keys = conn.execute(
@@ -576,34 +313,6 @@ class PostgresEventStore:
                 ),
             )
 
-    def list_audit(self, limit: int, cursor: str | None, subject: str | None = None) -> AuditPage:
-        conditions = [sql.SQL("TRUE")]
-        args: list[Any] = []
-        if subject is not None:
-            if not _storable_text(subject):
-                return AuditPage(entries=[])
-            conditions.append(sql.SQL("subject = %s"))
-            args.append(subject)
-        if cursor:
-            position = decode_cursor(cursor, {"at", "id"})
-            conditions.append(sql.SQL("(at, id) < (%s, %s)"))
-            args += [_cursor_time(position["at"]), _cursor_text(position["id"])]
-        query = sql.SQL(
-            "SELECT id, at, actor, action, subject, details FROM audit_log WHERE {} "
-            "ORDER BY at DESC, id DESC LIMIT %s"
-        ).format(sql.SQL(" AND ").join(conditions))
-        args.append(limit + 1)
-        with self._conn() as conn:
-            rows = conn.execute(query, args).fetchall()
-        entries = [
-            AuditEntry(
-                id=id_, at=at.astimezone(UTC), actor=actor, action=action, subject=subj, details=det
-            )
-            for id_, at, actor, action, subj, det in rows
-        ]
-        next_cursor = next_page_cursor(entries, limit, lambda e: {"at": time_key(e.at), "id": e.id})
-        return AuditPage(entries=entries[:limit], next_cursor=next_cursor)
-
     def ping(self) -> None:
         try:
             with self._conn() as conn:
@@ -613,50 +322,6 @@ class PostgresEventStore:
 
 
 # -- rollup application -----------------------------------------------------------------------
-
-
-ChunkKey = tuple[date, str, str, int]
-
-
-@dataclass
-class _Plan:
-    """One batch's rollup delta, ready to send: statement parameters (column lists) and
-    the bitmap chunks to OR in, which need every user's ordinal (``missing`` have none)."""
-
-    delta: RollupDelta
-    ordinals: dict[str, int]
-    missing: list[str]
-    earlier: list[tuple[str, date]]  # users whose first-seen day this batch moves back
-    counts: list[list[Any]]
-    revenue: list[list[Any]]
-    chunks: dict[ChunkKey, bytes] | None
-
-
-def _plan(delta: RollupDelta, state: Sequence[Sequence[Any]]) -> _Plan | None:
-    """The work of applying ``delta``, given the batch's track users' (user, ordinal,
-    first-seen day) as read at the start of the transaction; None when there is none."""
-    if not delta:
-        return None
-    ordinals: dict[str, int] = {}
-    earlier: list[tuple[str, date]] = []
-    for user, ordinal, seen in state:
-        day = delta.first_seen.get(user)
-        if day is None:  # only redelivered events of this user in the batch
-            continue
-        if ordinal is not None:
-            ordinals[user] = ordinal
-        if seen is None or day < seen:
-            earlier.append((user, day))
-    missing = [user for user in sorted(delta.first_seen) if user not in ordinals]
-    return _Plan(
-        delta=delta,
-        ordinals=ordinals,
-        missing=missing,
-        earlier=sorted(earlier),
-        counts=_columns([(*key, n) for key, n in sorted(delta.counts.items())], 4),
-        revenue=_columns([(*key, n) for key, n in sorted(delta.revenue.items())], 4),
-        chunks=None if missing else _chunks(delta.users, ordinals),
-    )
 
 
 def _apply_delta(conn: Conn, plan: _Plan) -> None:
@@ -719,19 +384,6 @@ def _allocate_ordinals(conn: Conn, users: list[str]) -> dict[str, int]:
     return found
 
 
-def _chunks(
-    users: Mapping[tuple[date, str, str], set[str]], ordinals: dict[str, int]
-) -> dict[ChunkKey, bytes]:
-    """The batch's user sets as bitmap chunks to OR into daily_users."""
-    positions: dict[ChunkKey, list[int]] = {}
-    for (day, platform, event), members in users.items():
-        for user in members:
-            ordinal = ordinals[user]
-            key = (day, platform, event, ordinal >> CHUNK_SHIFT)
-            positions.setdefault(key, []).append(ordinal & CHUNK_MASK)
-    return {key: _bitmap_of(bits).to_bytes() for key, bits in positions.items()}
-
-
 def _merge_bitmaps(conn: Conn, wanted: dict[ChunkKey, bytes]) -> None:
     """OR the batch's users into the daily bitmaps, chunk by chunk."""
     keys = sorted(wanted)
@@ -783,121 +435,3 @@ def _clear_bit(conn: Conn, keys: list[tuple[date, str, str]], ordinal: int) -> N
         "(SELECT * FROM unnest(%s::date[], %s::text[], %s::text[]))",
         (bit, chunk, bit, *columns),
     )
-
-
-# -- conversions ------------------------------------------------------------------------------
-
-
-def _event_row(m: QueuedMessage) -> tuple[Any, ...]:
-    """A message as a stage row (column order of _EVENT_COLUMNS). Raises
-    UnstorableMessageError for values PostgreSQL rejects, so one such message fails alone
-    instead of failing its whole batch."""
-    properties = m.properties if m.type == "track" else m.traits
-    try:
-        props = _to_json(properties) if properties else "{}"
-        ctx = _to_json(m.context) if m.context else "{}"
-    except ValueError:
-        raise UnstorableMessageError("NaN or Infinity in properties or context") from None
-    # One check over all text fields at once: a NUL or a lone surrogate in any of them is in
-    # their concatenation. (isascii() is O(1): only non-ASCII text is encoded to check it.)
-    text = (
-        f"{m.userId}{m.messageId}{m.event or ''}{m.platform or ''}{m.anonymousId or ''}{props}{ctx}"
-    )
-    if "\x00" in text or not (text.isascii() or _encodable(text)):
-        raise UnstorableMessageError("NUL character or invalid Unicode in a text field")
-    if ("\\u0000" in props and _ESCAPED_NUL.search(props)) or (
-        "\\u0000" in ctx and _ESCAPED_NUL.search(ctx)
-    ):
-        raise UnstorableMessageError("NUL character (\\u0000) in properties or context")
-    return (
-        m.userId,
-        m.messageId,
-        m.type,
-        m.event,
-        m.timestamp,
-        m.receivedAt,
-        m.platform,
-        m.anonymousId,
-        props,
-        ctx,
-    )
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _storable_text(text: str) -> bool:
-    if "\x00" in text:
-        return False
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _stored_event(row: tuple[Any, ...]) -> StoredEvent:
-    message_id, type_, event, ts, received_at, platform, anonymous_id, props, ctx = row
-    return StoredEvent(
-        messageId=message_id,
-        type=type_,
-        event=event,
-        timestamp=ts.astimezone(UTC),
-        receivedAt=received_at.astimezone(UTC),
-        platform=platform,
-        anonymousId=anonymous_id,
-        properties=props,
-        context=ctx,
-    )
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-
-
-def _invalid_cursor() -> InvalidRequestError:
-    return InvalidRequestError(
-        code="invalid_cursor", details=[{"field": "cursor", "type": "invalid_cursor"}]
-    )
-
-
-def _cursor_time(text: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise _invalid_cursor() from None
-    if moment.tzinfo is None:
-        raise _invalid_cursor()
-    return moment
-
-
-def _cursor_text(text: str) -> str:
-    if not _storable_text(text):
-        raise _invalid_cursor()
-    return text
-
-
-def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
-    """Rows → one list per column, the shape `unnest(%s::type[], …)` takes."""
-    columns: list[list[Any]] = [[] for _ in range(width)]
-    for row in rows:
-        for column, value in zip(columns, row, strict=True):
-            column.append(value)
-    return columns
-
-
-def _bitmap_of(ordinals: Iterable[int]) -> Bitmap:
-    """A bitmap built in one pass over a byte buffer: OR-ing big integers one bit at a time
-    would copy the whole integer per user."""
-    values = list(ordinals)
-    if not values:
-        return Bitmap()
-    buffer = bytearray(max(values) // 8 + 1)
-    for ordinal in values:
-        buffer[ordinal >> 3] |= 1 << (ordinal & 7)
-    return Bitmap(int.from_bytes(buffer, "little"))

@@ -1,0 +1,2 @@
+"""SQLite adapter (the laptop shape): the embedded store and the WAL connection helper the
+local queue shares."""

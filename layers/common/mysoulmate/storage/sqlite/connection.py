@@ -9,13 +9,20 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-def open_sqlite(path: Path, *, synchronous: str) -> sqlite3.Connection:
-    """A WAL-mode connection shared by threads (callers serialize with a lock)."""
+def open_sqlite(
+    path: Path, *, synchronous: str, busy_timeout_seconds: float = 30.0
+) -> sqlite3.Connection:
+    """A WAL-mode connection shared by threads (callers serialize with a lock).
+
+    ``busy_timeout_seconds``: how long a write waits for another process's lock on the file
+    before failing (the local queue waits little: ingest must answer, not hang)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+    conn = sqlite3.connect(
+        path, check_same_thread=False, isolation_level=None, timeout=busy_timeout_seconds
+    )
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
-    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_seconds * 1000)}")
     return conn
 
 

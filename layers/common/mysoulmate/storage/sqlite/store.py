@@ -41,82 +41,15 @@ from mysoulmate.analytics.rollups import UNKNOWN_PLATFORM, RollupDelta, rollup_d
 from mysoulmate.storage.bitmap import Bitmap
 from mysoulmate.storage.paging import decode_cursor, next_page_cursor
 from mysoulmate.storage.sqlite.connection import open_sqlite, write_transaction
-
-SCHEMA_VERSION = 2  # PRAGMA user_version; 1 = the spine's events/profiles only
-_CHUNK = 400  # keys per IN (...) list, well under SQLite's variable limit
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    user_id      TEXT NOT NULL,
-    message_id   TEXT NOT NULL,
-    type         TEXT NOT NULL,
-    event        TEXT,
-    ts           TEXT NOT NULL,
-    received_at  TEXT NOT NULL,
-    platform     TEXT,
-    anonymous_id TEXT,
-    properties   TEXT NOT NULL,
-    context      TEXT NOT NULL,
-    PRIMARY KEY (user_id, message_id)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS events_by_user_time ON events (user_id, ts DESC, message_id DESC);
-CREATE INDEX IF NOT EXISTS events_by_name_time ON events (event, ts);
-CREATE TABLE IF NOT EXISTS profiles (
-    user_id TEXT PRIMARY KEY,
-    doc     TEXT NOT NULL,
-    version INTEGER NOT NULL
-);
--- AUTOINCREMENT: an erased user's ordinal is never handed to anyone else.
-CREATE TABLE IF NOT EXISTS user_ordinals (
-    ordinal INTEGER PRIMARY KEY AUTOINCREMENT,
-    user_id TEXT NOT NULL UNIQUE
-);
-CREATE TABLE IF NOT EXISTS daily_counts (
-    day TEXT NOT NULL, platform TEXT NOT NULL, event TEXT NOT NULL,
-    events INTEGER NOT NULL,
-    PRIMARY KEY (day, platform, event)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS daily_revenue (
-    day TEXT NOT NULL, platform TEXT NOT NULL, currency TEXT NOT NULL,
-    micros INTEGER NOT NULL,
-    PRIMARY KEY (day, platform, currency)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS daily_users (
-    day TEXT NOT NULL, platform TEXT NOT NULL, event TEXT NOT NULL,
-    bits BLOB NOT NULL,
-    PRIMARY KEY (day, platform, event)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS first_seen (
-    user_id TEXT PRIMARY KEY,
-    day     TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS first_seen_by_day ON first_seen (day);
-CREATE TABLE IF NOT EXISTS audit_log (
-    id TEXT PRIMARY KEY, at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
-    subject TEXT NOT NULL, details TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS audit_by_time ON audit_log (at DESC, id DESC);
-CREATE INDEX IF NOT EXISTS audit_by_subject ON audit_log (subject, at DESC, id DESC);
-"""
-_EVENT_COLUMNS = (
-    "message_id, type, event, ts, received_at, platform, anonymous_id, properties, context"
+from mysoulmate.storage.sqlite.schema import (
+    EVENT_COLUMNS,
+    SCHEMA,
+    SCHEMA_VERSION,
+    event_row,
+    repair_time_keys,
 )
 
-
-def event_row(m: QueuedMessage) -> tuple[Any, ...]:
-    """One message as a row of the events table (the column order of _SCHEMA)."""
-    return (
-        m.userId,
-        m.messageId,
-        m.type,
-        m.event,
-        time_key(m.timestamp),
-        time_key(m.receivedAt),
-        m.platform,
-        m.anonymousId,
-        json.dumps(m.properties if m.type == "track" else m.traits),
-        json.dumps(m.context),
-    )
+_CHUNK = 400  # keys per IN (...) list, well under SQLite's variable limit
 
 
 class SqliteEventStore:
@@ -124,24 +57,33 @@ class SqliteEventStore:
         self._conn = open_sqlite(path, synchronous="NORMAL")
         self._lock = threading.Lock()
         with self._lock:
-            self._conn.executescript(_SCHEMA)
+            self._conn.executescript(SCHEMA)
         with write_transaction(self._conn, self._lock):
             version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-            if version < SCHEMA_VERSION:
+            if version < 2:
                 self._backfill_rollups()
+            if version < 3:
+                repair_time_keys(self._conn)
+            if version < SCHEMA_VERSION:
                 self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # -- writes -------------------------------------------------------------------------
 
     def insert_events(self, messages: Sequence[QueuedMessage]) -> StoreResult:
+        erased: set[tuple[str, str]] = set()
         try:
             with write_transaction(self._conn, self._lock):
                 new: list[QueuedMessage] = []
                 seen: set[tuple[str, str]] = set()
+                erasures = self._erasures({m.userId for m in messages})
                 for m in messages:
                     if m.key in seen:
                         continue
                     seen.add(m.key)
+                    erased_at = erasures.get(m.userId)
+                    if erased_at is not None and time_key(m.receivedAt) <= erased_at:
+                        erased.add(m.key)
+                        continue
                     cursor = self._conn.execute(
                         "INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?,?,?,?)", event_row(m)
                     )
@@ -153,9 +95,25 @@ class SqliteEventStore:
             return StoreResult(failed={m.key: reason for m in messages})
         return StoreResult(
             written=len(new),
-            duplicates=len(messages) - len(new),
+            duplicates=len(messages) - len(new) - len(erased),
             new_keys={m.key for m in new},
+            erased=erased,
         )
+
+    def _erasures(self, users: set[str]) -> dict[str, str]:
+        """Erasure time keys of those of ``users`` who were erased (caller holds the lock)."""
+        found: dict[str, str] = {}
+        ordered = sorted(users)
+        for start in range(0, len(ordered), _CHUNK):
+            chunk = ordered[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                self._conn.execute(
+                    f"SELECT user_id, erased_at FROM erasures WHERE user_id IN ({marks})",  # noqa: S608 - placeholders only
+                    chunk,
+                ).fetchall()
+            )
+        return found
 
     def _apply(self, delta: RollupDelta) -> None:
         """Add one batch's rollup delta (caller holds the write transaction)."""
@@ -232,8 +190,14 @@ class SqliteEventStore:
                 )
             )
 
-    def update_profile(self, user_id: str, update: ProfileUpdate) -> Profile:
+    def update_profile(
+        self, user_id: str, update: ProfileUpdate, *, received_at: datetime | None = None
+    ) -> Profile | None:
         with write_transaction(self._conn, self._lock):
+            if received_at is not None:
+                erased_at = self._erasures({user_id}).get(user_id)
+                if erased_at is not None and time_key(received_at) <= erased_at:
+                    return None
             current = self._load_profile(user_id)
             merged = update(current)
             merged.version = (current.version if current else 0) + 1
@@ -266,7 +230,7 @@ class SqliteEventStore:
         end: datetime | None = None,
         event: str | None = None,
     ) -> EventPage:
-        query = f"SELECT {_EVENT_COLUMNS} FROM events WHERE user_id = ?"  # noqa: S608 - constant
+        query = f"SELECT {EVENT_COLUMNS} FROM events WHERE user_id = ?"  # noqa: S608 - constant
         args: list[Any] = [user_id]
         if start is not None:
             query += " AND ts >= ?"
@@ -379,9 +343,14 @@ class SqliteEventStore:
 
     # -- GDPR ---------------------------------------------------------------------------
 
-    def delete_user(self, user_id: str) -> ErasureResult:
+    def delete_user(self, user_id: str, erased_at: datetime) -> ErasureResult:
         conn = self._conn
         with write_transaction(conn, self._lock):
+            conn.execute(
+                "INSERT INTO erasures VALUES (?, ?) ON CONFLICT DO UPDATE "
+                "SET erased_at = max(erased_at, excluded.erased_at)",
+                (user_id, time_key(erased_at)),
+            )
             row = conn.execute(
                 "SELECT ordinal FROM user_ordinals WHERE user_id = ?", (user_id,)
             ).fetchone()

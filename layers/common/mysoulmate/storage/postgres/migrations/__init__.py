@@ -1,1 +1,1 @@
-"""The PostgreSQL schema's Alembic environment (run through `postgres_migrate`)."""
+"""The PostgreSQL schema's Alembic environment (run through `storage.postgres.migrate`)."""

@@ -1,4 +1,4 @@
-"""Alembic environment: run migrations on the connection `postgres_migrate` hands in.
+"""Alembic environment: run migrations on the connection `storage.postgres.migrate` hands in.
 
 There is no alembic.ini and no SQLAlchemy metadata: revisions are written by hand in SQL, so
 the schema says exactly which indexes and collations the queries rely on.

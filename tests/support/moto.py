@@ -35,6 +35,27 @@ def one_rollback_copy_per_transaction(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(moto_dynamodb.DynamoDBBackend, "transact_write_items", transact_write_items)
 
 
+_moto_lock = threading.RLock()
+
+
+def serialized_dynamodb(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One DynamoDB call at a time, as the real service's per-item ordering would have it.
+
+    moto runs a TransactWriteItems against the live table and, when the transaction is
+    cancelled, restores a whole-table copy taken before it, without a lock: a concurrent
+    call's writes in between are undone. DynamoDB itself never does that, so tests that race
+    threads against each other (erasure versus consumer) serialize moto's handler."""
+    import moto.dynamodb.responses as responses
+
+    original = responses.DynamoHandler.call_action
+
+    def call_action(self: Any) -> Any:
+        with _moto_lock:
+            return original(self)
+
+    monkeypatch.setattr(responses.DynamoHandler, "call_action", call_action)
+
+
 _query_filter = threading.local()
 
 

@@ -1,9 +1,8 @@
-"""PostgreSQL fixtures for any test package: a throwaway migrated database per session and
-a clean store per test.
+"""PostgreSQL helpers for any test package: the test server's conninfo, a throwaway database,
+and emptying the data tables.
 
-Use them with `pytest_plugins = ["tests.postgres_support"]` in the top-level tests/conftest.py
-(pytest only honours pytest_plugins there), or import the fixtures into a conftest.py or
-test module: `from tests.postgres_support import postgres_database, postgres_store`.
+The fixtures built on them (`postgres_database`, a migrated database per session, and
+`postgres_store`, a clean store per test) are in tests/conftest.py.
 The server is the CI machine's PostgreSQL at 127.0.0.1:5432 (user postgres, trust auth);
 tests skip without it, and fail under CI=true.
 """
@@ -13,14 +12,8 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
-import pytest
-
-from tests.helpers import require_service
-
-if TYPE_CHECKING:
-    from mysoulmate.storage.postgres.store import PostgresEventStore
+from tests.support.helpers import require_service
 
 SERVER = "host=127.0.0.1 port=5432 user=postgres connect_timeout=3"
 ADMIN_CONNINFO = f"{SERVER} dbname=test"
@@ -33,6 +26,7 @@ DATA_TABLES = (
     "daily_users",
     "first_seen",
     "audit_log",
+    "erasures",
 )
 
 
@@ -68,32 +62,9 @@ def scratch_database() -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(scope="session")
-def postgres_database() -> Iterator[str]:
-    """The conninfo of a database migrated to head, shared by the whole session."""
-    from mysoulmate.storage.postgres.migrate import migrate
-
-    with scratch_database() as conninfo:
-        migrate(conninfo)
-        yield conninfo
-
-
 def truncate_all(conninfo: str) -> None:
     """Empty every data table (not alembic_version) and restart the ordinal sequence."""
     import psycopg
 
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(f"TRUNCATE {', '.join(DATA_TABLES)} RESTART IDENTITY")
-
-
-@pytest.fixture
-def postgres_store(postgres_database: str) -> Iterator[PostgresEventStore]:
-    """A store over the session database, emptied before the test."""
-    from mysoulmate.storage.postgres.store import PostgresEventStore
-
-    truncate_all(postgres_database)
-    store = PostgresEventStore(postgres_database, pool_size=2)
-    try:
-        yield store
-    finally:
-        store.close()

@@ -11,7 +11,7 @@ import pytest
 from mysoulmate.core.settings import get_settings
 
 TEST_SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
-EVENTS_DIR = Path(__file__).parent / "events"
+EVENTS_DIR = Path(__file__).resolve().parents[1] / "events"
 
 
 def load_event(name: str) -> dict[str, Any]:

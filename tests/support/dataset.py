@@ -6,7 +6,7 @@ import random
 
 from mysoulmate.analytics.models import QueuedMessage
 
-from tests.contract.conftest import day, identify, track
+from tests.support.contract import day, identify, track
 
 
 def january() -> list[list[QueuedMessage]]:

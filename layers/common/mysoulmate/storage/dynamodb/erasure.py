@@ -1,0 +1,137 @@
+"""How an erasure sticks in DynamoDB, as pure functions of items and states (no I/O).
+
+The tombstone is the `erased` attribute of the user's SEEN item (the latest erasure's
+time key). `delete_user` sets it first, never lowers it and never deletes the item. Every
+write of a user's data names that same item with `keys.NOT_ERASED` in its transaction: the
+consumer's event transactions (a SEEN update or a ConditionCheck per user) and profile
+writes. DynamoDB serializes writes to one item, so either the tombstone comes first and the
+write is cancelled (and reported as erased), or the write commits first and the eraser's
+consistent Query, which runs after the tombstone, finds and deletes what it wrote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from mysoulmate.analytics.models import QueuedMessage
+from mysoulmate.analytics.ports import ANY_EVENT, MessageKey
+from mysoulmate.analytics.rollups import UNKNOWN_PLATFORM
+from mysoulmate.storage.dynamodb.keys import (
+    ERASED,
+    PROFILE_SK,
+    SEEN_SK,
+    not_erased_check,
+    receipt_key,
+    user_pk,
+)
+from mysoulmate.storage.dynamodb.rollups import (
+    UserState,
+    first_sk,
+    rollup_pk,
+    user_shard,
+    users_sk,
+)
+
+
+def split_erased(
+    messages: Sequence[QueuedMessage], states: Mapping[str, UserState]
+) -> tuple[list[QueuedMessage], set[MessageKey]]:
+    """The messages still to write, and the keys of those an erasure recorded at or after
+    their receipt covers (same rule as NOT_ERASED: erased_at >= receivedAt)."""
+    kept: list[QueuedMessage] = []
+    erased: set[MessageKey] = set()
+    for message in messages:
+        tombstone = states.get(message.userId, UserState()).erased
+        if tombstone is not None and receipt_key(message) <= tombstone:
+            erased.add(message.key)
+        else:
+            kept.append(message)
+    return kept, erased
+
+
+def tombstone_update(table: str, user_id: str, erased_key: str) -> dict[str, Any]:
+    """UpdateItem arguments recording an erasure; the condition keeps the latest one (an
+    older request finishing late fails it, which is success: a later erasure covers it)."""
+    return {
+        "TableName": table,
+        "Key": {"pk": {"S": user_pk(user_id)}, "sk": {"S": SEEN_SK}},
+        "UpdateExpression": "SET #erased = :at",
+        "ConditionExpression": "attribute_not_exists(#erased) OR #erased < :at",
+        "ExpressionAttributeNames": {"#erased": ERASED},
+        "ExpressionAttributeValues": {":at": {"S": erased_key}},
+    }
+
+
+def seen_reset(table: str, user_id: str) -> dict[str, Any]:
+    """UpdateItem arguments clearing the SEEN item's rollup state but keeping its tombstone."""
+    return {
+        "TableName": table,
+        "Key": {"pk": {"S": user_pk(user_id)}, "sk": {"S": SEEN_SK}},
+        "UpdateExpression": "REMOVE #first, #day, #keys",
+        "ExpressionAttributeNames": {"#first": "first", "#day": "day", "#keys": "keys"},
+    }
+
+
+@dataclass
+class ErasurePlan:
+    """What erasing the queried items of one user takes."""
+
+    set_keys: set[tuple[str, str]] = field(default_factory=set)  # (pk, sk) of user sets
+    deletes: list[dict[str, Any]] = field(default_factory=list)  # keys of items to delete
+    events: int = 0
+    profile: bool = False
+    seen: bool = False  # the SEEN item holds rollup state to clear
+
+
+def plan_erasure(user_id: str, items: Iterable[Mapping[str, Any]]) -> ErasurePlan:
+    """The events tell which day sets hold the user, SEEN's `first` which FIRST# set; every
+    item but SEEN is deleted (SEEN keeps the tombstone)."""
+    plan = ErasurePlan()
+    shard = user_shard(user_id)
+    for item in items:
+        sk = item["sk"]["S"]
+        if sk == SEEN_SK:
+            plan.seen = any(name in item for name in ("first", "day", "keys"))
+            if "first" in item:
+                day = date.fromisoformat(item["first"]["S"])
+                plan.set_keys.add((rollup_pk(day), first_sk(shard)))
+            continue
+        plan.deletes.append({"pk": item["pk"], "sk": item["sk"]})
+        if sk == PROFILE_SK:
+            plan.profile = True
+        elif sk.startswith("EVENT#"):
+            plan.events += 1
+            if item.get("type", {}).get("S") == "track" and "event" in item:
+                day_pk = rollup_pk(date.fromisoformat(item["ts"]["S"][:10]))
+                platform = item.get("platform", {}).get("S") or UNKNOWN_PLATFORM
+                for name in (item["event"]["S"], ANY_EVENT):
+                    plan.set_keys.add((day_pk, users_sk(platform, shard, name)))
+    return plan
+
+
+def set_removals(table: str, user_id: str, set_keys: Iterable[tuple[str, str]]) -> list[Any]:
+    """Transaction actions taking the user out of the named sets."""
+    return [
+        {
+            "Update": {
+                "TableName": table,
+                "Key": {"pk": {"S": set_pk}, "sk": {"S": set_sk}},
+                "UpdateExpression": "DELETE #users :u",
+                # Never create an empty item for a set that does not exist.
+                "ConditionExpression": "attribute_exists(pk)",
+                "ExpressionAttributeNames": {"#users": "users"},
+                "ExpressionAttributeValues": {":u": {"SS": [user_id]}},
+            }
+        }
+        for set_pk, set_sk in sorted(set_keys)
+    ]
+
+
+def guarded_profile_put(
+    table: str, put: dict[str, Any], user_id: str, received: str
+) -> list[dict[str, Any]]:
+    """The profile Put (action 0) and the tombstone check (action 1) as one transaction."""
+    return [{"Put": {"TableName": table, **put}}, not_erased_check(table, user_id, received)]

@@ -1,0 +1,49 @@
+"""Keys of the table's per-user items (events, profile) and of the audit partition, and the
+name of the index that orders a user's events by time; both the write and the read side of
+DynamoEventStore build them from here (rollup item keys live in `dynamodb.rollups`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Any
+
+from mysoulmate.analytics.models import QueuedMessage
+from mysoulmate.analytics.ports import time_key
+
+PROFILE_SK = "PROFILE"
+BY_USER_TIME = "ByUserTime"
+AUDIT_PK = "AUDIT"
+SEEN_SK = "SEEN"  # per-user item: first-seen day, latest day's set memberships, tombstone
+# The SEEN item's tombstone: time_key of the latest erasure. Every write of a user's data
+# names the SEEN item with NOT_ERASED (":received" = the earliest receipt it writes), so an
+# erasure and a write are ordered by DynamoDB on that one item.
+ERASED = "erased"
+NOT_ERASED = "(attribute_not_exists(#erased) OR #erased < :received)"
+
+
+def user_pk(user_id: str) -> str:
+    return f"USER#{user_id}"
+
+
+def event_sk(message_id: str) -> str:
+    return f"EVENT#{message_id}"
+
+
+def receipt_key(message: QueuedMessage) -> str:
+    """What NOT_ERASED compares with the tombstone: the message's receipt, in UTC."""
+    return time_key(message.receivedAt.astimezone(UTC))
+
+
+def not_erased_check(table: str, user_id: str, received: str) -> dict[str, Any]:
+    """A transaction action that fails when an erasure of the user recorded at or after
+    ``received`` (a receipt time key) exists: the transaction is then cancelled as a whole."""
+    return {
+        "ConditionCheck": {
+            "TableName": table,
+            "Key": {"pk": {"S": user_pk(user_id)}, "sk": {"S": SEEN_SK}},
+            "ConditionExpression": NOT_ERASED,
+            "ExpressionAttributeNames": {"#erased": ERASED},
+            "ExpressionAttributeValues": {":received": {"S": received}},
+        }
+    }

@@ -1,0 +1,78 @@
+"""Erasure tombstones and the per-user advisory locks that make them stick.
+
+Under READ COMMITTED, "read the tombstone, then insert" alone would race: an erasure's
+DELETE cannot see a consumer's uncommitted rows, and the consumer's tombstone read cannot
+see an erasure that has not committed yet. So every write about a user first takes a
+transaction-scoped advisory lock keyed by the user: shared for ingest and profile updates
+(they may run together), exclusive for `delete_user`. Whichever commits first, the other
+then sees it: the erasure deletes what the consumer committed, or the consumer (whose
+tombstone read is a new statement, hence a new snapshot, after its locks are granted)
+finds the tombstone and writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+
+from mysoulmate.analytics.models import QueuedMessage
+from mysoulmate.analytics.ports import MessageKey
+from mysoulmate.storage.postgres.pooling import Conn
+from mysoulmate.storage.postgres.rows import _utc
+
+# The 64-bit lock key of a user is hashtextextended(user_id, LOCK_SEED): stable across
+# sessions and server versions, so every process agrees on it. The seed (b"erase" as an
+# integer) keeps it apart from the database's other advisory locks (the migration lock);
+# a collision between two users only adds waiting.
+LOCK_SEED = 435710686053
+
+# One statement for a whole batch. The ORDER BY in a subquery that keeps its sort (DISTINCT
+# and ORDER BY stop it being flattened) fixes the order the locks are taken in: two
+# consumers with overlapping users queue instead of deadlocking, whatever an eraser holds.
+_LOCK_SHARED = (
+    "SELECT pg_advisory_xact_lock_shared(k) FROM (SELECT DISTINCT "
+    "hashtextextended(u, %s::bigint) AS k FROM unnest(%s::text[]) AS u ORDER BY 1) AS keys"
+)
+_LOCK_ONE_SHARED = "SELECT pg_advisory_xact_lock_shared(hashtextextended(%s, %s::bigint))"
+_LOCK_ONE_EXCLUSIVE = "SELECT pg_advisory_xact_lock(hashtextextended(%s, %s::bigint))"
+_READ = "SELECT user_id, erased_at FROM erasures WHERE user_id = ANY(%s::text[])"
+
+
+def lock_and_read(conn: Conn, users: list[str]) -> dict[str, datetime]:
+    """Share-lock ``users`` for the current transaction and read their tombstones (user →
+    erased_at). Two statements, so the read's snapshot is taken after the locks are granted;
+    they travel together when the caller is in a pipeline."""
+    conn.execute(_LOCK_SHARED, (LOCK_SEED, users))
+    return dict(conn.execute(_READ, (users,)).fetchall())
+
+
+def erased_at_or_after(conn: Conn, user_id: str, received_at: datetime) -> bool:
+    """Share-lock one user and tell whether they were erased at or after ``received_at``."""
+    conn.execute(_LOCK_ONE_SHARED, (user_id, LOCK_SEED))
+    found = conn.execute("SELECT erased_at FROM erasures WHERE user_id = %s", (user_id,)).fetchone()
+    return found is not None and _utc(received_at) <= found[0]
+
+
+def lock_for_erasure(conn: Conn, user_id: str, erased_at: datetime) -> None:
+    """Take the user's lock exclusively (waiting for every write about them in flight to
+    commit) and record the tombstone; a later erasure time wins, an earlier one is ignored."""
+    conn.execute(_LOCK_ONE_EXCLUSIVE, (user_id, LOCK_SEED))
+    conn.execute(
+        "INSERT INTO erasures AS t (user_id, erased_at) VALUES (%s, %s) "
+        "ON CONFLICT (user_id) DO UPDATE SET erased_at = GREATEST(t.erased_at, excluded.erased_at)",
+        (user_id, _utc(erased_at)),
+    )
+
+
+def erased_keys(
+    messages: Iterable[QueuedMessage], erasures: Mapping[str, datetime]
+) -> set[MessageKey]:
+    """Keys of the messages received at or before their user's erasure."""
+    if not erasures:  # the usual case: nobody in the batch was ever erased
+        return set()
+    found: set[MessageKey] = set()
+    for m in messages:
+        erased_at = erasures.get(m.userId)
+        if erased_at is not None and _utc(m.receivedAt) <= erased_at:
+            found.add(m.key)
+    return found

@@ -1,0 +1,232 @@
+"""The read side of PostgresEventStore, as a mixin whose methods borrow a connection through
+the store's `_conn` and never write: profiles, a user's events (keyset pages on (ts,
+message_id)), the daily rollups (counts, revenue, bitmap user sets, first-seen days), funnel
+candidates streamed in user order, and audit pages.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
+
+from psycopg import sql
+
+from mysoulmate.analytics.models import AuditEntry, AuditPage, EventPage, Profile
+from mysoulmate.analytics.ports import (
+    ANY_EVENT,
+    CountRow,
+    EventPoint,
+    RevenueRow,
+    UserSet,
+    UsersRow,
+    time_key,
+)
+from mysoulmate.storage.bitmap import Bitmap
+from mysoulmate.storage.paging import decode_cursor, next_page_cursor
+from mysoulmate.storage.postgres.pooling import Conn
+from mysoulmate.storage.postgres.rollups import CHUNK_SHIFT, _bitmap_of
+from mysoulmate.storage.postgres.rows import (
+    _cursor_text,
+    _cursor_time,
+    _storable_text,
+    _stored_event,
+    _utc,
+)
+
+FUNNEL_FETCH_ROWS = 2000
+
+
+class PostgresReads:
+    """Queries of PostgresEventStore that only read; the store supplies `_conn`."""
+
+    if TYPE_CHECKING:
+
+        def _conn(self) -> AbstractContextManager[Conn]: ...
+
+    def get_profile(self, user_id: str) -> Profile | None:
+        if not _storable_text(user_id):
+            return None
+        with self._conn() as conn:
+            row = conn.execute("SELECT doc FROM profiles WHERE user_id = %s", (user_id,)).fetchone()
+        return Profile.model_validate(row[0]) if row else None
+
+    # -- event reads -------------------------------------------------------------------------
+
+    def list_events(
+        self,
+        user_id: str,
+        limit: int,
+        cursor: str | None,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        event: str | None = None,
+    ) -> EventPage:
+        conditions = [sql.SQL("user_id = %s")]
+        args: list[Any] = [user_id]
+        if cursor:
+            position = decode_cursor(cursor, {"ts", "id"})
+            conditions.append(sql.SQL("(ts, message_id) < (%s, %s)"))
+            args += [_cursor_time(position["ts"]), _cursor_text(position["id"])]
+        if start is not None:
+            conditions.append(sql.SQL("ts >= %s"))
+            args.append(_utc(start))
+        if end is not None:
+            conditions.append(sql.SQL("ts <= %s"))
+            args.append(_utc(end))
+        if event is not None:
+            conditions.append(sql.SQL("type = 'track' AND event = %s"))
+            args.append(event)
+        if not all(_storable_text(a) for a in args if isinstance(a, str)):
+            return EventPage(events=[])
+        query = sql.SQL(
+            "SELECT message_id, type, event, ts, received_at, platform, anonymous_id, "
+            "properties, context FROM events WHERE {} "
+            "ORDER BY ts DESC, message_id DESC LIMIT %s"
+        ).format(sql.SQL(" AND ").join(conditions))
+        args.append(limit + 1)
+        with self._conn() as conn:
+            rows = conn.execute(query, args).fetchall()
+        events = [_stored_event(row) for row in rows]
+        next_cursor = next_page_cursor(
+            events, limit, lambda e: {"ts": time_key(e.timestamp), "id": e.messageId}
+        )
+        return EventPage(events=events[:limit], next_cursor=next_cursor)
+
+    def user_event_points(self, user_id: str) -> list[EventPoint]:
+        if not _storable_text(user_id):
+            return []
+        with self._conn() as conn:
+            rows = conn.execute(
+                "SELECT ts, event, message_id FROM events WHERE user_id = %s "
+                "AND type = 'track' AND event IS NOT NULL ORDER BY ts, message_id",
+                (user_id,),
+            ).fetchall()
+        return [EventPoint(time_key(ts.astimezone(UTC)), event, mid) for ts, event, mid in rows]
+
+    # -- rollups -----------------------------------------------------------------------------
+
+    def rollup_counts(self, start: date, end: date) -> list[CountRow]:
+        with self._conn() as conn:
+            rows = conn.execute(
+                "SELECT day, platform, event, events FROM daily_counts "
+                "WHERE day BETWEEN %s AND %s ORDER BY day, platform, event",
+                (start, end),
+            ).fetchall()
+        return [CountRow(day, platform, event, int(n)) for day, platform, event, n in rows]
+
+    def rollup_revenue(self, start: date, end: date) -> list[RevenueRow]:
+        with self._conn() as conn:
+            rows = conn.execute(
+                "SELECT day, platform, currency, micros FROM daily_revenue "
+                "WHERE day BETWEEN %s AND %s ORDER BY day, platform, currency",
+                (start, end),
+            ).fetchall()
+        return [RevenueRow(day, platform, cur, int(micros)) for day, platform, cur, micros in rows]
+
+    def rollup_users(self, start: date, end: date, *, by_event: bool) -> list[UsersRow]:
+        with self._conn() as conn:
+            rows = conn.execute(
+                "SELECT day, platform, event, chunk, bits FROM daily_users "
+                "WHERE day BETWEEN %s AND %s AND (%s OR event = %s) "
+                "ORDER BY day, platform, event, chunk",
+                (start, end, by_event, ANY_EVENT),
+            ).fetchall()
+        result: list[UsersRow] = []
+        for (day, platform, event), chunks in itertools.groupby(rows, key=lambda r: r[:3]):
+            bits = 0
+            for *_, chunk, data in chunks:
+                bits |= int.from_bytes(data, "little") << (chunk << CHUNK_SHIFT)
+            if bits:  # a set emptied by erasures is no data
+                result.append(UsersRow(day, platform, event, Bitmap(bits)))
+        return result
+
+    def first_seen_users(self, start: date, end: date) -> dict[date, UserSet]:
+        with self._conn() as conn:
+            rows = conn.execute(
+                "SELECT f.day, o.ordinal FROM first_seen f "
+                "JOIN user_ordinals o ON o.user_id = f.user_id "
+                "WHERE f.day BETWEEN %s AND %s ORDER BY f.day",
+                (start, end),
+            ).fetchall()
+        return {
+            day: _bitmap_of(ordinal for _, ordinal in group)
+            for day, group in itertools.groupby(rows, key=lambda r: r[0])
+        }
+
+    def empty_user_set(self) -> Bitmap:
+        return Bitmap()
+
+    def funnel_candidates(
+        self,
+        first_event: str,
+        starts_from: datetime,
+        starts_to: datetime,
+        until: datetime,
+        events: frozenset[str] | None,
+    ) -> Iterator[tuple[str, list[EventPoint]]]:
+        """Streamed in user order from one query, a few thousand rows at a time."""
+        names = None if events is None else sorted(e for e in events if _storable_text(e))
+        if not _storable_text(first_event):
+            return
+        query = (
+            "WITH starters AS (SELECT DISTINCT user_id FROM events WHERE type = 'track' "
+            "AND event = %(first)s AND ts BETWEEN %(from)s AND %(to)s) "
+            "SELECT e.user_id, e.ts, e.event, e.message_id FROM events e "
+            "JOIN starters s ON s.user_id = e.user_id "
+            "WHERE e.type = 'track' AND e.event IS NOT NULL "
+            "AND e.ts BETWEEN %(from)s AND %(until)s "
+            "AND (%(all)s OR e.event = ANY(%(names)s::text[])) "
+            "ORDER BY e.user_id, e.ts, e.message_id"
+        )
+        params = {
+            "first": first_event,
+            "from": _utc(starts_from),
+            "to": _utc(starts_to),
+            "until": _utc(until),
+            "all": names is None,
+            "names": names or [],
+        }
+        with self._conn() as conn, conn.cursor() as cur:
+            rows = cur.stream(query, params, size=FUNNEL_FETCH_ROWS)
+            for user_id, group in itertools.groupby(rows, key=lambda r: r[0]):
+                yield (
+                    user_id,
+                    [
+                        EventPoint(time_key(ts.astimezone(UTC)), event, mid)
+                        for _, ts, event, mid in group
+                    ],
+                )
+
+    # -- audit -------------------------------------------------------------------------------
+
+    def list_audit(self, limit: int, cursor: str | None, subject: str | None = None) -> AuditPage:
+        conditions = [sql.SQL("TRUE")]
+        args: list[Any] = []
+        if subject is not None:
+            if not _storable_text(subject):
+                return AuditPage(entries=[])
+            conditions.append(sql.SQL("subject = %s"))
+            args.append(subject)
+        if cursor:
+            position = decode_cursor(cursor, {"at", "id"})
+            conditions.append(sql.SQL("(at, id) < (%s, %s)"))
+            args += [_cursor_time(position["at"]), _cursor_text(position["id"])]
+        query = sql.SQL(
+            "SELECT id, at, actor, action, subject, details FROM audit_log WHERE {} "
+            "ORDER BY at DESC, id DESC LIMIT %s"
+        ).format(sql.SQL(" AND ").join(conditions))
+        args.append(limit + 1)
+        with self._conn() as conn:
+            rows = conn.execute(query, args).fetchall()
+        entries = [
+            AuditEntry(
+                id=id_, at=at.astimezone(UTC), actor=actor, action=action, subject=subj, details=det
+            )
+            for id_, at, actor, action, subj, det in rows
+        ]
+        next_cursor = next_page_cursor(entries, limit, lambda e: {"at": time_key(e.at), "id": e.id})
+        return AuditPage(entries=entries[:limit], next_cursor=next_cursor)

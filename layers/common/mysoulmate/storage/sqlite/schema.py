@@ -1,0 +1,106 @@
+"""The embedded store's schema, its upgrades, and how a message becomes a row."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from mysoulmate.analytics.models import QueuedMessage
+from mysoulmate.analytics.ports import time_key
+
+# PRAGMA user_version: 1 = the spine's events/profiles only; 2 = rollups; 3 = erasure
+# tombstones and fixed-width time keys.
+SCHEMA_VERSION = 3
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    user_id      TEXT NOT NULL,
+    message_id   TEXT NOT NULL,
+    type         TEXT NOT NULL,
+    event        TEXT,
+    ts           TEXT NOT NULL,
+    received_at  TEXT NOT NULL,
+    platform     TEXT,
+    anonymous_id TEXT,
+    properties   TEXT NOT NULL,
+    context      TEXT NOT NULL,
+    PRIMARY KEY (user_id, message_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS events_by_user_time ON events (user_id, ts DESC, message_id DESC);
+CREATE INDEX IF NOT EXISTS events_by_name_time ON events (event, ts);
+CREATE TABLE IF NOT EXISTS profiles (
+    user_id TEXT PRIMARY KEY,
+    doc     TEXT NOT NULL,
+    version INTEGER NOT NULL
+);
+-- AUTOINCREMENT: an erased user's ordinal is never handed to anyone else.
+CREATE TABLE IF NOT EXISTS user_ordinals (
+    ordinal INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS daily_counts (
+    day TEXT NOT NULL, platform TEXT NOT NULL, event TEXT NOT NULL,
+    events INTEGER NOT NULL,
+    PRIMARY KEY (day, platform, event)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS daily_revenue (
+    day TEXT NOT NULL, platform TEXT NOT NULL, currency TEXT NOT NULL,
+    micros INTEGER NOT NULL,
+    PRIMARY KEY (day, platform, currency)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS daily_users (
+    day TEXT NOT NULL, platform TEXT NOT NULL, event TEXT NOT NULL,
+    bits BLOB NOT NULL,
+    PRIMARY KEY (day, platform, event)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS first_seen (
+    user_id TEXT PRIMARY KEY,
+    day     TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS first_seen_by_day ON first_seen (day);
+CREATE TABLE IF NOT EXISTS audit_log (
+    id TEXT PRIMARY KEY, at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+    subject TEXT NOT NULL, details TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS audit_by_time ON audit_log (at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS audit_by_subject ON audit_log (subject, at DESC, id DESC);
+-- One row per erased user: messages received up to erased_at are never stored again.
+CREATE TABLE IF NOT EXISTS erasures (
+    user_id   TEXT PRIMARY KEY,
+    erased_at TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+_TIME_KEY_LENGTH = len("2026-01-31T12:00:00.000000Z")
+
+
+def repair_time_keys(conn: sqlite3.Connection) -> None:
+    """Before version 3, `time_key` wrote years before 1000 with three digits ("999-…"),
+    which broke string order and every read of such a row; pad them to the fixed width."""
+    for table, columns in (("events", ("ts", "received_at")), ("audit_log", ("at",))):
+        for column in columns:
+            conn.execute(
+                f"UPDATE {table} SET {column} = substr('0000' || {column}, -{_TIME_KEY_LENGTH}) "  # noqa: S608 - constant names
+                f"WHERE length({column}) < {_TIME_KEY_LENGTH}"
+            )
+
+
+EVENT_COLUMNS = (
+    "message_id, type, event, ts, received_at, platform, anonymous_id, properties, context"
+)
+
+
+def event_row(m: QueuedMessage) -> tuple[Any, ...]:
+    """One message as a row of the events table (the column order of SCHEMA)."""
+    return (
+        m.userId,
+        m.messageId,
+        m.type,
+        m.event,
+        time_key(m.timestamp),
+        time_key(m.receivedAt),
+        m.platform,
+        m.anonymousId,
+        json.dumps(m.properties if m.type == "track" else m.traits),
+        json.dumps(m.context),
+    )

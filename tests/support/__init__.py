@@ -1,0 +1,1 @@
+"""Test helpers shared by the suites: builders and in-memory stand-ins for ports."""

@@ -1,0 +1,275 @@
+"""An in-memory `EventStore`: the analytics domain's rules, tested without a database.
+
+It keeps the semantics the storage backends share (see `storage/sqlite/store.py`): events
+stored once per (userId, messageId), rollups fed by `rollup_delta` of the newly stored
+messages only, user sets as Python frozensets, keyset paging with the backends' cursor, and
+an erasure that removes a user everywhere but from the anonymous counts and revenue.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import date, datetime
+
+from mysoulmate.analytics.models import (
+    AuditEntry,
+    AuditPage,
+    EventPage,
+    Profile,
+    QueuedMessage,
+    StoredEvent,
+)
+from mysoulmate.analytics.ports import (
+    ANY_EVENT,
+    CountRow,
+    ErasureResult,
+    EventPoint,
+    MessageKey,
+    ProfileUpdate,
+    RevenueRow,
+    StorageUnavailableError,
+    StoreResult,
+    UserSet,
+    UsersRow,
+    time_key,
+)
+from mysoulmate.analytics.rollups import DayKey, RevenueKey, rollup_delta
+from mysoulmate.storage.paging import decode_cursor, next_page_cursor
+
+
+def stored_event(message: QueuedMessage) -> StoredEvent:
+    """A message as a backend reads it back (an identify's traits are its properties)."""
+    return StoredEvent(
+        messageId=message.messageId,
+        type=message.type,
+        event=message.event,
+        properties=dict(message.properties if message.type == "track" else message.traits),
+        timestamp=message.timestamp,
+        receivedAt=message.receivedAt,
+        anonymousId=message.anonymousId,
+        platform=message.platform,
+        context=dict(message.context),
+    )
+
+
+def _point(message: QueuedMessage) -> EventPoint:
+    return EventPoint(time_key(message.timestamp), message.event or "", message.messageId)
+
+
+def _user_set(members: Iterable[str]) -> frozenset[str]:
+    """A frozen copy: a caller's set operations never reach the store's own sets."""
+    return frozenset(members)
+
+
+def _oldest_first(point: EventPoint) -> tuple[str, str]:
+    return point.ts, point.message_id
+
+
+class MemoryEventStore:
+    """Everything in dictionaries; set ``available = False`` to make every call fail."""
+
+    def __init__(self) -> None:
+        self.available = True
+        self._events: dict[MessageKey, QueuedMessage] = {}
+        self._profiles: dict[str, Profile] = {}
+        self._counts: Counter[DayKey] = Counter()
+        self._revenue: Counter[RevenueKey] = Counter()
+        self._users: defaultdict[DayKey, set[str]] = defaultdict(set)
+        self._first_seen: dict[str, date] = {}
+        self._audit: list[AuditEntry] = []
+        self._erasures: dict[str, datetime] = {}
+
+    # -- writes -------------------------------------------------------------------------
+
+    def insert_events(self, messages: Sequence[QueuedMessage]) -> StoreResult:
+        self.ping()
+        new: list[QueuedMessage] = []
+        erased: set[MessageKey] = set()
+        for message in messages:
+            if self._erased_since(message.userId, message.receivedAt):
+                erased.add(message.key)
+            elif message.key not in self._events:
+                self._events[message.key] = message.model_copy(deep=True)
+                new.append(message)
+        delta = rollup_delta(new)
+        self._counts.update(delta.counts)
+        self._revenue.update(delta.revenue)
+        for key, members in delta.users.items():
+            self._users[key] |= members
+        for user, day in delta.first_seen.items():
+            self._first_seen[user] = min(day, self._first_seen.get(user, day))
+        return StoreResult(
+            written=len(new),
+            duplicates=len(messages) - len(new) - len(erased),
+            new_keys={m.key for m in new},
+            erased=erased,
+        )
+
+    def _erased_since(self, user_id: str, received_at: datetime) -> bool:
+        erased_at = self._erasures.get(user_id)
+        return erased_at is not None and received_at <= erased_at
+
+    def update_profile(
+        self, user_id: str, update: ProfileUpdate, *, received_at: datetime | None = None
+    ) -> Profile | None:
+        if received_at is not None and self._erased_since(user_id, received_at):
+            return None
+        current = self.get_profile(user_id)
+        merged = update(current)
+        merged.version = (current.version if current else 0) + 1
+        self._profiles[user_id] = merged.model_copy(deep=True)
+        return merged
+
+    # -- per-user reads -----------------------------------------------------------------
+
+    def get_profile(self, user_id: str) -> Profile | None:
+        self.ping()
+        profile = self._profiles.get(user_id)
+        return profile.model_copy(deep=True) if profile is not None else None
+
+    def _of_user(self, user_id: str) -> list[QueuedMessage]:
+        self.ping()
+        return [m for (user, _), m in self._events.items() if user == user_id]
+
+    def list_events(
+        self,
+        user_id: str,
+        limit: int,
+        cursor: str | None,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        event: str | None = None,
+    ) -> EventPage:
+        rows = [
+            (time_key(m.timestamp), m.messageId, m)
+            for m in self._of_user(user_id)
+            if (start is None or time_key(m.timestamp) >= time_key(start))
+            and (end is None or time_key(m.timestamp) <= time_key(end))
+            and (event is None or (m.type == "track" and m.event == event))
+        ]
+        if cursor:
+            position = decode_cursor(cursor, {"ts", "id"})
+            rows = [row for row in rows if row[:2] < (position["ts"], position["id"])]
+        rows.sort(key=lambda row: row[:2], reverse=True)
+        rows = rows[: limit + 1]
+        return EventPage(
+            events=[stored_event(m) for _, _, m in rows[:limit]],
+            next_cursor=next_page_cursor(rows, limit, lambda row: {"ts": row[0], "id": row[1]}),
+        )
+
+    def user_event_points(self, user_id: str) -> list[EventPoint]:
+        return sorted(
+            (_point(m) for m in self._of_user(user_id) if m.type == "track"), key=_oldest_first
+        )
+
+    # -- rollups ------------------------------------------------------------------------
+    # Backends promise no row order; these come newest key first, so that a report whose
+    # order depended on storage order rather than on its own sorting would show it.
+
+    def rollup_counts(self, start: date, end: date) -> list[CountRow]:
+        self.ping()
+        return [
+            CountRow(*key, n)
+            for key, n in sorted(self._counts.items(), reverse=True)
+            if start <= key[0] <= end
+        ]
+
+    def rollup_revenue(self, start: date, end: date) -> list[RevenueRow]:
+        self.ping()
+        return [
+            RevenueRow(*key, n)
+            for key, n in sorted(self._revenue.items(), reverse=True)
+            if start <= key[0] <= end
+        ]
+
+    def rollup_users(self, start: date, end: date, *, by_event: bool) -> list[UsersRow]:
+        self.ping()
+        return [
+            UsersRow(day, platform, event, _user_set(members))
+            for (day, platform, event), members in sorted(self._users.items(), reverse=True)
+            if start <= day <= end and (by_event or event == ANY_EVENT)
+        ]
+
+    def first_seen_users(self, start: date, end: date) -> dict[date, UserSet]:
+        self.ping()
+        by_day: defaultdict[date, set[str]] = defaultdict(set)
+        for user, day in self._first_seen.items():
+            if start <= day <= end:
+                by_day[day].add(user)
+        return {day: _user_set(users) for day, users in by_day.items()}
+
+    def empty_user_set(self) -> UserSet:
+        return frozenset()
+
+    def funnel_candidates(
+        self,
+        first_event: str,
+        starts_from: datetime,
+        starts_to: datetime,
+        until: datetime,
+        events: frozenset[str] | None,
+    ) -> Iterator[tuple[str, list[EventPoint]]]:
+        self.ping()
+        lowest, start_high, high = time_key(starts_from), time_key(starts_to), time_key(until)
+        tracks = [m for m in self._events.values() if m.type == "track"]
+        users = sorted(
+            {
+                m.userId
+                for m in tracks
+                if m.event == first_event and lowest <= time_key(m.timestamp) <= start_high
+            }
+        )
+        for user in users:
+            yield (
+                user,
+                sorted(
+                    (
+                        _point(m)
+                        for m in tracks
+                        if m.userId == user
+                        and lowest <= time_key(m.timestamp) <= high
+                        and (events is None or m.event in events)
+                    ),
+                    key=_oldest_first,
+                ),
+            )
+
+    # -- GDPR ---------------------------------------------------------------------------
+
+    def delete_user(self, user_id: str, erased_at: datetime) -> ErasureResult:
+        self._erasures[user_id] = max(erased_at, self._erasures.get(user_id, erased_at))
+        mine = [m.key for m in self._of_user(user_id)]
+        for key in mine:
+            del self._events[key]
+        for members in self._users.values():
+            members.discard(user_id)
+        self._first_seen.pop(user_id, None)
+        profile = self._profiles.pop(user_id, None)
+        return ErasureResult(events=len(mine), profile=profile is not None)
+
+    def append_audit(self, entry: AuditEntry) -> None:
+        self.ping()
+        self._audit.append(entry.model_copy(deep=True))
+
+    def list_audit(self, limit: int, cursor: str | None, subject: str | None = None) -> AuditPage:
+        self.ping()
+        rows = [
+            (time_key(e.at), e.id, e)
+            for e in self._audit
+            if subject is None or e.subject == subject
+        ]
+        if cursor:
+            position = decode_cursor(cursor, {"at", "id"})
+            rows = [row for row in rows if row[:2] < (position["at"], position["id"])]
+        rows.sort(key=lambda row: row[:2], reverse=True)
+        rows = rows[: limit + 1]
+        return AuditPage(
+            entries=[e.model_copy(deep=True) for _, _, e in rows[:limit]],
+            next_cursor=next_page_cursor(rows, limit, lambda row: {"at": row[0], "id": row[1]}),
+        )
+
+    def ping(self) -> None:
+        if not self.available:
+            raise StorageUnavailableError("memory: marked unavailable")
