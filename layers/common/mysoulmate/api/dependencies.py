@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from mysoulmate.analytics.ports import EventStore, MessageQueue
+if TYPE_CHECKING:  # the ports load the analytics models: the i18n function never needs them
+    from mysoulmate.analytics.ports import EventStore, MessageQueue
 
 
 @dataclass(frozen=True)
