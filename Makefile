@@ -13,7 +13,7 @@ HOST  ?= 127.0.0.1
 PYTHON ?= $(shell for c in python3.12 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python3.12 2>/dev/null | sort -V | tail -n1) python3; do \
             [ -n "$$c" ] && $$c -c 'import sys' >/dev/null 2>&1 && { echo $$c; break; }; done)
 
-.PHONY: run test test-fast i18n-check lint format typecheck bench build validate events clean help
+.PHONY: run test test-fast i18n-check lint format typecheck bench build validate events clean help browser
 
 help:
 	@echo "make run      serve every endpoint group on http://$(HOST):$(PORT) (SQLite + local queue)"
@@ -49,8 +49,26 @@ format: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint i18n-check
+test: lint i18n-check browser
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
+
+# The page tests (tests/e2e/test_swagger_ui.py) drive Debian's Chromium through Playwright
+# (never `playwright install`: no browser download here). Installed only when missing.
+CHROMIUM := /usr/bin/chromium
+
+browser:
+	@test -x $(CHROMIUM) || { \
+	  if [ "$$(id -u)" != 0 ]; then \
+	    echo "$(CHROMIUM) is missing: run 'sudo apt-get update && sudo apt-get install -y chromium'" >&2; \
+	    exit 1; \
+	  fi; \
+	  echo "installing Debian's chromium for the page tests"; \
+	  log=$$(mktemp); \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+	    >"$$log" 2>&1 || { cat "$$log" >&2; rm -f "$$log"; exit 1; }; \
+	  rm -f "$$log"; \
+	}
+	@test -x $(CHROMIUM) || { echo "$(CHROMIUM) is still missing after apt-get" >&2; exit 1; }
 
 i18n-check: $(STAMP)
 	$(BIN)/mysoulmate i18n check

@@ -20,7 +20,9 @@ from typing import Any
 from bench._common import ROOT, machine, merge_results, source_state
 
 BENCHMARKS = {
-    "cold_start": "cold start of analytics, health, consumer, i18n vs floors; + tracer, sentry",
+    "cold_start": (
+        "cold start of analytics, health, consumer, i18n, docs vs floors; + tracer, sentry"
+    ),
     "warm": "µs per POST /api/v1/analytics/track through the Lambda handler vs a bare route",
     "consumer": "records/s into SQLite vs executemany; DynamoDB calls per 1,000 events",
     "read_side": "dashboard, funnel and cohort latency at 10k and 1M events, SQLite and PostgreSQL",

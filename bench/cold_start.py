@@ -34,7 +34,8 @@ client after its import (the "+ client" phase), so "ready" compares like with li
   plus one boto3 client (sqs for analytics, dynamodb for health);
 * consumer floor: Powertools `BatchProcessor(event_type=EventType.SQS)` + a DynamoDB client.
 
-* i18n floor: the same FastAPI app and Mangum, no boto3 (i18n makes no AWS call).
+* i18n floor: the same FastAPI app and Mangum, no boto3 (i18n makes no AWS call); the docs
+  function is compared with it too (no AWS call either; its init builds the OpenAPI document).
 
 Target (issue): each function's ready ≤ 1.3 x its floor's ready.
 
@@ -130,7 +131,7 @@ print({mark!r} + _json.dumps({{"t0": _t0, "t1": _t1, "t2": _t2, "t3s": _t3s, "t3
 def _function_code(
     name: str, client_call: str | None, service: str | None, event: dict[str, Any]
 ) -> str:
-    """``client_call`` None: the function builds no AWS client (i18n)."""
+    """``client_call`` None: the function builds no AWS client (i18n, docs)."""
     path = FUNCTIONS / name / "app.py"
     fetch = (
         "import mysoulmate.runtime.backends\n"
@@ -319,6 +320,7 @@ VARIANTS: dict[str, dict[str, str]] = {
 }
 VARIANT_TARGET = 1.5  # issue: everything on ≤ 1.5 x the floor
 I18N_PATH = "/api/v1/i18n/translate"
+DOCS_PATH = "/api-docs.json"  # the document init built: the first request only sends it
 
 
 def _i18n_event() -> dict[str, Any]:
@@ -335,10 +337,18 @@ def scenarios() -> dict[str, dict[str, Any]]:
     track = api_gateway_event("POST", "/api/v1/analytics/track", TRACK_BODY, USER_CLAIMS)
     health = api_gateway_event("GET", "/health")
     i18n = _i18n_event()
+    docs = api_gateway_event("GET", DOCS_PATH)
     sqs = _sqs_event()
     sqs_floor = _api_floor_code("sqs", "POST", "/api/v1/analytics/track", track)
     analytics = _function_code("analytics", "message_queue()", "sqs", track)
     base = _base_scenarios(track, health, i18n, sqs, sqs_floor, analytics)
+    # docs makes no AWS call and builds no client: the i18n floor (FastAPI + Mangum) is its own.
+    base["docs"] = {
+        "code": _function_code("docs", None, None, docs),
+        "env": "docs",
+        "kind": "function",
+        "floor": "floor: FastAPI+Mangum",
+    }
     for function in FUNCTION_NAMES:
         for variant, extra in VARIANTS.items():
             base[f"{function} {variant}"] = {
@@ -775,7 +785,7 @@ def run(quick: bool) -> dict[str, Any]:
         return _run(quick, runtimes, loaded)
 
 
-FUNCTION_NAMES = ("analytics", "health", "consumer", "i18n")
+FUNCTION_NAMES = ("analytics", "health", "consumer", "i18n", "docs")
 
 
 def _run(quick: bool, runtimes: dict[str, Runtime], loaded: dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,9 @@ CloudFormation does before it creates anything.
 
 from __future__ import annotations
 
+import ast
 import copy
+import importlib
 import io
 import json
 import os
@@ -35,6 +37,8 @@ from typing import Any, NoReturn
 
 import boto3
 import pytest
+from fastapi import APIRouter
+from fastapi.routing import APIRoute
 from mysoulmate.storage.dynamodb.store import table_schema
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,26 +49,33 @@ FUNCTIONS = {
     "AnalyticsFunction": "analytics",
     "HealthFunction": "health",
     "I18nFunction": "i18n",
+    "DocsFunction": "docs",
     "ConsumerFunction": "consumer",
     "AlertsFunction": "alerts",
 }
-API_FUNCTIONS = {"AnalyticsFunction", "HealthFunction", "I18nFunction"}
-# With StorageBackend=aurora these join the database VPC; i18n and alerts never do (no
+API_FUNCTIONS = {"AnalyticsFunction", "HealthFunction", "I18nFunction", "DocsFunction"}
+# With StorageBackend=aurora these join the database VPC; i18n, docs and alerts never do (no
 # database to reach; alerts must reach Slack on the internet).
 DATABASE_FUNCTIONS = {"AnalyticsFunction", "HealthFunction", "ConsumerFunction"}
 # Exists only with StorageBackend=aurora: the migration custom resource's function.
 AURORA_FUNCTIONS = {"MigrateFunction": "migrate"}
 
-# (method, path) -> (function, public?) : every route the HTTP API must expose.
-ROUTES = {
-    ("POST", "/api/v1/analytics/track"): ("AnalyticsFunction", False),
-    ("POST", "/api/v1/analytics/identify"): ("AnalyticsFunction", False),
-    ("GET", "/api/v1/analytics/user/{userId}"): ("AnalyticsFunction", False),
-    ("GET", "/health"): ("HealthFunction", True),
-    ("GET", "/health/ready"): ("HealthFunction", True),
-    ("GET", "/api/v1/i18n/locales"): ("I18nFunction", True),
-    ("GET", "/api/v1/i18n/translations/{locale}"): ("I18nFunction", True),
-    ("GET", "/api/v1/i18n/translate"): ("I18nFunction", True),
+# API function -> (the router module its app.py serves, the authorizer of its routes): None is
+# the HttpApi's default (the JWT authorizer), "NONE" a public route. The routes themselves
+# come from the routers (`api_routes`), so a route added to a router must be added to the
+# template too, or test_http_api_routes_every_operation_of_each_function fails.
+API_GROUPS = {
+    "AnalyticsFunction": ("mysoulmate.api.analytics", None),
+    "HealthFunction": ("mysoulmate.api.health", "NONE"),
+    "I18nFunction": ("mysoulmate.api.i18n", "NONE"),
+    "DocsFunction": ("mysoulmate.api.docs", "NONE"),
+}
+# Routers no function serves, and why. Every router of mysoulmate.api is in one of the two.
+UNROUTED_ROUTERS = {
+    # /metrics and /api/v1/metrics: container and laptop only. On Lambda, metrics go to
+    # CloudWatch as EMF; a Prometheus registry per Lambda container would count only that
+    # container's requests, so scraping or reading it through API Gateway would be meaningless.
+    "mysoulmate.api.metrics": "container and laptop only (Lambda: EMF to CloudWatch)",
 }
 # Variables a function gets beyond REQUIRED_ENV (and, with aurora, the database's).
 FUNCTION_ENV = {
@@ -282,6 +293,49 @@ def function_names(template: dict[str, Any]) -> dict[str, str]:
     """Logical id -> short name of the functions this (resolved) template creates."""
     present = {**FUNCTIONS, **AURORA_FUNCTIONS}
     return {k: v for k, v in present.items() if k in template["Resources"]}
+
+
+def router_of(module: str) -> APIRouter:
+    router = importlib.import_module(module).router
+    assert isinstance(router, APIRouter), module
+    return router
+
+
+def api_routes(module: str) -> set[tuple[str, str]]:
+    """(method, path) of every operation of a router, as its function's FastAPI app serves it.
+    API Gateway's path parameters are FastAPI's `{name}`; a converter (`{name:path}`) would need
+    a greedy `{name+}` route, so it fails here until the comparison learns to map it."""
+    routes = set()
+    for route in router_of(module).routes:
+        assert isinstance(route, APIRoute), f"{module}: {route!r} is not an APIRoute"
+        assert re.fullmatch(r"(/[A-Za-z0-9_.-]*|/\{[A-Za-z][A-Za-z0-9_]*\})+", route.path), (
+            f"{module}: {route.path} has no API Gateway equivalent"
+        )
+        routes |= {(method, route.path) for method in route.methods}
+    return routes
+
+
+def http_api_events(template: dict[str, Any], name: str) -> dict[tuple[str, str], Any]:
+    """(method, path) -> the Auth.Authorizer (None: the API's default) of a function's routes."""
+    found: dict[tuple[str, str], Any] = {}
+    for event in template["Resources"][name]["Properties"].get("Events", {}).values():
+        if event["Type"] != "HttpApi":
+            continue
+        props = event["Properties"]
+        assert props["ApiId"] == {"Ref": "HttpApi"}, name
+        route = (props["Method"].upper(), props["Path"])
+        assert route not in found, f"{name} routes {route} twice"
+        found[route] = props.get("Auth", {}).get("Authorizer")
+    return found
+
+
+def expected_routes() -> dict[tuple[str, str], tuple[str, str | None]]:
+    """(method, path) -> (function, authorizer) of every route the HTTP API must have."""
+    return {
+        route: (function, authorizer)
+        for function, (module, authorizer) in API_GROUPS.items()
+        for route in api_routes(module)
+    }
 
 
 BACKENDS = ("dynamodb", "aurora")
@@ -573,6 +627,23 @@ SSM_READ = {
     "SSMParameterWithSlashPrefixReadPolicy": {"ParameterName": {"Fn::Sub": "${SecretsSsmPath}*"}}
 }
 SQS_SEND = {"SQSSendMessagePolicy": {"QueueName": {"Fn::GetAtt": ["EventsQueue", "QueueName"]}}}
+# The analytics function's writes (DynamoDB backend): GDPR erasure and the audit log only.
+GDPR_WRITE_ACTIONS = [
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+]
+GDPR_WRITES = {
+    "Statement": [
+        {
+            "Sid": "GdprErasureAndAuditWrites",
+            "Effect": "Allow",
+            "Action": GDPR_WRITE_ACTIONS,
+            "Resource": {"Fn::GetAtt": ["EventsTable", "Arn"]},
+        }
+    ]
+}
 # As resolved with the default (empty) SlackWebhookParameter.
 SLACK_READ = {
     "SSMParameterWithSlashPrefixReadPolicy": {
@@ -583,6 +654,7 @@ SLACK_READ = {
 # for alerts, its one parameter). No storage, queue or secret permission at all.
 OUTSIDE_VPC_POLICIES = {
     "I18nFunction": [{"Statement": [NO_ENI_STATEMENT]}],
+    "DocsFunction": [{"Statement": [NO_ENI_STATEMENT]}],
     "AlertsFunction": [SLACK_READ, {"Statement": [NO_ENI_STATEMENT]}],
 }
 
@@ -595,6 +667,7 @@ def test_policies_are_scoped_sam_templates_on_dynamodb(dynamodb_stack: dict[str,
         "AnalyticsFunction": [
             SQS_SEND,
             {"DynamoDBReadPolicy": {"TableName": {"Ref": "EventsTable"}}},
+            GDPR_WRITES,
             SSM_READ,
             no_eni,
         ],
@@ -672,22 +745,75 @@ def test_api_functions_use_snapstart_through_an_alias(template: dict[str, Any]) 
             assert "SnapStart" not in props, f"{name} is not latency-sensitive"
 
 
-def test_http_api_routes_and_authorization(template: dict[str, Any]) -> None:
-    found = {}
-    for name in FUNCTIONS:
-        for event in template["Resources"][name]["Properties"].get("Events", {}).values():
-            if event["Type"] != "HttpApi":
-                continue
-            props = event["Properties"]
-            assert props["ApiId"] == {"Ref": "HttpApi"}
-            authorizer = props.get("Auth", {}).get("Authorizer")
-            found[(props["Method"], props["Path"])] = (name, authorizer)
-    assert set(found) == set(ROUTES)
-    for route, (function, public) in ROUTES.items():
-        name, authorizer = found[route]
-        assert name == function, route
-        # Only the health and i18n routes opt out; everything else inherits the JWT default.
-        assert authorizer == ("NONE" if public else None), route
+@pytest.mark.parametrize("function", sorted(API_GROUPS))
+def test_http_api_routes_every_operation_of_each_function(
+    template: dict[str, Any], function: str
+) -> None:
+    """The function's HttpApi events are exactly the operations of the router its app.py
+    serves (a route missing here answers API Gateway's 404 on AWS only), each with its
+    group's authorizer: analytics inherits the JWT default, the public groups opt out."""
+    module, authorizer = API_GROUPS[function]
+    events = http_api_events(template, function)
+    routes = api_routes(module)
+    assert routes, module
+    assert set(events) - routes == set(), f"{function} routes what {module} does not serve"
+    assert routes - set(events) == set(), f"{function} lacks routes of {module}"
+    for route, found in events.items():
+        assert found == authorizer, (function, route, found)
+    # The mapping above is what the entry point really serves: app.py imports that router.
+    app = REPO / "functions" / FUNCTIONS[function] / "app.py"
+    imported = {
+        node.module
+        for node in ast.walk(ast.parse(app.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ImportFrom) and any(a.name == "router" for a in node.names)
+    }
+    assert imported == {module}, f"{app.relative_to(REPO)} serves {imported}, not {module}"
+
+
+def test_every_router_is_routed_or_excluded_on_purpose(template: dict[str, Any]) -> None:
+    """A new router of mysoulmate.api needs a function (API_GROUPS) or a stated reason not to
+    have one (UNROUTED_ROUTERS); nothing else in the template may be routed."""
+    package = REPO / "layers" / "common" / "mysoulmate" / "api"
+    routers = {
+        f"mysoulmate.api.{path.stem}"
+        for path in package.glob("*.py")
+        if isinstance(
+            getattr(importlib.import_module(f"mysoulmate.api.{path.stem}"), "router", None),
+            APIRouter,
+        )
+    }
+    served = {module for module, _ in API_GROUPS.values()}
+    assert not served & set(UNROUTED_ROUTERS)
+    assert routers == served | set(UNROUTED_ROUTERS)
+    # The excluded routers' paths are nowhere in the HTTP API.
+    routed = {
+        route
+        for name in resources_of(template, "AWS::Serverless::Function")
+        for route in http_api_events(template, name)
+    }
+    for module in UNROUTED_ROUTERS:
+        assert not api_routes(module) & routed, module
+    assert routed == set(expected_routes())
+    functions_with_routes = {
+        name
+        for name in resources_of(template, "AWS::Serverless::Function")
+        if http_api_events(template, name)
+    }
+    assert functions_with_routes == set(API_GROUPS)
+
+
+def test_every_function_directory_has_a_template_function_and_back(
+    template: dict[str, Any],
+) -> None:
+    directories = {p.parent.name for p in (REPO / "functions").glob("*/app.py")}
+    code_uris = {
+        props["CodeUri"]
+        for props in (
+            f["Properties"] for f in resources_of(template, "AWS::Serverless::Function").values()
+        )
+    }
+    assert code_uris == {f"functions/{d}/" for d in directories}
+    assert set(FUNCTIONS.values()) | set(AURORA_FUNCTIONS.values()) == directories
 
 
 def test_http_api_auth_cors_throttling_access_logs(template: dict[str, Any]) -> None:
@@ -709,6 +835,9 @@ def test_http_api_auth_cors_throttling_access_logs(template: dict[str, Any]) -> 
         "X-Locale",
     }
     assert cors["ExposeHeaders"] == ["X-Request-Id"]
+    # API Gateway answers preflights itself: a method missing here fails in browsers only.
+    routed_methods = {method for method, _ in expected_routes()}
+    assert set(cors["AllowMethods"]) == routed_methods | {"OPTIONS"}
     assert cors.get("AllowCredentials") is not True, "tokens travel in a header, not cookies"
     routes = props["DefaultRouteSettings"]
     assert routes["ThrottlingBurstLimit"] == {"Ref": "ApiThrottlingBurstLimit"}
@@ -859,6 +988,29 @@ def test_i18n_function_is_public_stateless_and_configured(
     settings = load_settings()
     assert settings.supported_locales == ["en", "fr", "es", "de", "it", "pt", "ja", "zh"]
     assert settings.default_locale == "en"
+
+
+# ----------------------------------------------------------------------------- docs
+
+
+def test_docs_function_is_public_stateless_and_ships_its_assets(
+    template: dict[str, Any], stack: dict[str, Any]
+) -> None:
+    props = template["Resources"]["DocsFunction"]["Properties"]
+    assert props["CodeUri"] == "functions/docs/"
+    assert all(e["Type"] == "HttpApi" for e in props["Events"].values())
+    assert set(http_api_events(template, "DocsFunction").values()) == {"NONE"}
+    fn = effective_function(stack, "DocsFunction")
+    assert "VpcConfig" not in fn, "no database to reach, on either backend"
+    # No data permission at all: no table, queue, SSM parameter (not even Sentry's) or secret.
+    assert fn["Policies"] == OUTSIDE_VPC_POLICIES["DocsFunction"]
+    variables = fn["Environment"]["Variables"]
+    assert not {"SENTRY_DSN_PARAMETER", "SECRETS_SSM_PATH", "DATABASE_SCHEMA_REVISION"} & set(
+        variables
+    )
+    # Swagger UI's and ReDoc's files come from fastapi-offline (api/docs.py): the layer needs it.
+    requirements = (REPO / "layers/common/requirements.txt").read_text()
+    assert re.search(r"^fastapi-offline==", requirements, re.M | re.I)
 
 
 # ----------------------------------------------------------------------------- alerting
@@ -1754,9 +1906,9 @@ def test_translated_template_wiring(translated: dict[str, Any], backend: str) ->
         "https://a.example",
         "https://b.example",
     ]
-    for (method, path), (function, public) in ROUTES.items():
+    for (method, path), (function, authorizer) in expected_routes().items():
         operation = body["paths"][path][method.lower()]
-        assert operation["security"] == [{"NONE" if public else "JwtAuthorizer": []}], path
+        assert operation["security"] == [{authorizer or "JwtAuthorizer": []}], path
         # API Gateway must invoke the alias: SnapStart never applies to $LATEST.
         uri = operation["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
         assert f"${{{function}Aliaslive}}" in uri, (path, uri)
@@ -2004,6 +2156,7 @@ def test_translated_stack_creates_in_moto(
             ("sqs:GetQueueAttributes", queue["QueueArn"]),
         }
         assert grants["I18nFunction"] == set(), "i18n reads nothing but its layer"
+        assert grants["DocsFunction"] == set(), "docs reads nothing but its layer"
         # alerts: the one webhook parameter (derived from SecretsSsmPath), nothing else.
         assert configs["AlertsFunction"]["Environment"]["Variables"]["SLACK_WEBHOOK_PARAMETER"] == (
             "/mysoulmate/staging/slack-webhook-url"
@@ -2022,7 +2175,14 @@ def test_translated_stack_creates_in_moto(
         analytics = grants["AnalyticsFunction"]
         assert ("sqs:SendMessage*", queue["QueueArn"]) in analytics
         assert ("dynamodb:Query", f"{table_arn}/index/*") in analytics
-        assert not {a for a, _ in analytics} & {"dynamodb:PutItem", "dynamodb:DeleteItem"}
+        # Writes: the GDPR ones only (erasure, audit), on the table itself, never an index.
+        writes = {
+            (a, r)
+            for a, r in analytics
+            if a.startswith("dynamodb:")
+            and a.removeprefix("dynamodb:").startswith(("Put", "Update", "Delete", "BatchWrite"))
+        }
+        assert writes == {(a, table_arn) for a in GDPR_WRITE_ACTIONS}
         ssm_arn = "arn:aws:ssm:us-east-1:123456789012:parameter/mysoulmate/staging/*"
         assert {r for a, r in analytics if a.startswith("ssm:Get")} == {ssm_arn}
         consumer = grants["ConsumerFunction"]
@@ -2162,7 +2322,9 @@ def test_sam_build(tmp_path: Path) -> None:
             header = handle.read(20)
         assert header[:4] == b"\x7fELF", shared_object
         assert int.from_bytes(header[18:20], "little") == 183, f"{shared_object} is not aarch64"
-    assert {"I18nFunction", "AlertsFunction"} <= set(FUNCTIONS)
+    assert {"I18nFunction", "AlertsFunction", "DocsFunction"} <= set(FUNCTIONS)
+    # The docs function serves Swagger UI's and ReDoc's files from the layer.
+    assert (layer / "fastapi_offline" / "static" / "swagger-ui-bundle.js").is_file()
     for name in (*FUNCTIONS, *AURORA_FUNCTIONS):  # sam build builds conditional ones too
         function_dir = build_dir / name
         assert (function_dir / "app.py").is_file(), name

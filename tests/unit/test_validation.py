@@ -60,8 +60,6 @@ def test_a_thousand_levels_are_refused_without_recursion() -> None:
         ({"event": "line\nbreak"}, "control_character"),
         ({"event": "x", "properties": {"n": float("nan")}}, "number_not_finite"),
         ({"event": "x", "properties": {"n": float("inf")}}, "number_not_finite"),
-        ({"event": "x", "properties": {"n": 10**40}}, "number_out_of_range"),
-        ({"event": "x", "properties": {"n": 1e200}}, "number_out_of_range"),
         ({"event": "x", "properties": {"revenue": 1e13}}, "revenue_out_of_range"),
         ({"event": "x", "timestamp": "0001-01-01T00:00:00+14:00"}, "timestamp_out_of_range"),
     ],
@@ -76,7 +74,10 @@ def test_traits_follow_the_same_rules() -> None:
 
 def test_unicode_that_every_backend_stores_is_accepted() -> None:
     request = TrackRequest.model_validate(
-        {"event": "曲を再生", "properties": {"emoji": "💜", "rtl": "שלום", "big": 10**37}}
+        {
+            "event": "曲を再生",
+            "properties": {"emoji": "💜", "rtl": "שלום", "big": 10**45, "tiny": 2e-161},
+        }
     )
     assert request.properties["emoji"] == "💜"
 

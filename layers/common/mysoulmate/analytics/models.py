@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    WithJsonSchema,
 )
 from pydantic_core import PydanticCustomError
 
@@ -81,15 +82,70 @@ def _bounded_object(max_bytes: int, max_keys: int | None) -> Any:
 
 
 Timestamp = Annotated[datetime, BeforeValidator(_iso8601), AfterValidator(_utc)]
+
+# How the API document states these rules (JSON Schema): ids and names have a visible
+# character and no control characters; JSON values hold no NUL. The nesting and size limits
+# are in the descriptions (JSON Schema cannot count them).
+JSON_VALUE_SCHEMA_NAME = "JsonValue"
+_JSON_VALUE = {"$ref": f"#/components/schemas/{JSON_VALUE_SCHEMA_NAME}"}
+NO_NUL_PATTERN = "^[^\\u0000]*$"
+IDENTIFIER_PATTERN = "^(?=.*\\S)[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+
+
+def _json_object_schema(max_properties: int | None) -> WithJsonSchema:
+    schema: dict[str, Any] = {
+        "type": "object",
+        "propertyNames": {"pattern": NO_NUL_PATTERN},
+        "additionalProperties": _JSON_VALUE,
+    }
+    if max_properties is not None:
+        schema["maxProperties"] = max_properties
+    return WithJsonSchema(schema)
+
+
+def _identifier_schema(max_length: int) -> WithJsonSchema:
+    return WithJsonSchema(
+        {"type": "string", "minLength": 1, "maxLength": max_length, "pattern": IDENTIFIER_PATTERN}
+    )
+
+
 # StorableJson runs first: the size check serializes, and must never meet a value too deep.
 Properties = Annotated[
-    dict[str, Any], StorableJson, _bounded_object(MAX_PROPERTIES_BYTES, MAX_PROPERTIES_KEYS)
+    dict[str, Any],
+    StorableJson,
+    _bounded_object(MAX_PROPERTIES_BYTES, MAX_PROPERTIES_KEYS),
+    _json_object_schema(MAX_PROPERTIES_KEYS),
 ]
-Context = Annotated[dict[str, Any], StorableJson, _bounded_object(MAX_CONTEXT_BYTES, None)]
-EventName = Annotated[str, StringConstraints(min_length=1, max_length=255), StorableIdentifier]
-MessageId = Annotated[str, StringConstraints(min_length=1, max_length=100), StorableIdentifier]
-UserId = Annotated[str, StringConstraints(min_length=1, max_length=255), StorableIdentifier]
-AnonymousId = Annotated[str, StringConstraints(min_length=1, max_length=255), StorableIdentifier]
+Context = Annotated[
+    dict[str, Any],
+    StorableJson,
+    _bounded_object(MAX_CONTEXT_BYTES, None),
+    _json_object_schema(None),
+]
+EventName = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=255),
+    StorableIdentifier,
+    _identifier_schema(255),
+]
+MessageId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=100),
+    StorableIdentifier,
+    _identifier_schema(100),
+]
+UserId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=255),
+    StorableIdentifier,
+    _identifier_schema(255),
+]
+AnonymousId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=255),
+    StorableIdentifier,
+    _identifier_schema(255),
+]
 # Stored as it arrived, but still free of what no backend can write.
 StoredJson = Annotated[dict[str, Any], StorableJson]
 StoredText = Annotated[str, StorableText]

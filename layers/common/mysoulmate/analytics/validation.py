@@ -5,8 +5,7 @@ The limits come from the strictest backend:
 
 * PostgreSQL refuses NUL (U+0000) in ``text`` and ``jsonb``; no UTF-8 encoder (PostgreSQL,
   SQLite, DynamoDB) can write a lone surrogate (U+D800 to U+DFFF);
-* DynamoDB numbers have at most 38 significant digits and a magnitude between 1e-130 and
-  9.99e125; JSON has no NaN or Infinity (Python's decoder accepts them, jsonb does not);
+* JSON has no NaN or Infinity (Python's decoder accepts them, jsonb does not);
 * decoders and encoders of nested JSON recurse: `MAX_NESTING` keeps every one of them far
   from its recursion limit. The HTTP layer refuses deeper bodies before parsing them.
 
@@ -24,9 +23,6 @@ from pydantic_core import PydanticCustomError
 
 MAX_NESTING = 32  # levels of objects and arrays inside properties, traits or context
 EARLIEST_TIMESTAMP = datetime(2000, 1, 1, tzinfo=UTC)
-MAX_INTEGER_DIGITS = 38
-MAX_NUMBER_MAGNITUDE = 9.99e125
-MIN_NUMBER_MAGNITUDE = 1e-130
 
 
 class Problem(ValueError):
@@ -66,25 +62,11 @@ def check_identifier(value: str) -> None:
 
 
 def check_number(value: int | float) -> None:
-    if isinstance(value, bool):
-        return
-    if isinstance(value, int):
-        if len(str(abs(value))) > MAX_INTEGER_DIGITS:
-            raise Problem(
-                "number_out_of_range",
-                "must have at most {max_digits} digits",
-                max_digits=MAX_INTEGER_DIGITS,
-            )
-        return
-    if not math.isfinite(value):
+    """Finite numbers only: JSON has no NaN or Infinity (Python's decoder accepts them,
+    PostgreSQL's jsonb does not). Magnitudes are free: every backend keeps properties as JSON
+    text or jsonb, not as DynamoDB numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
         raise Problem("number_not_finite", "must be a finite number (no NaN or Infinity)")
-    magnitude = abs(value)
-    if magnitude > MAX_NUMBER_MAGNITUDE or 0 < magnitude < MIN_NUMBER_MAGNITUDE:
-        raise Problem(
-            "number_out_of_range",
-            "must be 0 or have a magnitude between 1e-130 and 9.99e125",
-            max_digits=MAX_INTEGER_DIGITS,
-        )
 
 
 def check_json(value: Any) -> None:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request, status
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, status
 from fastapi.responses import StreamingResponse
 
 from mysoulmate.analytics import reporting, service
-from mysoulmate.analytics.client_models import Accepted, IdentifyRequest, TrackRequest
+from mysoulmate.analytics.client_models import (
+    IDENTIFY_EXAMPLES,
+    TRACK_EXAMPLES,
+    Accepted,
+    IdentifyRequest,
+    TrackRequest,
+)
 from mysoulmate.analytics.funnel import FunnelReport
 from mysoulmate.analytics.ports import EventStore, MessageQueue
 from mysoulmate.analytics.report_models import (
@@ -19,13 +24,30 @@ from mysoulmate.analytics.report_models import (
     ErasureReport,
     UserAnalytics,
 )
+from mysoulmate.api import examples
 from mysoulmate.api.auth import current_principal
 from mysoulmate.api.dependencies import get_queue, get_store
+from mysoulmate.api.params import STEPS_PATTERN, IsoDate
 from mysoulmate.api.rate_limit import limit_ingest, limit_read
+from mysoulmate.api.responses import (
+    ADMIN,
+    BEARER,
+    INGEST_ERRORS,
+    READ_ERRORS,
+    errors,
+    ok,
+    operation_id,
+)
+from mysoulmate.api.strict_query import reject_unknown_query
 from mysoulmate.core.principal import Principal
 from mysoulmate.core.request_context import request_id_of
 
-router = APIRouter(prefix="/api/v1/analytics", tags=["analytics"])
+router = APIRouter(
+    prefix="/api/v1/analytics",
+    tags=["analytics"],
+    generate_unique_id_function=operation_id,
+    dependencies=[Depends(reject_unknown_query)],
+)
 
 Caller = Annotated[Principal, Depends(current_principal)]
 INGEST = [Depends(limit_ingest)]
@@ -34,31 +56,64 @@ Queue = Annotated[MessageQueue, Depends(get_queue)]
 Store = Annotated[EventStore, Depends(get_store)]
 UserIdPath = Annotated[str, Path(alias="userId", min_length=1, max_length=255)]
 From = Annotated[
-    date | None, Query(alias="from", description="First UTC day (inclusive), YYYY-MM-DD.")
+    IsoDate | None, Query(alias="from", description="First UTC day (inclusive), YYYY-MM-DD.")
 ]
-To = Annotated[date | None, Query(alias="to", description="Last UTC day (inclusive).")]
+To = Annotated[IsoDate | None, Query(alias="to", description="Last UTC day (inclusive).")]
 Cursor = Annotated[str | None, Query(max_length=2048)]
 
 
 @router.post(
-    "/track", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted, dependencies=INGEST
+    "/track",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+    dependencies=INGEST,
+    summary="Track an event",
+    responses={**ok(examples.ACCEPTED, 202), **errors(*INGEST_ERRORS)},
+    openapi_extra=BEARER,
 )
-async def track(body: TrackRequest, request: Request, caller: Caller, queue: Queue) -> Accepted:
-    """Queue one event for the signed-in user; 202 once it is durably queued."""
+async def track(
+    body: Annotated[TrackRequest, Body(openapi_examples=TRACK_EXAMPLES)],
+    request: Request,
+    caller: Caller,
+    queue: Queue,
+) -> Accepted:
+    """Queue one event done by the signed-in user. The answer is 202 only once the event is
+    durably queued; it is stored exactly once per `messageId` (send the same id again to
+    retry safely). `timestamp` and `sentAt` (both from the client's clock) correct clock
+    skew; `revenue` (with `currency`, default USD) feeds the revenue figures. Secrets are
+    dropped and e-mail addresses and phone numbers hashed before queueing (PII policy)."""
     return await service.accept(body, caller, request_id_of(request.scope), queue)
 
 
 @router.post(
-    "/identify", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted, dependencies=INGEST
+    "/identify",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+    dependencies=INGEST,
+    summary="Identify the user with traits",
+    responses={**ok(examples.ACCEPTED, 202), **errors(*INGEST_ERRORS)},
+    openapi_extra=BEARER,
 )
 async def identify(
-    body: IdentifyRequest, request: Request, caller: Caller, queue: Queue
+    body: Annotated[IdentifyRequest, Body(openapi_examples=IDENTIFY_EXAMPLES)],
+    request: Request,
+    caller: Caller,
+    queue: Queue,
 ) -> Accepted:
-    """Queue traits to merge into the user's profile (later values win; traitsOnce fills gaps)."""
+    """Queue traits to merge into the signed-in user's profile: a later value wins per trait
+    (by event time, so a late older identify never overwrites), `traitsOnce` only fills
+    traits the profile does not have yet. 202 once durably queued."""
     return await service.accept(body, caller, request_id_of(request.scope), queue)
 
 
-@router.get("/user/{userId}", response_model=UserAnalytics, dependencies=READ)
+@router.get(
+    "/user/{userId}",
+    response_model=UserAnalytics,
+    dependencies=READ,
+    summary="A user's analytics and events",
+    responses={**ok(examples.USER_ANALYTICS), **errors(*READ_ERRORS)},
+    openapi_extra=BEARER,
+)
 async def user_analytics(
     caller: Caller,
     store: Store,
@@ -75,7 +130,23 @@ async def user_analytics(
     return await reporting.user(caller, store, user_id, limit, cursor, start, end, event)
 
 
-@router.get("/user/{userId}/export", dependencies=READ)
+@router.get(
+    "/user/{userId}/export",
+    dependencies=READ,
+    summary="Export a user's data (GDPR)",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "The profile and every event, streamed as a download.",
+            "content": {
+                "application/json": {"schema": {"type": "object"}, "example": examples.EXPORT},
+                "text/csv": {"schema": {"type": "string"}, "example": examples.EXPORT_CSV},
+            },
+        },
+        **errors(*READ_ERRORS),
+    },
+    openapi_extra=BEARER,
+)
 async def export_user(
     caller: Caller,
     store: Store,
@@ -95,14 +166,29 @@ async def export_user(
     )
 
 
-@router.delete("/user/{userId}", response_model=ErasureReport, dependencies=READ)
+@router.delete(
+    "/user/{userId}",
+    response_model=ErasureReport,
+    dependencies=READ,
+    summary="Erase a user (GDPR)",
+    responses={**ok(examples.ERASURE), **errors(*READ_ERRORS)},
+    openapi_extra=BEARER,
+)
 async def erase_user(caller: Caller, store: Store, user_id: UserIdPath) -> ErasureReport:
     """Self or admin (GDPR art. 17): erase the user's events and profile; anonymous
-    counts stay. Recorded in the audit log."""
+    counts stay. Recorded in the audit log. The erasure sticks: events of the user received
+    before it are never stored afterwards, even if they were still queued."""
     return await reporting.erase(caller, store, user_id)
 
 
-@router.get("/dashboard", response_model=DashboardReport, dependencies=READ)
+@router.get(
+    "/dashboard",
+    response_model=DashboardReport,
+    dependencies=READ,
+    summary="The admin dashboard",
+    responses={**ok(examples.DASHBOARD), **errors(*READ_ERRORS)},
+    openapi_extra=ADMIN,
+)
 async def dashboard(
     caller: Caller,
     store: Store,
@@ -116,11 +202,26 @@ async def dashboard(
     return await reporting.dashboard(caller, store, start, end, platform, limit)
 
 
-@router.get("/funnel", response_model=FunnelReport, dependencies=READ)
+@router.get(
+    "/funnel",
+    response_model=FunnelReport,
+    dependencies=READ,
+    summary="A conversion funnel",
+    responses={**ok(examples.FUNNEL), **errors(*READ_ERRORS)},
+    openapi_extra=ADMIN,
+)
 async def funnel(
     caller: Caller,
     store: Store,
-    steps: Annotated[str, Query(max_length=2600, description="2-10 comma-separated event names.")],
+    steps: Annotated[
+        str,
+        Query(
+            max_length=2600,
+            # Documented, not enforced here: a mismatch answers the clearer `invalid_steps`.
+            json_schema_extra={"pattern": STEPS_PATTERN},
+            description="2-10 comma-separated, non-empty event names.",
+        ),
+    ],
     start: From = None,
     end: To = None,
     window: Annotated[
@@ -132,7 +233,14 @@ async def funnel(
     return await reporting.funnel(caller, store, steps, start, end, window, order)
 
 
-@router.get("/cohorts", response_model=CohortReport, dependencies=READ)
+@router.get(
+    "/cohorts",
+    response_model=CohortReport,
+    dependencies=READ,
+    summary="Retention cohorts",
+    responses={**ok(examples.COHORTS), **errors(*READ_ERRORS)},
+    openapi_extra=ADMIN,
+)
 async def cohorts(
     caller: Caller,
     store: Store,
@@ -145,7 +253,14 @@ async def cohorts(
     return await reporting.cohorts(caller, store, start, end, period, periods)
 
 
-@router.get("/audit", response_model=AuditLogPage, dependencies=READ)
+@router.get(
+    "/audit",
+    response_model=AuditLogPage,
+    dependencies=READ,
+    summary="The GDPR audit log",
+    responses={**ok(examples.AUDIT), **errors(*READ_ERRORS)},
+    openapi_extra=ADMIN,
+)
 async def audit_log(
     caller: Caller,
     store: Store,

@@ -33,7 +33,7 @@ def create_app(
     app = FastAPI(
         title="MySoulmate platform services",
         version=settings.app_version,
-        openapi_url="/api-docs.json",
+        openapi_url=None,  # the docs router serves the whole API's document (api/docs.py)
         docs_url=None,
         redoc_url=None,
         default_response_class=JSONResponse,

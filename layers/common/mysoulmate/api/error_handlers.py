@@ -67,12 +67,33 @@ def _validation_details(errors: Sequence[Any], locale: str) -> list[dict[str, An
         item: dict[str, Any] = {
             "field": ".".join(loc) or "body",
             "type": kind,
-            "message": t(key, locale, **constraint) if has_key(key, locale) else err.get("msg", ""),
+            "message": _message(key, locale, kind, constraint)
+            if has_key(key, locale)
+            else err.get("msg", ""),
         }
         if constraint:
             item["constraint"] = constraint
         details.append(item)
     return details
+
+
+# Validation messages whose noun agrees with a number (CLDR plural rules): the constraint
+# that is the count. "at least 1 character", "au moins 2 caractères".
+_PLURAL_COUNT = {
+    "string_too_short": "min_length",
+    "string_too_long": "max_length",
+    "too_short": "min_length",
+    "too_long": "max_length",
+    "too_many_keys": "max_keys",
+    "nesting_too_deep": "max_depth",
+}
+
+
+def _message(key: str, locale: str, kind: str, constraint: dict[str, Any]) -> str:
+    count = constraint.get(_PLURAL_COUNT.get(kind, ""))
+    if isinstance(count, int | float) and not isinstance(count, bool):
+        return t(key, locale, count, **constraint)
+    return t(key, locale, **constraint)
 
 
 def _is_json_scalar(value: object) -> bool:
@@ -117,7 +138,22 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     response = error_response(request, exc.status_code, code, status=exc.status_code)
     response.headers.update(getattr(exc, "headers", None) or {})
+    if exc.status_code == 405:
+        # Starlette names only the first route of the path; the path may have several.
+        response.headers["Allow"] = ", ".join(_allowed_methods(request))
     return response
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    from starlette.routing import Match, Route
+
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.methods:
+            match, _ = route.matches({**request.scope, "method": "GET"})
+            if match is not Match.NONE:
+                methods |= route.methods
+    return sorted(methods)
 
 
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:

@@ -10,12 +10,19 @@ from pydantic import BaseModel
 
 from mysoulmate.analytics.bulkheads import QUEUE, STORAGE
 from mysoulmate.analytics.ports import EventStore, MessageQueue
+from mysoulmate.api import examples
 from mysoulmate.api.dependencies import get_queue, get_store
+from mysoulmate.api.responses import errors, ok, operation_id
+from mysoulmate.api.strict_query import reject_unknown_query
 from mysoulmate.core.errors import DependencyUnavailableError
 from mysoulmate.core.settings import get_settings
 
 READY_TIMEOUT_SECONDS = 1.5  # /health/ready answers within 2 s even if a dependency hangs
-router = APIRouter(tags=["health"])
+router = APIRouter(
+    tags=["health"],
+    generate_unique_id_function=operation_id,
+    dependencies=[Depends(reject_unknown_query)],
+)
 
 
 class Liveness(BaseModel):
@@ -28,20 +35,29 @@ class Readiness(BaseModel):
     checks: dict[str, Literal["ok"]]
 
 
-@router.get("/health", response_model=Liveness)
+@router.get(
+    "/health",
+    response_model=Liveness,
+    summary="Liveness",
+    responses={**ok(examples.LIVENESS), **errors()},
+)
 async def liveness() -> Liveness:
+    """The process answers (no dependency is checked): for liveness probes."""
     return Liveness(version=get_settings().app_version)
 
 
 @router.get(
     "/health/ready",
     response_model=Readiness,
-    responses={503: {"description": "A dependency is unreachable; the error names it."}},
+    summary="Readiness",
+    responses={**ok(examples.READINESS), **errors(503)},
 )
 async def readiness(
     store: Annotated[EventStore, Depends(get_store)],
     queue: Annotated[MessageQueue, Depends(get_queue)],
 ) -> Readiness:
+    """Storage and the queue both answer (each within 1.5 s): for readiness probes. 503
+    names the failing dependencies in `details.failing`."""
     failing: dict[str, str] = {}
     checks = (("storage", STORAGE, store.ping), ("queue", QUEUE, queue.ping))
     for name, bulkhead, ping in checks:

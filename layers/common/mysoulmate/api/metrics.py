@@ -14,11 +14,18 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from mysoulmate.api import examples
 from mysoulmate.api.auth import current_principal
+from mysoulmate.api.responses import ADMIN, errors, ok, operation_id
+from mysoulmate.api.strict_query import reject_unknown_query
 from mysoulmate.core.concurrency import run_blocking
 from mysoulmate.core.principal import Principal
 
-router = APIRouter(tags=["monitoring"])
+router = APIRouter(
+    tags=["metrics"],
+    generate_unique_id_function=operation_id,
+    dependencies=[Depends(reject_unknown_query)],
+)
 
 
 class MetricSample(BaseModel):
@@ -42,11 +49,13 @@ class MetricsSnapshot(BaseModel):
 @router.get(
     "/metrics",
     response_class=Response,
+    summary="Prometheus metrics",
     responses={
         200: {
             "description": "Prometheus text exposition format 0.0.4.",
             "content": {"text/plain": {"schema": {"type": "string"}}},
-        }
+        },
+        **errors(),
     },
 )
 async def prometheus_metrics() -> Response:
@@ -58,7 +67,13 @@ async def prometheus_metrics() -> Response:
     return Response(body, media_type=prometheus.CONTENT_TYPE)
 
 
-@router.get("/api/v1/metrics", response_model=MetricsSnapshot)
+@router.get(
+    "/api/v1/metrics",
+    response_model=MetricsSnapshot,
+    summary="Metrics as JSON",
+    responses={**ok(examples.METRICS), **errors(401, 403)},
+    openapi_extra=ADMIN,
+)
 async def metrics_snapshot(
     caller: Annotated[Principal, Depends(current_principal)],
 ) -> MetricsSnapshot:

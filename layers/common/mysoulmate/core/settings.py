@@ -94,6 +94,11 @@ class Settings(BaseModel):
     # headers within this time of the first byte, the body within this time of the headers.
     http_header_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     http_body_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    # The API document (api/openapi.py): contact and servers, the seed's variable names.
+    support_email: str = ""
+    api_base_url: str = ""
+    api_staging_url: str = ""
+    api_production_url: str = ""
     # The PII policy of analytics messages (analytics/pii.py): on by default; how e-mail
     # addresses and phone numbers in event properties are rewritten.
     pii_filter: bool = True

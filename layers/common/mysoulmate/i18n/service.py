@@ -34,7 +34,7 @@ class LocaleList(BaseModel):
 class Translation(BaseModel):
     key: str
     locale: str
-    count: float | None = None
+    count: int | float | None = None  # 3, not 3.0, when the count is whole
     text: str
 
 
@@ -96,11 +96,13 @@ def list_locales() -> LocaleList:
     return LocaleList(default=settings.default_locale, locales=infos)
 
 
-def catalog_document(locale: str, namespace: str | None) -> tuple[bytes, str]:
-    """The catalog (or one namespace of it) as JSON bytes, with its entity tag."""
-    catalog = catalogs().get(supported(locale))
+def catalog_document(locale: str, namespace: str | None) -> tuple[bytes, str, str]:
+    """The catalog (or one namespace of it) as JSON bytes, its entity tag, and the code of
+    the locale it is in (the Content-Language of the answer)."""
+    code = supported(locale)
+    catalog = catalogs().get(code)
     if namespace is None:
-        return catalog.raw, f'"{catalog.etag}"'
+        return catalog.raw, f'"{catalog.etag}"', code
     if namespace not in catalog.tree:
         raise NotFoundError(
             code="unknown_namespace",
@@ -109,7 +111,7 @@ def catalog_document(locale: str, namespace: str | None) -> tuple[bytes, str]:
             details=[{"field": "namespace", "type": "unknown_namespace"}],
         )
     body = json.dumps(catalog.tree[namespace], ensure_ascii=False).encode()
-    return body, f'"{catalog.etag}-{namespace}"'
+    return body, f'"{catalog.etag}-{namespace}"', code
 
 
 def parse_params(raw: str | None, pairs: Mapping[str, str]) -> dict[str, Any]:
@@ -156,4 +158,5 @@ def translate_one(
         raise NotFoundError(
             code="unknown_key", key=key, details=[{"field": "key", "type": "unknown_key"}]
         )
-    return Translation(key=key, locale=code, count=count, text=t(key, code, count, **params))
+    shown = int(count) if count is not None and float(count).is_integer() else count
+    return Translation(key=key, locale=code, count=shown, text=t(key, code, count, **params))

@@ -1,5 +1,5 @@
-"""`mysoulmate serve | token | migrate | seed | dlq | i18n`: the laptop and container entry
-points and the operator's tools."""
+"""`mysoulmate serve | token | migrate | seed | openapi | dlq | i18n`: the laptop and
+container entry points and the operator's tools."""
 
 from __future__ import annotations
 
@@ -150,6 +150,19 @@ def _dlq_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _openapi(args: argparse.Namespace) -> int:
+    """The whole API's OpenAPI document: canonical (what docs/openapi.json holds), or as this
+    deployment serves it (`--deployment`: APP_VERSION, servers, contact)."""
+    from mysoulmate.api.openapi import canonical_spec
+    from mysoulmate.api.openapi_document import dump, with_deployment
+
+    spec = canonical_spec()
+    if args.deployment:
+        spec = with_deployment(spec, get_settings())
+    sys.stdout.write(dump(spec))
+    return 0
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -194,6 +207,14 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--users", type=_positive, default=1_000)
     seed.add_argument("--days", type=_positive, default=30, help="ending today (UTC)")
     seed.set_defaults(run=_seed)
+
+    openapi = commands.add_parser(
+        "openapi", help="print the OpenAPI document (mysoulmate openapi > docs/openapi.json)"
+    )
+    openapi.add_argument(
+        "--deployment", action="store_true", help="with APP_VERSION, servers and contact"
+    )
+    openapi.set_defaults(run=_openapi)
 
     dlq = commands.add_parser("dlq", help="messages the consumer gave up on")
     dlq_commands = dlq.add_subparsers(dest="dlq_command", required=True)

@@ -1,0 +1,96 @@
+"""The OpenAPI document of the whole API, from every router, whatever shape serves it.
+
+FastAPI generates paths and schemas from the routes and models (descriptions, examples and
+declared responses live there, next to the code); this module adds what spans the API: the
+introduction, security scheme, servers, contact, and the error code list.
+`mysoulmate openapi` prints it; `docs/openapi.json` (shipped in the package as
+`api/openapi.json`) is that output, checked by a test. `api.openapi_document` completes it for
+a deployment.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
+
+from mysoulmate.analytics.models import JSON_VALUE_SCHEMA_NAME, NO_NUL_PATTERN
+from mysoulmate.api import analytics, health, i18n, metrics
+from mysoulmate.api.responses import ERROR_CODES
+
+ROUTERS = (health.router, analytics.router, i18n.router, metrics.router)
+TITLE = "MySoulmate platform services"
+INTRODUCTION = """
+Analytics ingest and read side, internationalization, health and metrics of MySoulmate.
+
+**Authentication.** Every `/api/v1/analytics/*` and `/api/v1/metrics` operation needs a bearer
+token (JWT): `Authorization: Bearer <token>`. The token's `sub` is the user; the `admin` role may
+read and erase any user's data and read the dashboard, funnels, cohorts and the audit log; the
+`server` role may track for any user. Locally, `mysoulmate token --user alice` prints a token.
+i18n, health and `/metrics` are public.
+
+**Errors.** Every error has one envelope, `{"error": {"code", "message", "details",
+"requestId"}}`: `code` is stable (see `ErrorCode`), `message` is in the negotiated language
+(`?lang=`, `X-Locale`, `Accept-Language`; echoed in `Content-Language`).
+
+**Pagination.** Lists return `nextCursor`; pass it back as `cursor` for the next page. A cursor
+belongs to the query that issued it.
+
+**Limits.** Bodies up to 1 MiB and 64 levels of nesting; properties, traits and context up to
+32 levels, 255 keys and 32 KiB (context 8 KiB); event times after clock-skew correction from
+2000-01-01 to one hour ahead; `revenue` within ±1,000,000,000. Per-caller rate limits answer 429
+with `Retry-After`, `RateLimit-Policy` and `RateLimit`.
+""".strip()
+
+
+def canonical_spec() -> dict[str, Any]:
+    """The document as generated from the routers, without what depends on a deployment
+    (version, servers, contact): what `docs/openapi.json` holds."""
+    routes = [route for router in ROUTERS for route in router.routes if isinstance(route, APIRoute)]
+    spec = get_openapi(
+        title=TITLE,
+        version="0.0.0",
+        description=INTRODUCTION,
+        routes=routes,
+        tags=[
+            {"name": "analytics", "description": "Track, identify, and read analytics back."},
+            {"name": "i18n", "description": "Catalogs and translations (public)."},
+            {"name": "health", "description": "Liveness and readiness (public)."},
+            {
+                "name": "metrics",
+                "description": "Prometheus metrics and their JSON snapshot (containers and the"
+                " laptop; on AWS, metrics are in CloudWatch).",
+            },
+        ],
+    )
+    components = spec.setdefault("components", {})
+    components.setdefault("securitySchemes", {})["bearerAuth"] = {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "A JWT whose `sub` is the user; roles in `roles` (or `cognito:groups`).",
+    }
+    schemas = components.setdefault("schemas", {})
+    schemas[JSON_VALUE_SCHEMA_NAME] = {
+        "description": "Any JSON value without NUL characters, nested at most 32 levels.",
+        "anyOf": [
+            {"type": "string", "pattern": NO_NUL_PATTERN},
+            {"type": "number"},
+            {"type": "boolean"},
+            {"type": "null"},
+            {"type": "array", "items": {"$ref": f"#/components/schemas/{JSON_VALUE_SCHEMA_NAME}"}},
+            {
+                "type": "object",
+                "propertyNames": {"pattern": NO_NUL_PATTERN},
+                "additionalProperties": {"$ref": f"#/components/schemas/{JSON_VALUE_SCHEMA_NAME}"},
+            },
+        ],
+    }
+    schemas["ErrorCode"] = {
+        "type": "string",
+        "enum": sorted(ERROR_CODES),
+        "description": "Stable error codes:\n\n"
+        + "\n".join(f"- `{code}`: {meaning}" for code, meaning in sorted(ERROR_CODES.items())),
+    }
+    return spec
