@@ -134,7 +134,9 @@ def test_sigkill_while_the_worker_drains_stores_each_event_exactly_once(
     count = 400
     settings = {
         "WORKER_ENABLED": "true",
-        "WORKER_BATCH_SIZE": "7",
+        # One message per receive: draining 400 takes longer than posting them, so the kill
+        # lands mid-drain (with 7 per receive a fast worker sometimes finished first).
+        "WORKER_BATCH_SIZE": "1",
         "QUEUE_VISIBILITY_TIMEOUT_SECONDS": "1",
     }
     first = mysoulmate_serve(isolated_env, **settings).start()
