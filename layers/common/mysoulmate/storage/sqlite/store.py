@@ -102,14 +102,18 @@ class SqliteEventStore:
 
     def _erasures(self, users: set[str]) -> dict[str, str]:
         """Erasure time keys of those of ``users`` who were erased (caller holds the lock)."""
-        found: dict[str, str] = {}
-        ordered = sorted(users)
-        for start in range(0, len(ordered), _CHUNK):
-            chunk = ordered[start : start + _CHUNK]
+        return self._by_user("erasures", "erased_at", sorted(users))
+
+    def _by_user(self, table: str, column: str, users: Sequence[str]) -> dict[str, Any]:
+        """``{user_id: column}`` for the users with a row in ``table``, in IN lists of
+        `_CHUNK` (caller holds the lock; ``table`` and ``column`` are our constants)."""
+        found: dict[str, Any] = {}
+        for start in range(0, len(users), _CHUNK):
+            chunk = users[start : start + _CHUNK]
             marks = ",".join("?" * len(chunk))
             found.update(
                 self._conn.execute(
-                    f"SELECT user_id, erased_at FROM erasures WHERE user_id IN ({marks})",  # noqa: S608 - placeholders only
+                    f"SELECT user_id, {column} FROM {table} WHERE user_id IN ({marks})",  # noqa: S608 - constants and placeholders only
                     chunk,
                 ).fetchall()
             )
@@ -155,17 +159,7 @@ class SqliteEventStore:
         )
 
     def _ordinals(self, users: Sequence[str]) -> dict[str, int]:
-        found: dict[str, int] = {}
-        for start in range(0, len(users), _CHUNK):
-            chunk = users[start : start + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            found.update(
-                self._conn.execute(
-                    f"SELECT user_id, ordinal FROM user_ordinals WHERE user_id IN ({marks})",  # noqa: S608 - placeholders only
-                    chunk,
-                ).fetchall()
-            )
-        return found
+        return self._by_user("user_ordinals", "ordinal", users)
 
     def _backfill_rollups(self) -> None:
         """A database from before the read side: derive its rollups once from its events."""
