@@ -231,3 +231,11 @@ def test_a_huge_message_is_clipped_to_fit_a_slack_section() -> None:
     message = message_for("y" * 10_000)
     assert len(body(message)) <= SECTION_LIMIT
     assert body(message).endswith("…```")
+
+
+def test_mentions_in_names_and_subjects_never_ping_the_channel() -> None:
+    """Slack reads the notification text as mrkdwn: `<!channel>` would notify everyone."""
+    fallback = message_for("hi", subject="<!channel> deploy")
+    assert "<!channel>" not in fallback["text"]
+    assert "&lt;!channel&gt;" in fallback["text"]
+    assert "<!channel>" not in fallback["attachments"][0]["fallback"]

@@ -243,8 +243,10 @@ def alarm_message(alarm: Alarm, default_region: str = "") -> dict[str, Any]:
         },
     ]
     return {
-        "text": title,  # the notification text; clients without blocks show it too
-        "attachments": [{"color": colour, "fallback": title, "blocks": blocks}],
+        # The notification text (mrkdwn: escaped, so a name such as "<!channel>" pings no one);
+        # clients without blocks show it too.
+        "text": escape(title),
+        "attachments": [{"color": colour, "fallback": escape(title), "blocks": blocks}],
     }
 
 
@@ -262,8 +264,8 @@ def fallback_message(text: str, subject: str = "", topic: str = "") -> dict[str,
         {"type": "context", "elements": [{"type": "mrkdwn", "text": origin}]},
     ]
     return {
-        "text": title,
-        "attachments": [{"color": FALLBACK_COLOUR, "fallback": title, "blocks": blocks}],
+        "text": escape(title),  # a subject like "<!channel> …" must not ping the channel
+        "attachments": [{"color": FALLBACK_COLOUR, "fallback": escape(title), "blocks": blocks}],
     }
 
 
