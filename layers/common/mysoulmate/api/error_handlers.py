@@ -22,7 +22,7 @@ from mysoulmate.i18n.translate import has_key, t
 from mysoulmate.observability.signals import count
 
 Handler = Callable[[Request, Exception], Awaitable[JSONResponse]]
-_ERROR_CODE = "mysoulmate.error_code"
+ERROR_CODE_KEY = "mysoulmate.error_code"  # the scope key of the answered error code
 
 
 def error_body(
@@ -49,7 +49,7 @@ def error_response(
     request: Request, status_code: int, code: str, details: Any = None, /, **params: Any
 ) -> JSONResponse:
     request_id = request_id_of(request.scope)
-    request.scope[_ERROR_CODE] = code  # for the Errors signal (see _counted)
+    request.scope[ERROR_CODE_KEY] = code  # for the Errors signal (see _counted)
     body = error_body(code, request_id, details, locale_of(request.scope), **params)
     # Set here too: a 500 is sent by Starlette's outermost middleware, outside ours.
     return JSONResponse(body, status_code=status_code, headers={"X-Request-Id": request_id})
@@ -174,7 +174,7 @@ def _counted(handler: Handler) -> Handler:
 
     async def counted(request: Request, exc: Exception) -> JSONResponse:
         response = await handler(request, exc)
-        code = request.scope.get(_ERROR_CODE, "unknown")
+        code = request.scope.get(ERROR_CODE_KEY, "unknown")
         count("Errors", code=code, exception=type(exc).__name__)
         return response
 

@@ -99,6 +99,10 @@ class Settings(BaseModel):
     api_base_url: str = ""
     api_staging_url: str = ""
     api_production_url: str = ""
+    # Automatic server-side events (api/request_events.py): each signed-in API request as an
+    # `api_request` event (errors as `api_error`), sampled; off by default.
+    track_api_requests: bool = False
+    track_api_requests_sample_rate: float = Field(default=1.0, ge=0, le=1)
     # The PII policy of analytics messages (analytics/pii.py): on by default; how e-mail
     # addresses and phone numbers in event properties are rewritten.
     pii_filter: bool = True

@@ -80,6 +80,12 @@ SIGNALS: dict[str, Signal] = {
         "Redelivered or re-sent messages the consumer found already stored.",
         emf="EventsDeduplicated",
     ),
+    "ApiRequestEventsDropped": Signal(
+        "counter",
+        "mysoulmate_api_request_events_dropped",
+        "Automatic api_request/api_error events that could not be queued (TRACK_API_REQUESTS).",
+        emf="ApiRequestEventsDropped",
+    ),
     "RateLimited": Signal(
         "counter",
         "mysoulmate_rate_limited",
