@@ -26,15 +26,20 @@ class PoisonMessageError(ValueError):
     """A record that can never be stored as it is: retried, then dead-lettered."""
 
 
+def _summary(exc: ValidationError) -> str:
+    """How many validation errors, and where and what the first one is (never a value)."""
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first.get("loc", ())) or "message"
+    return f"{exc.error_count()} error(s), first: {where}: {first['msg']}"
+
+
 def diagnose(body: str) -> str:
     """Why a dead-lettered message could not be stored, judged from its body alone: the
     validation error of a poison message, or that it is valid and storage failed."""
     try:
         message = QueuedMessage.model_validate_json(body)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first.get("loc", ())) or "message"
-        return f"invalid message: {where}: {first['msg']} ({exc.error_count()} error(s))"
+        return f"invalid message: {_summary(exc)}"
     return (
         f"valid {message.type} message {message.messageId}: storage kept failing; "
         "redrive it once storage is healthy"
@@ -63,8 +68,7 @@ class IngestBatch:
             message = QueuedMessage.model_validate_json(body)
         except ValidationError as exc:
             raise PoisonMessageError(
-                f"record {record_id} is not a valid analytics message: "
-                f"{exc.error_count()} error(s), first: {exc.errors()[0]['msg']}"
+                f"record {record_id} is not a valid analytics message: {_summary(exc)}"
             ) from None
         self._messages.setdefault(message.key, message)
         self._records[message.key].append(record_id)

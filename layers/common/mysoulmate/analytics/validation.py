@@ -40,9 +40,9 @@ class Problem(ValueError):
 
 def check_text(value: str) -> None:
     """Strings anywhere in a message: no NUL, no lone surrogate."""
+    if "\x00" in value:
+        raise Problem("nul_character", "must not contain the NUL character (U+0000)")
     if value.isascii():
-        if "\x00" in value:
-            raise Problem("nul_character", "must not contain the NUL character (U+0000)")
         return
     try:
         value.encode("utf-8")
@@ -50,8 +50,6 @@ def check_text(value: str) -> None:
         raise Problem(
             "lone_surrogate", "must not contain unpaired UTF-16 surrogates (U+D800 to U+DFFF)"
         ) from None
-    if "\x00" in value:
-        raise Problem("nul_character", "must not contain the NUL character (U+0000)")
 
 
 def check_identifier(value: str) -> None:

@@ -13,7 +13,7 @@ from functools import lru_cache
 from importlib.resources import files
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import HTMLResponse
 
 from mysoulmate.api.openapi_document import served_spec
@@ -132,7 +132,7 @@ def _static(name: str) -> bytes:
 
 
 @router.get("/api-docs.json")
-async def openapi_document(request: Request) -> Response:
+async def openapi_document() -> Response:
     return Response(spec_bytes(), media_type="application/json")
 
 

@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mysoulmate.api import request_events
-from mysoulmate.api.error_handlers import ERROR_CODE_KEY, error_body
+from mysoulmate.api.error_handlers import error_body
 from mysoulmate.core.errors import ApiError
 from mysoulmate.core.json_nesting import NestingScanner
 from mysoulmate.core.request_context import locale_of, request_id_of
@@ -61,15 +61,7 @@ class RequestContextMiddleware:
             route = route_template(scope)
             http_request(route, scope["method"], status, seconds)
         if request_events.wanted(scope, route):  # after the response: TRACK_API_REQUESTS
-            await request_events.record(
-                scope,
-                route,
-                status,
-                seconds,
-                locale=locale_of(scope),
-                request_id=request_id_of(scope),
-                error_code=scope.get(ERROR_CODE_KEY),
-            )
+            await request_events.record(scope, route, status, seconds)
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> int:
         """Serve the request; return the status sent (500 when none was)."""

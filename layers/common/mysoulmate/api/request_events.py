@@ -18,6 +18,8 @@ from typing import Any
 
 from starlette.types import Scope
 
+from mysoulmate.api.error_handlers import ERROR_CODE_KEY
+from mysoulmate.core.request_context import locale_of, request_id_of
 from mysoulmate.core.settings import get_settings
 from mysoulmate.observability import count, get_logger
 
@@ -43,12 +45,10 @@ async def record(
     route: str,
     status: int,
     seconds: float,
-    *,
-    locale: str,
-    request_id: str,
-    error_code: str | None,
 ) -> None:
     """Queue the request's event; never raises."""
+    # Imported only when tracking is on: the i18n and docs functions, which share this
+    # middleware, never load the analytics models at cold start.
     from mysoulmate.analytics.bulkheads import QUEUE
     from mysoulmate.analytics.models import QueuedMessage
     from mysoulmate.api.dependencies import get_queue
@@ -59,8 +59,9 @@ async def record(
         "method": scope["method"],
         "status": status,
         "durationMs": round(seconds * 1000, 3),
-        "locale": locale,
+        "locale": locale_of(scope),
     }
+    error_code = scope.get(ERROR_CODE_KEY)
     if error_code is not None:
         properties["code"] = error_code
     message = QueuedMessage(
@@ -72,7 +73,7 @@ async def record(
         receivedAt=now,
         platform="server",
         properties=properties,
-        requestId=request_id,
+        requestId=request_id_of(scope),
     )
     try:
         queue = await get_queue()

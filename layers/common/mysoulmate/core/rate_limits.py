@@ -41,11 +41,18 @@ def take_token(tokens: float, updated: float, now: float, limit: Limit) -> tuple
     """The bucket after one request at ``now`` (tokens, last update): new tokens and the
     decision. Shared by every store so they all count alike."""
     tokens = min(float(limit.burst), tokens + max(0.0, now - updated) * limit.rate)
-    if tokens >= 1.0:
+    allowed = tokens >= 1.0
+    if allowed:
         tokens -= 1.0
-        return tokens, Decision(True, int(tokens), 0.0, (limit.burst - tokens) / limit.rate)
-    wait = (1.0 - tokens) / limit.rate
-    return tokens, Decision(False, 0, wait, (limit.burst - tokens) / limit.rate)
+    return tokens, decision(allowed, tokens, limit)
+
+
+def decision(allowed: bool, tokens: float, limit: Limit) -> Decision:
+    """What the client is told, from the tokens left after the request."""
+    reset = (limit.burst - tokens) / limit.rate
+    if allowed:
+        return Decision(True, int(tokens), 0.0, reset)
+    return Decision(False, 0, (1.0 - tokens) / limit.rate, reset)
 
 
 class BucketStore(Protocol):

@@ -130,20 +130,20 @@ class LocalQueue:
         now = time.time()
         with write_transaction(self._conn, self._lock):
             dying = self._conn.execute(
-                "SELECT id, receive_count, coalesce(last_error, ?) FROM messages "
-                "WHERE visible_at <= ? AND receive_count >= ?",
-                (NO_REASON, now, self.max_receive_count),
-            ).fetchall()
-            dead_lettered = self._conn.execute(
-                "INSERT OR IGNORE INTO dead_letters "
-                "SELECT id, body, sent_at, receive_count, ?, coalesce(last_error, ?) FROM messages "
-                "WHERE visible_at <= ? AND receive_count >= ?",
+                "SELECT id, body, sent_at, receive_count, ?, coalesce(last_error, ?) "
+                "FROM messages WHERE visible_at <= ? AND receive_count >= ?",
                 (now, NO_REASON, now, self.max_receive_count),
-            ).rowcount
-            self._conn.execute(
-                "DELETE FROM messages WHERE visible_at <= ? AND receive_count >= ?",
-                (now, self.max_receive_count),
-            )
+            ).fetchall()
+            dead_lettered = 0
+            if dying:  # rare: the common receive costs this one query, not three
+                before = self._conn.total_changes
+                self._conn.executemany(
+                    "INSERT OR IGNORE INTO dead_letters VALUES (?,?,?,?,?,?)", dying
+                )
+                dead_lettered = self._conn.total_changes - before
+                self._conn.executemany(
+                    "DELETE FROM messages WHERE id = ?", [(row[0],) for row in dying]
+                )
             rows = self._conn.execute(
                 "SELECT id, body, receive_count, sent_at FROM messages "
                 "WHERE visible_at <= ? ORDER BY sent_at LIMIT ?",
@@ -161,7 +161,7 @@ class LocalQueue:
         if dead_lettered > 0:
             count_signal("EventsDeadLettered", dead_lettered)
             logger = get_logger()
-            for message_id, receives, reason in dying:
+            for message_id, _, _, receives, _, reason in dying:
                 # The id and the reason only: a payload may hold personal data.
                 logger.error(
                     "message dead-lettered",

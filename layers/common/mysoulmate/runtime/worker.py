@@ -110,8 +110,4 @@ class LocalWorker:
 
     def _storage_back(self, wait: float) -> bool:
         self._stop.wait(wait)
-        try:
-            self._store.ping()
-        except Exception:  # noqa: BLE001 - still down, whatever the error
-            return False
-        return True
+        return _store_reachable(self._store)

@@ -17,7 +17,7 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from mysoulmate.core.rate_limits import Decision, Limit, MemoryBuckets
+from mysoulmate.core.rate_limits import Decision, Limit, MemoryBuckets, decision
 from mysoulmate.observability import count, get_logger
 
 if TYPE_CHECKING:
@@ -104,11 +104,7 @@ class RedisBuckets:
                 extra={"error": type(exc).__name__, "seconds": self._fallback_seconds},
             )
             return self._local.take_now(key, limit, now)
-        tokens = float(tokens_text)
-        reset = (limit.burst - tokens) / limit.rate
-        if allowed:
-            return Decision(True, int(tokens), 0.0, reset)
-        return Decision(False, 0, (1.0 - tokens) / limit.rate, reset)
+        return decision(bool(allowed), float(tokens_text), limit)
 
     async def close(self) -> None:
         """Close the client of the running loop."""

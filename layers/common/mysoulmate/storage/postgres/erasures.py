@@ -33,7 +33,6 @@ _LOCK_SHARED = (
     "SELECT pg_advisory_xact_lock_shared(k) FROM (SELECT DISTINCT "
     "hashtextextended(u, %s::bigint) AS k FROM unnest(%s::text[]) AS u ORDER BY 1) AS keys"
 )
-_LOCK_ONE_SHARED = "SELECT pg_advisory_xact_lock_shared(hashtextextended(%s, %s::bigint))"
 _LOCK_ONE_EXCLUSIVE = "SELECT pg_advisory_xact_lock(hashtextextended(%s, %s::bigint))"
 _READ = "SELECT user_id, erased_at FROM erasures WHERE user_id = ANY(%s::text[])"
 
@@ -48,9 +47,8 @@ def lock_and_read(conn: Conn, users: list[str]) -> dict[str, datetime]:
 
 def erased_at_or_after(conn: Conn, user_id: str, received_at: datetime) -> bool:
     """Share-lock one user and tell whether they were erased at or after ``received_at``."""
-    conn.execute(_LOCK_ONE_SHARED, (user_id, LOCK_SEED))
-    found = conn.execute("SELECT erased_at FROM erasures WHERE user_id = %s", (user_id,)).fetchone()
-    return found is not None and _utc(received_at) <= found[0]
+    erased_at = lock_and_read(conn, [user_id]).get(user_id)
+    return erased_at is not None and _utc(received_at) <= erased_at
 
 
 def lock_for_erasure(conn: Conn, user_id: str, erased_at: datetime) -> None:
