@@ -433,7 +433,7 @@ POISON_BODIES = {
     "truncated-json": '{"v":1,"type":"track"',
     "missing-user": queued_message().model_dump_json(exclude={"userId"}),
     "unknown-version": queued_message().model_dump_json().replace('"v":1', '"v":2', 1),
-    "unknown-type": queued_message().model_dump_json().replace('"track"', '"page"', 1),
+    "unknown-type": queued_message().model_dump_json().replace('"track"', '"purchase"', 1),
 }
 
 

@@ -25,7 +25,7 @@ from mysoulmate.analytics.models import Profile, QueuedMessage
 from mysoulmate.analytics.ports import EventStore
 from mysoulmate.analytics.profiles import merge_identify
 from mysoulmate.storage.postgres import erasures
-from mysoulmate.storage.postgres.connection import DatabaseNotMigratedError
+from mysoulmate.storage.postgres.connection import HEAD_REVISION, DatabaseNotMigratedError
 from mysoulmate.storage.postgres.migrate import alembic_config, current_revision, migrate
 from mysoulmate.storage.postgres.store import PostgresEventStore
 
@@ -226,7 +226,7 @@ def test_migration_0002_adds_tombstones_to_a_database_at_0001_and_keeps_its_data
             row = conn.execute("SELECT to_regclass('erasures') IS NULL").fetchone()
             assert row == (True,)
 
-        assert migrate(info) == "0002"
+        assert migrate(info) == HEAD_REVISION
 
         store = PostgresEventStore(info)
         try:

@@ -27,6 +27,7 @@ DATA_TABLES = (
     "first_seen",
     "audit_log",
     "erasures",
+    "sources",
 )
 
 

@@ -79,6 +79,8 @@ def test_json_export_holds_the_profile_and_every_event_newest_first(
             "traits": {"plan": "pro", "name": "Bob"},
             "traitTimes": {"plan": "2026-01-01T08:00:00Z", "name": "2026-01-01T08:00:00Z"},
             "anonymousIds": [],
+            "groups": {},
+            "groupTraitTimes": {},
             "updatedAt": "2026-01-01T08:00:00Z",
         },
         "events": [

@@ -15,9 +15,9 @@ from functools import partial
 
 from pydantic import ValidationError
 
-from mysoulmate.analytics.models import Profile, QueuedMessage
+from mysoulmate.analytics.models import Profile, QueuedBatch, QueuedMessage
 from mysoulmate.analytics.ports import EventStore, MessageKey
-from mysoulmate.analytics.profiles import merge_identify
+from mysoulmate.analytics.profiles import PROFILE_TYPES, merge_message
 from mysoulmate.analytics.rollups import MICROS, revenue_of
 from mysoulmate.observability.signals import count
 
@@ -33,13 +33,29 @@ def _summary(exc: ValidationError) -> str:
     return f"{exc.error_count()} error(s), first: {where}: {first['msg']}"
 
 
+def parse_body(body: str) -> list[QueuedMessage]:
+    """The messages of one queue body: a single message, or a `QueuedBatch` of several.
+
+    Both are our own compact JSON, so the shape shows in the first characters: a batch
+    starts ``{"v":1,"batch":``, a message ``{"v":1,"type":``."""
+    if '"batch"' in body[:24]:
+        return QueuedBatch.model_validate_json(body).batch
+    return [QueuedMessage.model_validate_json(body)]
+
+
 def diagnose(body: str) -> str:
     """Why a dead-lettered message could not be stored, judged from its body alone: the
     validation error of a poison message, or that it is valid and storage failed."""
     try:
-        message = QueuedMessage.model_validate_json(body)
+        messages = parse_body(body)
     except ValidationError as exc:
         return f"invalid message: {_summary(exc)}"
+    if len(messages) != 1:
+        return (
+            f"valid batch of {len(messages)} messages: storage kept failing; "
+            "redrive it once storage is healthy"
+        )
+    message = messages[0]
     return (
         f"valid {message.type} message {message.messageId}: storage kept failing; "
         "redrive it once storage is healthy"
@@ -65,13 +81,14 @@ class IngestBatch:
     def add(self, record_id: str, body: str) -> None:
         """Parse one record; raise PoisonMessageError if it can never be stored."""
         try:
-            message = QueuedMessage.model_validate_json(body)
+            messages = parse_body(body)
         except ValidationError as exc:
             raise PoisonMessageError(
                 f"record {record_id} is not a valid analytics message: {_summary(exc)}"
             ) from None
-        self._messages.setdefault(message.key, message)
-        self._records[message.key].append(record_id)
+        for message in messages:
+            self._messages.setdefault(message.key, message)
+            self._records[message.key].append(record_id)
 
     def flush(self) -> FlushOutcome:
         """Store everything added; report the record ids whose message was not stored."""
@@ -89,7 +106,7 @@ class IngestBatch:
         identifies: dict[str, list[QueuedMessage]] = defaultdict(list)
         for message in messages:
             skip = message.key in failed or message.key in result.erased
-            if message.type == "identify" and not skip:
+            if message.type in PROFILE_TYPES and not skip:
                 identifies[message.userId].append(message)
         for user_id, user_messages in identifies.items():
             earliest = min(m.receivedAt for m in user_messages)
@@ -127,6 +144,6 @@ def _count_revenue(new_messages: Iterable[QueuedMessage]) -> None:
 def _merge_all(messages: list[QueuedMessage], profile: Profile | None) -> Profile:
     merged = profile
     for message in messages:
-        merged = merge_identify(merged, message)
+        merged = merge_message(merged, message)
     assert merged is not None  # messages is never empty
     return merged

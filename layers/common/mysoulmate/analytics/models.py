@@ -154,20 +154,49 @@ Platform = Annotated[
 ]
 
 
+MessageType = Literal["track", "identify", "page", "screen", "group", "alias"]
+# Page and screen views are stored with an event name of their own (`view_event_name`), so
+# rollups, funnels and active users count them like track events; these prefixes are
+# reserved for them.
+VIEW_PREFIXES = ("$page", "$screen")
+# The person key of a visitor known only by an anonymousId (`person_key`).
+ANONYMOUS_PREFIX = "anon:"
+
+
+def view_event_name(kind: Literal["page", "screen"], name: str | None) -> str:
+    """``$page:Home`` for a page named Home; ``$page`` when the page has no name."""
+    return f"${kind}:{name}" if name else f"${kind}"
+
+
+def person_key(user_id: str | None, anonymous_id: str | None) -> str:
+    """Whom a message is stored under: the user, or the anonymous visitor."""
+    if user_id:
+        return user_id
+    if not anonymous_id:
+        raise ValueError("a message needs a userId or an anonymousId")
+    return ANONYMOUS_PREFIX + anonymous_id
+
+
 class QueuedMessage(BaseModel):
     """What travels through the queue: self-contained, already validated and normalized.
 
     ``v`` lets a consumer reject a shape it does not understand instead of guessing.
+    ``userId`` is the person key (`person_key`): the user, or ``anon:<anonymousId>``.
     """
 
     model_config = ConfigDict(extra="forbid")
 
     v: Literal[1] = 1
-    type: Literal["track", "identify"]
+    type: MessageType
     messageId: MessageId
     userId: UserId
     anonymousId: AnonymousId | None = None
     event: EventName | None = None
+    name: StoredText | None = None  # page and screen: the view's name
+    groupId: StoredText | None = None  # group
+    previousId: StoredText | None = None  # alias: the id the user had before
+    integrations: StoredJson = Field(default_factory=dict)
+    source: StoredText | None = None  # the write key's source id (Segment-compatible ingest)
     properties: StoredJson = Field(default_factory=dict)
     traits: StoredJson = Field(default_factory=dict)
     traitsOnce: StoredJson = Field(default_factory=dict)
@@ -183,12 +212,32 @@ class QueuedMessage(BaseModel):
         """Identity for deduplication: a messageId is unique per user."""
         return (self.userId, self.messageId)
 
+    def stored_properties(self) -> dict[str, Any]:
+        """What the stored event's ``properties`` hold for each type."""
+        if self.type == "identify":
+            return self.traits
+        if self.type == "group":
+            return {"groupId": self.groupId, "traits": self.traits}
+        if self.type == "alias":
+            return {"previousId": self.previousId}
+        return self.properties
+
+
+class QueuedBatch(BaseModel):
+    """Several messages in one queue body: a batch request costs one queue call per
+    ~240 KiB of messages, not one per message. The consumer takes both shapes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    v: Literal[1] = 1
+    batch: list[QueuedMessage]
+
 
 class StoredEvent(BaseModel):
     """One event as read back from storage."""
 
     messageId: str
-    type: Literal["track", "identify"]
+    type: MessageType
     event: str | None = None
     properties: dict[str, Any] = Field(default_factory=dict)
     timestamp: datetime
@@ -206,6 +255,9 @@ class Profile(BaseModel):
     traits: dict[str, Any] = Field(default_factory=dict)
     traitTimes: dict[str, datetime] = Field(default_factory=dict)
     anonymousIds: list[str] = Field(default_factory=list)
+    # group calls: groupId → the group's traits, merged like the user's own
+    groups: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    groupTraitTimes: dict[str, dict[str, datetime]] = Field(default_factory=dict)
     updatedAt: datetime | None = None
     version: int = 0
 

@@ -209,3 +209,38 @@ class MessageQueue(Protocol):
     def ping(self) -> None:
         """Raise QueueError if the queue cannot take messages."""
         ...
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where events come from (an app, a website, a backend) and the kind of its write key.
+
+    Only the key's SHA-256 is stored; ``key_hint`` (its first characters) lets people tell
+    keys apart in listings without the key itself ever being kept."""
+
+    id: str
+    name: str
+    kind: str  # "client" (public, ships in apps) or "server" (secret)
+    key_hint: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class SourceStore(Protocol):
+    """Write keys per source, stored hashed (`analytics.write_keys`)."""
+
+    def create_source(self, source: Source, key_hash: str) -> None:
+        """Store a new source; its id and key hash are new and unique."""
+        ...
+
+    def find_source(self, key_hash: str) -> Source | None:
+        """The source whose key hashes to ``key_hash``, revoked or not; None if none."""
+        ...
+
+    def list_sources(self) -> list[Source]:
+        """Every source, revoked ones included, oldest first."""
+        ...
+
+    def revoke_source(self, source_id: str, revoked_at: datetime) -> Source | None:
+        """Mark the source revoked (the first revocation time stays); None if unknown."""
+        ...

@@ -1,10 +1,50 @@
-"""Merging identify calls into a profile, independent of arrival order and redelivery."""
+"""Merging identify and group calls into a profile, independent of arrival order and
+redelivery."""
 
 from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
 
 from mysoulmate.analytics.models import Profile, QueuedMessage
 
 MAX_ANONYMOUS_IDS = 50
+MAX_GROUPS = 100
+PROFILE_TYPES = frozenset({"identify", "group"})  # the message types that change a profile
+
+
+def merge_message(profile: Profile | None, message: QueuedMessage) -> Profile:
+    """Merge an identify or a group call (see `merge_identify`, `merge_group`)."""
+    if message.type == "group":
+        return merge_group(profile, message)
+    return merge_identify(profile, message)
+
+
+def _merge_timed(
+    values: dict[str, Any], times: dict[str, datetime], new: dict[str, Any], at: datetime
+) -> None:
+    """Each value wins when it is at least as recent as the one held."""
+    for name, value in new.items():
+        held_at = times.get(name)
+        if held_at is None or at >= held_at:
+            values[name] = value
+            times[name] = at
+
+
+def merge_group(profile: Profile | None, message: QueuedMessage) -> Profile:
+    """The user belongs to ``groupId``; its traits merge by event time, like a user's."""
+    merged = (
+        profile.model_copy(deep=True) if profile is not None else Profile(userId=message.userId)
+    )
+    group_id = message.groupId or ""
+    if group_id not in merged.groups and len(merged.groups) >= MAX_GROUPS:
+        return merged  # a bounded profile: the 101st group is kept in the event only
+    traits = merged.groups.setdefault(group_id, {})
+    times = merged.groupTraitTimes.setdefault(group_id, {})
+    _merge_timed(traits, times, message.traits, message.timestamp)
+    if merged.updatedAt is None or message.timestamp > merged.updatedAt:
+        merged.updatedAt = message.timestamp
+    return merged
 
 
 def merge_identify(profile: Profile | None, message: QueuedMessage) -> Profile:
@@ -17,11 +57,7 @@ def merge_identify(profile: Profile | None, message: QueuedMessage) -> Profile:
         profile.model_copy(deep=True) if profile is not None else Profile(userId=message.userId)
     )
     at = message.timestamp
-    for name, value in message.traits.items():
-        held_at = merged.traitTimes.get(name)
-        if held_at is None or at >= held_at:
-            merged.traits[name] = value
-            merged.traitTimes[name] = at
+    _merge_timed(merged.traits, merged.traitTimes, message.traits, at)
     for name, value in message.traitsOnce.items():
         if name not in merged.traits:
             merged.traits[name] = value

@@ -71,7 +71,7 @@ def rollup_delta(new_messages: Iterable[QueuedMessage]) -> RollupDelta:
     """The rollup contribution of messages stored for the first time (identifies add none)."""
     delta = RollupDelta()
     for message in new_messages:
-        if message.type != "track" or message.event is None:
+        if message.event is None:  # track, page and screen have one
             continue
         day = message.timestamp.date()
         platform = platform_of(message)

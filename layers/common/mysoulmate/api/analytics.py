@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, status
 from fastapi.responses import StreamingResponse
 
-from mysoulmate.analytics import reporting, service
+from mysoulmate.analytics import reporting, segment, service
 from mysoulmate.analytics.client_models import (
     IDENTIFY_EXAMPLES,
     TRACK_EXAMPLES,
@@ -24,7 +24,8 @@ from mysoulmate.analytics.report_models import (
     ErasureReport,
     UserAnalytics,
 )
-from mysoulmate.api import examples
+from mysoulmate.api import examples, segment_docs
+from mysoulmate.api import segment as segment_api
 from mysoulmate.api.auth import current_principal
 from mysoulmate.api.dependencies import get_queue, get_store
 from mysoulmate.api.params import STEPS_PATTERN, IsoDate
@@ -38,6 +39,7 @@ from mysoulmate.api.responses import (
     ok,
     operation_id,
 )
+from mysoulmate.api.segment import SegmentAnswer
 from mysoulmate.api.strict_query import reject_unknown_query
 from mysoulmate.core.principal import Principal
 from mysoulmate.core.request_context import request_id_of
@@ -83,6 +85,34 @@ async def track(
     skew; `revenue` (with `currency`, default USD) feeds the revenue figures. Secrets are
     dropped and e-mail addresses and phone numbers hashed before queueing (PII policy)."""
     return await service.accept(body, caller, request_id_of(request.scope), queue)
+
+
+@router.post(
+    "/batch",
+    response_model=SegmentAnswer,
+    dependencies=INGEST,
+    summary="Send a batch of messages as the signed-in user",
+    responses={**ok(segment_docs.PARTLY_ACCEPTED), **errors(*INGEST_ERRORS)},
+    openapi_extra={**BEARER, **segment_docs.request_body(None)},
+)
+async def batch(request: Request, caller: Caller, queue: Queue) -> SegmentAnswer:
+    """Segment's batch format (every message type, up to 2,500 messages and 500 KB, gzip
+    accepted) for a signed-in client: each message is the caller's (`userId` may be left
+    out); naming another user needs an admin or server token. Valid messages are queued
+    even when others are rejected; those are listed with their index and error code."""
+    document = await segment_api.read_document(request)
+    raw_messages = segment_api.batch_of(document)
+    intake = segment_api.intake(
+        request,
+        None,
+        document,
+        acting_user=caller.subject,
+        may_act_for_others=caller.may_act_for_others,
+    )
+    parsed = segment.parse_messages(raw_messages, intake)
+    if parsed.messages:
+        await segment_api.enqueue(queue, parsed.messages)
+    return segment_api.answer(request, parsed, single=False)
 
 
 @router.post(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the ports load the analytics models: the i18n function never needs them
-    from mysoulmate.analytics.ports import EventStore, MessageQueue
+    from mysoulmate.analytics.ports import EventStore, MessageQueue, SourceStore
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class Adapters:
 
     store: Callable[[], EventStore]
     queue: Callable[[], MessageQueue]
+    sources: Callable[[], SourceStore] | None = None  # write keys (Segment-compatible ingest)
 
 
 _adapters: Adapters | None = None
@@ -45,3 +46,10 @@ async def get_queue() -> MessageQueue:
 
 async def get_store() -> EventStore:
     return _installed().store()
+
+
+async def get_sources() -> SourceStore:
+    sources = _installed().sources
+    if sources is None:
+        raise RuntimeError("no source store: pass sources= in Adapters")
+    return sources()

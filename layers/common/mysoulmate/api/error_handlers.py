@@ -186,3 +186,20 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _counted(_validation_error))
     app.add_exception_handler(StarletteHTTPException, _counted(_http_error))
     app.add_exception_handler(Exception, _counted(_unhandled))
+
+
+def localized_rejections(rejections: Sequence[Any], locale: str) -> list[dict[str, Any]]:
+    """The messages of a batch that were not queued (`analytics.segment.Rejection`), each
+    with its code and a message in the client's language, as the error envelope has."""
+    localized = []
+    for rejection in rejections:
+        item: dict[str, Any] = {"index": rejection.index, "code": rejection.code}
+        if rejection.errors is not None:
+            details = _validation_details(rejection.errors, locale)
+            fields = ", ".join(d["field"] for d in details)
+            item["message"] = t("errors.validation_error", locale, fields=fields)
+            item["details"] = details
+        else:
+            item["message"] = t(f"errors.{rejection.code}", locale, **rejection.params)
+        localized.append(item)
+    return localized

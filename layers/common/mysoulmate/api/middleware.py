@@ -95,7 +95,7 @@ class RequestContextMiddleware:
             count("Errors", code="payload_too_large", exception=BodyTooLargeError.__name__)
             await JSONResponse(too_large, status_code=413)(scope, receive, send_with_headers)
             return status
-        await self.app(scope, _limited(receive), send_with_headers)
+        await self.app(scope, _limited(receive, _is_encoded(scope)), send_with_headers)
         return status
 
 
@@ -124,9 +124,18 @@ def _declared_length(scope: Scope) -> int:
     return 0
 
 
-def _limited(receive: Receive) -> Receive:
+def _is_encoded(scope: Scope) -> bool:
+    """A compressed body (``Content-Encoding: gzip``): its route scans the decoded JSON."""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-encoding":
+            return value.strip().lower() not in (b"", b"identity")
+    return False
+
+
+def _limited(receive: Receive, encoded: bool) -> Receive:
     """Count body bytes as they arrive (chunked bodies declare no length) and refuse JSON
-    nested deeper than any decoder should be asked to recurse."""
+    nested deeper than any decoder should be asked to recurse (compressed bodies are
+    scanned by their route once decoded)."""
     received = 0
     nesting = NestingScanner()
 
@@ -138,7 +147,8 @@ def _limited(receive: Receive) -> Receive:
             received += len(body)
             if received > MAX_BODY_BYTES:
                 raise BodyTooLargeError(limit=MAX_BODY_BYTES)
-            nesting.feed(body)
+            if not encoded:
+                nesting.feed(body)
         return message
 
     return receive_limited

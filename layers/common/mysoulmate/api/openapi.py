@@ -16,10 +16,17 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
 from mysoulmate.analytics.models import JSON_VALUE_SCHEMA_NAME, NO_NUL_PATTERN
-from mysoulmate.api import analytics, health, i18n, metrics
+from mysoulmate.api import analytics, health, i18n, metrics, segment, sources
 from mysoulmate.api.responses import ERROR_CODES
 
-ROUTERS = (health.router, analytics.router, i18n.router, metrics.router)
+ROUTERS = (
+    health.router,
+    analytics.router,
+    segment.router,
+    sources.router,
+    i18n.router,
+    metrics.router,
+)
 TITLE = "MySoulmate platform services"
 INTRODUCTION = """
 Analytics ingest and read side, internationalization, health and metrics of MySoulmate.
@@ -29,6 +36,14 @@ token (JWT): `Authorization: Bearer <token>`. The token's `sub` is the user; the
 read and erase any user's data and read the dashboard, funnels, cohorts and the audit log; the
 `server` role may track for any user. Locally, `mysoulmate token --user alice` prints a token.
 i18n, health and `/metrics` are public.
+
+**Segment-compatible ingest.** `/v1/track`, `/identify`, `/page`, `/screen`, `/group`, `/alias`
+and `/batch` speak Segment's HTTP Tracking API, so the stock Segment and RudderStack SDKs work
+unmodified. They take a write key (`writeKey`: the Basic-auth user name with an empty
+password, or `writeKey` in the body) instead of a JWT; admins create and revoke keys under
+`/api/v1/admin/sources`. Page and screen views are named `$page:<name>` and `$screen:<name>` in
+reads, funnels and dashboards; a visitor known only by an `anonymousId` is the user
+`anon:<anonymousId>`.
 
 **Errors.** Every error has one envelope, `{"error": {"code", "message", "details",
 "requestId"}}`: `code` is stable (see `ErrorCode`), `message` is in the negotiated language
@@ -55,6 +70,12 @@ def canonical_spec() -> dict[str, Any]:
         routes=routes,
         tags=[
             {"name": "analytics", "description": "Track, identify, and read analytics back."},
+            {
+                "name": "segment",
+                "description": "Segment's HTTP Tracking API (write key): what the stock "
+                "Segment and RudderStack SDKs send.",
+            },
+            {"name": "sources", "description": "Write keys per source (admin)."},
             {"name": "i18n", "description": "Catalogs and translations (public)."},
             {"name": "health", "description": "Liveness and readiness (public)."},
             {
@@ -70,6 +91,11 @@ def canonical_spec() -> dict[str, Any]:
         "scheme": "bearer",
         "bearerFormat": "JWT",
         "description": "A JWT whose `sub` is the user; roles in `roles` (or `cognito:groups`).",
+    }
+    components["securitySchemes"]["writeKey"] = {
+        "type": "http",
+        "scheme": "basic",
+        "description": "Segment-style: the write key as the user name, an empty password.",
     }
     schemas = components.setdefault("schemas", {})
     schemas[JSON_VALUE_SCHEMA_NAME] = {

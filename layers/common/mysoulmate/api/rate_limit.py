@@ -97,3 +97,19 @@ async def limit_read(
 
 async def limit_public(request: Request, response: Response) -> None:
     await _check("public", "ip:" + client_ip(request), response)
+
+
+MAX_LIMITED_ANONYMOUS_IDS = 20  # per request: a batch is one request, not one per visitor
+
+
+async def limit_source(
+    request: Request, response: Response, kind: str, source_id: str, anonymous_ids: set[str]
+) -> None:
+    """Segment-compatible ingest: a client key is public (shared by every install of an
+    app), so it is limited per client IP and per anonymous id; a server key per source."""
+    if kind != "client":
+        await _check("ingest", "source:" + source_id, response)
+        return
+    await _check("ingest", "ip:" + client_ip(request), response)
+    for anonymous_id in sorted(anonymous_ids)[:MAX_LIMITED_ANONYMOUS_IDS]:
+        await _check("ingest", "anon:" + anonymous_id, response)

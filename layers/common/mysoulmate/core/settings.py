@@ -81,6 +81,9 @@ class Settings(BaseModel):
 
     cors_allow_origins: list[str] = Field(default_factory=list)
     max_future_seconds: int = Field(default=3600, ge=0)
+    # How far back a client write key (public, shipped in apps) may date an event; server
+    # keys may backfill any age. Long enough for a phone that was offline for weeks.
+    client_event_max_age_days: int = Field(default=30, ge=1, le=3650)
     # Per-caller token buckets (api/rate_limit.py): tokens per second and burst, for ingest
     # (per user or write key) and reads (per user; per IP on public routes). 0 turns a
     # policy off. Shared through Redis (RATE_LIMIT_STORE=redis) when pods run side by side.

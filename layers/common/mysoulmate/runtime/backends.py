@@ -13,7 +13,7 @@ from mysoulmate.core.settings import get_settings
 from mysoulmate.storage.aws import aws_client
 
 if TYPE_CHECKING:
-    from mysoulmate.analytics.ports import EventStore, MessageQueue
+    from mysoulmate.analytics.ports import EventStore, MessageQueue, SourceStore
     from mysoulmate.api.dependencies import Adapters
     from mysoulmate.queue.local import LocalQueue
 
@@ -46,6 +46,24 @@ def event_store() -> EventStore:
 
 
 @lru_cache(maxsize=1)
+def source_store() -> SourceStore:
+    """Write-key sources, on the same backend (and table, database or file) as the events."""
+    settings = get_settings()
+    if settings.storage_backend == "dynamodb":
+        from mysoulmate.storage.dynamodb.sources import DynamoSourceStore
+
+        return DynamoSourceStore(settings.events_table, aws_client("dynamodb"))
+    if settings.storage_backend == "postgres":
+        from mysoulmate.storage.postgres.connection import conninfo
+        from mysoulmate.storage.postgres.sources import PostgresSourceStore
+
+        return PostgresSourceStore(conninfo(settings))
+    from mysoulmate.storage.sqlite.sources import SqliteSourceStore
+
+    return SqliteSourceStore(settings.data_dir / "analytics.db")
+
+
+@lru_cache(maxsize=1)
 def local_queue() -> LocalQueue:
     from mysoulmate.queue.local import LocalQueue
 
@@ -71,12 +89,16 @@ def api_adapters() -> Adapters:
     """The factories routes get their store and queue from (built on first use)."""
     from mysoulmate.api.dependencies import Adapters
 
-    return Adapters(store=event_store, queue=message_queue)
+    return Adapters(store=event_store, queue=message_queue, sources=source_store)
 
 
 def reset_backends() -> None:
     """Forget built adapters and settings (tests switch configuration between cases)."""
+    from mysoulmate.analytics.write_keys import WRITE_KEYS
+
     event_store.cache_clear()
+    source_store.cache_clear()
+    WRITE_KEYS.forget()  # what it cached came from the store just forgotten
     local_queue.cache_clear()
     message_queue.cache_clear()
     get_settings.cache_clear()

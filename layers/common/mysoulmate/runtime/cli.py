@@ -1,4 +1,4 @@
-"""`mysoulmate serve | token | migrate | seed | openapi | dlq | i18n`: the laptop and
+"""`mysoulmate serve | token | migrate | seed | openapi | dlq | i18n | writekey`: the laptop and
 container entry points and the operator's tools."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import re
 import sys
 
 from mysoulmate.core.settings import SettingsError, get_settings
+from mysoulmate.runtime.writekey_cli import add_writekey_parser
 
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -233,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("locales", nargs="*", help="default: SUPPORTED_LOCALES")
     check.add_argument("--verbose", action="store_true", help="list every warning")
     check.set_defaults(run=_i18n_check)
+
+    add_writekey_parser(commands)
     return parser
 
 

@@ -9,14 +9,22 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from mysoulmate.api import analytics, docs, health, i18n, metrics
+from mysoulmate.api import analytics, docs, health, i18n, metrics, segment, sources
 from mysoulmate.api.app_factory import create_app
 from mysoulmate.core.settings import get_settings
 from mysoulmate.queue.local import LocalQueue
 from mysoulmate.runtime.backends import api_adapters, event_store, local_queue
 
 # metrics: /metrics and /api/v1/metrics, container and laptop only (CloudWatch on Lambda).
-ROUTERS = (health.router, analytics.router, i18n.router, metrics.router, docs.router)
+ROUTERS = (
+    health.router,
+    analytics.router,
+    segment.router,
+    sources.router,
+    i18n.router,
+    metrics.router,
+    docs.router,
+)
 
 
 @asynccontextmanager

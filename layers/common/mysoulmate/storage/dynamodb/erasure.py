@@ -104,7 +104,7 @@ def plan_erasure(user_id: str, items: Iterable[Mapping[str, Any]]) -> ErasurePla
             plan.profile = True
         elif sk.startswith("EVENT#"):
             plan.events += 1
-            if item.get("type", {}).get("S") == "track" and "event" in item:
+            if "event" in item:  # counted events (track, page, screen)
                 day_pk = rollup_pk(date.fromisoformat(item["ts"]["S"][:10]))
                 platform = item.get("platform", {}).get("S") or UNKNOWN_PLATFORM
                 for name in (item["event"]["S"], ANY_EVENT):

@@ -83,9 +83,9 @@ class DynamoReads:
             **_user_time_condition(pk, bounds),
         }
         if event is not None:
-            query["FilterExpression"] = "#type = :track AND #event = :event"
-            query["ExpressionAttributeNames"] |= {"#type": "type", "#event": "event"}
-            query["ExpressionAttributeValues"] |= {":track": {"S": "track"}, ":event": {"S": event}}
+            query["FilterExpression"] = "#event = :event"
+            query["ExpressionAttributeNames"] |= {"#event": "event"}
+            query["ExpressionAttributeValues"] |= {":event": {"S": event}}
         if cursor:
             position = decode_cursor(
                 cursor, _CURSOR_KEYS, pinned={"pk": pk, "gsi1pk": pk, "q": scope}
@@ -130,18 +130,17 @@ class DynamoReads:
             query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def _points(self, user_id: str, bounds: tuple[str | None, str | None]) -> list[EventPoint]:
-        """The user's track events within index bounds, oldest first (index order is
-        (time, messageId) because the time prefix is fixed-width)."""
+        """The user's counted events (track, page, screen) within index bounds, oldest
+        first (index order is (time, messageId) because the time prefix is fixed-width)."""
         query = _user_time_condition(user_id and user_pk(user_id), bounds)
-        query["ExpressionAttributeNames"] = {"#type": "type", "#event": "event"}
-        query["ExpressionAttributeValues"][":track"] = {"S": "track"}
+        query["ExpressionAttributeNames"] = {"#event": "event"}
         points = []
         for item in self._query_all(
             TableName=self._table,
             IndexName=BY_USER_TIME,
             ScanIndexForward=True,
             ProjectionExpression="gsi1sk, #event",
-            FilterExpression="#type = :track AND attribute_exists(#event)",
+            FilterExpression="attribute_exists(#event)",  # track, page and screen
             **query,
         ):
             # Split at the first '#' (time keys have none), not at a fixed width: an older

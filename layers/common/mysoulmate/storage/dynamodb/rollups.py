@@ -102,7 +102,7 @@ def membership_key(platform: str, event: str) -> str:
 
 
 def is_rollup_event(message: QueuedMessage) -> bool:
-    return message.type == "track" and message.event is not None
+    return message.event is not None
 
 
 @dataclass

@@ -132,7 +132,7 @@ class DynamoEventStore(DynamoReads):
             messageId=message.messageId,
             type=message.type,
             event=message.event,
-            properties=message.properties if message.type == "track" else message.traits,
+            properties=message.stored_properties(),
             timestamp=message.timestamp,
             receivedAt=message.receivedAt,
             anonymousId=message.anonymousId,

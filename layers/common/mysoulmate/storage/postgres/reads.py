@@ -78,7 +78,7 @@ class PostgresReads:
             conditions.append(sql.SQL("ts <= %s"))
             args.append(_utc(end))
         if event is not None:
-            conditions.append(sql.SQL("type = 'track' AND event = %s"))
+            conditions.append(sql.SQL("event = %s"))
             args.append(event)
         if not all(_storable_text(a) for a in args if isinstance(a, str)):
             return EventPage(events=[])
@@ -102,7 +102,7 @@ class PostgresReads:
         with self._conn() as conn:
             rows = conn.execute(
                 "SELECT ts, event, message_id FROM events WHERE user_id = %s "
-                "AND type = 'track' AND event IS NOT NULL ORDER BY ts, message_id",
+                "AND event IS NOT NULL ORDER BY ts, message_id",
                 (user_id,),
             ).fetchall()
         return [EventPoint(time_key(ts.astimezone(UTC)), event, mid) for ts, event, mid in rows]
@@ -173,11 +173,11 @@ class PostgresReads:
         if not _storable_text(first_event):
             return
         query = (
-            "WITH starters AS (SELECT DISTINCT user_id FROM events WHERE type = 'track' "
+            "WITH starters AS (SELECT DISTINCT user_id FROM events WHERE event IS NOT NULL "
             "AND event = %(first)s AND ts BETWEEN %(from)s AND %(to)s) "
             "SELECT e.user_id, e.ts, e.event, e.message_id FROM events e "
             "JOIN starters s ON s.user_id = e.user_id "
-            "WHERE e.type = 'track' AND e.event IS NOT NULL "
+            "WHERE e.event IS NOT NULL "
             "AND e.ts BETWEEN %(from)s AND %(until)s "
             "AND (%(all)s OR e.event = ANY(%(names)s::text[])) "
             "ORDER BY e.user_id, e.ts, e.message_id"

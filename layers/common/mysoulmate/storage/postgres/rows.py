@@ -50,7 +50,7 @@ def _event_row(m: QueuedMessage) -> tuple[Any, ...]:
     """A message as a stage row (column order of _EVENT_COLUMNS). Raises
     UnstorableMessageError for values PostgreSQL rejects, so one such message fails alone
     instead of failing its whole batch."""
-    properties = m.properties if m.type == "track" else m.traits
+    properties = m.stored_properties()
     try:
         props = _to_json(properties) if properties else "{}"
         ctx = _to_json(m.context) if m.context else "{}"

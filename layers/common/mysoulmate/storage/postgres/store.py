@@ -195,7 +195,7 @@ class PostgresEventStore(PostgresReads):
                 # locks; _apply_delta copes with anything that changes after it (see there).
                 found = conn.execute(
                     "SELECT s.user_id, o.ordinal, f.day FROM "
-                    "(SELECT DISTINCT user_id FROM events_stage WHERE type = 'track') s "
+                    "(SELECT DISTINCT user_id FROM events_stage WHERE event IS NOT NULL) s "
                     "LEFT JOIN user_ordinals o ON o.user_id = s.user_id "
                     "LEFT JOIN first_seen f ON f.user_id = s.user_id"
                 )
@@ -278,7 +278,7 @@ class PostgresEventStore(PostgresReads):
             keys = conn.execute(
                 "SELECT DISTINCT (ts AT TIME ZONE 'UTC')::date, "
                 "COALESCE(NULLIF(platform, ''), %s), event FROM events "
-                "WHERE user_id = %s AND type = 'track' AND event IS NOT NULL",
+                "WHERE user_id = %s AND event IS NOT NULL",
                 (UNKNOWN_PLATFORM, user_id),
             ).fetchall()
             found = conn.execute(

@@ -101,6 +101,6 @@ def event_row(m: QueuedMessage) -> tuple[Any, ...]:
         time_key(m.receivedAt),
         m.platform,
         m.anonymousId,
-        json.dumps(m.properties if m.type == "track" else m.traits),
+        json.dumps(m.stored_properties()),
         json.dumps(m.context),
     )

@@ -165,7 +165,7 @@ class SqliteEventStore:
         """A database from before the read side: derive its rollups once from its events."""
         rows = self._conn.execute(
             "SELECT user_id, message_id, event, ts, platform, properties FROM events "
-            "WHERE type = 'track'"
+            "WHERE event IS NOT NULL"
         )
         while chunk := rows.fetchmany(5000):
             self._apply(
@@ -233,7 +233,7 @@ class SqliteEventStore:
             query += " AND ts <= ?"
             args.append(time_key(end))
         if event is not None:
-            query += " AND type = 'track' AND event = ?"
+            query += " AND event = ?"
             args.append(event)
         if cursor:
             position = decode_cursor(cursor, {"ts", "id"})
@@ -248,7 +248,7 @@ class SqliteEventStore:
 
     def user_event_points(self, user_id: str) -> list[EventPoint]:
         rows = self._read(
-            "SELECT ts, event, message_id FROM events WHERE user_id = ? AND type = 'track' "
+            "SELECT ts, event, message_id FROM events WHERE user_id = ? AND event IS NOT NULL "
             "ORDER BY ts, message_id",
             (user_id,),
         )
@@ -302,7 +302,7 @@ class SqliteEventStore:
         users = [
             row[0]
             for row in self._read(
-                "SELECT DISTINCT user_id FROM events WHERE event = ? AND type = 'track' "
+                "SELECT DISTINCT user_id FROM events WHERE event = ? AND event IS NOT NULL "
                 "AND ts BETWEEN ? AND ? ORDER BY user_id",
                 (first_event, time_key(starts_from), time_key(starts_to)),
             )
@@ -317,7 +317,7 @@ class SqliteEventStore:
             query = (
                 "SELECT user_id, ts, event, message_id FROM events "  # noqa: S608 - placeholders only
                 "INDEXED BY events_by_user_time "
-                f"WHERE user_id IN ({marks}) AND type = 'track' AND ts BETWEEN ? AND ?"
+                f"WHERE user_id IN ({marks}) AND event IS NOT NULL AND ts BETWEEN ? AND ?"
             )
             args: list[Any] = [*chunk, time_key(starts_from), time_key(until)]
             if names is not None:
@@ -351,7 +351,7 @@ class SqliteEventStore:
             if row is not None:
                 keys = conn.execute(
                     "SELECT DISTINCT substr(ts, 1, 10), coalesce(platform, ?), event "
-                    "FROM events WHERE user_id = ? AND type = 'track'",
+                    "FROM events WHERE user_id = ? AND event IS NOT NULL",
                     (UNKNOWN_PLATFORM, user_id),
                 ).fetchall()
                 sets = {(d, p, e) for d, p, e in keys} | {(d, p, ANY_EVENT) for d, p, _ in keys}

@@ -1,0 +1,103 @@
+"""How the API document describes the `/v1/*` bodies. The routes read the raw body (it may
+be gzip-compressed, and each message is validated alone), so the schemas are declared here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_STRING = {"type": "string"}
+_OBJECT = {"type": "object", "additionalProperties": True}
+_MESSAGE_FIELDS: dict[str, Any] = {
+    "type": {"type": "string", "enum": ["track", "identify", "page", "screen", "group", "alias"]},
+    "userId": {**_STRING, "description": "The user; `userId` or `anonymousId` is required."},
+    "anonymousId": {**_STRING, "description": "The device or browser before sign-in."},
+    "messageId": {**_STRING, "maxLength": 100, "description": "Deduplicates retries."},
+    "timestamp": {**_STRING, "format": "date-time"},
+    "sentAt": {**_STRING, "format": "date-time", "description": "Corrects clock skew."},
+    "event": {**_STRING, "description": "track: the event's name."},
+    "name": {**_STRING, "description": "page, screen: the view's name."},
+    "category": {**_STRING, "description": "page: the page's category."},
+    "groupId": {**_STRING, "description": "group: the account or team."},
+    "previousId": {**_STRING, "description": "alias: the id the user had before."},
+    "properties": _OBJECT,
+    "traits": _OBJECT,
+    "context": _OBJECT,
+    "integrations": {
+        **_OBJECT,
+        "description": '`{"All": false}`: stored, never forwarded to a provider.',
+    },
+    "writeKey": {**_STRING, "description": "The write key, if not sent as Basic auth."},
+}
+_EXAMPLES: dict[str, dict[str, Any]] = {
+    "track": {"userId": "u-1", "event": "companion_created", "properties": {"plan": "pro"}},
+    "identify": {"userId": "u-1", "anonymousId": "a-7", "traits": {"plan": "pro"}},
+    "page": {"anonymousId": "a-7", "name": "Pricing", "properties": {"path": "/pricing"}},
+    "screen": {"userId": "u-1", "name": "Chat"},
+    "group": {"userId": "u-1", "groupId": "team-9", "traits": {"seats": 5}},
+    "alias": {"userId": "u-1", "previousId": "a-7"},
+}
+
+
+def request_body(message_type: str | None) -> dict[str, Any]:
+    """The `requestBody` of one `/v1/*` route (`None`: `/v1/batch`)."""
+    message = {"type": "object", "properties": _MESSAGE_FIELDS}
+    if message_type is None:
+        schema: dict[str, Any] = {
+            "type": "object",
+            "required": ["batch"],
+            "properties": {
+                "batch": {"type": "array", "maxItems": 2500, "items": message},
+                "sentAt": _MESSAGE_FIELDS["sentAt"],
+                "context": _OBJECT,
+                "integrations": _MESSAGE_FIELDS["integrations"],
+                "writeKey": _MESSAGE_FIELDS["writeKey"],
+            },
+        }
+        example: dict[str, Any] = {
+            "batch": [{"type": kind, **body} for kind, body in _EXAMPLES.items()],
+            "sentAt": "2026-12-06T10:00:00Z",
+        }
+    else:
+        schema, example = message, _EXAMPLES[message_type]
+    return {
+        "requestBody": {
+            "required": True,
+            "description": "JSON, optionally `Content-Encoding: gzip`; 32 KB per message, "
+            "500 KB per request (also once decompressed).",
+            "content": {
+                "application/json": {
+                    "schema": schema,
+                    "examples": {"default": {"summary": "A typical body", "value": example}},
+                }
+            },
+        }
+    }
+
+
+# Success answers, for the responses' examples.
+ACCEPTED: dict[str, Any] = {"success": True, "rejected": []}
+PARTLY_ACCEPTED: dict[str, Any] = {
+    "success": True,
+    "rejected": [
+        {
+            "index": 1,
+            "code": "no_user_anon_id",
+            "message": "Every message needs a userId or an anonymousId.",
+        }
+    ],
+}
+_SOURCE: dict[str, Any] = {
+    "id": "5b0d8c1e-3f5a-4c43-9f43-2a8e6b1f0c11",
+    "name": "ios",
+    "kind": "client",
+    "keyHint": "wk_Q3vX",
+    "createdAt": "2026-12-06T10:00:00Z",
+    "revokedAt": None,
+}
+SOURCE = _SOURCE
+CREATED_SOURCE: dict[str, Any] = {**_SOURCE, "writeKey": "wk_Q3vX8c2mJ0pLr4tYb7nK1dF5sH9wZ6eA"}
+SOURCE_LIST: dict[str, Any] = {"sources": [_SOURCE]}
+NEW_SOURCE_EXAMPLES: dict[str, Any] = {
+    "client": {"summary": "A mobile app", "value": {"name": "ios", "kind": "client"}},
+    "server": {"summary": "A backend", "value": {"name": "billing", "kind": "server"}},
+}
