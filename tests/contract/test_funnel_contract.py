@@ -3,14 +3,19 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from mysoulmate.analytics.date_range import DateRange
 from mysoulmate.analytics.funnel import Order
-from mysoulmate.analytics.ports import EventStore
+from mysoulmate.analytics.ingest import IngestBatch
+from mysoulmate.analytics.models import QueuedMessage
+from mysoulmate.analytics.ports import EventPoint, EventStore
 from mysoulmate.analytics.reporting import funnel_report
 
 from tests.support.funnel_reference import reference_steps
 from tests.support.funnel_streams import random_streams, stream_messages
+from tests.support.messages import identify, jan
 
 STEP_LISTS = (("open", "view", "cart", "pay"), ("view", "cart", "view"))
 ORDERS: tuple[Order, ...] = ("ordered", "strict", "any")
@@ -33,3 +38,67 @@ def test_funnel_matches_the_reference_on_every_backend(store: EventStore, seed: 
             assert report.usersEntered == entered, context
             assert report.funnel == expected, context
     assert entered >= 100  # the streams really exercise the funnel
+
+
+def _split_anonymously(
+    data_streams: dict[str, list[EventPoint]], seed: int
+) -> tuple[list[list[QueuedMessage]], dict[str, list[EventPoint]]]:
+    """The streams as they arrive from real apps: part of many users' history is sent by an
+    anonymous visitor, linked to the user by an identify that arrives before the rest of
+    their events, or only after all of them (a late merge); some visitors never sign in.
+    Returns the delivery rounds and the streams the funnel must see (per person)."""
+    rng = random.Random(seed)
+    early: list[QueuedMessage] = []
+    late: list[QueuedMessage] = []
+    links: list[QueuedMessage] = []
+    expected: dict[str, list[EventPoint]] = {}
+    for user, points in data_streams.items():
+        messages = stream_messages({user: points})
+        roll = rng.random()
+        visitor = f"v-{user}"
+        if roll < 0.5:
+            early.extend(messages)
+            expected[user] = points
+            continue
+        as_visitor = [
+            m.model_copy(update={"userId": f"anon:{visitor}", "anonymousId": visitor})
+            for m in messages
+        ]
+        if roll < 0.6:  # never signs in: a person of their own
+            early.extend(as_visitor)
+            expected[f"anon:{visitor}"] = points
+            continue
+        cut = rng.randint(0, len(messages))
+        early.extend(as_visitor[:cut])
+        link = identify(user, jan(9)).model_copy(update={"anonymousId": visitor})
+        if roll < 0.8:  # signs in, then goes on as the user
+            links.append(link)
+            late.extend(messages[cut:])
+        else:  # the identify arrives after everything else: a late merge
+            early.extend(messages[cut:])
+            late.append(link)
+        expected[user] = points
+    return [early, links, late], expected
+
+
+@pytest.mark.parametrize("seed", [23])
+def test_funnels_count_a_merged_visitor_as_one_person(store: EventStore, seed: int) -> None:
+    data = random_streams(seed, users=300)
+    rounds, expected_streams = _split_anonymously(data.streams, seed)
+    for messages in rounds:
+        for start in range(0, len(messages), 1000):
+            batch = IngestBatch(store)
+            for index, message in enumerate(messages[start : start + 1000]):
+                batch.add(f"r{index}", message.model_dump_json())
+            assert not batch.flush().failed_records
+    span = DateRange(data.from_, data.to)
+    for steps in STEP_LISTS:
+        for order in ORDERS:
+            report = funnel_report(store, list(steps), span, data.window, order)
+            entered, expected = reference_steps(
+                expected_streams, steps, data.starts_from, data.starts_to, data.window, order
+            )
+            context = f"steps={steps} order={order}"
+            assert report.usersEntered == entered, context
+            assert report.funnel == expected, context
+    assert entered >= 50

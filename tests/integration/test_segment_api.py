@@ -55,21 +55,24 @@ def test_every_message_type_is_queued_and_stored(client: TestClient, client_key:
     response = client.post("/v1/batch", json=body, headers=_basic(client_key))
     assert response.status_code == 200, response.text
     assert response.json() == {"success": True, "rejected": []}
+    # The identify ties a-1 to u-1: the anonymous page view is now u-1's.
     user = _stored("u-1")
     assert sorted(e["type"] for e in user) == [
         "alias",
         "group",
         "identify",
+        "page",
         "screen",
         "track",
     ]
+    assert _stored("anon:a-1") == []
     screen = next(e for e in user if e["type"] == "screen")
     assert screen["event"] == "$screen:Chat"
-    (page,) = _stored("anon:a-1")
-    assert (page["type"], page["event"], page["properties"]) == (
-        "page",
+    page = next(e for e in user if e["type"] == "page")
+    assert (page["event"], page["properties"], page["anonymousId"]) == (
         "$page:Pricing",
         {"path": "/p"},
+        "a-1",
     )
     profile = event_store().get_profile("u-1")
     assert profile is not None

@@ -9,10 +9,11 @@ an erasure that removes a user everywhere but from the anonymous counts and reve
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import date, datetime
 
 from mysoulmate.analytics.models import (
+    ANONYMOUS_PREFIX,
     AuditEntry,
     AuditPage,
     EventPage,
@@ -25,6 +26,7 @@ from mysoulmate.analytics.ports import (
     CountRow,
     ErasureResult,
     EventPoint,
+    LinkResult,
     MessageKey,
     ProfileUpdate,
     RevenueRow,
@@ -34,6 +36,7 @@ from mysoulmate.analytics.ports import (
     UsersRow,
     time_key,
 )
+from mysoulmate.analytics.profiles import merge_profiles
 from mysoulmate.analytics.rollups import DayKey, RevenueKey, rollup_delta
 from mysoulmate.storage.paging import decode_cursor, next_page_cursor
 
@@ -44,7 +47,7 @@ def stored_event(message: QueuedMessage) -> StoredEvent:
         messageId=message.messageId,
         type=message.type,
         event=message.event,
-        properties=dict(message.properties if message.type == "track" else message.traits),
+        properties=dict(message.stored_properties()),
         timestamp=message.timestamp,
         receivedAt=message.receivedAt,
         anonymousId=message.anonymousId,
@@ -79,6 +82,7 @@ class MemoryEventStore:
         self._first_seen: dict[str, date] = {}
         self._audit: list[AuditEntry] = []
         self._erasures: dict[str, datetime] = {}
+        self._links: dict[str, str] = {}
 
     # -- writes -------------------------------------------------------------------------
 
@@ -147,7 +151,7 @@ class MemoryEventStore:
             for m in self._of_user(user_id)
             if (start is None or time_key(m.timestamp) >= time_key(start))
             and (end is None or time_key(m.timestamp) <= time_key(end))
-            and (event is None or (m.type == "track" and m.event == event))
+            and (event is None or m.event == event)
         ]
         if cursor:
             position = decode_cursor(cursor, {"ts", "id"})
@@ -161,7 +165,7 @@ class MemoryEventStore:
 
     def user_event_points(self, user_id: str) -> list[EventPoint]:
         return sorted(
-            (_point(m) for m in self._of_user(user_id) if m.type == "track"), key=_oldest_first
+            (_point(m) for m in self._of_user(user_id) if m.event is not None), key=_oldest_first
         )
 
     # -- rollups ------------------------------------------------------------------------
@@ -213,7 +217,7 @@ class MemoryEventStore:
     ) -> Iterator[tuple[str, list[EventPoint]]]:
         self.ping()
         lowest, start_high, high = time_key(starts_from), time_key(starts_to), time_key(until)
-        tracks = [m for m in self._events.values() if m.type == "track"]
+        tracks = [m for m in self._events.values() if m.event is not None]
         users = sorted(
             {
                 m.userId
@@ -246,8 +250,41 @@ class MemoryEventStore:
         for members in self._users.values():
             members.discard(user_id)
         self._first_seen.pop(user_id, None)
+        self._links = {a: u for a, u in self._links.items() if u != user_id}
         profile = self._profiles.pop(user_id, None)
         return ErasureResult(events=len(mine), profile=profile is not None)
+
+    def linked_users(self, anonymous_ids: Collection[str]) -> dict[str, str]:
+        return {a: self._links[a] for a in anonymous_ids if a in self._links}
+
+    def link_anonymous(self, anonymous_id: str, user_id: str, received_at: datetime) -> LinkResult:
+        if anonymous_id not in self._links:
+            if self._erased_since(user_id, received_at):
+                return LinkResult(None)
+            self._links[anonymous_id] = user_id
+        user_id = self._links[anonymous_id]
+        visitor = ANONYMOUS_PREFIX + anonymous_id
+        moved = 0
+        for key in [m.key for m in self._of_user(visitor)]:
+            message = self._events.pop(key)
+            if (user_id, message.messageId) not in self._events:
+                self._events[(user_id, message.messageId)] = message.model_copy(
+                    update={"userId": user_id}
+                )
+                moved += 1
+        for members in self._users.values():
+            if visitor in members:
+                members.discard(visitor)
+                members.add(user_id)
+        if visitor in self._first_seen:
+            day = self._first_seen.pop(visitor)
+            self._first_seen[user_id] = min(day, self._first_seen.get(user_id, day))
+        merged = merge_profiles(
+            user_id, self._profiles.get(user_id), self._profiles.pop(visitor, None)
+        )
+        if merged is not None:
+            self._profiles[user_id] = merged
+        return LinkResult(user_id, moved)
 
     def append_audit(self, entry: AuditEntry) -> None:
         self.ping()

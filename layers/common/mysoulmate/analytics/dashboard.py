@@ -14,6 +14,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from datetime import date
 from decimal import Decimal
+from typing import Any, Literal
 
 from mysoulmate.analytics.date_range import DateRange
 from mysoulmate.analytics.funnel import FunnelTally, funnel_steps
@@ -28,8 +29,11 @@ from mysoulmate.analytics.report_models import (
     PlatformStats,
     Revenue,
     TopEvent,
+    ViewCount,
 )
 from mysoulmate.analytics.rollups import MICROS
+
+VIEW_KINDS: dict[str, Literal["page", "screen"]] = {"$page": "page", "$screen": "screen"}
 
 
 def union(store: EventStore, sets: Iterable[UserSet]) -> UserSet:
@@ -128,7 +132,33 @@ def build_dashboard(
             ],
         ),
         funnel=set_funnel(store, funnel_steps, users_by_name),
+        **view_figures(store, events_by_name, users_by_name, top),
     )
+
+
+def view_figures(
+    store: EventStore,
+    events_by_name: Counter[str],
+    users_by_name: dict[str, list[UserSet]],
+    top: int,
+) -> dict[str, Any]:
+    """Page and screen views, counted by name (their events are `$page:<name>` and
+    `$screen:<name>`, so the same rollups count them)."""
+    views: list[ViewCount] = []
+    totals: Counter[str] = Counter()
+    for event, count in events_by_name.items():
+        kind, _, name = event.partition(":")
+        if kind not in VIEW_KINDS:
+            continue
+        totals[kind] += count
+        users = len(union(store, users_by_name.get(event, ())))
+        views.append(ViewCount(kind=VIEW_KINDS[kind], name=name or None, views=count, users=users))
+    views.sort(key=lambda v: (-v.views, v.kind, v.name or ""))
+    return {
+        "pageViews": totals["$page"],
+        "screenViews": totals["$screen"],
+        "topViews": views[:top],
+    }
 
 
 def set_funnel(

@@ -15,7 +15,7 @@ from functools import partial
 
 from pydantic import ValidationError
 
-from mysoulmate.analytics.models import Profile, QueuedBatch, QueuedMessage
+from mysoulmate.analytics.models import ANONYMOUS_PREFIX, Profile, QueuedBatch, QueuedMessage
 from mysoulmate.analytics.ports import EventStore, MessageKey
 from mysoulmate.analytics.profiles import PROFILE_TYPES, merge_message
 from mysoulmate.analytics.rollups import MICROS, revenue_of
@@ -95,7 +95,7 @@ class IngestBatch:
         outcome = FlushOutcome()
         if not self._messages:
             return outcome
-        messages = list(self._messages.values())
+        messages = self._resolved_visitors()
         result = self._store.insert_events(messages)
         outcome.stored = result.written
         outcome.duplicates = result.duplicates
@@ -119,12 +119,76 @@ class IngestBatch:
             except Exception as exc:  # noqa: BLE001 - reported per record, retried by the queue
                 for message in user_messages:
                     failed[message.key] = f"profile update failed: {exc}"
+        self._link_identities(messages, failed, result.erased)
         for key, reason in failed.items():
             for record_id in self._records[key]:
                 outcome.failed_records[record_id] = reason
         self._messages.clear()
         self._records.clear()
         return outcome
+
+    def _resolved_visitors(self) -> list[QueuedMessage]:
+        """The batch, with each anonymous visitor already linked to a user stored as that
+        user (their records follow); a messageId the user already has is one message."""
+        messages = list(self._messages.values())
+        visitors = {m.anonymousId for m in messages if _is_visitor(m) and m.anonymousId}
+        links = self._store.linked_users(visitors) if visitors else {}
+        if not links:
+            return messages
+        resolved: dict[MessageKey, QueuedMessage] = {}
+        records: dict[MessageKey, list[str]] = defaultdict(list)
+        for message in messages:
+            user = links.get(message.anonymousId or "") if _is_visitor(message) else None
+            moved = message.model_copy(update={"userId": user}) if user else message
+            resolved.setdefault(moved.key, moved)
+            records[moved.key].extend(self._records[message.key])
+        self._records = records
+        return list(resolved.values())
+
+    def _link_identities(
+        self,
+        messages: list[QueuedMessage],
+        failed: dict[MessageKey, str],
+        erased: set[MessageKey],
+    ) -> None:
+        """Link anonymous ids to users (identify with both ids, alias), moving the
+        visitors' history; then re-check the visitors this batch stored, in case a link was
+        made concurrently (the link's move or this re-check sees each stored event)."""
+        wanted: dict[tuple[str, str], list[QueuedMessage]] = defaultdict(list)
+        stored = [m for m in messages if m.key not in failed and m.key not in erased]
+        for message in stored:
+            link = _link_of(message)
+            if link is not None:
+                wanted[link].append(message)
+        visitors = {m.anonymousId: m for m in stored if _is_visitor(m) and m.anonymousId}
+        if visitors:
+            for anonymous_id, user_id in self._store.linked_users(visitors).items():
+                wanted[(anonymous_id, user_id)].append(visitors[anonymous_id])
+        for (anonymous_id, user_id), linking in wanted.items():
+            received_at = min(m.receivedAt for m in linking)
+            try:
+                self._store.link_anonymous(anonymous_id, user_id, received_at)
+            except Exception as exc:  # noqa: BLE001 - reported per record, retried by the queue
+                for message in linking:
+                    failed[message.key] = f"identity link failed: {exc}"
+
+
+def _is_visitor(message: QueuedMessage) -> bool:
+    """Stored under its anonymous id (`models.person_key`): no userId was sent."""
+    return message.anonymousId is not None and message.userId == ANONYMOUS_PREFIX + (
+        message.anonymousId
+    )
+
+
+def _link_of(message: QueuedMessage) -> tuple[str, str] | None:
+    """(anonymousId, userId) when the message ties an anonymous id to a user."""
+    if message.userId.startswith(ANONYMOUS_PREFIX):
+        return None
+    if message.type == "identify" and message.anonymousId:
+        return (message.anonymousId, message.userId)
+    if message.type == "alias" and message.previousId:
+        return (message.previousId, message.userId)
+    return None
 
 
 def _count_revenue(new_messages: Iterable[QueuedMessage]) -> None:

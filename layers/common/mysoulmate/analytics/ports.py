@@ -7,7 +7,7 @@ imports an adapter.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, NamedTuple, Protocol, Self
@@ -62,6 +62,16 @@ class EventPoint(NamedTuple):
     ts: str  # time_key(timestamp): fixed-width UTC text, string order = time order
     event: str
     message_id: str
+
+
+@dataclass(frozen=True)
+class LinkResult:
+    """Outcome of `EventStore.link_anonymous`: the user the anonymous id belongs to now
+    (None when the link was refused because that user was erased), and how many events
+    this call moved from the anonymous visitor to them."""
+
+    user_id: str | None
+    moved_events: int = 0
 
 
 @dataclass(frozen=True)
@@ -161,11 +171,35 @@ class EventStore(Protocol):
         in ``events`` unless it is None. Each user appears once; user order is unspecified."""
         ...
 
+    # -- identity -----------------------------------------------------------------------
+
+    def linked_users(self, anonymous_ids: Collection[str]) -> dict[str, str]:
+        """anonymousId → the user it is linked to, for the linked ones."""
+        ...
+
+    def link_anonymous(self, anonymous_id: str, user_id: str, received_at: datetime) -> LinkResult:
+        """Link the anonymous visitor ``anon:<anonymous_id>`` to ``user_id`` (the first
+        link of an anonymous id wins: a later one names the earlier user) and move what is
+        stored under the visitor to that user, atomically with the link:
+
+        - its events (a messageId the user already has is dropped, not doubled);
+        - user sets and first-seen records: the user is counted wherever the visitor was,
+          the visitor nowhere, so the two count as one person; event counts and revenue
+          do not change;
+        - its profile: traits merged into the user's by time (`profiles.merge_profiles`).
+
+        Idempotent: a repeated call moves only what was stored under the visitor since.
+        When the user has an erasure recorded at or after ``received_at``, nothing is
+        linked or moved (``LinkResult(None)``): an erased user's history never returns."""
+        ...
+
     # -- GDPR ---------------------------------------------------------------------------
 
     def delete_user(self, user_id: str, erased_at: datetime) -> ErasureResult:
         """Erase the user's events and profile and remove them from every user set and
-        first-seen record; anonymous counts and revenue stay. Idempotent.
+        first-seen record, and forget the anonymous ids linked to them (their history was
+        merged into the user's, so it goes too); anonymous counts and revenue stay.
+        Idempotent.
 
         Records a tombstone (the latest ``erased_at`` wins): messages received up to that
         time are never stored afterwards, by `insert_events` or `update_profile`."""

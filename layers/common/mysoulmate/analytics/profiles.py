@@ -67,3 +67,32 @@ def merge_identify(profile: Profile | None, message: QueuedMessage) -> Profile:
     if merged.updatedAt is None or at > merged.updatedAt:
         merged.updatedAt = at
     return merged
+
+
+def merge_profiles(user_id: str, target: Profile | None, visitor: Profile | None) -> Profile | None:
+    """The user's profile after an anonymous visitor's is merged into it: every trait (and
+    group trait) by time, anonymous ids joined. None when neither exists."""
+    if visitor is None:
+        return target
+    merged = target.model_copy(deep=True) if target is not None else Profile(userId=user_id)
+    for name, value in visitor.traits.items():
+        at = visitor.traitTimes.get(name)
+        if at is None:
+            merged.traits.setdefault(name, value)
+        else:
+            _merge_timed(merged.traits, merged.traitTimes, {name: value}, at)
+    for group_id, traits in visitor.groups.items():
+        times = visitor.groupTraitTimes.get(group_id, {})
+        for name, value in traits.items():
+            held = merged.groups.setdefault(group_id, {})
+            held_times = merged.groupTraitTimes.setdefault(group_id, {})
+            if name in times:
+                _merge_timed(held, held_times, {name: value}, times[name])
+            else:
+                held.setdefault(name, value)
+    for anonymous_id in visitor.anonymousIds:
+        if anonymous_id not in merged.anonymousIds:
+            merged.anonymousIds = [*merged.anonymousIds, anonymous_id][-MAX_ANONYMOUS_IDS:]
+    if visitor.updatedAt and (merged.updatedAt is None or visitor.updatedAt > merged.updatedAt):
+        merged.updatedAt = visitor.updatedAt
+    return merged

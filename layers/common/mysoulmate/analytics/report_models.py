@@ -31,6 +31,13 @@ class TopEvent(BaseModel):
     users: int
 
 
+class ViewCount(BaseModel):
+    kind: Literal["page", "screen"]
+    name: str | None = Field(description="The page's or screen's name; null when unnamed.")
+    views: int
+    users: int
+
+
 class PlatformStats(BaseModel):
     platform: str
     events: int
@@ -74,6 +81,13 @@ class DashboardReport(_Report):
     platformBreakdown: list[PlatformStats]
     revenue: Revenue
     funnel: DashboardFunnel
+    pageViews: int = Field(default=0, description="Page views (web) in the range.")
+    screenViews: int = Field(default=0, description="Screen views (apps) in the range.")
+    topViews: list[ViewCount] = Field(
+        default_factory=list,
+        description="Pages and screens by views; their events are `$page:<name>` and "
+        "`$screen:<name>` in `topEvents` and funnels.",
+    )
 
 
 class Cohort(BaseModel):
@@ -95,10 +109,22 @@ class CohortReport(_Report):
 
 class UserProfileView(BaseModel):
     traits: dict[str, Any]
-    anonymousIds: list[str]
+    anonymousIds: list[str] = Field(
+        description="Anonymous ids linked to the user; their history is the user's."
+    )
+    groups: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Groups (group calls) by groupId, with their traits."
+    )
     updatedAt: datetime | None
     firstSeen: datetime | None
     lastSeen: datetime | None
+
+
+class SessionSummary(BaseModel):
+    start: datetime
+    end: datetime
+    events: int
+    durationSeconds: float
 
 
 class UserAnalytics(BaseModel):
@@ -106,7 +132,12 @@ class UserAnalytics(BaseModel):
     profile: UserProfileView
     eventCounts: dict[str, int] = Field(description="Track events by name (within from/to).")
     sessions: int = Field(
-        description="Runs of track events with no gap over 30 minutes (within from/to)."
+        description="Runs of events (track, page, screen) with no gap over 30 minutes "
+        "(within from/to)."
+    )
+    sessionList: list[SessionSummary] = Field(
+        default_factory=list,
+        description="Those sessions, newest first (at most 100): start, end and events.",
     )
     events: list[StoredEvent]
     nextCursor: str | None = None

@@ -65,6 +65,13 @@ CREATE TABLE IF NOT EXISTS audit_log (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS audit_by_time ON audit_log (at DESC, id DESC);
 CREATE INDEX IF NOT EXISTS audit_by_subject ON audit_log (subject, at DESC, id DESC);
+-- An anonymous id linked to a user (the first link wins): its history is the user's.
+CREATE TABLE IF NOT EXISTS identity_links (
+    anonymous_id TEXT PRIMARY KEY,
+    user_id      TEXT NOT NULL,
+    linked_at    TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS identity_links_by_user ON identity_links (user_id);
 -- One row per erased user: messages received up to erased_at are never stored again.
 CREATE TABLE IF NOT EXISTS erasures (
     user_id   TEXT PRIMARY KEY,

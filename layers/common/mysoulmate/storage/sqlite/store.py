@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -25,10 +25,10 @@ from mysoulmate.analytics.models import (
     StoredEvent,
 )
 from mysoulmate.analytics.ports import (
-    ANY_EVENT,
     CountRow,
     ErasureResult,
     EventPoint,
+    LinkResult,
     ProfileUpdate,
     RevenueRow,
     StorageUnavailableError,
@@ -37,9 +37,10 @@ from mysoulmate.analytics.ports import (
     UsersRow,
     time_key,
 )
-from mysoulmate.analytics.rollups import UNKNOWN_PLATFORM, RollupDelta, rollup_delta
+from mysoulmate.analytics.rollups import RollupDelta, rollup_delta
 from mysoulmate.storage.bitmap import Bitmap
 from mysoulmate.storage.paging import decode_cursor, next_page_cursor
+from mysoulmate.storage.sqlite import identity
 from mysoulmate.storage.sqlite.connection import open_sqlite, write_transaction
 from mysoulmate.storage.sqlite.schema import (
     EVENT_COLUMNS,
@@ -349,29 +350,23 @@ class SqliteEventStore:
                 "SELECT ordinal FROM user_ordinals WHERE user_id = ?", (user_id,)
             ).fetchone()
             if row is not None:
-                keys = conn.execute(
-                    "SELECT DISTINCT substr(ts, 1, 10), coalesce(platform, ?), event "
-                    "FROM events WHERE user_id = ? AND event IS NOT NULL",
-                    (UNKNOWN_PLATFORM, user_id),
-                ).fetchall()
-                sets = {(d, p, e) for d, p, e in keys} | {(d, p, ANY_EVENT) for d, p, _ in keys}
-                for key in sorted(sets):
-                    found = conn.execute(
-                        "SELECT bits FROM daily_users WHERE day = ? AND platform = ? AND event = ?",
-                        key,
-                    ).fetchone()
-                    if found:
-                        bits = Bitmap.from_bytes(found[0]).without(row[0])
-                        conn.execute(
-                            "UPDATE daily_users SET bits = ? WHERE day = ? AND platform = ? "
-                            "AND event = ?",
-                            (bits.to_bytes(), *key),
-                        )
+                identity.replace_in_sets(conn, identity.set_keys(conn, user_id), row[0], None)
+            conn.execute("DELETE FROM identity_links WHERE user_id = ?", (user_id,))
             events = conn.execute("DELETE FROM events WHERE user_id = ?", (user_id,)).rowcount
             profile = conn.execute("DELETE FROM profiles WHERE user_id = ?", (user_id,)).rowcount
             conn.execute("DELETE FROM first_seen WHERE user_id = ?", (user_id,))
             conn.execute("DELETE FROM user_ordinals WHERE user_id = ?", (user_id,))
         return ErasureResult(events=events, profile=profile > 0)
+
+    # -- identity -----------------------------------------------------------------------
+
+    def linked_users(self, anonymous_ids: Collection[str]) -> dict[str, str]:
+        with self._lock:
+            return identity.linked_users(self._conn, anonymous_ids)
+
+    def link_anonymous(self, anonymous_id: str, user_id: str, received_at: datetime) -> LinkResult:
+        with write_transaction(self._conn, self._lock):
+            return identity.link(self._conn, anonymous_id, user_id, received_at)
 
     def append_audit(self, entry: AuditEntry) -> None:
         with write_transaction(self._conn, self._lock):

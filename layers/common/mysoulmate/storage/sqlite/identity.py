@@ -1,0 +1,140 @@
+"""Identity links on the embedded store: an anonymous visitor merged into a user.
+
+Every function runs inside the caller's write transaction, so a link and the move of the
+visitor's history commit together (SQLite has one writer: no insert can slip in between).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Collection, Iterable
+from datetime import datetime
+
+from mysoulmate.analytics.models import ANONYMOUS_PREFIX, Profile
+from mysoulmate.analytics.ports import ANY_EVENT, LinkResult, time_key
+from mysoulmate.analytics.profiles import merge_profiles
+from mysoulmate.analytics.rollups import UNKNOWN_PLATFORM
+from mysoulmate.storage.bitmap import Bitmap
+
+SetKey = tuple[str, str, str]  # (day, platform, event)
+_CHUNK = 400
+
+
+def linked_users(conn: sqlite3.Connection, anonymous_ids: Collection[str]) -> dict[str, str]:
+    ids = sorted(anonymous_ids)
+    found: dict[str, str] = {}
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        found.update(
+            conn.execute(
+                f"SELECT anonymous_id, user_id FROM identity_links WHERE anonymous_id IN ({marks})",  # noqa: S608 - placeholders only
+                chunk,
+            ).fetchall()
+        )
+    return found
+
+
+def link(
+    conn: sqlite3.Connection, anonymous_id: str, user_id: str, received_at: datetime
+) -> LinkResult:
+    """Link (the first link wins) and move the visitor's history; see the port."""
+    row = conn.execute(
+        "SELECT user_id FROM identity_links WHERE anonymous_id = ?", (anonymous_id,)
+    ).fetchone()
+    if row is not None:
+        user_id = row[0]
+    else:
+        erased = conn.execute(
+            "SELECT erased_at FROM erasures WHERE user_id = ?", (user_id,)
+        ).fetchone()
+        if erased is not None and time_key(received_at) <= erased[0]:
+            return LinkResult(None)
+        conn.execute(
+            "INSERT INTO identity_links VALUES (?, ?, ?)",
+            (anonymous_id, user_id, time_key(received_at)),
+        )
+    return LinkResult(user_id, move_person(conn, ANONYMOUS_PREFIX + anonymous_id, user_id))
+
+
+def set_keys(conn: sqlite3.Connection, user_id: str) -> set[SetKey]:
+    """Every user set the user belongs to, derived from their counted events."""
+    keys = conn.execute(
+        "SELECT DISTINCT substr(ts, 1, 10), coalesce(platform, ?), event "
+        "FROM events WHERE user_id = ? AND event IS NOT NULL",
+        (UNKNOWN_PLATFORM, user_id),
+    ).fetchall()
+    return {(d, p, e) for d, p, e in keys} | {(d, p, ANY_EVENT) for d, p, _ in keys}
+
+
+def replace_in_sets(
+    conn: sqlite3.Connection, keys: Iterable[SetKey], remove: int, add: int | None
+) -> None:
+    """Take ordinal ``remove`` out of each set (and put ``add`` in, when given)."""
+    for key in sorted(keys):
+        found = conn.execute(
+            "SELECT bits FROM daily_users WHERE day = ? AND platform = ? AND event = ?", key
+        ).fetchone()
+        if found is None and add is None:
+            continue
+        bits = Bitmap.from_bytes(found[0] if found else None).without(remove)
+        if add is not None:
+            bits = bits | Bitmap.of([add])
+        conn.execute(
+            "INSERT INTO daily_users VALUES (?,?,?,?) ON CONFLICT DO UPDATE "
+            "SET bits = excluded.bits",
+            (*key, bits.to_bytes()),
+        )
+
+
+def _ordinal(conn: sqlite3.Connection, user_id: str, create: bool) -> int | None:
+    if create:
+        conn.execute("INSERT OR IGNORE INTO user_ordinals (user_id) VALUES (?)", (user_id,))
+    row = conn.execute("SELECT ordinal FROM user_ordinals WHERE user_id = ?", (user_id,)).fetchone()
+    return int(row[0]) if row else None
+
+
+def move_person(conn: sqlite3.Connection, visitor: str, user_id: str) -> int:
+    """Move the visitor's events, set memberships, first-seen day and profile to the user."""
+    visitor_ordinal = _ordinal(conn, visitor, create=False)
+    if visitor_ordinal is not None:
+        user_ordinal = _ordinal(conn, user_id, create=True)
+        replace_in_sets(conn, set_keys(conn, visitor), visitor_ordinal, user_ordinal)
+        conn.execute(
+            "INSERT INTO first_seen SELECT ?, day FROM first_seen WHERE user_id = ? "
+            "ON CONFLICT DO UPDATE SET day = min(day, excluded.day)",
+            (user_id, visitor),
+        )
+        conn.execute("DELETE FROM first_seen WHERE user_id = ?", (visitor,))
+        conn.execute("DELETE FROM user_ordinals WHERE user_id = ?", (visitor,))
+    # A messageId the user already has is the same message: keep one.
+    conn.execute(
+        "DELETE FROM events WHERE user_id = ? AND message_id IN "
+        "(SELECT message_id FROM events WHERE user_id = ?)",
+        (visitor, user_id),
+    )
+    moved = conn.execute(
+        "UPDATE events SET user_id = ? WHERE user_id = ?", (user_id, visitor)
+    ).rowcount
+    _move_profile(conn, visitor, user_id)
+    return moved
+
+
+def _move_profile(conn: sqlite3.Connection, visitor: str, user_id: str) -> None:
+    rows = dict(
+        conn.execute(
+            "SELECT user_id, doc FROM profiles WHERE user_id IN (?, ?)", (visitor, user_id)
+        ).fetchall()
+    )
+    if visitor not in rows:
+        return
+    current = Profile.model_validate_json(rows[user_id]) if user_id in rows else None
+    merged = merge_profiles(user_id, current, Profile.model_validate_json(rows[visitor]))
+    assert merged is not None  # the visitor's profile exists
+    merged.version = (current.version if current else 0) + 1
+    conn.execute(
+        "INSERT INTO profiles VALUES (?,?,?) ON CONFLICT(user_id) DO UPDATE "
+        "SET doc = excluded.doc, version = excluded.version",
+        (user_id, merged.model_dump_json(), merged.version),
+    )
+    conn.execute("DELETE FROM profiles WHERE user_id = ?", (visitor,))
