@@ -33,12 +33,13 @@ import warnings
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any, NoReturn
 
 import boto3
 import pytest
 from fastapi import APIRouter
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from mysoulmate.storage.dynamodb.store import table_schema
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,9 +61,10 @@ DATABASE_FUNCTIONS = {"AnalyticsFunction", "HealthFunction", "ConsumerFunction"}
 # Exists only with StorageBackend=aurora: the migration custom resource's function.
 AURORA_FUNCTIONS = {"MigrateFunction": "migrate"}
 
-# API function -> (the router module its app.py serves, the authorizer of its routes): None is
-# the HttpApi's default (the JWT authorizer), "NONE" a public route. The routes themselves
-# come from the routers (`api_routes`), so a route added to a router must be added to the
+# API function -> (the group's router module, the authorizer of its routes): None is the
+# HttpApi's default (the JWT authorizer), "NONE" a public route. The routes themselves come
+# from the routers the function's app.py imports (`served_routers`: the group's module, and any
+# other router of mysoulmate.api it adds), so a route added to a router must be added to the
 # template too, or test_http_api_routes_every_operation_of_each_function fails.
 API_GROUPS = {
     "AnalyticsFunction": ("mysoulmate.api.analytics", None),
@@ -70,6 +72,10 @@ API_GROUPS = {
     "I18nFunction": ("mysoulmate.api.i18n", "NONE"),
     "DocsFunction": ("mysoulmate.api.docs", "NONE"),
 }
+# Path prefixes of a JWT group that API Gateway lets through without a token, because the
+# function authenticates them itself: the Segment-compatible ingest routes of stock SDKs
+# (a write key, as the HTTP Basic user name or writeKey in the body).
+SELF_AUTHENTICATED_PATHS = {"AnalyticsFunction": ("/v1/",)}
 # Routers no function serves, and why. Every router of mysoulmate.api is in one of the two.
 UNROUTED_ROUTERS = {
     # /metrics and /api/v1/metrics: container and laptop only. On Lambda, metrics go to
@@ -301,18 +307,71 @@ def router_of(module: str) -> APIRouter:
     return router
 
 
-def api_routes(module: str) -> set[tuple[str, str]]:
+def operations(router: APIRouter) -> list[RouteContext]:
+    """Every route of a router, those of the routers it includes too: FastAPI keeps an included
+    router as one entry of `routes`, and `iter_route_contexts` expands it, prefixes applied
+    (each item has `.path`, `.methods`, `.endpoint` and `.original_route`)."""
+    return list(iter_route_contexts(router.routes))
+
+
+def api_routes(module: str | APIRouter) -> set[tuple[str, str]]:
     """(method, path) of every operation of a router, as its function's FastAPI app serves it.
     API Gateway's path parameters are FastAPI's `{name}`; a converter (`{name:path}`) would need
     a greedy `{name+}` route, so it fails here until the comparison learns to map it."""
+    router = router_of(module) if isinstance(module, str) else module
     routes = set()
-    for route in router_of(module).routes:
-        assert isinstance(route, APIRoute), f"{module}: {route!r} is not an APIRoute"
-        assert re.fullmatch(r"(/[A-Za-z0-9_.-]*|/\{[A-Za-z][A-Za-z0-9_]*\})+", route.path), (
-            f"{module}: {route.path} has no API Gateway equivalent"
+    for route in operations(router):
+        assert isinstance(route.original_route, APIRoute), f"{module}: {route!r} is no APIRoute"
+        path, methods = route.path, route.methods
+        assert path, f"{module}: {route!r}"
+        assert methods, f"{module}: {route!r}"
+        assert re.fullmatch(r"(/[A-Za-z0-9_.-]*|/\{[A-Za-z][A-Za-z0-9_]*\})+", path), (
+            f"{module}: {path} has no API Gateway equivalent"
         )
-        routes |= {(method, route.path) for method in route.methods}
+        routes |= {(method, path) for method in methods}
     return routes
+
+
+def served_routers(function: str) -> dict[str, APIRouter]:
+    """Module -> router, for every APIRouter of mysoulmate.api that the function's app.py
+    imports (`from mysoulmate.api.x import router`, under any alias): what its app serves."""
+    app = REPO / "functions" / FUNCTIONS[function] / "app.py"
+    found: dict[str, APIRouter] = {}
+    for node in ast.walk(ast.parse(app.read_text(encoding="utf-8"))):
+        if not isinstance(node, ast.ImportFrom) or not (node.module or "").startswith(
+            "mysoulmate.api"
+        ):
+            continue
+        module = importlib.import_module(node.module or "")
+        for alias in node.names:
+            value = getattr(module, alias.name, None)
+            if value is None and hasattr(module, "__path__"):  # a submodule not yet imported
+                value = importlib.import_module(f"{module.__name__}.{alias.name}")
+            if isinstance(value, ModuleType):  # from mysoulmate.api import segment
+                value, origin = getattr(value, "router", None), value.__name__
+            else:  # from mysoulmate.api.segment import router
+                origin = module.__name__
+            if isinstance(value, APIRouter):
+                found[origin] = value
+    return found
+
+
+def function_routes(function: str) -> set[tuple[str, str]]:
+    """(method, path) of every operation the function's app serves."""
+    return {route for router in served_routers(function).values() for route in api_routes(router)}
+
+
+def expected_authorizer(function: str, path: str) -> str | None:
+    """The Auth.Authorizer a route of this function must have (None: the JWT default)."""
+    if path.startswith(SELF_AUTHENTICATED_PATHS.get(function, ())):
+        return "NONE"
+    return API_GROUPS[function][1]
+
+
+def endpoints(router: APIRouter) -> set[Any]:
+    """The endpoint callables of a router's operations: a router included in another one
+    keeps them (under a longer path), so they tell which routers an app really serves."""
+    return {route.endpoint for route in operations(router)}
 
 
 def http_api_events(template: dict[str, Any], name: str) -> dict[tuple[str, str], Any]:
@@ -332,9 +391,9 @@ def http_api_events(template: dict[str, Any], name: str) -> dict[tuple[str, str]
 def expected_routes() -> dict[tuple[str, str], tuple[str, str | None]]:
     """(method, path) -> (function, authorizer) of every route the HTTP API must have."""
     return {
-        route: (function, authorizer)
-        for function, (module, authorizer) in API_GROUPS.items()
-        for route in api_routes(module)
+        route: (function, expected_authorizer(function, route[1]))
+        for function in API_GROUPS
+        for route in function_routes(function)
     }
 
 
@@ -749,42 +808,55 @@ def test_api_functions_use_snapstart_through_an_alias(template: dict[str, Any]) 
 def test_http_api_routes_every_operation_of_each_function(
     template: dict[str, Any], function: str
 ) -> None:
-    """The function's HttpApi events are exactly the operations of the router its app.py
+    """The function's HttpApi events are exactly the operations of the routers its app.py
     serves (a route missing here answers API Gateway's 404 on AWS only), each with its
-    group's authorizer: analytics inherits the JWT default, the public groups opt out."""
-    module, authorizer = API_GROUPS[function]
+    group's authorizer: analytics inherits the JWT default except on the /v1/* SDK routes,
+    which check a write key themselves; the public groups opt out."""
+    module, _ = API_GROUPS[function]
+    routers = served_routers(function)
+    # The group's own router is what the entry point serves (others may come with it).
+    assert module in routers, f"functions/{FUNCTIONS[function]}/app.py does not serve {module}"
+    served = ", ".join(sorted(routers))
     events = http_api_events(template, function)
-    routes = api_routes(module)
-    assert routes, module
-    assert set(events) - routes == set(), f"{function} routes what {module} does not serve"
-    assert routes - set(events) == set(), f"{function} lacks routes of {module}"
+    routes = function_routes(function)
+    assert routes, served
+    assert sorted(set(events) - routes) == [], f"{function} routes what {served} does not serve"
+    assert sorted(routes - set(events)) == [], f"{function} lacks routes of {served}"
     for route, found in events.items():
-        assert found == authorizer, (function, route, found)
-    # The mapping above is what the entry point really serves: app.py imports that router.
-    app = REPO / "functions" / FUNCTIONS[function] / "app.py"
-    imported = {
-        node.module
-        for node in ast.walk(ast.parse(app.read_text(encoding="utf-8")))
-        if isinstance(node, ast.ImportFrom) and any(a.name == "router" for a in node.names)
-    }
-    assert imported == {module}, f"{app.relative_to(REPO)} serves {imported}, not {module}"
+        assert found == expected_authorizer(function, route[1]), (function, route, found)
 
 
 def test_every_router_is_routed_or_excluded_on_purpose(template: dict[str, Any]) -> None:
-    """A new router of mysoulmate.api needs a function (API_GROUPS) or a stated reason not to
-    have one (UNROUTED_ROUTERS); nothing else in the template may be routed."""
+    """A new router of mysoulmate.api needs a function (an app.py that imports it, or a router
+    such an app serves that includes it) or a stated reason not to have one
+    (UNROUTED_ROUTERS); nothing else in the template may be routed."""
     package = REPO / "layers" / "common" / "mysoulmate" / "api"
-    routers = {
-        f"mysoulmate.api.{path.stem}"
-        for path in package.glob("*.py")
-        if isinstance(
-            getattr(importlib.import_module(f"mysoulmate.api.{path.stem}"), "router", None),
-            APIRouter,
-        )
+    routers: dict[str, APIRouter] = {}
+    for path in package.glob("*.py"):
+        module = f"mysoulmate.api.{path.stem}"
+        found = getattr(importlib.import_module(module), "router", None)
+        if isinstance(found, APIRouter):
+            routers[module] = found
+    assert set(UNROUTED_ROUTERS) <= set(routers)
+    # One function per router: two would claim the same routes.
+    owners: dict[str, str] = {}
+    for function in API_GROUPS:
+        for module in served_routers(function):
+            assert module not in owners, f"{module} is served by {owners[module]} and {function}"
+            owners[module] = function
+    served = {
+        endpoint
+        for function in API_GROUPS
+        for router in served_routers(function).values()
+        for endpoint in endpoints(router)
     }
-    served = {module for module, _ in API_GROUPS.values()}
-    assert not served & set(UNROUTED_ROUTERS)
-    assert routers == served | set(UNROUTED_ROUTERS)
+    for module, router in routers.items():
+        if module in UNROUTED_ROUTERS:
+            assert not endpoints(router) & served, f"{module} is served and excluded"
+        else:
+            assert endpoints(router) <= served, (
+                f"{module}: no function serves it (app.py) and UNROUTED_ROUTERS gives no reason"
+            )
     # The excluded routers' paths are nowhere in the HTTP API.
     routed = {
         route

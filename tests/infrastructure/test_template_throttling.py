@@ -10,7 +10,11 @@ def test_ingest_routes_have_their_own_throttling() -> None:
     template = load_template()
     api = template["Resources"]["HttpApi"]["Properties"]
     routes = api["RouteSettings"]
-    for key in ("POST /api/v1/analytics/track", "POST /api/v1/analytics/identify"):
+    for key in (
+        "POST /api/v1/analytics/track",
+        "POST /api/v1/analytics/identify",
+        "POST /api/v1/analytics/batch",
+    ):
         assert routes[key]["ThrottlingBurstLimit"] == {"Ref": "IngestThrottlingBurstLimit"}
         assert routes[key]["ThrottlingRateLimit"] == {"Ref": "IngestThrottlingRateLimit"}
     assert api["DefaultRouteSettings"]["ThrottlingRateLimit"] == {"Ref": "ApiThrottlingRateLimit"}

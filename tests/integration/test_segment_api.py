@@ -184,7 +184,9 @@ def test_gzip_bodies_are_accepted_and_their_expansion_capped(
         (b"[1, 2]", "invalid_batch"),
         (b'{"batch": 3}', "invalid_batch"),
         (b" " * 520_000 + b"{}", "payload_too_large"),
+        (b" " * 1_100_000 + b"{}", "payload_too_large"),  # past the server-wide 1 MiB
     ],
+    ids=["json", "array", "batch", "over-500kb", "over-1mib"],
 )
 def test_malformed_requests_are_400(
     client: TestClient, client_key: str, content: bytes, code: str
@@ -281,3 +283,20 @@ def test_signed_in_clients_batch_as_themselves(client: TestClient) -> None:
         (1, "user_id_mismatch")
     ]
     assert [e["event"] for e in _stored("alice")] == ["mine"]
+
+
+def test_analytics_js_short_paths_and_plain_text_bodies(
+    client: TestClient, client_key: str
+) -> None:
+    # analytics.js posts to /v1/t, /v1/p, … with text/plain (no CORS preflight), key in body.
+    message = {"writeKey": client_key, "anonymousId": "b-1", "name": "Home", "messageId": "p1"}
+    response = client.post(
+        "/v1/p", content=json.dumps(message), headers={"Content-Type": "text/plain"}
+    )
+    assert response.status_code == 200, response.text
+    track = {"writeKey": client_key, "anonymousId": "b-1", "event": "cta", "messageId": "t1"}
+    assert client.post("/v1/t", content=json.dumps(track)).status_code == 200
+    assert [(e["type"], e["event"]) for e in _stored("anon:b-1")] == [
+        ("track", "cta"),
+        ("page", "$page:Home"),
+    ]

@@ -42,6 +42,12 @@ class BodyTooLargeError(ApiError):
     code = "payload_too_large"
 
 
+def too_large_status(path: str) -> int:
+    """413, except on Segment's API, which answers an oversized request with 400 (the
+    stock SDKs treat 4xx other than 429 alike: drop the batch, do not retry)."""
+    return 400 if path.startswith("/v1/") else 413
+
+
 class RequestContextMiddleware:
     """Assigns the request id and stamps it, plus the secure headers, on every response."""
 
@@ -93,7 +99,10 @@ class RequestContextMiddleware:
                 "payload_too_large", request_id.decode(), None, locale, limit=MAX_BODY_BYTES
             )
             count("Errors", code="payload_too_large", exception=BodyTooLargeError.__name__)
-            await JSONResponse(too_large, status_code=413)(scope, receive, send_with_headers)
+            status_code = too_large_status(scope.get("path", ""))
+            await JSONResponse(too_large, status_code=status_code)(
+                scope, receive, send_with_headers
+            )
             return status
         await self.app(scope, _limited(receive, _is_encoded(scope)), send_with_headers)
         return status

@@ -27,6 +27,7 @@ from mysoulmate.analytics.write_keys import WRITE_KEYS
 from mysoulmate.api import segment_docs
 from mysoulmate.api.dependencies import get_queue, get_sources
 from mysoulmate.api.error_handlers import localized_rejections
+from mysoulmate.api.middleware import BodyTooLargeError
 from mysoulmate.api.rate_limit import limit_source
 from mysoulmate.api.responses import errors, ok, operation_id
 from mysoulmate.core.errors import ApiError, DependencyUnavailableError
@@ -129,7 +130,10 @@ async def authenticated_source(
 
 
 async def read_document(request: Request) -> dict[str, Any]:
-    raw = await request.body()
+    try:
+        raw = await request.body()
+    except BodyTooLargeError as exc:  # past the server's 1 MiB, while it streamed in
+        raise ApiError(code=exc.code, **exc.params) from None
     return parsed_json(decoded_body(raw, request.headers.get("content-encoding")))
 
 
@@ -212,13 +216,13 @@ async def ingest(
     return answer(request, parsed, single=implied_type is not None)
 
 
-def _route(path: str, implied_type: str | None, summary: str) -> None:
+def _route(path: str, implied_type: str | None, summary: str, in_schema: bool = True) -> None:
     async def endpoint(
         request: Request, response: Response, queue: Queue, sources: Sources
     ) -> SegmentAnswer:
         return await ingest(request, response, queue, sources, implied_type)
 
-    endpoint.__name__ = f"segment_{path.strip('/')}"
+    endpoint.__name__ = f"segment_{path.strip('/')}" if in_schema else f"segment_short_{path[1:]}"
     endpoint.__doc__ = summary
     router.add_api_route(
         path,
@@ -228,9 +232,14 @@ def _route(path: str, implied_type: str | None, summary: str) -> None:
         summary=summary,
         responses={**ok(segment_docs.ACCEPTED), **errors(*SEGMENT_ERRORS)},
         openapi_extra={**WRITE_KEY_AUTH, **segment_docs.request_body(implied_type)},
+        include_in_schema=in_schema,
     )
 
 
 _route("/batch", None, "Send a batch of Segment messages")
 for _type in segment.MESSAGE_TYPES:
     _route(f"/{_type}", _type, f"Send one Segment `{_type}` message")
+# analytics.js (Segment's browser SDK) posts to one-letter paths: the same routes, unlisted.
+_route("/b", None, "Send a batch of Segment messages", in_schema=False)
+for _type in segment.MESSAGE_TYPES:
+    _route(f"/{_type[0]}", _type, f"Send one Segment `{_type}` message", in_schema=False)
