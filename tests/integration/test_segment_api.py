@@ -300,3 +300,20 @@ def test_analytics_js_short_paths_and_plain_text_bodies(
         ("track", "cta"),
         ("page", "$page:Home"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [({"sentAt": "yesterday"}, "sentAt"), ({"context": [1]}, "context")],
+)
+def test_broken_batch_level_fields_refuse_the_whole_batch(
+    client: TestClient, client_key: str, extra: dict[str, Any], field: str
+) -> None:
+    body = _batch({"type": "track", "userId": "u", "event": "e"}, **extra)
+    response = client.post("/v1/batch", json=body, headers=_basic(client_key))
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    assert error["details"][0]["field"] == field
+    assert error["details"][0]["message"]
+    assert local_queue().depth() == (0, 0)

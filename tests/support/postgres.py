@@ -28,6 +28,7 @@ DATA_TABLES = (
     "audit_log",
     "erasures",
     "sources",
+    "identity_links",
 )
 
 

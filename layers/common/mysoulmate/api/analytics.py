@@ -42,7 +42,7 @@ from mysoulmate.api.responses import (
 from mysoulmate.api.segment import SegmentAnswer
 from mysoulmate.api.strict_query import reject_unknown_query
 from mysoulmate.core.principal import Principal
-from mysoulmate.core.request_context import request_id_of
+from mysoulmate.core.request_context import locale_of, request_id_of
 
 router = APIRouter(
     prefix="/api/v1/analytics",
@@ -93,7 +93,7 @@ async def track(
     dependencies=INGEST,
     summary="Send a batch of messages as the signed-in user",
     responses={**ok(segment_docs.PARTLY_ACCEPTED), **errors(*INGEST_ERRORS)},
-    openapi_extra={**BEARER, **segment_docs.request_body(None)},
+    openapi_extra={**BEARER, **segment_docs.request_body(None, write_key=False)},
 )
 async def batch(request: Request, caller: Caller, queue: Queue) -> SegmentAnswer:
     """Segment's batch format (every message type, up to 2,500 messages and 500 KB, gzip
@@ -101,7 +101,7 @@ async def batch(request: Request, caller: Caller, queue: Queue) -> SegmentAnswer
     out); naming another user needs an admin or server token. Valid messages are queued
     even when others are rejected; those are listed with their index and error code."""
     document = await segment_api.read_document(request)
-    raw_messages = segment_api.batch_of(document)
+    raw_messages = segment_api.batch_of(document, locale_of(request.scope))
     intake = segment_api.intake(
         request,
         None,

@@ -188,6 +188,11 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _counted(_unhandled))
 
 
+def validation_details(errors: Sequence[Any], locale: str) -> list[dict[str, Any]]:
+    """Pydantic-shaped errors (``loc``, ``type``) as the envelope's localized details."""
+    return _validation_details(errors, locale)
+
+
 def localized_rejections(rejections: Sequence[Any], locale: str) -> list[dict[str, Any]]:
     """The messages of a batch that were not queued (`analytics.segment.Rejection`), each
     with its code and a message in the client's language, as the error envelope has."""

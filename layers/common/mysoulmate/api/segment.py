@@ -26,7 +26,7 @@ from mysoulmate.analytics.ports import MessageQueue, QueueError, Source, SourceS
 from mysoulmate.analytics.write_keys import WRITE_KEYS
 from mysoulmate.api import segment_docs
 from mysoulmate.api.dependencies import get_queue, get_sources
-from mysoulmate.api.error_handlers import localized_rejections
+from mysoulmate.api.error_handlers import localized_rejections, validation_details
 from mysoulmate.api.middleware import BodyTooLargeError
 from mysoulmate.api.rate_limit import limit_source
 from mysoulmate.api.responses import errors, ok, operation_id
@@ -137,15 +137,28 @@ async def read_document(request: Request) -> dict[str, Any]:
     return parsed_json(decoded_body(raw, request.headers.get("content-encoding")))
 
 
-def batch_of(document: dict[str, Any]) -> list[Any]:
+def batch_of(document: dict[str, Any], locale: str) -> list[Any]:
+    """The batch's messages, once the batch-level fields are of the right types: a body
+    broken as a whole is refused whole (a message broken alone is rejected alone)."""
     messages = document.get("batch")
-    if not isinstance(messages, list):
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
         raise ApiError(code="invalid_batch")
     if len(messages) > segment.MAX_BATCH_MESSAGES:
         raise ApiError(
             code="batch_too_large", limit=segment.MAX_BATCH_MESSAGES, count=len(messages)
         )
+    for name in ("context", "integrations"):
+        if document.get(name) is not None and not isinstance(document[name], dict):
+            raise _invalid_field(name, "dict_type", locale)
+    if document.get("sentAt") is not None and segment.sent_at_of(document) is None:
+        raise _invalid_field("sentAt", "datetime_parsing", locale)
     return messages
+
+
+def _invalid_field(name: str, kind: str, locale: str) -> ApiError:
+    """A 400 `validation_error` for one batch-level field."""
+    details = validation_details([{"loc": (name,), "type": kind}], locale)
+    return ApiError(code="validation_error", details=details, fields=name)
 
 
 def intake(
@@ -206,7 +219,8 @@ async def ingest(
 ) -> SegmentAnswer:
     document = await read_document(request)
     source = await authenticated_source(request, document, sources)
-    raw_messages = batch_of(document) if implied_type is None else [document]
+    locale = locale_of(request.scope)
+    raw_messages = batch_of(document, locale) if implied_type is None else [document]
     batch = document if implied_type is None else {}
     parsed = segment.parse_messages(raw_messages, intake(request, source, batch), implied_type)
     anonymous_ids = {m.anonymousId for m in parsed.messages if m.anonymousId}

@@ -38,21 +38,33 @@ _EXAMPLES: dict[str, dict[str, Any]] = {
 }
 
 
-def request_body(message_type: str | None) -> dict[str, Any]:
-    """The `requestBody` of one `/v1/*` route (`None`: `/v1/batch`)."""
+def request_body(message_type: str | None, *, write_key: bool = True) -> dict[str, Any]:
+    """The `requestBody` of one `/v1/*` route (`None`: a batch). A batch's messages are
+    validated one by one (an invalid one is rejected alone), so their schema here says what
+    they may hold, not what refuses the request."""
     message = {"type": "object", "properties": _MESSAGE_FIELDS}
     if message_type is None:
         schema: dict[str, Any] = {
             "type": "object",
             "required": ["batch"],
             "properties": {
-                "batch": {"type": "array", "maxItems": 2500, "items": message},
+                "batch": {
+                    "type": "array",
+                    "maxItems": 2500,
+                    "items": {
+                        "type": "object",
+                        "description": "A Segment message: "
+                        + ", ".join(f"`{name}`" for name in _MESSAGE_FIELDS if name != "writeKey")
+                        + ". Validated alone: an invalid message is listed in `rejected`.",
+                    },
+                },
                 "sentAt": _MESSAGE_FIELDS["sentAt"],
                 "context": _OBJECT,
                 "integrations": _MESSAGE_FIELDS["integrations"],
-                "writeKey": _MESSAGE_FIELDS["writeKey"],
             },
         }
+        if write_key:
+            schema["properties"]["writeKey"] = _MESSAGE_FIELDS["writeKey"]
         example: dict[str, Any] = {
             "batch": [{"type": kind, **body} for kind, body in _EXAMPLES.items()],
             "sentAt": "2026-12-06T10:00:00Z",

@@ -33,6 +33,10 @@ _LOCK_SHARED = (
     "SELECT pg_advisory_xact_lock_shared(k) FROM (SELECT DISTINCT "
     "hashtextextended(u, %s::bigint) AS k FROM unnest(%s::text[]) AS u ORDER BY 1) AS keys"
 )
+_LOCK_EXCLUSIVE = (
+    "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT "
+    "hashtextextended(u, %s::bigint) AS k FROM unnest(%s::text[]) AS u ORDER BY 1) AS keys"
+)
 _LOCK_ONE_EXCLUSIVE = "SELECT pg_advisory_xact_lock(hashtextextended(%s, %s::bigint))"
 _READ = "SELECT user_id, erased_at FROM erasures WHERE user_id = ANY(%s::text[])"
 
@@ -49,6 +53,19 @@ def erased_at_or_after(conn: Conn, user_id: str, received_at: datetime) -> bool:
     """Share-lock one user and tell whether they were erased at or after ``received_at``."""
     erased_at = lock_and_read(conn, [user_id]).get(user_id)
     return erased_at is not None and _utc(received_at) <= erased_at
+
+
+def lock_exclusive(conn: Conn, users: list[str]) -> None:
+    """Take the locks of ``users`` exclusively for the current transaction, in the same key
+    order as `lock_and_read` (so it queues with ingest batches instead of deadlocking)."""
+    conn.execute(_LOCK_EXCLUSIVE, (LOCK_SEED, users))
+
+
+def erased_since(conn: Conn, user_id: str, received_at: datetime) -> bool:
+    """Whether ``user_id`` was erased at or after ``received_at``; the caller holds the
+    user's lock, so the answer stays true until its transaction ends."""
+    row = conn.execute("SELECT erased_at FROM erasures WHERE user_id = %s", (user_id,)).fetchone()
+    return row is not None and _utc(received_at) <= row[0]
 
 
 def lock_for_erasure(conn: Conn, user_id: str, erased_at: datetime) -> None:

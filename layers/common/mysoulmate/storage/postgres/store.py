@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime
 from typing import Any
@@ -27,6 +27,7 @@ from mysoulmate.analytics.models import AuditEntry, Profile, QueuedMessage
 from mysoulmate.analytics.ports import (
     ANY_EVENT,
     ErasureResult,
+    LinkResult,
     MessageKey,
     ProfileUpdate,
     StorageUnavailableError,
@@ -34,6 +35,7 @@ from mysoulmate.analytics.ports import (
 )
 from mysoulmate.analytics.rollups import UNKNOWN_PLATFORM, rollup_delta
 from mysoulmate.storage.bitmap import Bitmap
+from mysoulmate.storage.postgres import identity
 from mysoulmate.storage.postgres.connection import describe, require_head, safe_error
 from mysoulmate.storage.postgres.erasures import (
     erased_at_or_after,
@@ -264,6 +266,19 @@ class PostgresEventStore(PostgresReads):
             f"profile of {user_id!r} kept changing: gave up after {PROFILE_ATTEMPTS} attempts"
         )
 
+    # -- identity ----------------------------------------------------------------------------
+
+    def linked_users(self, anonymous_ids: Collection[str]) -> dict[str, str]:
+        if not anonymous_ids:
+            return {}
+        with self._conn() as conn:
+            return identity.linked_users(conn, anonymous_ids)
+
+    def link_anonymous(self, anonymous_id: str, user_id: str, received_at: datetime) -> LinkResult:
+        """One transaction under the visitor's and the user's locks: see `identity`."""
+        with self._conn() as conn:
+            return identity.link_anonymous(conn, anonymous_id, user_id, received_at)
+
     # -- GDPR --------------------------------------------------------------------------------
 
     def delete_user(self, user_id: str, erased_at: datetime) -> ErasureResult:
@@ -291,6 +306,8 @@ class PostgresEventStore(PostgresReads):
             deleted = conn.execute("DELETE FROM events WHERE user_id = %s", (user_id,)).rowcount
             profile = conn.execute("DELETE FROM profiles WHERE user_id = %s", (user_id,)).rowcount
             conn.execute("DELETE FROM first_seen WHERE user_id = %s", (user_id,))
+            # Their anonymous ids' history was merged into theirs: those ids are forgotten too.
+            identity.forget_links(conn, user_id)
             # Tombstone: the identifier goes, the ordinal stays taken forever.
             conn.execute(
                 "UPDATE user_ordinals SET user_id = NULL, erased_at = now() WHERE user_id = %s",

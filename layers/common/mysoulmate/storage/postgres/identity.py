@@ -1,0 +1,255 @@
+"""Identity links in PostgreSQL: which user an anonymous visitor turned out to be, and the
+move of what was stored under the visitor (``anon:<anonymousId>``) to that user.
+
+A link and everything it moves is one transaction holding the advisory locks of both the
+visitor and the user (`erasures`: the key scheme ingest and erasure use), exclusively, in
+key order. So a link serializes with every ingest batch holding either person, with
+profile updates and with an erasure of the user: a batch storing visitor events either
+commits before the link looks (and the link moves them), or waits and stores them after
+the link committed (and the consumer, looking the link up again after its batch, links
+again, which moves them). Statements touch the tables in the order ingest does (events,
+user_ordinals, daily_users, first_seen), and the bitmap chunks in key order, all in one
+statement, so a link queues behind concurrent batches instead of deadlocking.
+
+The user's bitmaps gain the user wherever the visitor was and lose the visitor; a user
+with no ordinal yet simply takes over the visitor's (and with it every bit). Event counts
+and revenue are sums over events, which the move keeps, so they do not change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import date, datetime
+from typing import Any
+
+from mysoulmate.analytics.models import ANONYMOUS_PREFIX, Profile
+from mysoulmate.analytics.ports import ANY_EVENT, LinkResult, StorageUnavailableError
+from mysoulmate.analytics.profiles import merge_profiles
+from mysoulmate.analytics.rollups import UNKNOWN_PLATFORM
+from mysoulmate.storage.bitmap import Bitmap
+from mysoulmate.storage.postgres.erasures import erased_since, lock_exclusive
+from mysoulmate.storage.postgres.pooling import Conn
+from mysoulmate.storage.postgres.rollups import CHUNK_MASK, CHUNK_SHIFT, _columns
+from mysoulmate.storage.postgres.rows import _storable_text
+
+# A link looks its anonymous id up before locking (the user to lock may be an earlier
+# link's) and starts over when that changed by the time the locks were granted: only a
+# link or an erasure racing with it can do that, so a second attempt almost always holds.
+LINK_ATTEMPTS = 5
+PROFILE_ATTEMPTS = 5
+
+DayKey = tuple[date, str, str]
+
+_LINKED = "SELECT anonymous_id, user_id FROM identity_links WHERE anonymous_id = ANY(%s::text[])"
+# The link, and whether anything at all is stored under the visitor.
+_STATE = (
+    "SELECT (SELECT user_id FROM identity_links WHERE anonymous_id = %(anonymous_id)s), "
+    "EXISTS (SELECT 1 FROM events WHERE user_id = %(visitor)s) "
+    "OR EXISTS (SELECT 1 FROM profiles WHERE user_id = %(visitor)s) "
+    "OR EXISTS (SELECT 1 FROM user_ordinals WHERE user_id = %(visitor)s)"
+)
+# The (day, platform, event) keys the visitor's events roll up to: the only user sets the
+# visitor's bit can be in (as in `delete_user`).
+_VISITOR_KEYS = (
+    "SELECT DISTINCT (ts AT TIME ZONE 'UTC')::date, COALESCE(NULLIF(platform, ''), %s), event "
+    "FROM events WHERE user_id = %s AND event IS NOT NULL"
+)
+# One statement: the visitor's events go, and come back under the user unless the user
+# already has their messageId (the primary key makes that a no-op, not a double).
+_MOVE_EVENTS = (
+    "WITH gone AS (DELETE FROM events WHERE user_id = %(visitor)s RETURNING *), "
+    "moved AS (INSERT INTO events (user_id, message_id, type, event, ts, received_at, "
+    "platform, anonymous_id, properties, context) "
+    "SELECT %(user)s, message_id, type, event, ts, received_at, platform, anonymous_id, "
+    "properties, context FROM gone ORDER BY message_id ON CONFLICT DO NOTHING RETURNING 1) "
+    "SELECT count(*) FROM moved"
+)
+_MOVE_FIRST_SEEN = (
+    "WITH gone AS (DELETE FROM first_seen WHERE user_id = %(visitor)s RETURNING day) "
+    "INSERT INTO first_seen AS t (user_id, day) SELECT %(user)s, day FROM gone "
+    "ON CONFLICT (user_id) DO UPDATE SET day = excluded.day WHERE excluded.day < t.day"
+)
+
+
+def linked_users(conn: Conn, anonymous_ids: Collection[str]) -> dict[str, str]:
+    """anonymousId → user for the linked ones, in one query."""
+    wanted = sorted({a for a in anonymous_ids if _storable_text(a)})
+    if not wanted:
+        return {}
+    return dict(conn.execute(_LINKED, (wanted,)).fetchall())
+
+
+def forget_links(conn: Conn, user_id: str) -> None:
+    """Inside `delete_user`'s transaction (the user's lock held): drop the user's links."""
+    conn.execute("DELETE FROM identity_links WHERE user_id = %s", (user_id,))
+
+
+def link_anonymous(
+    conn: Conn, anonymous_id: str, user_id: str, received_at: datetime
+) -> LinkResult:
+    """`EventStore.link_anonymous` on an autocommit connection."""
+    visitor = ANONYMOUS_PREFIX + anonymous_id
+    # A visitor is linked to a user, never to a visitor (itself least of all: its events
+    # would be deleted and re-inserted nowhere); unstorable ids have nothing stored.
+    if user_id.startswith(ANONYMOUS_PREFIX) or not _storable_text(visitor + user_id):
+        return LinkResult(None)
+    for _ in range(LINK_ATTEMPTS):
+        existing, stored = conn.execute(
+            _STATE, {"anonymous_id": anonymous_id, "visitor": visitor}
+        ).fetchone() or (None, False)
+        if existing is not None and not stored:
+            # Nothing to move. A batch of the visitor in flight commits later, and its
+            # consumer, looking the link up after it, calls again and moves it then.
+            return LinkResult(existing, 0)
+        result = _link_locked(conn, anonymous_id, existing or user_id, existing, received_at)
+        if result is not None:
+            return result
+    raise StorageUnavailableError(
+        f"the link of anonymous id {anonymous_id!r} kept changing: "
+        f"gave up after {LINK_ATTEMPTS} attempts"
+    )
+
+
+def _link_locked(
+    conn: Conn, anonymous_id: str, user_id: str, existing: str | None, received_at: datetime
+) -> LinkResult | None:
+    """Link (unless ``existing`` is the link already) and move, in one transaction under
+    both locks; None when the link is no longer ``existing`` once the locks are granted."""
+    visitor = ANONYMOUS_PREFIX + anonymous_id
+    with conn.transaction():
+        lock_exclusive(conn, [visitor, user_id])
+        if linked_users(conn, [anonymous_id]).get(anonymous_id) != existing:
+            return None
+        if existing is None:
+            if erased_since(conn, user_id, received_at):
+                return LinkResult(None)
+            conn.execute(
+                "INSERT INTO identity_links (anonymous_id, user_id) VALUES (%s, %s)",
+                (anonymous_id, user_id),
+            )
+        return LinkResult(user_id, move_visitor(conn, visitor, user_id))
+
+
+def move_visitor(conn: Conn, visitor: str, user_id: str) -> int:
+    """Move everything stored under ``visitor`` to ``user_id``; the events moved. The
+    caller holds both locks exclusively."""
+    with conn.pipeline():
+        keys = conn.execute(_VISITOR_KEYS, (UNKNOWN_PLATFORM, visitor))
+        ordinals = conn.execute(
+            "SELECT user_id, ordinal FROM user_ordinals WHERE user_id = ANY(%s::text[])",
+            ([visitor, user_id],),
+        )
+        moved = conn.execute(_MOVE_EVENTS, {"visitor": visitor, "user": user_id})
+        found: list[DayKey] = keys.fetchall()
+        held: dict[str, int] = dict(ordinals.fetchall())
+        row = moved.fetchone()
+    _move_user_sets(conn, found, held.get(visitor), held.get(user_id), user_id)
+    conn.execute(_MOVE_FIRST_SEEN, {"visitor": visitor, "user": user_id})
+    _merge_profile(conn, visitor, user_id)
+    return int(row[0]) if row else 0
+
+
+def _move_user_sets(
+    conn: Conn, keys: list[DayKey], source: int | None, target: int | None, user_id: str
+) -> None:
+    """Count the user wherever the visitor (ordinal ``source``) was, and the visitor nowhere."""
+    if source is None:  # the visitor never had a track event (or was moved already)
+        return
+    if target is None:  # the user is in no set yet: they take the visitor's bits as they are
+        conn.execute("UPDATE user_ordinals SET user_id = %s WHERE ordinal = %s", (user_id, source))
+        return
+    day_keys = {(d, p, e) for d, p, e in keys} | {(d, p, ANY_EVENT) for d, p, _ in keys}
+    if day_keys:
+        _move_bit(conn, sorted(day_keys), source, target)
+    # As an erasure leaves it: the identifier gone, the ordinal never handed out again.
+    conn.execute(
+        "UPDATE user_ordinals SET user_id = NULL, erased_at = now() WHERE ordinal = %s",
+        (source,),
+    )
+
+
+def _move_bit(conn: Conn, keys: list[DayKey], source: int, target: int) -> None:
+    """In the sets ``keys``: set bit ``target``, clear bit ``source``. Their chunks (the
+    two may differ) are locked in one sorted statement, as ingest locks them."""
+    target_chunk = target >> CHUNK_SHIFT
+    source_chunk = source >> CHUNK_SHIFT
+    columns = _columns(keys, 3)
+    # Chunks of the user's that do not exist yet are created with just the user's bit.
+    conn.execute(
+        "INSERT INTO daily_users (day, platform, event, chunk, bits) "
+        "SELECT d, p, e, %s, %s FROM unnest(%s::date[], %s::text[], %s::text[]) AS k(d, p, e) "
+        "ORDER BY d, p, e ON CONFLICT DO NOTHING",
+        (target_chunk, Bitmap(1 << (target & CHUNK_MASK)).to_bytes(), *columns),
+    )
+    rows = conn.execute(
+        "SELECT day, platform, event, chunk, bits FROM daily_users "
+        "WHERE chunk = ANY(%s::int[]) AND (day, platform, event) IN "
+        "(SELECT * FROM unnest(%s::date[], %s::text[], %s::text[])) "
+        "ORDER BY day, platform, event, chunk FOR UPDATE",
+        ([source_chunk, target_chunk], *columns),
+    ).fetchall()
+    changed = [
+        (*row[:4], bits) for row in rows if (bits := _moved_bits(row, source, target)) is not None
+    ]
+    if changed:
+        conn.execute(
+            "UPDATE daily_users t SET bits = v.bits FROM unnest("
+            "%s::date[], %s::text[], %s::text[], %s::int[], %s::bytea[]) "
+            "AS v(day, platform, event, chunk, bits) WHERE t.day = v.day "
+            "AND t.platform = v.platform AND t.event = v.event AND t.chunk = v.chunk",
+            _columns(changed, 5),
+        )
+
+
+def _moved_bits(row: Sequence[Any], source: int, target: int) -> bytes | None:
+    """A chunk row's bits with ``target`` set and ``source`` cleared (where they fall in
+    it); None when that changes nothing."""
+    chunk, old = row[3], int.from_bytes(row[4], "little")
+    bits = old
+    if chunk == target >> CHUNK_SHIFT:
+        bits |= 1 << (target & CHUNK_MASK)
+    if chunk == source >> CHUNK_SHIFT:
+        bits &= ~(1 << (source & CHUNK_MASK))
+    return None if bits == old else Bitmap(bits).to_bytes()
+
+
+def _merge_profile(conn: Conn, visitor: str, user_id: str) -> None:
+    """Merge the visitor's profile into the user's (`merge_profiles`) and drop it."""
+    for _ in range(PROFILE_ATTEMPTS):
+        docs: dict[str, Any] = dict(
+            conn.execute(
+                "SELECT user_id, doc FROM profiles WHERE user_id = ANY(%s::text[]) "
+                "ORDER BY user_id FOR UPDATE",
+                ([visitor, user_id],),
+            ).fetchall()
+        )
+        if visitor not in docs:
+            return
+        if _write_merged(conn, user_id, docs.get(user_id), Profile.model_validate(docs[visitor])):
+            conn.execute("DELETE FROM profiles WHERE user_id = %s", (visitor,))
+            return
+    raise StorageUnavailableError(
+        f"profile of {user_id!r} kept changing: gave up after {PROFILE_ATTEMPTS} attempts"
+    )
+
+
+def _write_merged(conn: Conn, user_id: str, doc: Any, visitor: Profile) -> bool:
+    """Write the merged profile, versioned as `update_profile` does; False when the user's
+    profile was created meanwhile (by a writer that holds no lock): read it and merge again."""
+    current = Profile.model_validate(doc) if doc is not None else None
+    merged = merge_profiles(user_id, current, visitor)
+    if merged is None:  # cannot happen: there is a visitor profile
+        return True
+    merged.version = (current.version if current else 0) + 1
+    if current is not None:
+        conn.execute(
+            "UPDATE profiles SET doc = %s, version = %s WHERE user_id = %s",
+            (merged.model_dump_json(), merged.version, user_id),
+        )
+        return True
+    created = conn.execute(
+        "INSERT INTO profiles (user_id, doc, version) VALUES (%s, %s, %s) "
+        "ON CONFLICT (user_id) DO NOTHING RETURNING 1",
+        (user_id, merged.model_dump_json(), merged.version),
+    ).fetchone()
+    return created is not None
