@@ -13,7 +13,7 @@ HOST  ?= 127.0.0.1
 PYTHON ?= $(shell for c in python3.12 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python3.12 2>/dev/null | sort -V | tail -n1) python3; do \
             [ -n "$$c" ] && $$c -c 'import sys' >/dev/null 2>&1 && { echo $$c; break; }; done)
 
-.PHONY: run test test-fast i18n-check lint format typecheck bench build validate events clean help browser
+.PHONY: run test test-fast i18n-check lint format typecheck bench build validate events clean help browser node-sdk
 
 help:
 	@echo "make run      serve every endpoint group on http://$(HOST):$(PORT) (SQLite + local queue)"
@@ -49,7 +49,7 @@ format: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint i18n-check browser
+test: lint i18n-check browser node-sdk
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
 # The page tests (tests/e2e/test_swagger_ui.py) drive Debian's Chromium through Playwright
@@ -69,6 +69,19 @@ browser:
 	  rm -f "$$log"; \
 	}
 	@test -x $(CHROMIUM) || { echo "$(CHROMIUM) is still missing after apt-get" >&2; exit 1; }
+
+# The official Segment Node SDK for tests/e2e/test_stock_sdks.py, from its lockfile (a few
+# seconds, only when the lockfile changes). Without npm that test skips and says why.
+NODE_SDK := tests/e2e/node_sdk
+
+node-sdk: $(NODE_SDK)/node_modules/.package-lock.json
+
+$(NODE_SDK)/node_modules/.package-lock.json: $(NODE_SDK)/package.json $(NODE_SDK)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm ci --prefix $(NODE_SDK) --no-audit --no-fund --loglevel=error; \
+	else \
+	  echo "npm is missing: tests/e2e/test_stock_sdks.py will skip the Node SDK" >&2; \
+	fi
 
 i18n-check: $(STAMP)
 	$(BIN)/mysoulmate i18n check
@@ -91,5 +104,5 @@ validate: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam validate --lint --region us-east-1
 
 clean:
-	rm -rf $(VENV) .data .aws-sam .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .data .aws-sam .mypy_cache .ruff_cache .pytest_cache $(NODE_SDK)/node_modules
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -154,16 +154,21 @@ class IngestBatch:
         """Link anonymous ids to users (identify with both ids, alias), moving the
         visitors' history; then re-check the visitors this batch stored, in case a link was
         made concurrently (the link's move or this re-check sees each stored event)."""
-        wanted: dict[tuple[str, str], list[QueuedMessage]] = defaultdict(list)
+        asked: dict[tuple[str, str], list[QueuedMessage]] = defaultdict(list)
         stored = [m for m in messages if m.key not in failed and m.key not in erased]
         for message in stored:
             link = _link_of(message)
             if link is not None:
-                wanted[link].append(message)
+                asked[link].append(message)
         visitors = {m.anonymousId: m for m in stored if _is_visitor(m) and m.anonymousId}
-        if visitors:
-            for anonymous_id, user_id in self._store.linked_users(visitors).items():
-                wanted[(anonymous_id, user_id)].append(visitors[anonymous_id])
+        known = {anonymous_id for anonymous_id, _ in asked} | set(visitors)
+        links = self._store.linked_users(known) if known else {}
+        # An id linked already needs no new link (the first wins), unless its visitor
+        # stored something in this batch: that is moved below.
+        wanted = {link: asked[link] for link in asked if link[0] not in links}
+        for anonymous_id, user_id in links.items():
+            if anonymous_id in visitors:
+                wanted.setdefault((anonymous_id, user_id), []).append(visitors[anonymous_id])
         for (anonymous_id, user_id), linking in wanted.items():
             received_at = min(m.receivedAt for m in linking)
             try:

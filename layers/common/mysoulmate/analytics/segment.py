@@ -228,7 +228,7 @@ def _normalized(message: SegmentMessage, intake: Intake) -> QueuedMessage:
     }
     properties, context, _ = filter_event(message.properties, message.context, intake.pii)
     if message.type in ("identify", "group"):
-        traits, _ = filter_traits(message.traits, intake.pii)
+        traits, _ = filter_traits(_traits_of(message), intake.pii)
         return QueuedMessage(traits=traits, groupId=message.groupId, context=context, **common)
     if message.type == "alias":
         return QueuedMessage(previousId=message.previousId, context=context, **common)
@@ -241,6 +241,14 @@ def _normalized(message: SegmentMessage, intake: Intake) -> QueuedMessage:
     return QueuedMessage(
         event=event, name=message.name, properties=properties, context=context, **common
     )
+
+
+def _traits_of(message: SegmentMessage) -> dict[str, Any]:
+    """An identify's traits; RudderStack's SDKs send them as ``context.traits``."""
+    if message.traits or message.type != "identify":
+        return message.traits
+    in_context = message.context.get("traits")
+    return in_context if isinstance(in_context, dict) else {}
 
 
 def _checked_time(message: SegmentMessage, intake: Intake) -> datetime:

@@ -21,6 +21,7 @@ from mysoulmate.analytics.ports import ANY_EVENT, MessageKey
 from mysoulmate.analytics.rollups import UNKNOWN_PLATFORM
 from mysoulmate.storage.dynamodb.keys import (
     ERASED,
+    LINKED_PREFIX,
     PROFILE_SK,
     SEEN_SK,
     not_erased_check,
@@ -84,11 +85,13 @@ class ErasurePlan:
     events: int = 0
     profile: bool = False
     seen: bool = False  # the SEEN item holds rollup state to clear
+    links: list[str] = field(default_factory=list)  # anonymous ids linked to the user
 
 
 def plan_erasure(user_id: str, items: Iterable[Mapping[str, Any]]) -> ErasurePlan:
-    """The events tell which day sets hold the user, SEEN's `first` which FIRST# set; every
-    item but SEEN is deleted (SEEN keeps the tombstone)."""
+    """The events tell which day sets hold the user, SEEN's `first` which FIRST# set, the
+    LINKED# items which anonymous ids were linked to them; every item but SEEN is deleted
+    (SEEN keeps the tombstone)."""
     plan = ErasurePlan()
     shard = user_shard(user_id)
     for item in items:
@@ -102,14 +105,23 @@ def plan_erasure(user_id: str, items: Iterable[Mapping[str, Any]]) -> ErasurePla
         plan.deletes.append({"pk": item["pk"], "sk": item["sk"]})
         if sk == PROFILE_SK:
             plan.profile = True
+        elif sk.startswith(LINKED_PREFIX):
+            plan.links.append(sk.removeprefix(LINKED_PREFIX))
         elif sk.startswith("EVENT#"):
             plan.events += 1
-            if "event" in item:  # counted events (track, page, screen)
-                day_pk = rollup_pk(date.fromisoformat(item["ts"]["S"][:10]))
-                platform = item.get("platform", {}).get("S") or UNKNOWN_PLATFORM
-                for name in (item["event"]["S"], ANY_EVENT):
-                    plan.set_keys.add((day_pk, users_sk(platform, shard, name)))
+            for day, platform, name in event_sets(item):
+                plan.set_keys.add((rollup_pk(day), users_sk(platform, shard, name)))
     return plan
+
+
+def event_sets(item: Mapping[str, Any]) -> set[tuple[date, str, str]]:
+    """The (day, platform, event) user sets a stored event puts its user in: its event's
+    and ANY_EVENT's, for counted events (track, page, screen); none for the others."""
+    if "event" not in item:
+        return set()
+    day = date.fromisoformat(item["ts"]["S"][:10])
+    platform = item.get("platform", {}).get("S") or UNKNOWN_PLATFORM
+    return {(day, platform, item["event"]["S"]), (day, platform, ANY_EVENT)}
 
 
 def set_removals(table: str, user_id: str, set_keys: Iterable[tuple[str, str]]) -> list[Any]:

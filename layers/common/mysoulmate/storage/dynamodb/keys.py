@@ -1,6 +1,7 @@
-"""Keys of the table's per-user items (events, profile) and of the audit partition, and the
-name of the index that orders a user's events by time; both the write and the read side of
-DynamoEventStore build them from here (rollup item keys live in `dynamodb.rollups`).
+"""Keys of the table's per-user items (events, profile), of identity links and of the audit
+partition, and the name of the index that orders a user's events by time; both the write and
+the read side of DynamoEventStore build them from here (rollup item keys live in
+`dynamodb.rollups`).
 """
 
 from __future__ import annotations
@@ -20,10 +21,27 @@ SEEN_SK = "SEEN"  # per-user item: first-seen day, latest day's set memberships,
 # erasure and a write are ordered by DynamoDB on that one item.
 ERASED = "erased"
 NOT_ERASED = "(attribute_not_exists(#erased) OR #erased < :received)"
+# Identity links (`dynamodb.identity`): LINK#<anonymousId> names the user the anonymous id
+# belongs to; the user's LINKED#<anonymousId> item, written in the same transaction, lets an
+# erasure find the links to forget.
+LINK_SK = "LINK"
+LINKED_PREFIX = "LINKED#"
 
 
 def user_pk(user_id: str) -> str:
     return f"USER#{user_id}"
+
+
+def seen_key(user_id: str) -> dict[str, Any]:
+    return {"pk": {"S": user_pk(user_id)}, "sk": {"S": SEEN_SK}}
+
+
+def link_key(anonymous_id: str) -> dict[str, Any]:
+    return {"pk": {"S": f"LINK#{anonymous_id}"}, "sk": {"S": LINK_SK}}
+
+
+def linked_key(user_id: str, anonymous_id: str) -> dict[str, Any]:
+    return {"pk": {"S": user_pk(user_id)}, "sk": {"S": LINKED_PREFIX + anonymous_id}}
 
 
 def event_sk(message_id: str) -> str:
@@ -41,7 +59,7 @@ def not_erased_check(table: str, user_id: str, received: str) -> dict[str, Any]:
     return {
         "ConditionCheck": {
             "TableName": table,
-            "Key": {"pk": {"S": user_pk(user_id)}, "sk": {"S": SEEN_SK}},
+            "Key": seen_key(user_id),
             "ConditionExpression": NOT_ERASED,
             "ExpressionAttributeNames": {"#erased": ERASED},
             "ExpressionAttributeValues": {":received": {"S": received}},

@@ -5,12 +5,12 @@ together with the daily rollup updates of exactly the events in that transaction
 (`dynamodb_rollups`), so a redelivered or re-sent message is stored once and counted once.
 
 This module keeps the store class and its writes (events, profiles, erasure, audit); the
-read-side mixin is in `reads`, the per-user and audit item keys in `keys`.
+read-side mixin is in `reads`, identity links in `identity`, the per-user and audit item keys
+in `keys`.
 """
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from mysoulmate.analytics.models import AuditEntry, Profile, QueuedMessage, StoredEvent
+from mysoulmate.analytics.models import (
+    ANONYMOUS_PREFIX,
+    AuditEntry,
+    Profile,
+    QueuedMessage,
+    StoredEvent,
+)
 from mysoulmate.analytics.ports import (
     ErasureResult,
     MessageKey,
@@ -28,6 +34,7 @@ from mysoulmate.analytics.ports import (
     time_key,
 )
 from mysoulmate.storage.dynamodb.erasure import (
+    ErasurePlan,
     guarded_profile_put,
     plan_erasure,
     seen_reset,
@@ -35,6 +42,7 @@ from mysoulmate.storage.dynamodb.erasure import (
     split_erased,
     tombstone_update,
 )
+from mysoulmate.storage.dynamodb.identity import BATCH_GET_LIMIT, DynamoIdentity
 from mysoulmate.storage.dynamodb.keys import (
     AUDIT_PK,
     BY_USER_TIME,
@@ -44,7 +52,18 @@ from mysoulmate.storage.dynamodb.keys import (
     event_sk,
     user_pk,
 )
-from mysoulmate.storage.dynamodb.reads import DynamoReads, _utc_key
+from mysoulmate.storage.dynamodb.moves import link_deletions
+from mysoulmate.storage.dynamodb.reads import _utc_key
+from mysoulmate.storage.dynamodb.retry import BACKOFF_BASE_SECONDS as BACKOFF_BASE_SECONDS
+from mysoulmate.storage.dynamodb.retry import BACKOFF_CAP_SECONDS as BACKOFF_CAP_SECONDS
+from mysoulmate.storage.dynamodb.retry import (
+    MAX_WRITE_ATTEMPTS,
+    RETRYABLE_CODES,
+    RETRYABLE_REASONS,
+    backoff_delay,
+    cancellation_reasons,
+    is_retryable,
+)
 from mysoulmate.storage.dynamodb.rollups import (
     TRANSACT_LIMIT,
     ChunkPlan,
@@ -59,20 +78,6 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 BATCH_WRITE_LIMIT = 25  # items per BatchWriteItem; moto accepts more, AWS does not
-BATCH_GET_LIMIT = 100  # keys per BatchGetItem (AWS)
-MAX_WRITE_ATTEMPTS = 8
-BACKOFF_BASE_SECONDS = 0.05
-BACKOFF_CAP_SECONDS = 2.0
-# Worth another attempt after a backoff: throttling, contention, transient server errors.
-_RETRYABLE_CODES = {
-    "ProvisionedThroughputExceededException",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "TransactionConflictException",
-    "TransactionInProgressException",
-    "InternalServerError",
-}
-_RETRYABLE_REASONS = {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
 
 
 def table_schema() -> dict[str, Any]:
@@ -104,12 +109,7 @@ def table_schema() -> dict[str, Any]:
     }
 
 
-def backoff_delay(attempt: int) -> float:
-    """Exponential backoff with full jitter (AWS Architecture Blog's recommendation)."""
-    return random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt))
-
-
-class DynamoEventStore(DynamoReads):
+class DynamoEventStore(DynamoIdentity):
     def __init__(
         self,
         table: str,
@@ -241,9 +241,9 @@ class DynamoEventStore(DynamoReads):
                     chunk, more = _take_chunk(chunk, states, sizes)
                     overflow.extend(more)
                     continue  # progress, not contention: no backoff
-                retryable = code in _RETRYABLE_CODES or (
+                retryable = code in RETRYABLE_CODES or (
                     code == "TransactionCanceledException"
-                    and any(r in _RETRYABLE_REASONS for r in reasons)
+                    and any(r in RETRYABLE_REASONS for r in reasons)
                 )
                 if not retryable:
                     return fail(f"dynamodb: {exc}")
@@ -321,21 +321,12 @@ class DynamoEventStore(DynamoReads):
                 except BotoCoreError as exc:
                     raise StorageUnavailableError(f"dynamodb: {exc}") from exc
                 except ClientError as exc:
-                    code = exc.response["Error"]["Code"]
-                    reasons = [
-                        r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])
-                    ]
+                    reasons = cancellation_reasons(exc)
                     if "ConditionalCheckFailed" in reasons:
-                        todo = [
-                            a
-                            for a, r in zip(todo, reasons, strict=False)
-                            if r != "ConditionalCheckFailed"
-                        ]
+                        kept = zip(todo, reasons, strict=False)
+                        todo = [a for a, r in kept if r != "ConditionalCheckFailed"]
                         continue
-                    if code not in _RETRYABLE_CODES and not (
-                        code == "TransactionCanceledException"
-                        and any(r in _RETRYABLE_REASONS for r in reasons)
-                    ):
+                    if not is_retryable(exc):
                         raise StorageUnavailableError(f"dynamodb: {exc}") from exc
                     if attempt + 1 < MAX_WRITE_ATTEMPTS:
                         self._sleep(backoff_delay(attempt))
@@ -385,9 +376,7 @@ class DynamoEventStore(DynamoReads):
                 conflict = code == "ConditionalCheckFailedException" or (
                     reasons[:1] == ["ConditionalCheckFailed"]
                 )
-                retryable = code in _RETRYABLE_CODES or any(
-                    r in _RETRYABLE_REASONS for r in reasons
-                )
+                retryable = code in RETRYABLE_CODES or any(r in RETRYABLE_REASONS for r in reasons)
                 if not (conflict or retryable):
                     raise StorageUnavailableError(f"dynamodb: {exc}") from exc
                 if attempt + 1 < MAX_WRITE_ATTEMPTS:
@@ -400,9 +389,22 @@ class DynamoEventStore(DynamoReads):
         """Record the tombstone first (so no write racing us can add data received before
         it, see `dynamodb.erasure`), then read every item of the user (events tell which
         day sets hold them), take them out of those sets and delete the items, SEEN's
-        tombstone excepted. Re-running after a crash redoes it all."""
+        tombstone excepted. The anonymous ids linked to the user are forgotten before the
+        user's LINKED# items go: what a move cut short left under each visitor is erased,
+        then the LINK# item. Re-running after a crash redoes it all."""
         self._record_tombstone(user_id, _utc_key(erased_at))
-        plan = plan_erasure(
+        plan = self._plan_erasure(user_id)
+        events, profile = plan.events, plan.profile
+        for anonymous_id in plan.links:
+            left = self._plan_erasure(ANONYMOUS_PREFIX + anonymous_id)
+            self._erase(ANONYMOUS_PREFIX + anonymous_id, left)
+            events, profile = events + left.events, profile or left.profile
+        self._transact_updates(link_deletions(self._table, user_id, plan.links))
+        self._erase(user_id, plan)
+        return ErasureResult(events=events, profile=profile)
+
+    def _plan_erasure(self, user_id: str) -> ErasurePlan:
+        return plan_erasure(
             user_id,
             self._query_all(
                 TableName=self._table,
@@ -419,11 +421,12 @@ class DynamoEventStore(DynamoReads):
                 ConsistentRead=True,
             ),
         )
+
+    def _erase(self, user_id: str, plan: ErasurePlan) -> None:
         self._transact_updates(set_removals(self._table, user_id, plan.set_keys))
         self._batch_write([{"DeleteRequest": {"Key": key}} for key in plan.deletes])
         if plan.seen:
             self._update_item(seen_reset(self._table, user_id))
-        return ErasureResult(events=plan.events, profile=plan.profile)
 
     def _record_tombstone(self, user_id: str, erased_key: str) -> None:
         try:
@@ -446,7 +449,7 @@ class DynamoEventStore(DynamoReads):
                 code = exc.response["Error"]["Code"]
                 if code == "ConditionalCheckFailedException":
                     raise
-                if code not in _RETRYABLE_CODES:
+                if code not in RETRYABLE_CODES:
                     raise StorageUnavailableError(f"dynamodb: {exc}") from exc
                 if attempt + 1 < MAX_WRITE_ATTEMPTS:
                     self._sleep(backoff_delay(attempt))
