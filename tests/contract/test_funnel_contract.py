@@ -83,7 +83,9 @@ def _split_anonymously(
 
 @pytest.mark.parametrize("seed", [23])
 def test_funnels_count_a_merged_visitor_as_one_person(store: EventStore, seed: int) -> None:
-    data = random_streams(seed, users=300)
+    # Fewer users under moto, whose transactions are slow (the edge cases come per user).
+    users = 100 if type(store).__name__.startswith("Dynamo") else 300
+    data = random_streams(seed, users=users)
     rounds, expected_streams = _split_anonymously(data.streams, seed)
     for messages in rounds:
         for start in range(0, len(messages), 1000):
@@ -101,4 +103,4 @@ def test_funnels_count_a_merged_visitor_as_one_person(store: EventStore, seed: i
             context = f"steps={steps} order={order}"
             assert report.usersEntered == entered, context
             assert report.funnel == expected, context
-    assert entered >= 50
+    assert entered >= users // 6
