@@ -189,7 +189,7 @@ def authorize(page: Page, token: str) -> None:
     # The dialog now says so and offers Logout instead of the input.
     expect(scheme.locator("h6")).to_have_text("Authorized")
     expect(scheme.get_by_role("button", name="Remove authorization")).to_be_visible()
-    dialog.locator("button.btn-done").click()
+    scheme.locator("button.btn-done").click()  # each scheme (bearerAuth, writeKey) has one
     expect(dialog).to_have_count(0)
 
 
