@@ -304,7 +304,12 @@ def test_analytics_js_short_paths_and_plain_text_bodies(
 
 @pytest.mark.parametrize(
     ("extra", "field"),
-    [({"sentAt": "yesterday"}, "sentAt"), ({"context": [1]}, "context")],
+    [
+        ({"sentAt": "yesterday"}, "sentAt"),
+        ({"sentAt": None}, "sentAt"),
+        ({"context": [1]}, "context"),
+        ({"integrations": None}, "integrations"),
+    ],
 )
 def test_broken_batch_level_fields_refuse_the_whole_batch(
     client: TestClient, client_key: str, extra: dict[str, Any], field: str

@@ -148,9 +148,9 @@ def batch_of(document: dict[str, Any], locale: str) -> list[Any]:
             code="batch_too_large", limit=segment.MAX_BATCH_MESSAGES, count=len(messages)
         )
     for name in ("context", "integrations"):
-        if document.get(name) is not None and not isinstance(document[name], dict):
+        if name in document and not isinstance(document[name], dict):
             raise _invalid_field(name, "dict_type", locale)
-    if document.get("sentAt") is not None and segment.sent_at_of(document) is None:
+    if "sentAt" in document and segment.sent_at_of(document) is None:
         raise _invalid_field("sentAt", "datetime_parsing", locale)
     return messages
 
