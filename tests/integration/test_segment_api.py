@@ -322,3 +322,22 @@ def test_broken_batch_level_fields_refuse_the_whole_batch(
     assert error["details"][0]["field"] == field
     assert error["details"][0]["message"]
     assert local_queue().depth() == (0, 0)
+
+
+def test_a_batch_of_only_invalid_messages_is_a_400_naming_each(
+    client: TestClient, client_key: str
+) -> None:
+    body = _batch({"type": "track", "event": "nobody"}, {"type": "track", "userId": "u"})
+    response = client.post(
+        "/v1/batch", json=body, headers=_basic(client_key) | {"Accept-Language": "fr"}
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    assert [(d["field"], d["type"]) for d in error["details"]] == [
+        ("batch[0]", "no_user_anon_id"),
+        ("batch[1]", "validation_error"),
+    ]
+    assert error["details"][1]["details"][0]["field"] == "event"
+    assert "batch[0]" in error["message"]
+    assert response.headers["Content-Language"] == "fr"

@@ -205,8 +205,14 @@ def answer(request: Request, parsed: segment.ParsedRequest, single: bool) -> Seg
         first = parsed.rejected[0]
         if single:
             raise ApiError(code=first.code, details=rejected[0].details, **first.params)
-        details = [item.model_dump(exclude_none=True) for item in rejected]
-        raise ApiError(code="validation_error", details=details, fields="batch")
+        # Shaped like every validation detail (field, type, message), one per message.
+        details = [
+            {"field": f"batch[{item.index}]", "type": item.code, "message": item.message}
+            | ({"details": item.details} if item.details else {})
+            for item in rejected
+        ]
+        fields = ", ".join(detail["field"] for detail in details)
+        raise ApiError(code="validation_error", details=details, fields=fields)
     return SegmentAnswer(success=True, rejected=rejected)
 
 
