@@ -38,17 +38,19 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+def revenue_in_range(properties: dict[str, Any]) -> dict[str, Any]:
+    """A `revenue` property within ±`MAX_REVENUE` (the rule every ingest route applies)."""
+    try:
+        check_revenue(properties, MAX_REVENUE)
+    except Problem as problem:
+        raise problem.as_pydantic() from None
+    return properties
+
+
 class TrackRequest(_Request):
     """`POST /api/v1/analytics/track`: one event done by the signed-in user."""
 
-    @field_validator("properties")
-    @classmethod
-    def _revenue_in_range(cls, properties: dict[str, Any]) -> dict[str, Any]:
-        try:
-            check_revenue(properties, MAX_REVENUE)
-        except Problem as problem:
-            raise problem.as_pydantic() from None
-        return properties
+    _revenue_in_range = field_validator("properties")(revenue_in_range)
 
     event: EventName = Field(description="The event's name, e.g. `companion_created`.")
     properties: Properties = Field(

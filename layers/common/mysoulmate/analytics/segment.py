@@ -16,6 +16,7 @@ from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from mysoulmate.analytics.client_models import revenue_in_range
 from mysoulmate.analytics.models import (
     ANONYMOUS_PREFIX,
     VIEW_PREFIXES,
@@ -34,8 +35,7 @@ from mysoulmate.analytics.models import (
 from mysoulmate.analytics.normalize import corrected_timestamp
 from mysoulmate.analytics.pii import PiiPolicy, filter_event, filter_traits
 from mysoulmate.analytics.ports import Source
-from mysoulmate.analytics.rollups import MAX_REVENUE
-from mysoulmate.analytics.validation import Problem, check_revenue, check_timestamp
+from mysoulmate.analytics.validation import Problem, check_timestamp
 
 # Segment's limits.
 MAX_MESSAGE_BYTES = 32 * 1024
@@ -78,15 +78,8 @@ class SegmentMessage(BaseModel):
             return str(value)
         return value
 
-    @field_validator("properties")
-    @classmethod
-    def _revenue_in_range(cls, properties: dict[str, Any]) -> dict[str, Any]:
-        # The same revenue rule as the JWT route, so both count revenue alike.
-        try:
-            check_revenue(properties, MAX_REVENUE)
-        except Problem as problem:
-            raise problem.as_pydantic() from None
-        return properties
+    # The same revenue rule as the JWT route, so both count revenue alike.
+    _revenue_in_range = field_validator("properties")(revenue_in_range)
 
 
 @dataclass(frozen=True)

@@ -206,12 +206,12 @@ def answer(request: Request, parsed: segment.ParsedRequest, single: bool) -> Seg
         if single:
             raise ApiError(code=first.code, details=rejected[0].details, **first.params)
         # Shaped like every validation detail (field, type, message), one per message.
-        details = [
+        details: list[dict[str, Any]] = [
             {"field": f"batch[{item.index}]", "type": item.code, "message": item.message}
             | ({"details": item.details} if item.details else {})
             for item in rejected
         ]
-        fields = ", ".join(detail["field"] for detail in details)
+        fields = ", ".join(f"batch[{item.index}]" for item in rejected)
         raise ApiError(code="validation_error", details=details, fields=fields)
     return SegmentAnswer(success=True, rejected=rejected)
 

@@ -29,7 +29,12 @@ from mysoulmate.analytics.rollups import UNKNOWN_PLATFORM
 from mysoulmate.storage.bitmap import Bitmap
 from mysoulmate.storage.postgres.erasures import erased_since, lock_exclusive
 from mysoulmate.storage.postgres.pooling import Conn
-from mysoulmate.storage.postgres.rollups import CHUNK_MASK, CHUNK_SHIFT, _columns
+from mysoulmate.storage.postgres.rollups import (
+    CHUNK_MASK,
+    CHUNK_SHIFT,
+    _columns,
+    write_user_chunks,
+)
 from mysoulmate.storage.postgres.rows import _storable_text
 
 # A link looks its anonymous id up before locking (the user to lock may be an earlier
@@ -192,13 +197,7 @@ def _move_bit(conn: Conn, keys: list[DayKey], source: int, target: int) -> None:
         (*row[:4], bits) for row in rows if (bits := _moved_bits(row, source, target)) is not None
     ]
     if changed:
-        conn.execute(
-            "UPDATE daily_users t SET bits = v.bits FROM unnest("
-            "%s::date[], %s::text[], %s::text[], %s::int[], %s::bytea[]) "
-            "AS v(day, platform, event, chunk, bits) WHERE t.day = v.day "
-            "AND t.platform = v.platform AND t.event = v.event AND t.chunk = v.chunk",
-            _columns(changed, 5),
-        )
+        write_user_chunks(conn, changed)
 
 
 def _moved_bits(row: Sequence[Any], source: int, target: int) -> bytes | None:

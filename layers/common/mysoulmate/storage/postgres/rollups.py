@@ -93,3 +93,15 @@ def _bitmap_of(ordinals: Iterable[int]) -> Bitmap:
     for ordinal in values:
         buffer[ordinal >> 3] |= 1 << (ordinal & 7)
     return Bitmap(int.from_bytes(buffer, "little"))
+
+
+def write_user_chunks(conn: Any, changed: Sequence[Sequence[Any]]) -> None:
+    """Overwrite the bits of existing ``daily_users`` chunk rows: (day, platform, event,
+    chunk, bits) each, in one statement (the rows are locked by the caller)."""
+    conn.execute(
+        "UPDATE daily_users t SET bits = v.bits FROM unnest("
+        "%s::date[], %s::text[], %s::text[], %s::int[], %s::bytea[]) "
+        "AS v(day, platform, event, chunk, bits) WHERE t.day = v.day "
+        "AND t.platform = v.platform AND t.event = v.event AND t.chunk = v.chunk",
+        _columns(changed, 5),
+    )

@@ -53,6 +53,7 @@ from mysoulmate.storage.postgres.rollups import (
     _columns,
     _Plan,
     _plan,
+    write_user_chunks,
 )
 from mysoulmate.storage.postgres.rows import (
     _EVENT_COLUMNS,
@@ -428,13 +429,7 @@ def _merge_bitmaps(conn: Conn, wanted: dict[ChunkKey, bytes]) -> None:
         if merged != old:  # most batches add users a day's set already holds
             changed.append((day, platform, event, chunk, Bitmap(merged).to_bytes()))
     if changed:
-        conn.execute(
-            "UPDATE daily_users t SET bits = v.bits FROM unnest("
-            "%s::date[], %s::text[], %s::text[], %s::int[], %s::bytea[]) "
-            "AS v(day, platform, event, chunk, bits) WHERE t.day = v.day "
-            "AND t.platform = v.platform AND t.event = v.event AND t.chunk = v.chunk",
-            _columns(changed, 5),
-        )
+        write_user_chunks(conn, changed)
 
 
 def _clear_bit(conn: Conn, keys: list[tuple[date, str, str]], ordinal: int) -> None:
