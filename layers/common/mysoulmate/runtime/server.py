@@ -9,22 +9,15 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from mysoulmate.api import analytics, docs, health, i18n, metrics, segment, sources
+from mysoulmate.api import docs, openapi
 from mysoulmate.api.app_factory import create_app
 from mysoulmate.core.settings import get_settings
 from mysoulmate.queue.local import LocalQueue
 from mysoulmate.runtime.backends import api_adapters, event_store, local_queue
 
-# metrics: /metrics and /api/v1/metrics, container and laptop only (CloudWatch on Lambda).
-ROUTERS = (
-    health.router,
-    analytics.router,
-    segment.router,
-    sources.router,
-    i18n.router,
-    metrics.router,
-    docs.router,
-)
+# Every router of the API document (metrics included: /metrics and /api/v1/metrics are
+# container and laptop only, CloudWatch on Lambda), and the docs pages that serve it.
+ROUTERS = (*openapi.ROUTERS, docs.router)
 
 
 @asynccontextmanager
