@@ -28,6 +28,7 @@ BENCHMARKS = {
     "read_side": "dashboard, funnel and cohort latency at 10k and 1M events, SQLite and PostgreSQL",
     "pg_ingest": "consumer ingest into PostgreSQL vs raw COPY→stage→INSERT",
     "i18n": "µs per t(), per translated request and localized 422 vs a bare route; catalog loads",
+    "ingest": "AWS calls per 1,000 events end to end; events/s through the local /v1/batch",
 }
 
 

@@ -341,3 +341,15 @@ def test_a_batch_of_only_invalid_messages_is_a_400_naming_each(
     assert error["details"][1]["details"][0]["field"] == "event"
     assert "batch[0]" in error["message"]
     assert response.headers["Content-Language"] == "fr"
+
+
+@pytest.mark.parametrize("compressed", [True, False], ids=["gzip", "plain"])
+def test_a_deeply_nested_body_is_refused_before_it_is_parsed(
+    client: TestClient, client_key: str, compressed: bool
+) -> None:
+    deep = '{"batch": [' + '{"a":' * 5_000 + "1" + "}" * 5_000 + "]}"
+    content = gzip.compress(deep.encode()) if compressed else deep.encode()
+    headers = _basic(client_key) | ({"Content-Encoding": "gzip"} if compressed else {})
+    response = client.post("/v1/batch", content=content, headers=headers)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "nesting_too_deep"

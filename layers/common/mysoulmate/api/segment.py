@@ -92,8 +92,11 @@ def decoded_body(raw: bytes, encoding: str | None) -> bytes:
     return body
 
 
-def parsed_json(body: bytes) -> dict[str, Any]:
-    NestingScanner().feed(body)  # before json.loads, whose recursion a deep body could exhaust
+def parsed_json(body: bytes, *, scan_nesting: bool) -> dict[str, Any]:
+    """The JSON object of the body. A decompressed body is scanned for nesting here, before
+    json.loads, whose recursion it could exhaust (plain bodies were, as they arrived)."""
+    if scan_nesting:
+        NestingScanner().feed(body)
     try:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -134,7 +137,9 @@ async def read_document(request: Request) -> dict[str, Any]:
         raw = await request.body()
     except BodyTooLargeError as exc:  # past the server's 1 MiB, while it streamed in
         raise ApiError(code=exc.code, **exc.params) from None
-    return parsed_json(decoded_body(raw, request.headers.get("content-encoding")))
+    encoding = request.headers.get("content-encoding")
+    body = decoded_body(raw, encoding)
+    return parsed_json(body, scan_nesting=body is not raw)
 
 
 def batch_of(document: dict[str, Any], locale: str) -> list[Any]:
