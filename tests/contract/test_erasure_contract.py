@@ -14,21 +14,13 @@ from mysoulmate.analytics.models import QueuedMessage
 from mysoulmate.analytics.ports import ANY_EVENT, EventStore
 from mysoulmate.analytics.profiles import merge_identify
 
-from tests.support.messages import identify, jan, track
+from tests.support.messages import consume, identify, jan, track
 
 ERASED_AT = jan(10)
 
 
 def received(message: QueuedMessage, at: datetime) -> QueuedMessage:
     return message.model_copy(update={"receivedAt": at})
-
-
-def store_all(store: EventStore, messages: list[QueuedMessage]) -> None:
-    batch = IngestBatch(store)
-    for index, message in enumerate(messages):
-        batch.add(f"r{index}", message.model_dump_json())
-    outcome = batch.flush()
-    assert not outcome.failed_records
 
 
 def active_users(store: EventStore, day: date) -> int:
@@ -42,7 +34,7 @@ def active_users(store: EventStore, day: date) -> int:
 def test_messages_received_before_an_erasure_are_dropped_when_they_arrive_after_it(
     store: EventStore,
 ) -> None:
-    store_all(store, [track("carol", "signup", jan(1)), identify("carol", jan(1), plan="pro")])
+    consume(store, track("carol", "signup", jan(1)), identify("carol", jan(1), plan="pro"))
     assert store.delete_user("carol", ERASED_AT).events == 2
     # In the queue when the erasure ran (received before it), consumed afterwards.
     in_flight = [
@@ -69,14 +61,14 @@ def test_messages_received_before_an_erasure_are_dropped_when_they_arrive_after_
 
 
 def test_messages_received_after_an_erasure_are_new_data(store: EventStore) -> None:
-    store_all(store, [track("dan", "signup", jan(1))])
+    consume(store, track("dan", "signup", jan(1)))
     store.delete_user("dan", ERASED_AT)
     later = ERASED_AT + timedelta(seconds=1)
     comeback = [
         received(track("dan", "signup", jan(11)), later),
         received(identify("dan", jan(11), plan="free"), later),
     ]
-    store_all(store, comeback)
+    consume(store, *comeback)
     assert [e.event for e in store.list_events("dan", 50, None).events if e.type == "track"] == [
         "signup"
     ]
@@ -120,7 +112,7 @@ def test_erasure_racing_a_live_consumer_leaves_nothing_received_before_it(
     started = threading.Event()
     errors: list[BaseException] = []
 
-    def consume() -> None:
+    def insert_batches() -> None:
         try:
             for index, batch in enumerate(batches):
                 store.insert_events(batch)
@@ -130,7 +122,7 @@ def test_erasure_racing_a_live_consumer_leaves_nothing_received_before_it(
             errors.append(exc)
             started.set()
 
-    consumer = threading.Thread(target=consume)
+    consumer = threading.Thread(target=insert_batches)
     consumer.start()
     started.wait(timeout=60)
     report = gdpr.erase(store, "admin", "gus")

@@ -8,14 +8,13 @@ import random
 import pytest
 from mysoulmate.analytics.date_range import DateRange
 from mysoulmate.analytics.funnel import Order
-from mysoulmate.analytics.ingest import IngestBatch
 from mysoulmate.analytics.models import QueuedMessage
 from mysoulmate.analytics.ports import EventPoint, EventStore
 from mysoulmate.analytics.reporting import funnel_report
 
 from tests.support.funnel_reference import reference_steps
 from tests.support.funnel_streams import random_streams, stream_messages
-from tests.support.messages import identify, jan
+from tests.support.messages import consume, identify_as, jan
 
 STEP_LISTS = (("open", "view", "cart", "pay"), ("view", "cart", "view"))
 ORDERS: tuple[Order, ...] = ("ordered", "strict", "any")
@@ -70,7 +69,7 @@ def _split_anonymously(
             continue
         cut = rng.randint(0, len(messages))
         early.extend(as_visitor[:cut])
-        link = identify(user, jan(9)).model_copy(update={"anonymousId": visitor})
+        link = identify_as(user, visitor, jan(9))
         if roll < 0.8:  # signs in, then goes on as the user
             links.append(link)
             late.extend(messages[cut:])
@@ -89,10 +88,7 @@ def test_funnels_count_a_merged_visitor_as_one_person(store: EventStore, seed: i
     rounds, expected_streams = _split_anonymously(data.streams, seed)
     for messages in rounds:
         for start in range(0, len(messages), 1000):
-            batch = IngestBatch(store)
-            for index, message in enumerate(messages[start : start + 1000]):
-                batch.add(f"r{index}", message.model_dump_json())
-            assert not batch.flush().failed_records
+            consume(store, *messages[start : start + 1000])
     span = DateRange(data.from_, data.to)
     for steps in STEP_LISTS:
         for order in ORDERS:

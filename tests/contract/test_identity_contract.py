@@ -7,22 +7,11 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 
 from mysoulmate.analytics.date_range import DateRange
-from mysoulmate.analytics.ingest import IngestBatch
 from mysoulmate.analytics.models import QueuedMessage
 from mysoulmate.analytics.ports import ANY_EVENT, EventStore
 from mysoulmate.analytics.reporting import funnel_report
 
-from tests.support.messages import identify, jan, track
-
-
-def anonymous(anonymous_id: str, event: str, at: datetime, **properties: object) -> QueuedMessage:
-    return track(f"anon:{anonymous_id}", event, at, **properties).model_copy(
-        update={"anonymousId": anonymous_id}
-    )
-
-
-def identify_as(user: str, anonymous_id: str, at: datetime, **traits: object) -> QueuedMessage:
-    return identify(user, at, **traits).model_copy(update={"anonymousId": anonymous_id})
+from tests.support.messages import consume, identify, identify_as, jan, track, visit
 
 
 def alias(user: str, previous_id: str, at: datetime) -> QueuedMessage:
@@ -34,14 +23,6 @@ def alias(user: str, previous_id: str, at: datetime) -> QueuedMessage:
         timestamp=at,
         receivedAt=at,
     )
-
-
-def consume(store: EventStore, *messages: QueuedMessage) -> None:
-    batch = IngestBatch(store)
-    for index, message in enumerate(messages):
-        batch.add(f"r{index}", message.model_dump_json())
-    outcome = batch.flush()
-    assert not outcome.failed_records, outcome.failed_records
 
 
 def active(store: EventStore, start: date, end: date | None = None) -> int:
@@ -64,8 +45,8 @@ def first_seen(store: EventStore, start: date, end: date) -> dict[date, int]:
 def test_an_identify_merges_the_anonymous_history_into_the_user(store: EventStore) -> None:
     consume(
         store,
-        anonymous("a-1", "$page:Pricing", jan(1, 9)),
-        anonymous("a-1", "signup_started", jan(1, 10)),
+        visit("a-1", jan(1, 9), "$page:Pricing"),
+        visit("a-1", jan(1, 10), "signup_started"),
     )
     assert active(store, date(2026, 1, 1)) == 1
     consume(
@@ -94,7 +75,7 @@ def test_a_funnel_from_an_anonymous_page_to_an_identified_purchase_converts_once
 ) -> None:
     consume(
         store,
-        anonymous("a-2", "$page:Home", jan(3, 9)),
+        visit("a-2", jan(3, 9), "$page:Home"),
         identify_as("bo", "a-2", jan(3, 9, 5)),
         track("bo", "purchase", jan(3, 9, 30)),
     )
@@ -106,7 +87,7 @@ def test_a_funnel_from_an_anonymous_page_to_an_identified_purchase_converts_once
 
 def test_later_anonymous_messages_are_stored_under_the_user(store: EventStore) -> None:
     consume(store, identify_as("cy", "a-3", jan(4, 8)))
-    consume(store, anonymous("a-3", "$page:Blog", jan(4, 9)))
+    consume(store, visit("a-3", jan(4, 9), "$page:Blog"))
     assert events_of(store, "cy") == ["$page:Blog"]
     assert events_of(store, "anon:a-3") == []
     assert active(store, date(2026, 1, 4)) == 1
@@ -115,9 +96,9 @@ def test_later_anonymous_messages_are_stored_under_the_user(store: EventStore) -
 def test_a_merge_that_arrives_after_later_events_is_still_exact(store: EventStore) -> None:
     consume(
         store,
-        anonymous("a-4", "open", jan(5, 9)),
+        visit("a-4", jan(5, 9), "open"),
         track("di", "open", jan(6, 9)),
-        anonymous("a-4", "open", jan(7, 9)),
+        visit("a-4", jan(7, 9), "open"),
     )
     assert active(store, date(2026, 1, 5), date(2026, 1, 7)) == 2
     late = identify_as("di", "a-4", jan(5, 10)).model_copy(update={"receivedAt": jan(8)})
@@ -130,7 +111,7 @@ def test_a_merge_that_arrives_after_later_events_is_still_exact(store: EventStor
 
 
 def test_the_merge_is_applied_once_and_the_first_link_wins(store: EventStore) -> None:
-    consume(store, anonymous("a-5", "open", jan(9, 9)), identify_as("ed", "a-5", jan(9, 10)))
+    consume(store, visit("a-5", jan(9, 9), "open"), identify_as("ed", "a-5", jan(9, 10)))
     again = store.link_anonymous("a-5", "ed", jan(9, 10))
     assert (again.user_id, again.moved_events) == ("ed", 0)
     other = store.link_anonymous("a-5", "fay", jan(9, 11))
@@ -142,7 +123,7 @@ def test_the_merge_is_applied_once_and_the_first_link_wins(store: EventStore) ->
 
 
 def test_an_alias_links_the_previous_id(store: EventStore) -> None:
-    consume(store, anonymous("a-6", "open", jan(10, 9)), alias("gus", "a-6", jan(10, 10)))
+    consume(store, visit("a-6", jan(10, 9), "open"), alias("gus", "a-6", jan(10, 10)))
     assert events_of(store, "gus") == ["open"]
     assert store.linked_users(["a-6"]) == {"a-6": "gus"}
 
@@ -160,13 +141,13 @@ def test_the_visitors_traits_fill_the_users_profile(store: EventStore) -> None:
 def test_erasure_covers_the_merged_history_and_a_late_link_never_resurrects_it(
     store: EventStore,
 ) -> None:
-    consume(store, anonymous("a-8", "open", jan(12, 9)), identify_as("ivy", "a-8", jan(12, 10)))
+    consume(store, visit("a-8", jan(12, 9), "open"), identify_as("ivy", "a-8", jan(12, 10)))
     store.delete_user("ivy", jan(13))
     assert events_of(store, "ivy") == []
     assert store.linked_users(["a-8"]) == {}
     assert active(store, date(2026, 1, 12)) == 0
     # A second device's history, and a link sent before the erasure but consumed after it.
-    consume(store, anonymous("a-9", "open", jan(12, 11)))
+    consume(store, visit("a-9", jan(12, 11), "open"))
     refused = store.link_anonymous("a-9", "ivy", jan(12, 12))
     assert refused.user_id is None
     assert events_of(store, "ivy") == []
@@ -179,7 +160,7 @@ def test_erasure_covers_the_merged_history_and_a_late_link_never_resurrects_it(
 def test_a_message_id_the_user_already_has_is_not_doubled(store: EventStore) -> None:
     consume(
         store,
-        anonymous("a-10", "open", jan(15, 9)).model_copy(update={"messageId": "same"}),
+        visit("a-10", jan(15, 9), "open").model_copy(update={"messageId": "same"}),
         track("jo", "open", jan(15, 9), message_id="same"),
     )
     consume(store, identify_as("jo", "a-10", jan(15, 10)))

@@ -14,12 +14,11 @@ import random
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import psycopg
 import pytest
-from mysoulmate.analytics.ingest import IngestBatch
 from mysoulmate.analytics.models import QueuedMessage
 from mysoulmate.analytics.ports import ANY_EVENT, EventStore
 from mysoulmate.storage.bitmap import Bitmap
@@ -28,30 +27,12 @@ from mysoulmate.storage.postgres.connection import HEAD_REVISION
 from mysoulmate.storage.postgres.migrate import alembic_config, current_revision, migrate
 from mysoulmate.storage.postgres.store import PostgresEventStore
 
-from tests.support.messages import identify, jan, track
+from tests.support.messages import consume, identify_as, jan, track, visit
 from tests.support.postgres import scratch_database
 
 WAIT_SECONDS = 10.0
 IDENTITY = "mysoulmate.storage.postgres.identity"  # where the link looks its helpers up
 STORE = "mysoulmate.storage.postgres.store"
-
-
-def visit(anonymous_id: str, at: datetime, event: str = "tick") -> QueuedMessage:
-    """A track event of a visitor known only by ``anonymous_id``."""
-    return track(f"anon:{anonymous_id}", event, at).model_copy(update={"anonymousId": anonymous_id})
-
-
-def identify_as(user: str, anonymous_id: str, at: datetime) -> QueuedMessage:
-    return identify(user, at).model_copy(update={"anonymousId": anonymous_id})
-
-
-def consume(store: EventStore, *messages: QueuedMessage) -> None:
-    """What the queue consumer does with one delivery (links and re-checks included)."""
-    batch = IngestBatch(store)
-    for index, message in enumerate(messages):
-        batch.add(f"r{index}", message.model_dump_json())
-    outcome = batch.flush()
-    assert not outcome.failed_records, outcome.failed_records
 
 
 def message_ids(store: EventStore, user: str) -> list[str]:

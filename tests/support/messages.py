@@ -1,4 +1,5 @@
-"""Builders for `QueuedMessage`s as the API would have queued them (validated, in UTC)."""
+"""Builders for `QueuedMessage`s as the API would have queued them (validated, in UTC), and
+`consume`: what the queue consumer does with one delivery."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import itertools
 from datetime import UTC, datetime
 from typing import Any
 
-from mysoulmate.analytics.models import QueuedMessage
+from mysoulmate.analytics.ingest import IngestBatch
+from mysoulmate.analytics.models import ANONYMOUS_PREFIX, QueuedMessage
+from mysoulmate.analytics.ports import EventStore
 
 _ids = itertools.count(1)
 
@@ -48,3 +51,24 @@ def identify(
         receivedAt=at,
         traits=traits,
     )
+
+
+def visit(anonymous_id: str, at: datetime, event: str = "tick", **properties: Any) -> QueuedMessage:
+    """A track event of a visitor known only by ``anonymous_id`` (stored as `anon:<id>`)."""
+    message = track(ANONYMOUS_PREFIX + anonymous_id, event, at, **properties)
+    return message.model_copy(update={"anonymousId": anonymous_id})
+
+
+def identify_as(user: str, anonymous_id: str, at: datetime, **traits: Any) -> QueuedMessage:
+    """An identify carrying both ids: it links the anonymous id to the user."""
+    return identify(user, at, **traits).model_copy(update={"anonymousId": anonymous_id})
+
+
+def consume(store: EventStore, *messages: QueuedMessage) -> None:
+    """One delivery through the consumer's record handler (links and re-checks included);
+    every record must be stored."""
+    batch = IngestBatch(store)
+    for index, message in enumerate(messages):
+        batch.add(f"r{index}", message.model_dump_json())
+    outcome = batch.flush()
+    assert not outcome.failed_records, outcome.failed_records

@@ -140,12 +140,7 @@ UserId = Annotated[
     StorableIdentifier,
     _identifier_schema(255),
 ]
-AnonymousId = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=255),
-    StorableIdentifier,
-    _identifier_schema(255),
-]
+AnonymousId = UserId  # the same rules: either may be the person key (`person_key`)
 # Stored as it arrived, but still free of what no backend can write.
 StoredJson = Annotated[dict[str, Any], StorableJson]
 StoredText = Annotated[str, StorableText]

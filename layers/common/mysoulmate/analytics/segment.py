@@ -12,9 +12,10 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from mysoulmate.analytics.client_models import revenue_in_range
 from mysoulmate.analytics.models import (
@@ -125,14 +126,16 @@ class Intake:
 
 
 def sent_at_of(batch: dict[str, Any]) -> datetime | None:
-    """The batch's ``sentAt``, or None when absent or not a date-time (then the messages'
-    own ``sentAt`` correct their skew)."""
-    try:
-        return SegmentMessage.model_validate(
-            {"type": "batch", "sentAt": batch.get("sentAt")}
-        ).sentAt
-    except ValidationError:
+    """The batch's ``sentAt`` (None when absent: the messages' own ``sentAt`` correct their
+    skew); ValidationError when it is present but not a date-time."""
+    if "sentAt" not in batch:
         return None
+    return _timestamp().validate_python(batch["sentAt"])
+
+
+@cache
+def _timestamp() -> TypeAdapter[datetime]:
+    return TypeAdapter(Timestamp)  # built on first use: not at cold start
 
 
 def parse_messages(

@@ -83,15 +83,24 @@ class WriteKeyCache:
         self._entries: OrderedDict[str, tuple[float, Source | None]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def lookup(self, store: SourceStore, key: str) -> Source | None:
-        """The active source of ``key``; None when the key is unknown or revoked."""
+    def cached(self, key: str) -> tuple[bool, Source | None]:
+        """(True, what a lookup found) while it is fresh; (False, None) otherwise. Cheap:
+        callers on the event loop check here before sending `lookup` to a thread."""
         digest = hash_key(key)
-        now = self._clock()
         with self._lock:
             cached = self._entries.get(digest)
-            if cached is not None and cached[0] > now:
+            if cached is not None and cached[0] > self._clock():
                 self._entries.move_to_end(digest)
-                return cached[1]
+                return True, cached[1]
+        return False, None
+
+    def lookup(self, store: SourceStore, key: str) -> Source | None:
+        """The active source of ``key``; None when the key is unknown or revoked."""
+        hit, source = self.cached(key)
+        if hit:
+            return source
+        digest = hash_key(key)
+        now = self._clock()
         found = store.find_source(digest)
         active = found if found is not None and found.revoked_at is None else None
         with self._lock:

@@ -55,7 +55,7 @@ def error_response(
     return JSONResponse(body, status_code=status_code, headers={"X-Request-Id": request_id})
 
 
-def _validation_details(errors: Sequence[Any], locale: str) -> list[dict[str, Any]]:
+def validation_details(errors: Sequence[Any], locale: str) -> list[dict[str, Any]]:
     """Pydantic's errors reduced to what a client needs: where, what, a stable type and a
     message in the client's language (pydantic's English only for a type we don't know)."""
     details = []
@@ -112,7 +112,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     errors = exc.errors()
     if any(err.get("type") == "json_invalid" for err in errors):
         return error_response(request, 400, "invalid_json")
-    details = _validation_details(errors, locale_of(request.scope))
+    details = validation_details(errors, locale_of(request.scope))
     fields = ", ".join(d["field"] for d in details)
     return error_response(request, 422, "validation_error", details, fields=fields)
 
@@ -188,11 +188,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _counted(_unhandled))
 
 
-def validation_details(errors: Sequence[Any], locale: str) -> list[dict[str, Any]]:
-    """Pydantic-shaped errors (``loc``, ``type``) as the envelope's localized details."""
-    return _validation_details(errors, locale)
-
-
 def localized_rejections(rejections: Sequence[Any], locale: str) -> list[dict[str, Any]]:
     """The messages of a batch that were not queued (`analytics.segment.Rejection`), each
     with its code and a message in the client's language, as the error envelope has."""
@@ -200,7 +195,7 @@ def localized_rejections(rejections: Sequence[Any], locale: str) -> list[dict[st
     for rejection in rejections:
         item: dict[str, Any] = {"index": rejection.index, "code": rejection.code}
         if rejection.errors is not None:
-            details = _validation_details(rejection.errors, locale)
+            details = validation_details(rejection.errors, locale)
             fields = ", ".join(d["field"] for d in details)
             item["message"] = t("errors.validation_error", locale, fields=fields)
             item["details"] = details

@@ -41,6 +41,10 @@ class BodyTooLargeError(ApiError):
     status_code = 413
     code = "payload_too_large"
 
+    def __init__(self, path: str) -> None:
+        super().__init__(limit=MAX_BODY_BYTES)
+        self.status_code = too_large_status(path)
+
 
 def too_large_status(path: str) -> int:
     """413, except on Segment's API, which answers an oversized request with 400 (the
@@ -104,7 +108,8 @@ class RequestContextMiddleware:
                 scope, receive, send_with_headers
             )
             return status
-        await self.app(scope, _limited(receive, _is_encoded(scope)), send_with_headers)
+        limited = _limited(receive, scope.get("path", ""), _is_encoded(scope))
+        await self.app(scope, limited, send_with_headers)
         return status
 
 
@@ -141,7 +146,7 @@ def _is_encoded(scope: Scope) -> bool:
     return False
 
 
-def _limited(receive: Receive, encoded: bool) -> Receive:
+def _limited(receive: Receive, path: str, encoded: bool) -> Receive:
     """Count body bytes as they arrive (chunked bodies declare no length) and refuse JSON
     nested deeper than any decoder should be asked to recurse (compressed bodies are
     scanned by their route once decoded)."""
@@ -155,7 +160,7 @@ def _limited(receive: Receive, encoded: bool) -> Receive:
             body = message.get("body", b"")
             received += len(body)
             if received > MAX_BODY_BYTES:
-                raise BodyTooLargeError(limit=MAX_BODY_BYTES)
+                raise BodyTooLargeError(path)
             if not encoded:
                 nesting.feed(body)
         return message

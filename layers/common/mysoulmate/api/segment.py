@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from mysoulmate.analytics import segment
 from mysoulmate.analytics.bulkheads import QUEUE, STORAGE
@@ -27,7 +27,6 @@ from mysoulmate.analytics.write_keys import WRITE_KEYS
 from mysoulmate.api import segment_docs
 from mysoulmate.api.dependencies import get_queue, get_sources
 from mysoulmate.api.error_handlers import localized_rejections, validation_details
-from mysoulmate.api.middleware import BodyTooLargeError
 from mysoulmate.api.rate_limit import limit_source
 from mysoulmate.api.responses import errors, ok, operation_id
 from mysoulmate.core.errors import ApiError, DependencyUnavailableError
@@ -126,17 +125,16 @@ async def authenticated_source(
     request: Request, document: dict[str, Any], store: SourceStore
 ) -> Source:
     key = write_key_of(request, document)
-    source = await STORAGE.run(WRITE_KEYS.lookup, store, key)
+    hit, source = WRITE_KEYS.cached(key)
+    if not hit:  # only a cache miss pays the thread hand-off of a storage call
+        source = await STORAGE.run(WRITE_KEYS.lookup, store, key)
     if source is None:
         raise InvalidWriteKeyError()
     return source
 
 
 async def read_document(request: Request) -> dict[str, Any]:
-    try:
-        raw = await request.body()
-    except BodyTooLargeError as exc:  # past the server's 1 MiB, while it streamed in
-        raise ApiError(code=exc.code, **exc.params) from None
+    raw = await request.body()
     encoding = request.headers.get("content-encoding")
     body = decoded_body(raw, encoding)
     return parsed_json(body, scan_nesting=body is not raw)
@@ -155,8 +153,6 @@ def batch_of(document: dict[str, Any], locale: str) -> list[Any]:
     for name in ("context", "integrations"):
         if name in document and not isinstance(document[name], dict):
             raise _invalid_field(name, "dict_type", locale)
-    if "sentAt" in document and segment.sent_at_of(document) is None:
-        raise _invalid_field("sentAt", "datetime_parsing", locale)
     return messages
 
 
@@ -172,6 +168,10 @@ def intake(
     """What every message of this request shares; batch-level fields only for /batch;
     ``caller``: `Intake.acting_user` and `Intake.may_act_for_others` of a signed-in caller."""
     settings = get_settings()
+    try:
+        sent_at = segment.sent_at_of(batch)
+    except ValidationError:
+        raise _invalid_field("sentAt", "datetime_parsing", locale_of(request.scope)) from None
     return segment.Intake(
         **caller,
         source=source,
@@ -180,7 +180,7 @@ def intake(
         max_future_seconds=settings.max_future_seconds,
         client_max_age=timedelta(days=settings.client_event_max_age_days),
         pii=PiiPolicy(enabled=settings.pii_filter, contact_mode=settings.pii_contact_mode),
-        batch_sent_at=segment.sent_at_of(batch),
+        batch_sent_at=sent_at,
         batch_context=_object(batch.get("context")),
         batch_integrations=_object(batch.get("integrations")),
     )

@@ -98,7 +98,7 @@ PARTLY_ACCEPTED: dict[str, Any] = {
         }
     ],
 }
-_SOURCE: dict[str, Any] = {
+SOURCE: dict[str, Any] = {
     "id": "5b0d8c1e-3f5a-4c43-9f43-2a8e6b1f0c11",
     "name": "ios",
     "kind": "client",
@@ -106,9 +106,8 @@ _SOURCE: dict[str, Any] = {
     "createdAt": "2026-12-06T10:00:00Z",
     "revokedAt": None,
 }
-SOURCE = _SOURCE
-CREATED_SOURCE: dict[str, Any] = {**_SOURCE, "writeKey": "wk_Q3vX8c2mJ0pLr4tYb7nK1dF5sH9wZ6eA"}
-SOURCE_LIST: dict[str, Any] = {"sources": [_SOURCE]}
+CREATED_SOURCE: dict[str, Any] = {**SOURCE, "writeKey": "wk_Q3vX8c2mJ0pLr4tYb7nK1dF5sH9wZ6eA"}
+SOURCE_LIST: dict[str, Any] = {"sources": [SOURCE]}
 NEW_SOURCE_EXAMPLES: dict[str, Any] = {
     "client": {"summary": "A mobile app", "value": {"name": "ios", "kind": "client"}},
     "server": {"summary": "A backend", "value": {"name": "billing", "kind": "server"}},

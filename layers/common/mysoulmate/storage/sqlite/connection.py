@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+CHUNK = 400  # keys per IN (...) list, well under SQLite's variable limit
 
 
 def open_sqlite(
@@ -41,3 +44,21 @@ def write_transaction(conn: sqlite3.Connection, lock: threading.Lock) -> Iterato
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+
+
+def rows_by_key(
+    conn: sqlite3.Connection, table: str, key: str, column: str, keys: Sequence[str]
+) -> dict[str, Any]:
+    """``{key: column}`` for the keys with a row in ``table``, in IN lists of `CHUNK`
+    (caller holds the lock; ``table``, ``key`` and ``column`` are our constants)."""
+    found: dict[str, Any] = {}
+    for start in range(0, len(keys), CHUNK):
+        chunk = keys[start : start + CHUNK]
+        marks = ",".join("?" * len(chunk))
+        found.update(
+            conn.execute(
+                f"SELECT {key}, {column} FROM {table} WHERE {key} IN ({marks})",  # noqa: S608 - constants and placeholders only
+                chunk,
+            ).fetchall()
+        )
+    return found

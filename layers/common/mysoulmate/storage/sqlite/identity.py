@@ -15,24 +15,13 @@ from mysoulmate.analytics.ports import ANY_EVENT, LinkResult, time_key
 from mysoulmate.analytics.profiles import merge_profiles
 from mysoulmate.analytics.rollups import UNKNOWN_PLATFORM
 from mysoulmate.storage.bitmap import Bitmap
+from mysoulmate.storage.sqlite.connection import rows_by_key
 
 SetKey = tuple[str, str, str]  # (day, platform, event)
-_CHUNK = 400
 
 
 def linked_users(conn: sqlite3.Connection, anonymous_ids: Collection[str]) -> dict[str, str]:
-    ids = sorted(anonymous_ids)
-    found: dict[str, str] = {}
-    for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start : start + _CHUNK]
-        marks = ",".join("?" * len(chunk))
-        found.update(
-            conn.execute(
-                f"SELECT anonymous_id, user_id FROM identity_links WHERE anonymous_id IN ({marks})",  # noqa: S608 - placeholders only
-                chunk,
-            ).fetchall()
-        )
-    return found
+    return rows_by_key(conn, "identity_links", "anonymous_id", "user_id", sorted(anonymous_ids))
 
 
 def link(

@@ -41,7 +41,12 @@ from mysoulmate.analytics.rollups import RollupDelta, rollup_delta
 from mysoulmate.storage.bitmap import Bitmap
 from mysoulmate.storage.paging import decode_cursor, next_page_cursor
 from mysoulmate.storage.sqlite import identity
-from mysoulmate.storage.sqlite.connection import open_sqlite, write_transaction
+from mysoulmate.storage.sqlite.connection import (
+    CHUNK,
+    open_sqlite,
+    rows_by_key,
+    write_transaction,
+)
 from mysoulmate.storage.sqlite.schema import (
     EVENT_COLUMNS,
     SCHEMA,
@@ -49,8 +54,6 @@ from mysoulmate.storage.sqlite.schema import (
     event_row,
     repair_time_keys,
 )
-
-_CHUNK = 400  # keys per IN (...) list, well under SQLite's variable limit
 
 
 class SqliteEventStore:
@@ -106,19 +109,8 @@ class SqliteEventStore:
         return self._by_user("erasures", "erased_at", sorted(users))
 
     def _by_user(self, table: str, column: str, users: Sequence[str]) -> dict[str, Any]:
-        """``{user_id: column}`` for the users with a row in ``table``, in IN lists of
-        `_CHUNK` (caller holds the lock; ``table`` and ``column`` are our constants)."""
-        found: dict[str, Any] = {}
-        for start in range(0, len(users), _CHUNK):
-            chunk = users[start : start + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            found.update(
-                self._conn.execute(
-                    f"SELECT user_id, {column} FROM {table} WHERE user_id IN ({marks})",  # noqa: S608 - constants and placeholders only
-                    chunk,
-                ).fetchall()
-            )
-        return found
+        """``{user_id: column}`` for the users with a row in ``table`` (caller holds the lock)."""
+        return rows_by_key(self._conn, table, "user_id", column, users)
 
     def _apply(self, delta: RollupDelta) -> None:
         """Add one batch's rollup delta (caller holds the write transaction)."""
@@ -309,8 +301,8 @@ class SqliteEventStore:
             )
         ]
         names = sorted(events) if events is not None else None
-        for start in range(0, len(users), _CHUNK):
-            chunk = users[start : start + _CHUNK]
+        for start in range(0, len(users), CHUNK):
+            chunk = users[start : start + CHUNK]
             marks = ",".join("?" * len(chunk))
             # INDEXED BY: with an `event IN (...)` term the planner prefers the (event, ts)
             # index and scans every matching event of everyone per chunk, which grows with
