@@ -353,3 +353,43 @@ def test_a_deeply_nested_body_is_refused_before_it_is_parsed(
     response = client.post("/v1/batch", content=content, headers=headers)
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "nesting_too_deep"
+
+
+def test_sessions_reach_the_dashboard_and_the_users_analytics(
+    client: TestClient, server_key: str
+) -> None:
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    start = yesterday.replace(hour=9, minute=0, second=0, microsecond=0)
+
+    def at(minutes: int) -> str:
+        return (start + timedelta(minutes=minutes)).isoformat()
+
+    body = _batch(
+        {"type": "screen", "userId": "u-s", "name": "Home", "timestamp": at(0)},
+        {"type": "track", "userId": "u-s", "event": "chat", "timestamp": at(12)},
+        {"type": "track", "userId": "u-s", "event": "chat", "timestamp": at(90)},
+        {
+            "type": "track",
+            "userId": "u-t",
+            "event": "chat",
+            "timestamp": at(5),
+            "context": {"sessionId": 1767258000000},
+        },
+    )
+    response = client.post("/v1/batch", json=body, headers=_basic(server_key))
+    assert response.status_code == 200, response.text
+    stored = _stored("u-s")
+    assert len({e["sessionId"] for e in stored}) == 2
+    assert [e["sessionId"] for e in _stored("u-t")] == ["1767258000000"]
+    day = start.date().isoformat()
+    dashboard = client.get(
+        f"/api/v1/analytics/dashboard?from={day}&to={day}", headers=auth_header("root", "admin")
+    ).json()
+    # u-s: 9:00–9:12 and 10:30 alone; u-t: one event. 3 sessions, 12 min in all, 2 users.
+    assert (dashboard["sessions"], dashboard["averageSessionSeconds"]) == (3, 240.0)
+    assert dashboard["sessionsPerUser"] == 1.5
+    mine = client.get("/api/v1/analytics/user/u-s", headers=auth_header("u-s")).json()
+    assert [(s["events"], s["durationSeconds"]) for s in mine["sessionList"]] == [
+        (1, 0.0),
+        (2, 720.0),
+    ]

@@ -19,6 +19,7 @@ from mysoulmate.analytics.models import (
     EventPage,
     Profile,
     QueuedMessage,
+    SessionMark,
     StoredEvent,
 )
 from mysoulmate.analytics.ports import (
@@ -30,6 +31,7 @@ from mysoulmate.analytics.ports import (
     MessageKey,
     ProfileUpdate,
     RevenueRow,
+    SessionRow,
     StorageUnavailableError,
     StoreResult,
     UserSet,
@@ -37,7 +39,7 @@ from mysoulmate.analytics.ports import (
     time_key,
 )
 from mysoulmate.analytics.profiles import merge_profiles
-from mysoulmate.analytics.rollups import DayKey, RevenueKey, rollup_delta
+from mysoulmate.analytics.rollups import DayKey, RevenueKey, rollup_delta, split_session_rows
 from mysoulmate.storage.paging import decode_cursor, next_page_cursor
 
 
@@ -53,11 +55,14 @@ def stored_event(message: QueuedMessage) -> StoredEvent:
         anonymousId=message.anonymousId,
         platform=message.platform,
         context=dict(message.context),
+        sessionId=message.sessionId,
     )
 
 
 def _point(message: QueuedMessage) -> EventPoint:
-    return EventPoint(time_key(message.timestamp), message.event or "", message.messageId)
+    return EventPoint(
+        time_key(message.timestamp), message.event or "", message.messageId, message.sessionId
+    )
 
 
 def _user_set(members: Iterable[str]) -> frozenset[str]:
@@ -83,6 +88,7 @@ class MemoryEventStore:
         self._audit: list[AuditEntry] = []
         self._erasures: dict[str, datetime] = {}
         self._links: dict[str, str] = {}
+        self._marks: dict[str, SessionMark] = {}
 
     # -- writes -------------------------------------------------------------------------
 
@@ -103,6 +109,10 @@ class MemoryEventStore:
             self._users[key] |= members
         for user, day in delta.first_seen.items():
             self._first_seen[user] = min(day, self._first_seen.get(user, day))
+        for user, mark in delta.session_marks.items():
+            held = self._marks.get(user)
+            if held is None or mark.last >= held.last:
+                self._marks[user] = mark
         return StoreResult(
             written=len(new),
             duplicates=len(messages) - len(new) - len(erased),
@@ -172,13 +182,23 @@ class MemoryEventStore:
     # Backends promise no row order; these come newest key first, so that a report whose
     # order depended on storage order rather than on its own sorting would show it.
 
-    def rollup_counts(self, start: date, end: date) -> list[CountRow]:
+    def _count_rows(self, start: date, end: date) -> list[CountRow]:
         self.ping()
         return [
             CountRow(*key, n)
             for key, n in sorted(self._counts.items(), reverse=True)
             if start <= key[0] <= end
         ]
+
+    def rollup_counts(self, start: date, end: date) -> list[CountRow]:
+        return split_session_rows(self._count_rows(start, end))[0]
+
+    def rollup_sessions(self, start: date, end: date) -> list[SessionRow]:
+        return split_session_rows(self._count_rows(start, end))[1]
+
+    def session_marks(self, users: Collection[str]) -> dict[str, SessionMark]:
+        self.ping()
+        return {user: self._marks[user] for user in users if user in self._marks}
 
     def rollup_revenue(self, start: date, end: date) -> list[RevenueRow]:
         self.ping()
@@ -250,6 +270,7 @@ class MemoryEventStore:
         for members in self._users.values():
             members.discard(user_id)
         self._first_seen.pop(user_id, None)
+        self._marks.pop(user_id, None)
         self._links = {a: u for a, u in self._links.items() if u != user_id}
         profile = self._profiles.pop(user_id, None)
         return ErasureResult(events=len(mine), profile=profile is not None)

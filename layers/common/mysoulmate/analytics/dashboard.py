@@ -78,6 +78,7 @@ def build_dashboard(
         else:
             users_by_name[users_row.event].append(users_row.users)
 
+    active_users = len(union(store, (s for sets in active_by_day.values() for s in sets)))
     top_names = sorted(events_by_name, key=lambda name: (-events_by_name[name], name))[:top]
     revenue_totals: Counter[str] = Counter()
     revenue_by_day: defaultdict[date, Counter[str]] = defaultdict(Counter)
@@ -90,7 +91,7 @@ def build_dashboard(
         to=period.end,
         platform=platform,
         totalEvents=sum(events_by_day.values()),
-        activeUsers=len(union(store, (s for sets in active_by_day.values() for s in sets))),
+        activeUsers=active_users,
         dailyActiveUsers=[
             DayUsers(date=day, users=len(union(store, active_by_day.get(day, ()))))
             for day in period.each_day()
@@ -133,7 +134,22 @@ def build_dashboard(
         ),
         funnel=set_funnel(store, funnel_steps, users_by_name),
         **view_figures(store, events_by_name, users_by_name, top),
+        **session_figures(store, period, wanted, active_users),
     )
+
+
+def session_figures(
+    store: EventStore, period: DateRange, wanted: Any, active_users: int
+) -> dict[str, Any]:
+    """Sessions that started in the range (their length counts whole, wherever it ends)."""
+    rows = [r for r in store.rollup_sessions(period.start, period.end) if wanted(r.platform)]
+    sessions = sum(r.sessions for r in rows)
+    millis = sum(r.millis for r in rows)
+    return {
+        "sessions": sessions,
+        "averageSessionSeconds": round(millis / sessions / 1000, 3) if sessions else 0.0,
+        "sessionsPerUser": round(sessions / active_users, 3) if active_users else 0.0,
+    }
 
 
 def view_figures(

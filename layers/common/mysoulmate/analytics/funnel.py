@@ -186,7 +186,7 @@ def _user_best(points: Sequence[EventPoint], query: _Query) -> list[timedelta]:
         return _strict(points, query)
     wanted = set(query.steps)
     by_name: dict[str, list[datetime]] = {name: [] for name in wanted}
-    for ts, name, _message_id in points:
+    for ts, name, _message_id, _session_id in points:
         if name in wanted:
             by_name[name].append(_parse(ts))
     for times in by_name.values():
@@ -290,7 +290,7 @@ def _strict(points: Sequence[EventPoint], query: _Query) -> list[timedelta]:
     n = len(steps)
     wanted = set(steps)
     slots: dict[str, dict[str, int]] = {}
-    for ts, name, _message_id in points:
+    for ts, name, _message_id, _session_id in points:
         counts = slots.get(ts)
         if counts is None:
             counts = slots[ts] = {}

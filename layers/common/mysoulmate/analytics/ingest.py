@@ -19,6 +19,7 @@ from mysoulmate.analytics.models import ANONYMOUS_PREFIX, Profile, QueuedBatch, 
 from mysoulmate.analytics.ports import EventStore, MessageKey
 from mysoulmate.analytics.profiles import PROFILE_TYPES, merge_message
 from mysoulmate.analytics.rollups import MICROS, revenue_of
+from mysoulmate.analytics.sessions import assign_sessions
 from mysoulmate.observability.signals import count
 
 
@@ -95,7 +96,7 @@ class IngestBatch:
         outcome = FlushOutcome()
         if not self._messages:
             return outcome
-        messages = self._resolved_visitors()
+        messages = self._with_sessions(self._resolved_visitors())
         result = self._store.insert_events(messages)
         outcome.stored = result.written
         outcome.duplicates = result.duplicates
@@ -144,6 +145,12 @@ class IngestBatch:
             records[moved.key].extend(self._records[message.key])
         self._records = records
         return list(resolved.values())
+
+    def _with_sessions(self, messages: list[QueuedMessage]) -> list[QueuedMessage]:
+        """Each event with its session id, continuing the person's stored session."""
+        people = {m.userId for m in messages if m.event is not None}
+        marks = self._store.session_marks(people) if people else {}
+        return assign_sessions(messages, marks)
 
     def _link_identities(
         self,

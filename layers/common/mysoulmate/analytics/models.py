@@ -8,7 +8,8 @@ start to build, and it never sees a client request.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -17,6 +18,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     StringConstraints,
     WithJsonSchema,
 )
@@ -156,6 +158,7 @@ MessageType = Literal["track", "identify", "page", "screen", "group", "alias"]
 VIEW_PREFIXES = ("$page", "$screen")
 # The person key of a visitor known only by an anonymousId (`person_key`).
 ANONYMOUS_PREFIX = "anon:"
+SESSION_GAP = timedelta(minutes=30)  # GA4's and Mixpanel's default session timeout
 
 
 def view_event_name(kind: Literal["page", "screen"], name: str | None) -> str:
@@ -170,6 +173,51 @@ def person_key(user_id: str | None, anonymous_id: str | None) -> str:
     if not anonymous_id:
         raise ValueError("a message needs a userId or an anonymousId")
     return ANONYMOUS_PREFIX + anonymous_id
+
+
+@dataclass(frozen=True)
+class SessionMark:
+    """A person's latest session: its id and the times of its first and last events."""
+
+    session_id: str
+    start: datetime
+    last: datetime
+
+    def takes(self, at: datetime, client_id: str | None) -> bool:
+        """Whether an event at ``at`` (with the client's session id, if any) belongs here."""
+        if client_id is not None:
+            return client_id == self.session_id
+        return self.start - SESSION_GAP <= at <= self.last + SESSION_GAP
+
+    def grown_by(self, at: datetime) -> tuple[SessionMark, int]:
+        """This session with an event at ``at`` added, and by how many ms it grew."""
+        start, last = min(self.start, at), max(self.last, at)
+        # Whole ms of the end points, so a session's pieces add up to exactly its length.
+        grown = _ms(last) - _ms(self.last) + _ms(self.start) - _ms(start)
+        return SessionMark(self.session_id, start, last), grown
+
+    @property
+    def length_ms(self) -> int:
+        return _ms(self.last) - _ms(self.start)
+
+
+def _ms(moment: datetime) -> int:
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class SessionTally:
+    """What storing one event for the first time adds to the session rollups: whether it
+    started a session, how many ms it made its session longer, the day that session's
+    figures are counted on (the day it started), and the person's current session after it."""
+
+    day: date
+    started: bool
+    grown_ms: int
+    mark: SessionMark
 
 
 class QueuedMessage(BaseModel):
@@ -201,6 +249,19 @@ class QueuedMessage(BaseModel):
     platform: StoredText | None = None
     context: StoredJson = Field(default_factory=dict)
     requestId: StoredText | None = None
+    # Set by the consumer (`sessions.assign_sessions`) before storing, never by the API.
+    sessionId: StoredText | None = None
+    _session: SessionTally | None = PrivateAttr(default=None)
+
+    @property
+    def session_tally(self) -> SessionTally | None:
+        """What storing this message adds to the session rollups (None: nothing)."""
+        return self._session
+
+    def with_session(self, session_id: str, tally: SessionTally) -> QueuedMessage:
+        assigned = self.model_copy(update={"sessionId": session_id})
+        assigned._session = tally
+        return assigned
 
     @property
     def key(self) -> tuple[str, str]:
@@ -240,6 +301,7 @@ class StoredEvent(BaseModel):
     anonymousId: str | None = None
     platform: str | None = None
     context: dict[str, Any] = Field(default_factory=dict)
+    sessionId: str | None = None
 
 
 class Profile(BaseModel):

@@ -12,7 +12,14 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, NamedTuple, Protocol, Self
 
-from mysoulmate.analytics.models import AuditEntry, AuditPage, EventPage, Profile, QueuedMessage
+from mysoulmate.analytics.models import (
+    AuditEntry,
+    AuditPage,
+    EventPage,
+    Profile,
+    QueuedMessage,
+    SessionMark,
+)
 
 MessageKey = tuple[str, str]  # (userId, messageId)
 ProfileUpdate = Callable[[Profile | None], Profile]
@@ -35,6 +42,16 @@ class CountRow(NamedTuple):
     platform: str
     event: str
     events: int
+
+
+class SessionRow(NamedTuple):
+    """Sessions that started on one UTC day and platform, and how long they lasted in all
+    (milliseconds from first to last event, summed)."""
+
+    day: date
+    platform: str
+    sessions: int
+    millis: int
 
 
 class RevenueRow(NamedTuple):
@@ -62,6 +79,7 @@ class EventPoint(NamedTuple):
     ts: str  # time_key(timestamp): fixed-width UTC text, string order = time order
     event: str
     message_id: str
+    session_id: str | None = None  # filled by `user_event_points`, not by funnel reads
 
 
 @dataclass(frozen=True)
@@ -132,7 +150,8 @@ class EventStore(Protocol):
         ...
 
     def user_event_points(self, user_id: str) -> list[EventPoint]:
-        """Every track event of the user, oldest first (ts, then messageId)."""
+        """Every track event of the user, oldest first (ts, then messageId), with its
+        session id."""
         ...
 
     # -- rollups, maintained by insert_events for newly stored track events only ---------
@@ -144,6 +163,17 @@ class EventStore(Protocol):
         ...
 
     def rollup_revenue(self, start: date, end: date) -> list[RevenueRow]: ...
+
+    def rollup_sessions(self, start: date, end: date) -> list[SessionRow]:
+        """Session figures for days in [start, end] (stored with the daily counts under
+        `rollups.SESSION_EVENTS`, which `rollup_counts` leaves out)."""
+        ...
+
+    def session_marks(self, users: Collection[str]) -> dict[str, SessionMark]:
+        """Each person's current session, for those of ``users`` who have one. insert_events
+        stores `RollupDelta.session_marks` with the events: a stored mark is replaced only
+        by one whose last event is at least as late."""
+        ...
 
     def rollup_users(self, start: date, end: date, *, by_event: bool) -> list[UsersRow]:
         """User sets for days in [start, end]: one row per (day, platform) with ANY_EVENT,

@@ -88,6 +88,17 @@ class DashboardReport(_Report):
         description="Pages and screens by views; their events are `$page:<name>` and "
         "`$screen:<name>` in `topEvents` and funnels.",
     )
+    sessions: int = Field(
+        default=0,
+        description="Sessions that started in the range: the client's session ids, or a new "
+        "one after 30 minutes of inactivity.",
+    )
+    averageSessionSeconds: float = Field(
+        default=0.0, description="Their average length, first event to last, in seconds."
+    )
+    sessionsPerUser: float = Field(
+        default=0.0, description="sessions / activeUsers (0 when there are no active users)."
+    )
 
 
 class Cohort(BaseModel):
@@ -121,6 +132,10 @@ class UserProfileView(BaseModel):
 
 
 class SessionSummary(BaseModel):
+    sessionId: str | None = Field(
+        description="The session id its events carry (the client's, or assigned after 30 "
+        "minutes of inactivity); null for events stored before session ids existed."
+    )
     start: datetime
     end: datetime
     events: int
@@ -132,8 +147,8 @@ class UserAnalytics(BaseModel):
     profile: UserProfileView
     eventCounts: dict[str, int] = Field(description="Track events by name (within from/to).")
     sessions: int = Field(
-        description="Runs of events (track, page, screen) with no gap over 30 minutes "
-        "(within from/to)."
+        description="Sessions of the user's events (track, page, screen) within from/to: "
+        "the client's session id, or a new one after 30 minutes of inactivity."
     )
     sessionList: list[SessionSummary] = Field(
         default_factory=list,

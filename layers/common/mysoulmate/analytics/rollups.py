@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
-from mysoulmate.analytics.models import QueuedMessage
-from mysoulmate.analytics.ports import ANY_EVENT
+from mysoulmate.analytics.models import QueuedMessage, SessionMark
+from mysoulmate.analytics.ports import ANY_EVENT, CountRow, SessionRow
+from mysoulmate.analytics.sessions import session_delta
 
 UNKNOWN_PLATFORM = "unknown"
 DEFAULT_CURRENCY = "USD"
@@ -26,6 +27,12 @@ MICROS = 1_000_000
 # micros stay exact in every backend's 64-bit integer columns (validation refuses more).
 MAX_REVENUE = 1_000_000_000
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+# Session figures travel in the daily counts under these two event names: no client can
+# send them (event names never hold control characters), so no backend needs a table more.
+SESSIONS_EVENT = "\x1fsessions"  # sessions started on the day
+SESSION_MS_EVENT = "\x1fsession_ms"  # milliseconds those sessions lasted
+SESSION_EVENTS = frozenset({SESSIONS_EVENT, SESSION_MS_EVENT})
 
 DayKey = tuple[date, str, str]  # (day, platform, event name or ANY_EVENT)
 RevenueKey = tuple[date, str, str]  # (day, platform, currency)
@@ -37,9 +44,11 @@ class RollupDelta:
     revenue: Counter[RevenueKey] = field(default_factory=Counter)
     users: defaultdict[DayKey, set[str]] = field(default_factory=lambda: defaultdict(set))
     first_seen: dict[str, date] = field(default_factory=dict)
+    # each person's current session after these events (`sessions.SessionMark`)
+    session_marks: dict[str, SessionMark] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
-        return bool(self.counts or self.users)
+        return bool(self.counts or self.users or self.session_marks)
 
 
 def platform_of(message: QueuedMessage) -> str:
@@ -70,7 +79,14 @@ def revenue_of(properties: dict[str, object]) -> tuple[str, int] | None:
 def rollup_delta(new_messages: Iterable[QueuedMessage]) -> RollupDelta:
     """The rollup contribution of messages stored for the first time (identifies add none)."""
     delta = RollupDelta()
-    for message in new_messages:
+    messages = list(new_messages)
+    sessions = session_delta(messages, platform_of)
+    for (day, platform), n in sessions.sessions.items():
+        delta.counts[(day, platform, SESSIONS_EVENT)] += n
+    for (day, platform), n in sessions.millis.items():
+        delta.counts[(day, platform, SESSION_MS_EVENT)] += n
+    delta.session_marks = sessions.marks
+    for message in messages:
         if message.event is None:  # track, page and screen have one
             continue
         day = message.timestamp.date()
@@ -85,3 +101,32 @@ def rollup_delta(new_messages: Iterable[QueuedMessage]) -> RollupDelta:
         if revenue is not None:
             delta.revenue[(day, platform, revenue[0])] += revenue[1]
     return delta
+
+
+def session_counter_keys(message: QueuedMessage) -> list[DayKey]:
+    """The session count rows storing ``message`` for the first time adds to."""
+    tally = message.session_tally
+    if tally is None:
+        return []
+    keys: list[DayKey] = []
+    if tally.started:
+        keys.append((tally.day, platform_of(message), SESSIONS_EVENT))
+    if tally.grown_ms:
+        keys.append((tally.day, platform_of(message), SESSION_MS_EVENT))
+    return keys
+
+
+def split_session_rows(rows: Iterable[CountRow]) -> tuple[list[CountRow], list[SessionRow]]:
+    """Daily count rows as stored → (event counts, session figures per day and platform)."""
+    counts: list[CountRow] = []
+    sessions: dict[tuple[date, str], list[int]] = {}
+    for row in rows:
+        if row.event not in SESSION_EVENTS:
+            counts.append(row)
+            continue
+        figures = sessions.setdefault((row.day, row.platform), [0, 0])
+        figures[0 if row.event == SESSIONS_EVENT else 1] += row.events
+    return counts, [
+        SessionRow(day, platform, started, millis)
+        for (day, platform), (started, millis) in sorted(sessions.items())
+    ]

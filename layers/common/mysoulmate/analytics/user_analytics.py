@@ -3,36 +3,49 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from datetime import datetime
 
 from mysoulmate.analytics.date_range import DateRange
+from mysoulmate.analytics.models import SESSION_GAP
 from mysoulmate.analytics.ports import EventPoint, EventStore, time_key
 from mysoulmate.analytics.report_models import SessionSummary, UserAnalytics, UserProfileView
-
-SESSION_GAP = timedelta(minutes=30)  # GA4's and Mixpanel's default session timeout
-
 
 MAX_LISTED_SESSIONS = 100
 
 
-def count_sessions(points: list[EventPoint]) -> int:
-    """Runs of events (oldest first) in which no two neighbours are more than 30 min apart."""
-    return len(sessions_of(points))
-
-
-def sessions_of(points: list[EventPoint]) -> list[SessionSummary]:
-    """Those runs, oldest first, each with its first and last event time and size."""
+def sessions_of(points: Sequence[EventPoint]) -> list[SessionSummary]:
+    """A person's sessions from their events (oldest first), oldest first: by the stored
+    session id; events stored before sessions existed (no id) by the 30-minute rule."""
+    by_id: dict[str, SessionSummary] = {}
     sessions: list[SessionSummary] = []
+    unnamed: SessionSummary | None = None
     for point in points:
         at = datetime.fromisoformat(point.ts)
-        last = sessions[-1] if sessions else None
-        if last is None or at - last.end > SESSION_GAP:
-            sessions.append(SessionSummary(start=at, end=at, events=1, durationSeconds=0))
+        if point.session_id is not None:
+            session = by_id.get(point.session_id)
+            if session is None:
+                session = by_id[point.session_id] = _summary(at, point.session_id)
+                sessions.append(session)
+            else:
+                _extend(session, at)
+        elif unnamed is None or at - unnamed.end > SESSION_GAP:
+            unnamed = _summary(at, None)
+            sessions.append(unnamed)
         else:
-            last.end = at
-            last.events += 1
-            last.durationSeconds = (at - last.start).total_seconds()
+            _extend(unnamed, at)
+    sessions.sort(key=lambda s: (s.start, s.sessionId or ""))
     return sessions
+
+
+def _summary(at: datetime, session_id: str | None) -> SessionSummary:
+    return SessionSummary(sessionId=session_id, start=at, end=at, events=1, durationSeconds=0)
+
+
+def _extend(session: SessionSummary, at: datetime) -> None:
+    session.end = max(session.end, at)
+    session.events += 1
+    session.durationSeconds = (session.end - session.start).total_seconds()
 
 
 def user_analytics(

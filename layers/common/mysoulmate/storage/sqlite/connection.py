@@ -50,15 +50,16 @@ def rows_by_key(
     conn: sqlite3.Connection, table: str, key: str, column: str, keys: Sequence[str]
 ) -> dict[str, Any]:
     """``{key: column}`` for the keys with a row in ``table``, in IN lists of `CHUNK`
-    (caller holds the lock; ``table``, ``key`` and ``column`` are our constants)."""
+    (caller holds the lock; ``table``, ``key`` and ``column`` are our constants). With
+    several columns (``"a, b"``) each value is the tuple of them."""
     found: dict[str, Any] = {}
     for start in range(0, len(keys), CHUNK):
         chunk = keys[start : start + CHUNK]
         marks = ",".join("?" * len(chunk))
-        found.update(
-            conn.execute(
-                f"SELECT {key}, {column} FROM {table} WHERE {key} IN ({marks})",  # noqa: S608 - constants and placeholders only
-                chunk,
-            ).fetchall()
+        rows = conn.execute(
+            f"SELECT {key}, {column} FROM {table} WHERE {key} IN ({marks})",  # noqa: S608 - constants and placeholders only
+            chunk,
         )
+        for row in rows:
+            found[row[0]] = row[1] if len(row) == 2 else row[1:]
     return found

@@ -10,8 +10,8 @@ from mysoulmate.analytics.models import QueuedMessage
 from mysoulmate.analytics.ports import time_key
 
 # PRAGMA user_version: 1 = the spine's events/profiles only; 2 = rollups; 3 = erasure
-# tombstones and fixed-width time keys.
-SCHEMA_VERSION = 3
+# tombstones and fixed-width time keys; 4 = session ids and marks.
+SCHEMA_VERSION = 4
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -25,6 +25,7 @@ CREATE TABLE IF NOT EXISTS events (
     anonymous_id TEXT,
     properties   TEXT NOT NULL,
     context      TEXT NOT NULL,
+    session_id   TEXT,
     PRIMARY KEY (user_id, message_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS events_by_user_time ON events (user_id, ts DESC, message_id DESC);
@@ -72,6 +73,13 @@ CREATE TABLE IF NOT EXISTS identity_links (
     linked_at    TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS identity_links_by_user ON identity_links (user_id);
+-- Each person's current session (`sessions.SessionMark`): where their next event may join.
+CREATE TABLE IF NOT EXISTS session_marks (
+    user_id    TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    start      TEXT NOT NULL,
+    last       TEXT NOT NULL
+) WITHOUT ROWID;
 -- One row per erased user: messages received up to erased_at are never stored again.
 CREATE TABLE IF NOT EXISTS erasures (
     user_id   TEXT PRIMARY KEY,
@@ -93,8 +101,17 @@ def repair_time_keys(conn: sqlite3.Connection) -> None:
 
 
 EVENT_COLUMNS = (
-    "message_id, type, event, ts, received_at, platform, anonymous_id, properties, context"
+    "message_id, type, event, ts, received_at, platform, anonymous_id, properties, context, "
+    "session_id"
 )
+EVENT_INSERT = "INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+
+
+def add_session_column(conn: sqlite3.Connection) -> None:
+    """Before version 4 the events table had no session id (SCHEMA only creates tables)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+    if "session_id" not in columns:
+        conn.execute("ALTER TABLE events ADD COLUMN session_id TEXT")
 
 
 def event_row(m: QueuedMessage) -> tuple[Any, ...]:
@@ -110,4 +127,5 @@ def event_row(m: QueuedMessage) -> tuple[Any, ...]:
         m.anonymousId,
         json.dumps(m.stored_properties()),
         json.dumps(m.context),
+        m.sessionId,
     )

@@ -22,6 +22,7 @@ from mysoulmate.analytics.models import (
     EventPage,
     Profile,
     QueuedMessage,
+    SessionMark,
     StoredEvent,
 )
 from mysoulmate.analytics.ports import (
@@ -31,13 +32,14 @@ from mysoulmate.analytics.ports import (
     LinkResult,
     ProfileUpdate,
     RevenueRow,
+    SessionRow,
     StorageUnavailableError,
     StoreResult,
     UserSet,
     UsersRow,
     time_key,
 )
-from mysoulmate.analytics.rollups import RollupDelta, rollup_delta
+from mysoulmate.analytics.rollups import RollupDelta, rollup_delta, split_session_rows
 from mysoulmate.storage.bitmap import Bitmap
 from mysoulmate.storage.paging import decode_cursor, next_page_cursor
 from mysoulmate.storage.sqlite import identity
@@ -49,8 +51,10 @@ from mysoulmate.storage.sqlite.connection import (
 )
 from mysoulmate.storage.sqlite.schema import (
     EVENT_COLUMNS,
+    EVENT_INSERT,
     SCHEMA,
     SCHEMA_VERSION,
+    add_session_column,
     event_row,
     repair_time_keys,
 )
@@ -68,6 +72,8 @@ class SqliteEventStore:
                 self._backfill_rollups()
             if version < 3:
                 repair_time_keys(self._conn)
+            if version < 4:
+                add_session_column(self._conn)
             if version < SCHEMA_VERSION:
                 self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
@@ -88,9 +94,7 @@ class SqliteEventStore:
                     if erased_at is not None and time_key(m.receivedAt) <= erased_at:
                         erased.add(m.key)
                         continue
-                    cursor = self._conn.execute(
-                        "INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?,?,?,?)", event_row(m)
-                    )
+                    cursor = self._conn.execute(EVENT_INSERT, event_row(m))
                     if cursor.rowcount == 1:
                         new.append(m)
                 self._apply(rollup_delta(new))
@@ -149,6 +153,15 @@ class SqliteEventStore:
             "INSERT INTO first_seen VALUES (?,?) ON CONFLICT DO UPDATE "
             "SET day = min(day, excluded.day)",
             [(u, d.isoformat()) for u, d in delta.first_seen.items()],
+        )
+        conn.executemany(
+            "INSERT INTO session_marks VALUES (?,?,?,?) ON CONFLICT DO UPDATE "
+            "SET session_id = excluded.session_id, start = excluded.start, last = excluded.last "
+            "WHERE excluded.last >= session_marks.last",
+            [
+                (user, mark.session_id, time_key(mark.start), time_key(mark.last))
+                for user, mark in delta.session_marks.items()
+            ],
         )
 
     def _ordinals(self, users: Sequence[str]) -> dict[str, int]:
@@ -241,20 +254,36 @@ class SqliteEventStore:
 
     def user_event_points(self, user_id: str) -> list[EventPoint]:
         rows = self._read(
-            "SELECT ts, event, message_id FROM events WHERE user_id = ? AND event IS NOT NULL "
-            "ORDER BY ts, message_id",
+            "SELECT ts, event, message_id, session_id FROM events "
+            "WHERE user_id = ? AND event IS NOT NULL ORDER BY ts, message_id",
             (user_id,),
         )
         return [EventPoint(*row) for row in rows]
 
+    def session_marks(self, users: Collection[str]) -> dict[str, SessionMark]:
+        with self._lock:
+            rows = rows_by_key(
+                self._conn, "session_marks", "user_id", "session_id, start, last", sorted(users)
+            )
+        return {
+            user: SessionMark(sid, datetime.fromisoformat(start), datetime.fromisoformat(last))
+            for user, (sid, start, last) in rows.items()
+        }
+
     # -- rollups ------------------------------------------------------------------------
 
-    def rollup_counts(self, start: date, end: date) -> list[CountRow]:
+    def _count_rows(self, start: date, end: date) -> list[CountRow]:
         rows = self._read(
             "SELECT day, platform, event, events FROM daily_counts WHERE day BETWEEN ? AND ?",
             (start.isoformat(), end.isoformat()),
         )
         return [CountRow(date.fromisoformat(d), p, e, n) for d, p, e, n in rows]
+
+    def rollup_counts(self, start: date, end: date) -> list[CountRow]:
+        return split_session_rows(self._count_rows(start, end))[0]
+
+    def rollup_sessions(self, start: date, end: date) -> list[SessionRow]:
+        return split_session_rows(self._count_rows(start, end))[1]
 
     def rollup_revenue(self, start: date, end: date) -> list[RevenueRow]:
         rows = self._read(
@@ -347,6 +376,7 @@ class SqliteEventStore:
             events = conn.execute("DELETE FROM events WHERE user_id = ?", (user_id,)).rowcount
             profile = conn.execute("DELETE FROM profiles WHERE user_id = ?", (user_id,)).rowcount
             conn.execute("DELETE FROM first_seen WHERE user_id = ?", (user_id,))
+            conn.execute("DELETE FROM session_marks WHERE user_id = ?", (user_id,))
             conn.execute("DELETE FROM user_ordinals WHERE user_id = ?", (user_id,))
         return ErasureResult(events=events, profile=profile > 0)
 
@@ -419,7 +449,7 @@ class SqliteEventStore:
 
 
 def _row_to_event(row: tuple[Any, ...]) -> StoredEvent:
-    message_id, type_, event, ts, received_at, platform, anonymous_id, props, ctx = row
+    message_id, type_, event, ts, received_at, platform, anonymous_id, props, ctx, sid = row
     return StoredEvent(
         messageId=message_id,
         type=type_,
@@ -430,4 +460,5 @@ def _row_to_event(row: tuple[Any, ...]) -> StoredEvent:
         anonymousId=anonymous_id,
         properties=json.loads(props),
         context=json.loads(ctx),
+        sessionId=sid,
     )
