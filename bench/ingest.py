@@ -718,7 +718,7 @@ def route_steps_child(requests: int) -> dict[str, float]:
     """µs per request of the /v1/batch route's own steps, timed in a fresh interpreter
     configured as the server is (no Lambda environment): JSON parse, `parse_messages`,
     `queue_bodies`, `LocalQueue.send_batch` into a queue file in DATA_DIR."""
-    from mysoulmate.analytics import segment
+    from mysoulmate.analytics import packing, segment
     from mysoulmate.analytics.pii import PiiPolicy
     from mysoulmate.analytics.write_keys import new_source
     from mysoulmate.api.segment import decoded_body, parsed_json
@@ -758,7 +758,7 @@ def route_steps_child(requests: int) -> dict[str, float]:
         )
         parsed = segment.parse_messages(document["batch"], intake, None)
         t2 = cpu()
-        packed = segment.queue_bodies(parsed.messages)
+        packed = packing.queue_bodies(parsed.messages)
         t3 = cpu()
         wall = time.perf_counter()
         queue.send_batch(packed)

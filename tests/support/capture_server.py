@@ -12,10 +12,12 @@ also decoded from gzip/deflate/brotli when the client compressed it.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import threading
 import time
 import zlib
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,6 +45,16 @@ class CapturedRequest:
         return json.loads(self.body)
 
 
+@dataclass(frozen=True)
+class Reply:
+    """One scripted answer (see `CaptureServer.replies`)."""
+
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+    delay: float = 0.0  # seconds to wait before answering
+
+
 def _decompress(data: bytes, encoding: str) -> bytes:
     encoding = encoding.strip().lower()
     if encoding == "gzip":
@@ -64,6 +76,7 @@ class CaptureServer:
         self.body = body
         self.content_type = content_type or "application/json"
         self.requests: list[CapturedRequest] = []
+        self.replies: deque[Reply] = deque()  # scripted answers, taken one per request
         self._changed = threading.Condition()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
@@ -158,11 +171,21 @@ class CaptureServer:
                         body=body,
                     )
                 )
-                self.send_response(server.status)
+                with server._changed:
+                    reply = server.replies.popleft() if server.replies else None
+                if reply is not None and reply.delay:
+                    time.sleep(reply.delay)
+                status = reply.status if reply else server.status
+                body = reply.body if reply and reply.body is not None else server.body
+                self.send_response(status)
                 self.send_header("Content-Type", server.content_type)
-                self.send_header("Content-Length", str(len(server.body)))
+                self.send_header("Content-Length", str(len(body)))
+                for name, value in (reply.headers if reply else {}).items():
+                    self.send_header(name, value)
                 self.end_headers()
-                self.wfile.write(server.body)
+                # The client may have given up waiting (a scripted delay).
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.wfile.write(body)
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _capture
 

@@ -275,6 +275,9 @@ class MemoryEventStore:
         profile = self._profiles.pop(user_id, None)
         return ErasureResult(events=len(mine), profile=profile is not None)
 
+    def erased_users(self, users: Collection[str]) -> dict[str, datetime]:
+        return {user: self._erasures[user] for user in users if user in self._erasures}
+
     def linked_users(self, anonymous_ids: Collection[str]) -> dict[str, str]:
         return {a: self._links[a] for a in anonymous_ids if a in self._links}
 

@@ -9,7 +9,7 @@ thousand events costs DynamoDB forty calls, not a thousand.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -69,13 +69,19 @@ class FlushOutcome:
     duplicates: int = 0
     erased: int = 0  # dropped: their user was erased after they were received
     failed_records: dict[str, str] = field(default_factory=dict)
+    forwarded: int = 0  # messages handed to the providers' queues
+
+
+# Hands stored messages to the providers' forward queues; raises if they could not be queued.
+Forward = Callable[[list[QueuedMessage]], None]
 
 
 class IngestBatch:
     """Collects the records of one delivery, then writes them together."""
 
-    def __init__(self, store: EventStore) -> None:
+    def __init__(self, store: EventStore, forward: Forward | None = None) -> None:
         self._store = store
+        self._forward = forward
         self._messages: dict[MessageKey, QueuedMessage] = {}
         self._records: dict[MessageKey, list[str]] = defaultdict(list)
 
@@ -121,6 +127,8 @@ class IngestBatch:
                 for message in user_messages:
                     failed[message.key] = f"profile update failed: {exc}"
         self._link_identities(messages, failed, result.erased)
+        if self._forward is not None:
+            outcome.forwarded = self._forwarded(messages, failed, result.erased)
         for key, reason in failed.items():
             for record_id in self._records[key]:
                 outcome.failed_records[record_id] = reason
@@ -145,6 +153,27 @@ class IngestBatch:
             records[moved.key].extend(self._records[message.key])
         self._records = records
         return list(resolved.values())
+
+    def _forwarded(
+        self,
+        messages: list[QueuedMessage],
+        failed: dict[MessageKey, str],
+        erased: set[MessageKey],
+    ) -> int:
+        """Queue what is stored for the providers: new messages and duplicates alike, since a
+        redelivered record may be one whose forwarding failed after its storage. Providers
+        deduplicate (Mixpanel by $insert_id, the others through the forwarder's ledger).
+        If queueing fails, the records fail and come back: storage is already done."""
+        stored = [m for m in messages if m.key not in failed and m.key not in erased]
+        if not stored or self._forward is None:
+            return 0
+        try:
+            self._forward(stored)
+        except Exception as exc:  # noqa: BLE001 - reported per record, retried by the queue
+            for message in stored:
+                failed[message.key] = f"forward queue failed: {exc}"
+            return 0
+        return len(stored)
 
     def _with_sessions(self, messages: list[QueuedMessage]) -> list[QueuedMessage]:
         """Each event with its session id, continuing the person's stored session."""

@@ -235,6 +235,10 @@ class EventStore(Protocol):
         time are never stored afterwards, by `insert_events` or `update_profile`."""
         ...
 
+    def erased_users(self, users: Collection[str]) -> dict[str, datetime]:
+        """The latest erasure time of each of ``users`` who was ever erased (tombstones)."""
+        ...
+
     def append_audit(self, entry: AuditEntry) -> None: ...
 
     def list_audit(self, limit: int, cursor: str | None, subject: str | None = None) -> AuditPage:

@@ -42,8 +42,6 @@ from mysoulmate.analytics.validation import Problem, check_timestamp
 MAX_MESSAGE_BYTES = 32 * 1024
 MAX_REQUEST_BYTES = 500 * 1024
 MAX_BATCH_MESSAGES = 2500
-# A queue body stays under SQS's 256 KiB with room for the envelope.
-QUEUE_BODY_BYTES = 240 * 1024
 MESSAGE_TYPES = ("track", "identify", "page", "screen", "group", "alias")
 Name = Field(default=None, min_length=1, max_length=255)
 
@@ -285,28 +283,3 @@ def platform_of(context: dict[str, Any]) -> str | None:
         return None
     text = _PLATFORM_TEXT.sub("-", name.strip().lower()).strip("-")[:32]
     return {"iphone-os": "ios", "mac-os-x": "macos"}.get(text, text) or None
-
-
-def queue_bodies(messages: list[QueuedMessage]) -> list[str]:
-    """Pack messages into queue bodies of at most `QUEUE_BODY_BYTES` each (one message
-    alone keeps the single-message shape)."""
-    bodies: list[str] = []
-    current: list[str] = []
-    size = 0
-    for message in messages:
-        body = message.model_dump_json(exclude_none=True)
-        if current and size + len(body.encode()) + 1 > QUEUE_BODY_BYTES:
-            bodies.append(_packed(current))
-            current, size = [], 0
-        current.append(body)
-        size += len(body.encode()) + 1
-    if current:
-        bodies.append(_packed(current))
-    return bodies
-
-
-def _packed(bodies: list[str]) -> str:
-    if len(bodies) == 1:
-        return bodies[0]
-    # Built as text, as `QueuedBatch` serializes: the messages are serialized already.
-    return '{"v":1,"batch":[' + ",".join(bodies) + "]}"

@@ -15,6 +15,7 @@ Every check walks values iteratively (an explicit stack), never by recursion.
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,8 +56,12 @@ def check_text(value: str) -> None:
 def check_identifier(value: str) -> None:
     """Ids and event names: text, and no control characters (they end up in keys)."""
     check_text(value)
-    if any(ord(char) < 0x20 or 0x7F <= ord(char) < 0xA0 for char in value):
+    if _CONTROL_CHARACTER.search(value):
         raise Problem("control_character", "must not contain control characters")
+
+
+# C0 and C1 controls and DEL; one regex scan instead of a Python loop per character.
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def check_number(value: int | float) -> None:

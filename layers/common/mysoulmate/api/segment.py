@@ -18,7 +18,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field, ValidationError
 
-from mysoulmate.analytics import segment
+from mysoulmate.analytics import packing, segment
 from mysoulmate.analytics.bulkheads import QUEUE, STORAGE
 from mysoulmate.analytics.models import QueuedMessage
 from mysoulmate.analytics.pii import PiiPolicy
@@ -193,7 +193,7 @@ def _object(value: Any) -> dict[str, Any]:
 async def enqueue(queue: MessageQueue, messages: list[QueuedMessage]) -> None:
     """Durably queued, several messages per queue body: one queue call per ~240 KiB."""
     try:
-        await QUEUE.run(queue.send_batch, segment.queue_bodies(messages))
+        await QUEUE.run(queue.send_batch, packing.queue_bodies(messages))
     except QueueError:
         raise DependencyUnavailableError(
             code="queue_unavailable", headers={"Retry-After": "1"}

@@ -140,9 +140,25 @@ class Settings(BaseModel):
     slack_webhook_url: str = Field(default="", repr=False)
     slack_webhook_parameter: str = ""
 
+    # Forwarding to analytics providers (providers/): each is off until its token is set.
+    # Mixpanel: the project token; MIXPANEL_API_HOST is a host name (api-eu.mixpanel.com
+    # for EU residency) or a full base URL (http://127.0.0.1:PORT in tests).
+    mixpanel_token: str = Field(default="", repr=False)
+    mixpanel_api_host: str = "api.mixpanel.com"
+    mixpanel_api_secret: str = Field(default="", repr=False)  # /import of events > 5 days old
+    mixpanel_gdpr_token: str = Field(default="", repr=False)  # deletion requests on erasure
+    # GA4 Measurement Protocol: both the measurement id and the API secret are needed.
+    ga_measurement_id: str = ""
+    ga_api_secret: str = Field(default="", repr=False)
+    ga_endpoint: str = "https://www.google-analytics.com/mp/collect"
+    # Trait names (comma-separated) and property names that may leave us although they look
+    # like contact data (email, phone) or secrets; nothing else of that kind is forwarded.
+    forward_allowed_properties: list[str] = Field(default_factory=list)
+
     @field_validator(
         "cors_allow_origins",
         "default_funnel",
+        "forward_allowed_properties",
         "supported_locales",
         "sentry_ignored_errors",
         mode="before",

@@ -76,6 +76,8 @@ class LocalQueue:
         *,
         visibility_timeout: float = 30,
         max_receive_count: int = 5,
+        dead_letter_signal: str = "EventsDeadLettered",
+        signal_labels: dict[str, str] | None = None,
     ) -> None:
         # A file locked by another process fails a send within 2 s (503, the client retries)
         # instead of holding the request for SQLite's usual 30.
@@ -83,6 +85,9 @@ class LocalQueue:
         self._lock = threading.Lock()
         self.visibility_timeout = visibility_timeout
         self.max_receive_count = max_receive_count
+        # A provider's forward queue counts its dead letters under its own signal.
+        self._dead_letter_signal = dead_letter_signal
+        self._signal_labels = signal_labels or {}
         with self._lock:
             self._conn.executescript(_SCHEMA)
             for table, column, declaration in _ADDED_COLUMNS:
@@ -159,7 +164,7 @@ class LocalQueue:
                 )
                 received.append(ReceivedMessage(message_id, receipt, body, count + 1, sent_at))
         if dead_lettered > 0:
-            count_signal("EventsDeadLettered", dead_lettered)
+            count_signal(self._dead_letter_signal, dead_lettered, **self._signal_labels)
             logger = get_logger()
             for message_id, _, _, receives, _, reason in dying:
                 # The id and the reason only: a payload may hold personal data.
@@ -178,6 +183,21 @@ class LocalQueue:
             self._conn.executemany(
                 "UPDATE messages SET last_error = ? WHERE receipt = ?",
                 [(reason[:1000], receipt) for receipt, reason in reasons.items()],
+            )
+
+    def release(self, receipts: Sequence[str], delay: float) -> None:
+        """Give messages back unhandled, visible again after ``delay`` seconds, with this
+        receive not counted: a provider outage must not dead-letter what waits for it
+        (SQS: ChangeMessageVisibility, where the receive count does not matter as much
+        because the forwarder's queue has a long retention and redrive)."""
+        if not receipts:
+            return
+        visible_at = time.time() + delay
+        with write_transaction(self._conn, self._lock):
+            self._conn.executemany(
+                "UPDATE messages SET visible_at = ?, receive_count = max(receive_count - 1, 0) "
+                "WHERE receipt = ?",
+                [(visible_at, r) for r in receipts],
             )
 
     def delete(self, receipts: Sequence[str]) -> None:

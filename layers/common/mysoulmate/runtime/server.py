@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
@@ -14,6 +15,10 @@ from mysoulmate.api.app_factory import create_app
 from mysoulmate.core.settings import get_settings
 from mysoulmate.queue.local import LocalQueue
 from mysoulmate.runtime.backends import api_adapters, event_store, local_queue
+
+if TYPE_CHECKING:
+    from mysoulmate.runtime.forwarding import ForwardWorker
+    from mysoulmate.runtime.worker import LocalWorker
 
 # Every router of the API document (metrics included: /metrics and /api/v1/metrics are
 # container and laptop only, CloudWatch on Lambda), and the docs pages that serve it.
@@ -29,21 +34,36 @@ async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
     install_asyncio_exception_handler(asyncio.get_running_loop())  # logged and reported
     # Built before serving: an unreachable or unmigrated database stops start-up here.
     event_store()
-    worker = None
+    workers: list[LocalWorker | ForwardWorker] = []
     if settings.queue_backend == "local" and settings.worker_enabled:
+        from mysoulmate.runtime.forwarding import ForwardWorker, enqueue_hook, routes
         from mysoulmate.runtime.worker import LocalWorker
 
-        worker = LocalWorker(
-            local_queue(),
-            event_store(),
-            batch_size=settings.worker_batch_size,
-            poll_interval=settings.worker_poll_interval_seconds,
+        forwarding = routes(event_store())
+
+        workers.append(
+            LocalWorker(
+                local_queue(),
+                event_store(),
+                batch_size=settings.worker_batch_size,
+                poll_interval=settings.worker_poll_interval_seconds,
+                forward=enqueue_hook(forwarding) if forwarding else None,
+            )
         )
+        workers += [
+            ForwardWorker(
+                route,
+                batch_size=settings.worker_batch_size,
+                poll_interval=settings.worker_poll_interval_seconds,
+            )
+            for route in forwarding
+        ]
+    for worker in workers:
         worker.start()
     try:
         yield
     finally:
-        if worker is not None:
+        for worker in workers:
             worker.stop()
 
 

@@ -9,18 +9,21 @@ from __future__ import annotations
 import threading
 import time
 
-from mysoulmate.analytics.ingest import IngestBatch, PoisonMessageError
+from mysoulmate.analytics.ingest import Forward, IngestBatch, PoisonMessageError
 from mysoulmate.analytics.ports import EventStore, StorageUnavailableError
 from mysoulmate.observability import count, get_logger, observe
 from mysoulmate.queue.local import LocalQueue
 
 
-def drain_once(queue: LocalQueue, store: EventStore, batch_size: int) -> int:
-    """Receive one batch, store it, delete what was stored; return messages handled."""
+def drain_once(
+    queue: LocalQueue, store: EventStore, batch_size: int, forward: Forward | None = None
+) -> int:
+    """Receive one batch, store it (and hand it to ``forward``, the providers' queues),
+    delete what was stored; return messages handled."""
     received = queue.receive(batch_size)
     if not received:
         return 0
-    batch = IngestBatch(store)
+    batch = IngestBatch(store, forward)
     receipts: dict[str, str] = {}
     failures: dict[str, str] = {}  # receipt -> why, kept for the dead letter
     poison = 0
@@ -67,10 +70,17 @@ def _store_reachable(store: EventStore) -> bool:
 
 class LocalWorker:
     def __init__(
-        self, queue: LocalQueue, store: EventStore, *, batch_size: int, poll_interval: float
+        self,
+        queue: LocalQueue,
+        store: EventStore,
+        *,
+        batch_size: int,
+        poll_interval: float,
+        forward: Forward | None = None,
     ) -> None:
         self._queue = queue
         self._store = store
+        self._forward = forward
         self._batch_size = batch_size
         self._poll_interval = poll_interval
         self._stop = threading.Event()
@@ -98,7 +108,7 @@ class LocalWorker:
                 logger.info("storage is back; the local worker resumes")
                 backoff = 0.0
             try:
-                handled = drain_once(self._queue, self._store, self._batch_size)
+                handled = drain_once(self._queue, self._store, self._batch_size, self._forward)
             except StorageUnavailableError:
                 handled = 0
                 backoff = self._poll_interval

@@ -380,6 +380,11 @@ class SqliteEventStore:
             conn.execute("DELETE FROM user_ordinals WHERE user_id = ?", (user_id,))
         return ErasureResult(events=events, profile=profile > 0)
 
+    def erased_users(self, users: Collection[str]) -> dict[str, datetime]:
+        with self._lock:
+            found = self._erasures(set(users))
+        return {user: datetime.fromisoformat(at) for user, at in found.items()}
+
     # -- identity -----------------------------------------------------------------------
 
     def linked_users(self, anonymous_ids: Collection[str]) -> dict[str, str]:

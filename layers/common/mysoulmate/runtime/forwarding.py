@@ -1,0 +1,164 @@
+"""Forwarding on the laptop (and single-process) shape: one durable local queue and one
+forwarder thread per configured provider, fed by the consumer after it stores a batch.
+
+Each provider has its own queue file (``DATA_DIR/forward-<provider>.db``, with its own
+dead-letter table) and its own thread, so a provider that is down holds back only its own
+messages: the consumer only appends to the queues, and never waits for a provider.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from pydantic import ValidationError
+
+from mysoulmate.analytics.ingest import Forward, parse_body
+from mysoulmate.analytics.models import QueuedMessage
+from mysoulmate.analytics.packing import queue_bodies
+from mysoulmate.core.settings import Settings, get_settings
+from mysoulmate.observability import get_logger
+from mysoulmate.providers.base import Provider
+from mysoulmate.providers.forwarder import Forwarder
+from mysoulmate.providers.ports import ForwardGuard
+from mysoulmate.queue.local import LocalQueue
+from mysoulmate.storage.sqlite.ledger import SqliteForwardLedger
+
+# Seconds a deferred batch waits before it is tried again (the breaker decides the rest).
+DEFER_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Route:
+    """One provider's forwarding: its forwarder and its queue."""
+
+    forwarder: Forwarder
+    queue: LocalQueue
+
+
+def build_providers(settings: Settings) -> list[tuple[Provider, int]]:
+    """The providers that settings turn on, each with its batch size. Their libraries are
+    imported only here, and only for a provider that is configured."""
+    providers: list[tuple[Provider, int]] = []
+    if settings.mixpanel_token:
+        from mysoulmate.providers.mixpanel import MixpanelProvider
+
+        mixpanel = MixpanelProvider(
+            settings.mixpanel_token,
+            settings.mixpanel_api_host,
+            api_secret=settings.mixpanel_api_secret,
+        )
+        providers.append((mixpanel, 50))
+    if settings.ga_measurement_id and settings.ga_api_secret:
+        from mysoulmate.providers.ga4 import Ga4Provider
+
+        ga4 = Ga4Provider(settings.ga_measurement_id, settings.ga_api_secret, settings.ga_endpoint)
+        providers.append((ga4, 25))
+    return providers
+
+
+def forward_queue(settings: Settings, provider: str) -> LocalQueue:
+    return LocalQueue(
+        settings.data_dir / f"forward-{provider}.db",
+        visibility_timeout=settings.queue_visibility_timeout_seconds,
+        max_receive_count=settings.queue_max_receive_count,
+        dead_letter_signal="ForwardDeadLettered",
+        signal_labels={"provider": provider},
+    )
+
+
+@lru_cache(maxsize=1)
+def routes(guard: ForwardGuard) -> tuple[Route, ...]:
+    """Every configured provider's route (none when no provider is configured); ``guard``
+    is the event store, asked about erasures and opt-outs."""
+    settings = get_settings()
+    providers = build_providers(settings)
+    if not providers:
+        return ()
+    ledger = SqliteForwardLedger(settings.data_dir / "forward-ledger.db")
+    allowed = frozenset(settings.forward_allowed_properties)
+    return tuple(
+        Route(
+            Forwarder(provider, guard, ledger, batch_size=size, allowed_properties=allowed),
+            forward_queue(settings, provider.name),
+        )
+        for provider, size in providers
+    )
+
+
+def enqueue_hook(chosen: Sequence[Route]) -> Forward:
+    """The consumer's forward hook: the stored messages, packed, into every route's queue."""
+
+    def enqueue(messages: list[QueuedMessage]) -> None:
+        bodies = queue_bodies(messages)
+        for route in chosen:
+            route.queue.send_batch(bodies)
+
+    return enqueue
+
+
+def forward_once(route: Route, batch_size: int) -> int:
+    """Receive one batch from the route's queue and forward it; return bodies handled."""
+    received = route.queue.receive(batch_size)
+    if not received:
+        return 0
+    messages: list[QueuedMessage] = []
+    receipts: list[str] = []
+    failures: dict[str, str] = {}
+    for record in received:
+        try:
+            messages.extend(parse_body(record.body))
+            receipts.append(record.receipt)
+        except ValidationError as exc:
+            failures[record.receipt] = f"invalid forward message: {exc.error_count()} error(s)"
+    route.queue.record_failures(failures)
+    outcome = route.forwarder.forward(messages)
+    if outcome.deferred:
+        route.queue.release(receipts, DEFER_SECONDS)
+    elif outcome.rejected:
+        route.queue.record_failures(dict.fromkeys(receipts, f"rejected: {outcome.rejected}"))
+    else:
+        route.queue.delete(receipts)
+    return len(received)
+
+
+class ForwardWorker:
+    """A thread per route draining its queue; it waits while the provider's breaker is
+    open instead of receiving (and deferring) the same messages again and again."""
+
+    def __init__(self, route: Route, *, batch_size: int, poll_interval: float) -> None:
+        self._route = route
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        name = f"forward-{self._route.forwarder.provider.name}"
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            resting = self._route.forwarder.open_for()
+            if resting > 0:
+                self._stop.wait(min(resting, DEFER_SECONDS))
+                continue
+            try:
+                handled = forward_once(self._route, self._batch_size)
+            except Exception:  # noqa: BLE001 - the thread must outlive any one batch
+                get_logger().exception("forward worker iteration failed; retrying")
+                handled = 0
+            if not handled:
+                self._stop.wait(self._poll_interval)
+
+
+def reset_forwarding() -> None:
+    routes.cache_clear()
