@@ -35,6 +35,7 @@ from tenacity import (
 
 from mysoulmate.analytics.models import QueuedMessage
 from mysoulmate.analytics.pii import is_secret_key
+from mysoulmate.analytics.ports import MessageKey
 from mysoulmate.observability import count, get_logger, observe
 from mysoulmate.providers.base import (
     Provider,
@@ -97,7 +98,13 @@ class Forwarder:
 
     def forward(self, messages: Sequence[QueuedMessage]) -> ForwardOutcome:
         outcome = ForwardOutcome()
-        eligible = self._eligible(messages, outcome)
+        first: dict[MessageKey, QueuedMessage] = {}
+        for message in messages:
+            first.setdefault(message.key, message)
+        unique = list(first.values())
+        if len(unique) < len(messages):
+            outcome.skipped["duplicate"] += len(messages) - len(unique)
+        eligible = self._eligible(unique, outcome)
         if self._ledger is not None and eligible:
             done = self._ledger.forwarded(self.provider.name, [m.key for m in eligible])
             if done:
