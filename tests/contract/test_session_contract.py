@@ -34,7 +34,8 @@ def test_a_session_continues_across_deliveries_and_ends_after_30_quiet_minutes(
     consume(store, track("ann", "open", jan(1, 11)))  # 95 quiet minutes: a new session
     first, *rest = session_ids(store, "ann")
     assert first is not None
-    assert rest[:2] == [first, first] and rest[2] not in (None, first)
+    assert rest[:2] == [first, first]
+    assert rest[2] not in (None, first)
     # Two sessions of 25 min and 0 min for one user.
     assert figures(store) == (2, 750.0, 2.0)
     listed = user_analytics(store, "ann", 10, None, None, None)

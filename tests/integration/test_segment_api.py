@@ -385,7 +385,7 @@ def test_sessions_reach_the_dashboard_and_the_users_analytics(
     dashboard = client.get(
         f"/api/v1/analytics/dashboard?from={day}&to={day}", headers=auth_header("root", "admin")
     ).json()
-    # u-s: 9:00–9:12 and 10:30 alone; u-t: one event. 3 sessions, 12 min in all, 2 users.
+    # u-s: 9:00 to 9:12 and 10:30 alone; u-t: one event. 3 sessions, 12 min in all, 2 users.
     assert (dashboard["sessions"], dashboard["averageSessionSeconds"]) == (3, 240.0)
     assert dashboard["sessionsPerUser"] == 1.5
     mine = client.get("/api/v1/analytics/user/u-s", headers=auth_header("u-s")).json()

@@ -35,7 +35,9 @@ def test_events_within_30_minutes_share_a_session_and_a_longer_gap_starts_one() 
     ]
     assigned = assign_sessions(batch, {})
     first, second = assigned[0].sessionId, assigned[3].sessionId
-    assert first is not None and second is not None and first != second
+    assert first is not None
+    assert second is not None
+    assert first != second
     assert ids(assigned) == [first, first, first, second]
     assert figures(assigned) == (2, 59 * 60_000)
 
@@ -53,21 +55,24 @@ def test_a_stored_session_continues_in_a_later_batch() -> None:
     assert ids(assigned) == ["s_stored"]
     assert figures(assigned) == (0, 20 * 60_000)  # grown from 9:10 to 9:30, no new session
     tally = assigned[0].session_tally
-    assert tally is not None and tally.mark == SessionMark("s_stored", jan(1, 9), jan(1, 9, 30))
+    assert tally is not None
+    assert tally.mark == SessionMark("s_stored", jan(1, 9), jan(1, 9, 30))
 
 
 def test_an_event_more_than_30_minutes_after_the_stored_session_starts_a_new_one() -> None:
     mark = SessionMark("s_stored", jan(1, 9), jan(1, 9, 10))
     (assigned,) = assign_sessions([track("ann", "e", jan(1, 9, 41))], {"ann": mark})
     assert assigned.sessionId not in (None, "s_stored")
-    assert assigned.session_tally is not None and assigned.session_tally.mark.start == jan(1, 9, 41)
+    assert assigned.session_tally is not None
+    assert assigned.session_tally.mark.start == jan(1, 9, 41)
 
 
 def test_a_late_event_before_the_current_session_gets_a_session_of_its_own() -> None:
     mark = SessionMark("s_now", jan(1, 12), jan(1, 12, 5))
     late = [track("ann", "e", jan(1, 8)), track("ann", "e", jan(1, 8, 20))]
     assigned = assign_sessions(late, {"ann": mark})
-    assert len(set(ids(assigned))) == 1 and assigned[0].sessionId != "s_now"
+    assert len(set(ids(assigned))) == 1
+    assert assigned[0].sessionId != "s_now"
     assert figures(assigned) == (1, 20 * 60_000)
     # The person's current session is still the later one.
     assert all(m.session_tally and m.session_tally.mark.session_id == "s_now" for m in assigned)
@@ -115,7 +120,8 @@ def test_identify_joins_the_session_it_falls_in_but_never_starts_or_grows_one() 
     assigned = assign_sessions(batch, {})
     assert assigned[1].sessionId == assigned[0].sessionId
     assert assigned[2].sessionId is None  # no session open then, and no client id
-    assert assigned[1].session_tally is None and assigned[2].session_tally is None
+    assert assigned[1].session_tally is None
+    assert assigned[2].session_tally is None
     assert figures(assigned) == (1, 0)
     alone = identify("bob", jan(1, 9)).model_copy(update={"context": {"sessionId": "c-1"}})
     assert assign_sessions([alone], {})[0].sessionId == "c-1"
