@@ -29,6 +29,7 @@ DATA_TABLES = (
     "erasures",
     "sources",
     "identity_links",
+    "session_marks",
 )
 
 

@@ -1,7 +1,8 @@
 """GDPR rights: export everything stored about a user (art. 15/20) and erase it (art. 17).
 
 Both leave an audit entry (who, when, what): an export is recorded before the first byte is
-streamed, an erasure right after it ran, with what it erased.
+streamed, an erasure right after it ran, with what it erased and what the providers the
+events were forwarded to were asked to erase (`ErasureHook`).
 """
 
 from __future__ import annotations
@@ -10,13 +11,18 @@ import csv
 import io
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from mysoulmate.analytics.models import AuditEntry, StoredEvent, dumps_compact
 from mysoulmate.analytics.ports import EventStore
 from mysoulmate.analytics.report_models import ErasureReport
+
+# Asks a provider to erase a person (user id, and the anonymous ids linked to them); returns
+# what to record in the audit entry, e.g. {"mixpanel": {"taskId": "…"}}. Our own erasure is
+# done by then and stands whatever a provider answers.
+ErasureHook = Callable[[str, list[str]], dict[str, Any]]
 
 EXPORT_PAGE = 500
 CSV_COLUMNS = (
@@ -109,9 +115,19 @@ def export_csv(store: EventStore, user_id: str) -> Iterator[str]:
         yield flush()
 
 
-def erase(store: EventStore, actor: str, user_id: str) -> ErasureReport:
+def erase(
+    store: EventStore, actor: str, user_id: str, hooks: Sequence[ErasureHook] = ()
+) -> ErasureReport:
+    profile = store.get_profile(user_id) if hooks else None
     result = store.delete_user(user_id, datetime.now(UTC))
-    entry = record(store, actor, "delete", user_id, events=result.events, profile=result.profile)
+    details: dict[str, Any] = {"events": result.events, "profile": result.profile}
+    anonymous_ids = list(profile.anonymousIds) if profile else []
+    for hook in hooks:
+        try:
+            details.update(hook(user_id, anonymous_ids))
+        except Exception as exc:  # noqa: BLE001 - recorded; our erasure already stands
+            details.setdefault("providerErrors", []).append(str(exc)[:300])
+    entry = record(store, actor, "delete", user_id, **details)
     return ErasureReport(
         userId=user_id,
         erased=True,

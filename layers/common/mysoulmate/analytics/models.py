@@ -258,10 +258,12 @@ class QueuedMessage(BaseModel):
         """What storing this message adds to the session rollups (None: nothing)."""
         return self._session
 
-    def with_session(self, session_id: str, tally: SessionTally) -> QueuedMessage:
-        assigned = self.model_copy(update={"sessionId": session_id})
-        assigned._session = tally
-        return assigned
+    def with_session(self, session_id: str, tally: SessionTally | None) -> QueuedMessage:
+        """This message, its session set in place: the consumer owns the messages it
+        parsed, and a copy per message costs more than the rest of the assignment."""
+        self.sessionId = session_id
+        self._session = tally
+        return self
 
     @property
     def key(self) -> tuple[str, str]:

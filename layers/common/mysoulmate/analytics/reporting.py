@@ -6,7 +6,7 @@ unavailable backend becomes the 503 envelope, never a 500.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date, timedelta
 from functools import partial
 from time import perf_counter
@@ -174,9 +174,14 @@ async def export(
     return gdpr.export_json(store, user_id) if fmt == "json" else gdpr.export_csv(store, user_id)
 
 
-async def erase(caller: Principal, store: EventStore, user_id: str) -> ErasureReport:
+async def erase(
+    caller: Principal,
+    store: EventStore,
+    user_id: str,
+    hooks: Sequence[gdpr.ErasureHook] = (),
+) -> ErasureReport:
     caller.require_self_or_admin(user_id)
-    erased = await _query("erase", gdpr.erase, store, caller.subject, user_id)
+    erased = await _query("erase", gdpr.erase, store, caller.subject, user_id, hooks)
     count("GdprRequests", kind="erase")
     return erased
 

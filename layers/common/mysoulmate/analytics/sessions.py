@@ -49,7 +49,7 @@ def auto_session_id(person: str, first_message_id: str) -> str:
 def assign_sessions(
     messages: Sequence[QueuedMessage], marks: Mapping[str, SessionMark]
 ) -> list[QueuedMessage]:
-    """``messages`` (same order) with ``sessionId`` set, and on those with an event (track,
+    """``messages`` (same order, the same objects: set in place) with ``sessionId`` set, and on those with an event (track,
     page, screen) the `SessionTally` their storage adds to the rollups. ``marks`` holds each
     person's stored current session (`EventStore.session_marks`).
 
@@ -88,7 +88,7 @@ def _assign_person(
         if message.event is None:
             joined = open_sessions[position].session_id if position is not None else client_id
             if joined is not None:
-                assigned[index] = message.model_copy(update={"sessionId": joined})
+                assigned[index] = message.with_session(joined, None)
             continue
         if position is None:
             session_id = client_id or auto_session_id(person, message.messageId)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, status
@@ -16,6 +17,7 @@ from mysoulmate.analytics.client_models import (
     TrackRequest,
 )
 from mysoulmate.analytics.funnel import FunnelReport
+from mysoulmate.analytics.gdpr import ErasureHook
 from mysoulmate.analytics.ports import EventStore, MessageQueue
 from mysoulmate.analytics.report_models import (
     AuditLogPage,
@@ -27,7 +29,7 @@ from mysoulmate.analytics.report_models import (
 from mysoulmate.api import examples, segment_docs
 from mysoulmate.api import segment as segment_api
 from mysoulmate.api.auth import current_principal
-from mysoulmate.api.dependencies import get_queue, get_store
+from mysoulmate.api.dependencies import get_erasure_hooks, get_queue, get_store
 from mysoulmate.api.params import STEPS_PATTERN, IsoDate
 from mysoulmate.api.rate_limit import limit_ingest, limit_read
 from mysoulmate.api.responses import (
@@ -204,11 +206,18 @@ async def export_user(
     responses={**ok(examples.ERASURE), **errors(*READ_ERRORS)},
     openapi_extra=BEARER,
 )
-async def erase_user(caller: Caller, store: Store, user_id: UserIdPath) -> ErasureReport:
+async def erase_user(
+    caller: Caller,
+    store: Store,
+    user_id: UserIdPath,
+    hooks: Annotated[Sequence[ErasureHook], Depends(get_erasure_hooks)],
+) -> ErasureReport:
     """Self or admin (GDPR art. 17): erase the user's events and profile; anonymous
     counts stay. Recorded in the audit log. The erasure sticks: events of the user received
-    before it are never stored afterwards, even if they were still queued."""
-    return await reporting.erase(caller, store, user_id)
+    before it are never stored afterwards, even if they were still queued, and nothing of
+    theirs is forwarded to a provider any more; Mixpanel is asked to delete their data when
+    its GDPR token is configured."""
+    return await reporting.erase(caller, store, user_id, hooks)
 
 
 @router.get(

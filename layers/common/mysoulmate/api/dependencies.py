@@ -9,11 +9,12 @@ under Mangum costs a thread hand-off on every request (measured: 1,120 â†’ 410 Â
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the ports load the analytics models: the i18n function never needs them
+    from mysoulmate.analytics.gdpr import ErasureHook
     from mysoulmate.analytics.ports import EventStore, MessageQueue, SourceStore
 
 
@@ -24,6 +25,8 @@ class Adapters:
     store: Callable[[], EventStore]
     queue: Callable[[], MessageQueue]
     sources: Callable[[], SourceStore] | None = None  # write keys (Segment-compatible ingest)
+    # Providers asked to erase a person along with us (Mixpanel's GDPR API, when configured).
+    erasure_hooks: Callable[[], Sequence[ErasureHook]] | None = None
 
 
 _adapters: Adapters | None = None
@@ -46,6 +49,11 @@ async def get_queue() -> MessageQueue:
 
 async def get_store() -> EventStore:
     return _installed().store()
+
+
+async def get_erasure_hooks() -> Sequence[ErasureHook]:
+    hooks = _installed().erasure_hooks
+    return hooks() if hooks is not None else ()
 
 
 async def get_sources() -> SourceStore:

@@ -101,7 +101,4 @@ def reset_backends() -> None:
     WRITE_KEYS.forget()  # what it cached came from the store just forgotten
     local_queue.cache_clear()
     message_queue.cache_clear()
-    from mysoulmate.runtime.forwarding import reset_forwarding
-
-    reset_forwarding()
     get_settings.cache_clear()

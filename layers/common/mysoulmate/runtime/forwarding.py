@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
 from pydantic import ValidationError
 
@@ -69,10 +68,9 @@ def forward_queue(settings: Settings, provider: str) -> LocalQueue:
     )
 
 
-@lru_cache(maxsize=1)
 def routes(guard: ForwardGuard) -> tuple[Route, ...]:
     """Every configured provider's route (none when no provider is configured); ``guard``
-    is the event store, asked about erasures and opt-outs."""
+    is the event store, asked about erasures and opt-outs. Built once, at start-up."""
     settings = get_settings()
     providers = build_providers(settings)
     if not providers:
@@ -158,7 +156,3 @@ class ForwardWorker:
                 handled = 0
             if not handled:
                 self._stop.wait(self._poll_interval)
-
-
-def reset_forwarding() -> None:
-    routes.cache_clear()

@@ -8,12 +8,17 @@ profile updates and with an erasure of the user: a batch storing visitor events 
 commits before the link looks (and the link moves them), or waits and stores them after
 the link committed (and the consumer, looking the link up again after its batch, links
 again, which moves them). Statements touch the tables in the order ingest does (events,
-user_ordinals, daily_users, first_seen), and the bitmap chunks in key order, all in one
-statement, so a link queues behind concurrent batches instead of deadlocking.
+user_ordinals, daily_users, first_seen, session_marks), and the bitmap chunks in key order,
+all in one statement, so a link queues behind concurrent batches instead of deadlocking.
 
 The user's bitmaps gain the user wherever the visitor was and lose the visitor; a user
-with no ordinal yet simply takes over the visitor's (and with it every bit). Event counts
-and revenue are sums over events, which the move keeps, so they do not change.
+with no ordinal yet simply takes over the visitor's (and with it every bit). Event counts,
+revenue and session figures are sums over events, which the move keeps (each event with its
+session id), so they do not change. The visitor's session mark is deleted, not merged into
+the user's: once linked, the visitor's messages are stored under the user and continue the
+user's own mark, so the visitor's is never read again (which keeps session assignment the
+same as in the backends that leave it in place), and nothing of the visitor may outlive an
+erasure of the user.
 """
 
 from __future__ import annotations
@@ -64,9 +69,10 @@ _VISITOR_KEYS = (
 _MOVE_EVENTS = (
     "WITH gone AS (DELETE FROM events WHERE user_id = %(visitor)s RETURNING *), "
     "moved AS (INSERT INTO events (user_id, message_id, type, event, ts, received_at, "
-    "platform, anonymous_id, properties, context) "
+    "platform, anonymous_id, properties, context, session_id) "
     "SELECT %(user)s, message_id, type, event, ts, received_at, platform, anonymous_id, "
-    "properties, context FROM gone ORDER BY message_id ON CONFLICT DO NOTHING RETURNING 1) "
+    "properties, context, session_id FROM gone ORDER BY message_id "
+    "ON CONFLICT DO NOTHING RETURNING 1) "
     "SELECT count(*) FROM moved"
 )
 _MOVE_FIRST_SEEN = (
@@ -150,6 +156,7 @@ def move_visitor(conn: Conn, visitor: str, user_id: str) -> int:
         row = moved.fetchone()
     _move_user_sets(conn, found, held.get(visitor), held.get(user_id), user_id)
     conn.execute(_MOVE_FIRST_SEEN, {"visitor": visitor, "user": user_id})
+    conn.execute("DELETE FROM session_marks WHERE user_id = %s", (visitor,))
     _merge_profile(conn, visitor, user_id)
     return int(row[0]) if row else 0
 

@@ -1,34 +1,38 @@
 """The read side of PostgresEventStore, as a mixin whose methods borrow a connection through
 the store's `_conn` and never write: profiles, a user's events (keyset pages on (ts,
-message_id)), the daily rollups (counts, revenue, bitmap user sets, first-seen days), funnel
-candidates streamed in user order, and audit pages.
+message_id)), people's current sessions, the daily rollups (counts, session figures,
+revenue, bitmap user sets, first-seen days), funnel candidates streamed in user order, and
+audit pages.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import AbstractContextManager
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from psycopg import sql
 
-from mysoulmate.analytics.models import AuditEntry, AuditPage, EventPage, Profile
+from mysoulmate.analytics.models import AuditEntry, AuditPage, EventPage, Profile, SessionMark
 from mysoulmate.analytics.ports import (
     ANY_EVENT,
     CountRow,
     EventPoint,
     RevenueRow,
+    SessionRow,
     UserSet,
     UsersRow,
     time_key,
 )
+from mysoulmate.analytics.rollups import split_session_rows
 from mysoulmate.storage.bitmap import Bitmap
 from mysoulmate.storage.paging import decode_cursor, next_page_cursor
 from mysoulmate.storage.postgres.pooling import Conn
 from mysoulmate.storage.postgres.rollups import CHUNK_SHIFT, _bitmap_of
 from mysoulmate.storage.postgres.rows import (
+    _STORED_COLUMNS,
     _cursor_text,
     _cursor_time,
     _storable_text,
@@ -83,10 +87,8 @@ class PostgresReads:
         if not all(_storable_text(a) for a in args if isinstance(a, str)):
             return EventPage(events=[])
         query = sql.SQL(
-            "SELECT message_id, type, event, ts, received_at, platform, anonymous_id, "
-            "properties, context FROM events WHERE {} "
-            "ORDER BY ts DESC, message_id DESC LIMIT %s"
-        ).format(sql.SQL(" AND ").join(conditions))
+            "SELECT {} FROM events WHERE {} ORDER BY ts DESC, message_id DESC LIMIT %s"
+        ).format(sql.SQL(_STORED_COLUMNS), sql.SQL(" AND ").join(conditions))
         args.append(limit + 1)
         with self._conn() as conn:
             rows = conn.execute(query, args).fetchall()
@@ -101,15 +103,45 @@ class PostgresReads:
             return []
         with self._conn() as conn:
             rows = conn.execute(
-                "SELECT ts, event, message_id FROM events WHERE user_id = %s "
+                "SELECT ts, event, message_id, session_id FROM events WHERE user_id = %s "
                 "AND event IS NOT NULL ORDER BY ts, message_id",
                 (user_id,),
             ).fetchall()
-        return [EventPoint(time_key(ts.astimezone(UTC)), event, mid) for ts, event, mid in rows]
+        return [
+            EventPoint(time_key(ts.astimezone(UTC)), event, mid, sid)
+            for ts, event, mid, sid in rows
+        ]
+
+    def session_marks(self, users: Collection[str]) -> dict[str, SessionMark]:
+        wanted = sorted({u for u in users if _storable_text(u)})
+        if not wanted:
+            return {}
+        with self._conn() as conn:
+            rows = conn.execute(
+                "SELECT user_id, session_id, start, last FROM session_marks "
+                "WHERE user_id = ANY(%s::text[])",
+                (wanted,),
+            ).fetchall()
+        return {
+            user: SessionMark(sid, start.astimezone(UTC), last.astimezone(UTC))
+            for user, sid, start, last in rows
+        }
+
+    def erased_users(self, users: Collection[str]) -> dict[str, datetime]:
+        wanted = sorted({u for u in users if _storable_text(u)})
+        if not wanted:
+            return {}
+        with self._conn() as conn:
+            rows = conn.execute(
+                "SELECT user_id, erased_at FROM erasures WHERE user_id = ANY(%s::text[])",
+                (wanted,),
+            ).fetchall()
+        return {user: erased_at.astimezone(UTC) for user, erased_at in rows}
 
     # -- rollups -----------------------------------------------------------------------------
 
-    def rollup_counts(self, start: date, end: date) -> list[CountRow]:
+    def _count_rows(self, start: date, end: date) -> list[CountRow]:
+        """daily_counts as stored: event counts and the session figures beside them."""
         with self._conn() as conn:
             rows = conn.execute(
                 "SELECT day, platform, event, events FROM daily_counts "
@@ -117,6 +149,12 @@ class PostgresReads:
                 (start, end),
             ).fetchall()
         return [CountRow(day, platform, event, int(n)) for day, platform, event, n in rows]
+
+    def rollup_counts(self, start: date, end: date) -> list[CountRow]:
+        return split_session_rows(self._count_rows(start, end))[0]
+
+    def rollup_sessions(self, start: date, end: date) -> list[SessionRow]:
+        return split_session_rows(self._count_rows(start, end))[1]
 
     def rollup_revenue(self, start: date, end: date) -> list[RevenueRow]:
         with self._conn() as conn:

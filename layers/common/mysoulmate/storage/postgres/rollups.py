@@ -1,7 +1,8 @@
 """The daily_users bitmap layout (user sets as chunks of 2^16 ordinals) and how one batch's
 rollup delta becomes statement parameters: the plan (counts, revenue, first-seen moves,
-bitmap chunks, as the column lists `unnest` takes) that the store's `_apply_delta` sends
-inside the ingest transaction. Pure code, no I/O, like `storage.dynamodb.rollups`.
+bitmap chunks, session marks, as the column lists `unnest` takes) that the store's
+`_apply_delta` sends inside the ingest transaction. Pure code, no I/O, like
+`storage.dynamodb.rollups`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from mysoulmate.analytics.models import SessionMark
 from mysoulmate.analytics.rollups import RollupDelta
 from mysoulmate.storage.bitmap import Bitmap
 
@@ -32,6 +34,7 @@ class _Plan:
     counts: list[list[Any]]
     revenue: list[list[Any]]
     chunks: dict[ChunkKey, bytes] | None
+    marks: list[list[Any]]  # (user, session id, start, last): each person's current session
 
 
 def _plan(delta: RollupDelta, state: Sequence[Sequence[Any]]) -> _Plan | None:
@@ -58,6 +61,7 @@ def _plan(delta: RollupDelta, state: Sequence[Sequence[Any]]) -> _Plan | None:
         counts=_columns([(*key, n) for key, n in sorted(delta.counts.items())], 4),
         revenue=_columns([(*key, n) for key, n in sorted(delta.revenue.items())], 4),
         chunks=None if missing else _chunks(delta.users, ordinals),
+        marks=_mark_columns(delta.session_marks),
     )
 
 
@@ -72,6 +76,18 @@ def _chunks(
             key = (day, platform, event, ordinal >> CHUNK_SHIFT)
             positions.setdefault(key, []).append(ordinal & CHUNK_MASK)
     return {key: _bitmap_of(bits).to_bytes() for key, bits in positions.items()}
+
+
+def _mark_columns(marks: Mapping[str, SessionMark]) -> list[list[Any]]:
+    """Session marks as (user, session id, start, last) columns, in user order."""
+    people = sorted(marks)
+    held = [marks[person] for person in people]
+    return [
+        people,
+        [mark.session_id for mark in held],
+        [mark.start for mark in held],
+        [mark.last for mark in held],
+    ]
 
 
 def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:

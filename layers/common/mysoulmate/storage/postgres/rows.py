@@ -19,11 +19,18 @@ from mysoulmate.analytics.models import QueuedMessage, StoredEvent
 from mysoulmate.core.errors import InvalidRequestError
 
 _EVENT_COLUMNS = (
-    "user_id, message_id, type, event, ts, received_at, platform, anonymous_id, properties, context"
+    "user_id, message_id, type, event, ts, received_at, platform, anonymous_id, properties, "
+    "context, session_id"
 )
 _EVENT_TYPES = (
-    "text", "text", "text", "text", "timestamptz", "timestamptz", "text", "text", "jsonb", "jsonb"
+    "text", "text", "text", "text", "timestamptz", "timestamptz", "text", "text", "jsonb", "jsonb",
+    "text",
 )  # fmt: skip
+# What list_events reads, in `_stored_event`'s order.
+_STORED_COLUMNS = (
+    "message_id, type, event, ts, received_at, platform, anonymous_id, properties, context, "
+    "session_id"
+)
 _ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 # json.dumps(value, ensure_ascii=False, allow_nan=False) without building an encoder per
 # call; compact separators (jsonb keeps no formatting, so what is stored is the same).
@@ -59,7 +66,8 @@ def _event_row(m: QueuedMessage) -> tuple[Any, ...]:
     # One check over all text fields at once: a NUL or a lone surrogate in any of them is in
     # their concatenation. (isascii() is O(1): only non-ASCII text is encoded to check it.)
     text = (
-        f"{m.userId}{m.messageId}{m.event or ''}{m.platform or ''}{m.anonymousId or ''}{props}{ctx}"
+        f"{m.userId}{m.messageId}{m.event or ''}{m.platform or ''}{m.anonymousId or ''}"
+        f"{m.sessionId or ''}{props}{ctx}"
     )
     if "\x00" in text or not (text.isascii() or _encodable(text)):
         raise UnstorableMessageError("NUL character or invalid Unicode in a text field")
@@ -78,6 +86,7 @@ def _event_row(m: QueuedMessage) -> tuple[Any, ...]:
         m.anonymousId,
         props,
         ctx,
+        m.sessionId,
     )
 
 
@@ -100,7 +109,7 @@ def _storable_text(text: str) -> bool:
 
 
 def _stored_event(row: tuple[Any, ...]) -> StoredEvent:
-    message_id, type_, event, ts, received_at, platform, anonymous_id, props, ctx = row
+    message_id, type_, event, ts, received_at, platform, anonymous_id, props, ctx, sid = row
     return StoredEvent(
         messageId=message_id,
         type=type_,
@@ -111,6 +120,7 @@ def _stored_event(row: tuple[Any, ...]) -> StoredEvent:
         anonymousId=anonymous_id,
         properties=props,
         context=ctx,
+        sessionId=sid,
     )
 
 

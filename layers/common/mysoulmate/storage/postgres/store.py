@@ -2,9 +2,10 @@
 
 Ingest is a bulk path: COPY into a per-connection temporary stage table, one
 `INSERT … ON CONFLICT DO NOTHING RETURNING` into events, then the rollup delta of exactly
-the rows that were new, all in one transaction. A redelivered batch therefore adds nothing,
-and rollup work grows with the distinct (day, platform, event) keys and users of a batch,
-not with its events. docs/postgres.md describes the data model.
+the rows that were new (session figures and people's current sessions included), all in
+one transaction. A redelivered batch therefore adds nothing, and rollup work grows with
+the distinct (day, platform, event) keys and users of a batch, not with its events.
+docs/postgres.md describes the data model.
 
 This module keeps the store class, its write path and the SQL that applies rollup deltas;
 beside it are `reads` (the read-side mixin), `pooling` (connection reuse), `rows`
@@ -163,9 +164,9 @@ class PostgresEventStore(PostgresReads):
         COPY of the rows that survive them, then a pipeline (COPY cannot run in pipeline
         mode, hence the explicit BEGIN/COMMIT): the user-state lookup; the INSERT; the
         counts/revenue upserts with the bitmap chunks' INSERT and SELECT … FOR UPDATE; the
-        bitmap UPDATE and first_seen upsert with the COMMIT. The rollups are worked out
-        while the server looks up and inserts, as if every row were new (the usual case),
-        and worked out again from the rows actually inserted when some were not.
+        bitmap UPDATE, first_seen and session_marks upserts with the COMMIT. The rollups are
+        worked out while the server looks up and inserts, as if every row were new (the
+        usual case), and worked out again from the rows actually inserted when some were not.
         """
         try:
             with conn.pipeline():
@@ -307,6 +308,7 @@ class PostgresEventStore(PostgresReads):
             deleted = conn.execute("DELETE FROM events WHERE user_id = %s", (user_id,)).rowcount
             profile = conn.execute("DELETE FROM profiles WHERE user_id = %s", (user_id,)).rowcount
             conn.execute("DELETE FROM first_seen WHERE user_id = %s", (user_id,))
+            conn.execute("DELETE FROM session_marks WHERE user_id = %s", (user_id,))
             # Their anonymous ids' history was merged into theirs: those ids are forgotten too.
             identity.forget_links(conn, user_id)
             # Tombstone: the identifier goes, the ordinal stays taken forever.
@@ -347,11 +349,12 @@ def _apply_delta(conn: Conn, plan: _Plan) -> None:
     not needed travel with the next one whose result is.
 
     Every statement touches its keys in sorted order, and the tables in a fixed order
-    (counts, revenue, ordinals, bitmaps, first_seen), so concurrent consumers queue behind
-    each other instead of deadlocking. The user state read before the events were inserted
-    may be out of date by now, which changes nothing: a user without an ordinal gets one
-    with ON CONFLICT (or the one a concurrent batch gave them), and first_seen is upserted
-    with the minimum, so a day written meanwhile by a concurrent batch is kept if earlier.
+    (counts, revenue, ordinals, bitmaps, first_seen, session_marks), so concurrent consumers
+    queue behind each other instead of deadlocking. The user state read before the events
+    were inserted may be out of date by now, which changes nothing: a user without an
+    ordinal gets one with ON CONFLICT (or the one a concurrent batch gave them), first_seen
+    is upserted with the minimum, so a day written meanwhile by a concurrent batch is kept
+    if earlier, and a session mark with the maximum last event.
     """
     conn.execute(
         "INSERT INTO daily_counts AS t (day, platform, event, events) "
@@ -378,6 +381,18 @@ def _apply_delta(conn: Conn, plan: _Plan) -> None:
             "SELECT * FROM unnest(%s::text[], %s::date[]) "
             "ON CONFLICT (user_id) DO UPDATE SET day = excluded.day WHERE excluded.day < t.day",
             _columns(plan.earlier, 2),
+        )
+    if plan.delta.session_marks:
+        # A mark is replaced only by a later one: a batch of older events (a late delivery,
+        # or a consumer that lost a race) leaves the person's newer session where it is.
+        # Binary parameters: psycopg dumps a timestamptz[] of a batch's people ten times
+        # faster in binary than in text (about 1 ms instead of 10 for 1,000 times).
+        conn.execute(
+            "INSERT INTO session_marks AS t (user_id, session_id, start, last) "
+            "SELECT * FROM unnest(%b::text[], %b::text[], %b::timestamptz[], %b::timestamptz[]) "
+            "ON CONFLICT (user_id) DO UPDATE SET session_id = excluded.session_id, "
+            "start = excluded.start, last = excluded.last WHERE excluded.last >= t.last",
+            plan.marks,
         )
 
 
