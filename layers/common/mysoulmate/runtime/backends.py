@@ -13,6 +13,7 @@ from mysoulmate.core.settings import get_settings
 from mysoulmate.storage.aws import aws_client
 
 if TYPE_CHECKING:
+    from mysoulmate.analytics.gdpr import ErasureHook
     from mysoulmate.analytics.ports import EventStore, MessageQueue, SourceStore
     from mysoulmate.api.dependencies import Adapters
     from mysoulmate.queue.local import LocalQueue
@@ -89,7 +90,16 @@ def api_adapters() -> Adapters:
     """The factories routes get their store and queue from (built on first use)."""
     from mysoulmate.api.dependencies import Adapters
 
-    return Adapters(store=event_store, queue=message_queue, sources=source_store)
+    return Adapters(
+        store=event_store, queue=message_queue, sources=source_store, erasure_hooks=erasure_hooks
+    )
+
+
+@lru_cache(maxsize=1)
+def erasure_hooks() -> tuple[ErasureHook, ...]:
+    from mysoulmate.runtime.forwarding import erasure_hooks as build
+
+    return tuple(build(get_settings()))
 
 
 def reset_backends() -> None:
@@ -101,4 +111,5 @@ def reset_backends() -> None:
     WRITE_KEYS.forget()  # what it cached came from the store just forgotten
     local_queue.cache_clear()
     message_queue.cache_clear()
+    erasure_hooks.cache_clear()
     get_settings.cache_clear()

@@ -11,15 +11,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import ValidationError
 
+from mysoulmate.analytics.gdpr import ErasureHook
 from mysoulmate.analytics.ingest import Forward, parse_body
 from mysoulmate.analytics.models import QueuedMessage
 from mysoulmate.analytics.packing import queue_bodies
 from mysoulmate.core.settings import Settings, get_settings
 from mysoulmate.observability import get_logger
-from mysoulmate.providers.base import Provider
+from mysoulmate.providers.base import Provider, ProviderRejectedError, ProviderUnavailableError
 from mysoulmate.providers.forwarder import Forwarder
 from mysoulmate.providers.ports import ForwardGuard
 from mysoulmate.queue.local import LocalQueue
@@ -56,6 +58,32 @@ def build_providers(settings: Settings) -> list[tuple[Provider, int]]:
         ga4 = Ga4Provider(settings.ga_measurement_id, settings.ga_api_secret, settings.ga_endpoint)
         providers.append((ga4, 25))
     return providers
+
+
+def erasure_hooks(settings: Settings) -> list[ErasureHook]:
+    """Providers asked to erase a person with us: Mixpanel, when its GDPR token is set."""
+    if not (settings.mixpanel_token and settings.mixpanel_gdpr_token):
+        return []
+
+    def erase_in_mixpanel(user_id: str, anonymous_ids: list[str]) -> dict[str, Any]:
+        from mysoulmate.providers.mixpanel_gdpr import delete_user_data
+        from mysoulmate.providers.mixpanel_mapping import person_distinct_ids
+
+        distinct_ids = person_distinct_ids(user_id, anonymous_ids)
+        try:
+            task = delete_user_data(
+                distinct_ids,
+                settings.mixpanel_gdpr_token,
+                project_token=settings.mixpanel_token,
+                api_host=settings.mixpanel_api_host,
+                timeout=5.0,
+            )
+        except (ProviderUnavailableError, ProviderRejectedError) as exc:
+            get_logger().warning("mixpanel deletion request failed", extra={"reason": str(exc)})
+            return {"mixpanel": {"deletion": "failed", "reason": str(exc)[:300]}}
+        return {"mixpanel": {"deletion": "requested", "taskId": task, "ids": len(distinct_ids)}}
+
+    return [erase_in_mixpanel]
 
 
 def forward_queue(settings: Settings, provider: str) -> LocalQueue:
