@@ -77,6 +77,8 @@ class CaptureServer:
         self.content_type = content_type or "application/json"
         self.requests: list[CapturedRequest] = []
         self.replies: deque[Reply] = deque()  # scripted answers, taken one per request
+        # Fixed answers by path (a request whose path starts with the key), before `replies`.
+        self.routes: dict[str, Reply] = {}
         self._changed = threading.Condition()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
@@ -172,7 +174,10 @@ class CaptureServer:
                     )
                 )
                 with server._changed:
-                    reply = server.replies.popleft() if server.replies else None
+                    routed = [r for p, r in server.routes.items() if parts.path.startswith(p)]
+                    reply = routed[0] if routed else None
+                    if reply is None and server.replies:
+                        reply = server.replies.popleft()
                 if reply is not None and reply.delay:
                     time.sleep(reply.delay)
                 status = reply.status if reply else server.status

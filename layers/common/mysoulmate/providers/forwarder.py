@@ -38,6 +38,7 @@ from mysoulmate.analytics.pii import is_secret_key
 from mysoulmate.analytics.ports import MessageKey
 from mysoulmate.observability import count, get_logger, observe
 from mysoulmate.providers.base import (
+    ForwardResult,
     Provider,
     ProviderRejectedError,
     ProviderUnavailableError,
@@ -178,7 +179,7 @@ class Forwarder:
             before_sleep=lambda _: count("ForwardRetried", provider=self.provider.name),
             reraise=True,
         )
-        result = retrying(self.breaker.call, self.provider.forward, chunk)
+        result = retrying(self.breaker.call, self._attempt, chunk)
         outcome.sent += result.sent
         outcome.skipped.update(result.skipped)
         outcome.requests += result.requests
@@ -186,6 +187,19 @@ class Forwarder:
             self._ledger.record(self.provider.name, [m.key for m in chunk])
         lag = datetime.now(UTC) - min(m.receivedAt for m in chunk)
         observe("ForwardLag", lag.total_seconds(), provider=self.provider.name)
+
+    def _attempt(self, chunk: list[QueuedMessage]) -> ForwardResult:
+        """One send of ``chunk``, less whoever was erased since it was checked: a retry
+        after a wait must not send what an erasure in the meantime stopped."""
+        erased = self._guard.erased_users({m.userId for m in chunk})
+        fresh = [
+            m for m in chunk if erased.get(m.userId) is None or m.receivedAt > erased[m.userId]
+        ]
+        if len(fresh) == len(chunk):
+            return self.provider.forward(chunk)
+        result = self.provider.forward(fresh) if fresh else ForwardResult()
+        result.skipped["erased"] += len(chunk) - len(fresh)
+        return result
 
     def _wait(self, state: RetryCallState) -> float:
         """Full jitter over an exponential ceiling, but never sooner than Retry-After."""
