@@ -1,7 +1,7 @@
 """Forwarding end to end on the laptop shape: events sent to `/v1/batch` are stored, then
-reach Mixpanel (a local capture server, through the official library) once each; an outage
-of the provider delays nothing in storage and loses nothing; an erasure stops forwarding and
-asks Mixpanel to delete the person, recorded in the audit log."""
+reach Mixpanel (through the official library) and GA4 (local capture servers) once each; an
+outage of one provider delays nothing in storage or in the other provider, and loses
+nothing; an erasure stops forwarding and asks Mixpanel to delete the person, audited."""
 
 from __future__ import annotations
 
@@ -33,11 +33,21 @@ def mixpanel() -> Iterator[CaptureServer]:
 
 
 @pytest.fixture
+def ga4() -> Iterator[CaptureServer]:
+    with CaptureServer(body=b"") as server:
+        yield server
+
+
+@pytest.fixture
 def client(
     make_client: Callable[..., TestClient],
     mixpanel: CaptureServer,
+    ga4: CaptureServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[TestClient]:
+    monkeypatch.setenv("GA_MEASUREMENT_ID", "G-TEST123")
+    monkeypatch.setenv("GA_API_SECRET", "ga-secret")
+    monkeypatch.setenv("GA_ENDPOINT", f"{ga4.url}/mp/collect")
     monkeypatch.setenv("MIXPANEL_TOKEN", "project-token")
     monkeypatch.setenv("MIXPANEL_API_HOST", mixpanel.url)
     monkeypatch.setenv("MIXPANEL_GDPR_TOKEN", "gdpr-token")
@@ -169,3 +179,32 @@ def assert_deletion(request: CapturedRequest) -> None:
     assert request.query["token"] == ["project-token"]
     assert request.headers["authorization"] == "Bearer gdpr-token"
     assert request.json()["distinct_ids"] == ["eve"]
+
+
+def ga4_events(server: CaptureServer) -> list[dict[str, Any]]:
+    bodies = [r.json() for r in server.received(lambda r: r.path == "/mp/collect")]
+    return [event for body in bodies for event in body["events"]]
+
+
+def test_one_provider_down_holds_back_only_itself(
+    client: TestClient, key: str, mixpanel: CaptureServer, ga4: CaptureServer
+) -> None:
+    mixpanel.status = 503
+    start = datetime.now(UTC) - timedelta(hours=1)
+    names = [f"Step {i}" for i in range(30)]
+    client.post("/v1/batch", json=batch("dan", *names, start=start), headers=basic(key))
+    deadline = time.monotonic() + WITHIN
+    while len(ga4_events(ga4)) < 30 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    events = ga4_events(ga4)
+    assert sorted(e["name"] for e in events) == sorted(f"step_{i}" for i in range(30))
+    requests = ga4.received(lambda r: r.path == "/mp/collect")
+    assert len(requests) == 2  # one person, 25 events per request at most
+    assert all(r.query["measurement_id"] == ["G-TEST123"] for r in requests)
+    assert {r.json()["user_id"] for r in requests} == {"dan"}
+    assert all(e["params"]["engagement_time_msec"] for e in events)
+    assert len({e["params"]["session_id"] for e in events}) == 1
+    mixpanel.clear()
+    mixpanel.status = 200
+    assert len(wait_for_events(mixpanel, 30)) == 30
+    assert len(ga4_events(ga4)) == 30  # nothing sent twice to GA4 meanwhile

@@ -108,7 +108,7 @@ def test_opted_out_and_erased_people_are_not_forwarded() -> None:
         track("ann", "e", jan(3), message_id="ok"),
     ]
     outcome = forwarder(provider, store)[0].forward(messages)
-    assert provider.sent == ["after-erasure", "ok"]
+    assert sorted(provider.sent) == ["after-erasure", "ok"]
     assert outcome.skipped == {"opt_out": 2, "erased": 1}
 
 
@@ -193,3 +193,17 @@ def test_a_batch_that_stays_unavailable_is_deferred_not_lost(attempts: int) -> N
     outcome = built.forward([track("ann", "e", jan(1))])
     assert outcome.deferred == "down"
     assert (outcome.sent, len(slept)) == (0, attempts - 1)
+
+
+def test_what_a_provider_accepted_before_failing_is_never_sent_again() -> None:
+    """GA4 sends one person per request: a chunk can fail half-way through."""
+    ledger = MemoryLedger()
+    messages = [track(user, "e", jan(1), message_id=user) for user in ("ann", "bob", "cy")]
+    failure = ProviderUnavailableError("503 on the third request")
+    failure.accepted = (messages[0].key, messages[1].key)
+    provider = ScriptedProvider(failure)
+    built, _ = forwarder(provider, ledger=ledger, attempts=1)
+    outcome = built.forward(messages)
+    assert (outcome.deferred, outcome.sent) == ("503 on the third request", 2)
+    built.forward(messages)  # the redelivery, as another process would see it
+    assert provider.sent == ["cy"]

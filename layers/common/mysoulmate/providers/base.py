@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from mysoulmate.analytics.models import QueuedMessage
+from mysoulmate.analytics.ports import MessageKey
 
 
 @dataclass
@@ -32,6 +33,9 @@ class ProviderUnavailableError(RuntimeError):
     def __init__(self, reason: str, retry_after: float | None = None) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
+        # Messages of the chunk the provider did accept before failing (several requests
+        # per chunk): the forwarder's ledger records them, so a redelivery skips them.
+        self.accepted: tuple[MessageKey, ...] = ()
 
 
 class ProviderRejectedError(RuntimeError):

@@ -111,14 +111,23 @@ class Forwarder:
             if done:
                 outcome.skipped["duplicate"] += len(done)
                 eligible = [m for m in eligible if m.key not in done]
+        # A person's messages side by side (in time order): providers that send one
+        # person per request (GA4) then need the fewest requests.
+        eligible.sort(key=lambda m: m.userId)
         for chunk in _chunks(eligible, self._batch_size):
             try:
                 self._send(chunk, outcome)
             except ProviderRejectedError as exc:
                 outcome.rejected = str(exc)
                 break
-            except (ProviderUnavailableError, pybreaker.CircuitBreakerError) as exc:
-                outcome.deferred = str(exc) or type(exc).__name__
+            except ProviderUnavailableError as exc:
+                if self._ledger is not None and exc.accepted:
+                    self._ledger.record(self.provider.name, exc.accepted)
+                    outcome.sent += len(exc.accepted)
+                outcome.deferred = str(exc)
+                break
+            except pybreaker.CircuitBreakerError as exc:
+                outcome.deferred = str(exc) or "circuit open"
                 break
         self._report(outcome)
         return outcome
