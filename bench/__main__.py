@@ -29,6 +29,7 @@ BENCHMARKS = {
     "pg_ingest": "consumer ingest into PostgreSQL vs raw COPY→stage→INSERT",
     "i18n": "µs per t(), per translated request and localized 422 vs a bare route; catalog loads",
     "ingest": "AWS calls per 1,000 events end to end; events/s through the local /v1/batch",
+    "forwarding": "provider HTTP requests per 1,000 events; forwarder events/s vs a bare client",
 }
 
 

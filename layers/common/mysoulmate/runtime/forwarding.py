@@ -51,7 +51,9 @@ def build_providers(settings: Settings) -> list[tuple[Provider, int]]:
             settings.mixpanel_api_host,
             api_secret=settings.mixpanel_api_secret,
         )
-        providers.append((mixpanel, 50))
+        # The library sends 50 events per request; a larger chunk also packs the profile
+        # updates (identify, revenue) 50 to a request instead of one request per chunk.
+        providers.append((mixpanel, 2000))
     if settings.ga_measurement_id and settings.ga_api_secret:
         from mysoulmate.providers.ga4 import Ga4Provider
 
