@@ -8,6 +8,7 @@ start to build, and it never sees a client request.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -202,10 +203,8 @@ class SessionMark:
 
 
 def _ms(moment: datetime) -> int:
-    return (moment - _EPOCH) // timedelta(milliseconds=1)
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+    """Whole milliseconds since the epoch (the same moment always gives the same number)."""
+    return math.floor(moment.timestamp() * 1000)
 
 
 @dataclass(frozen=True)
