@@ -129,11 +129,11 @@ def _rows(bodies: list[str]) -> list[tuple[Any, ...]]:
 
 def _executemany(rows: list[tuple[Any, ...]], path: Path, per_transaction: int) -> float:
     from mysoulmate.storage.sqlite.connection import open_sqlite
-    from mysoulmate.storage.sqlite.schema import SCHEMA  # the same table and index as the store
+    from mysoulmate.storage.sqlite.schema import EVENT_INSERT, SCHEMA  # as the store does
 
     conn = open_sqlite(path, synchronous="NORMAL")
     conn.executescript(SCHEMA)
-    sql = "INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?,?,?,?)"
+    sql = EVENT_INSERT
     gc.collect()
     start = time.perf_counter()
     for offset in range(0, len(rows), per_transaction):

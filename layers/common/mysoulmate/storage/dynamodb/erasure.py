@@ -22,6 +22,7 @@ from mysoulmate.analytics.rollups import UNKNOWN_PLATFORM
 from mysoulmate.storage.dynamodb.keys import (
     ERASED,
     LINKED_PREFIX,
+    MARK_ATTRIBUTES,
     PROFILE_SK,
     SEEN_SK,
     not_erased_check,
@@ -35,6 +36,9 @@ from mysoulmate.storage.dynamodb.rollups import (
     user_shard,
     users_sk,
 )
+
+# What an erasure clears on the SEEN item (the tombstone stays).
+SEEN_STATE = ("first", "day", "keys", *MARK_ATTRIBUTES)
 
 
 def split_erased(
@@ -67,12 +71,14 @@ def tombstone_update(table: str, user_id: str, erased_key: str) -> dict[str, Any
 
 
 def seen_reset(table: str, user_id: str) -> dict[str, Any]:
-    """UpdateItem arguments clearing the SEEN item's rollup state but keeping its tombstone."""
+    """UpdateItem arguments clearing the SEEN item's rollup state and session mark but
+    keeping its tombstone."""
+    names = {f"#{name}": name for name in SEEN_STATE}
     return {
         "TableName": table,
         "Key": {"pk": {"S": user_pk(user_id)}, "sk": {"S": SEEN_SK}},
-        "UpdateExpression": "REMOVE #first, #day, #keys",
-        "ExpressionAttributeNames": {"#first": "first", "#day": "day", "#keys": "keys"},
+        "UpdateExpression": "REMOVE " + ", ".join(names),
+        "ExpressionAttributeNames": names,
     }
 
 
@@ -84,7 +90,7 @@ class ErasurePlan:
     deletes: list[dict[str, Any]] = field(default_factory=list)  # keys of items to delete
     events: int = 0
     profile: bool = False
-    seen: bool = False  # the SEEN item holds rollup state to clear
+    seen: bool = False  # the SEEN item holds rollup state or a session mark to clear
     links: list[str] = field(default_factory=list)  # anonymous ids linked to the user
 
 
@@ -97,7 +103,7 @@ def plan_erasure(user_id: str, items: Iterable[Mapping[str, Any]]) -> ErasurePla
     for item in items:
         sk = item["sk"]["S"]
         if sk == SEEN_SK:
-            plan.seen = any(name in item for name in ("first", "day", "keys"))
+            plan.seen = any(name in item for name in SEEN_STATE)
             if "first" in item:
                 day = date.fromisoformat(item["first"]["S"])
                 plan.set_keys.add((rollup_pk(day), first_sk(shard)))

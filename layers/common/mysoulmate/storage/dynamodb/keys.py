@@ -15,11 +15,17 @@ from mysoulmate.analytics.ports import time_key
 PROFILE_SK = "PROFILE"
 BY_USER_TIME = "ByUserTime"
 AUDIT_PK = "AUDIT"
-SEEN_SK = "SEEN"  # per-user item: first-seen day, latest day's set memberships, tombstone
+SEEN_SK = "SEEN"  # per-user item: first-seen day, latest day's set memberships, session, tombstone
 # The SEEN item's tombstone: time_key of the latest erasure. Every write of a user's data
 # names the SEEN item with NOT_ERASED (":received" = the earliest receipt it writes), so an
 # erasure and a write are ordered by DynamoDB on that one item.
 ERASED = "erased"
+# The person's current session (`SessionMark`) on the SEEN item: its id and the time keys of
+# its first and last events. Only replaced by a mark whose last event is at least as late.
+MARK_ID, MARK_START, MARK_LAST = "sid", "sstart", "slast"
+MARK_ATTRIBUTES = (MARK_ID, MARK_START, MARK_LAST)
+# An event item's session id (`QueuedMessage.sessionId`), also inside its `doc`.
+EVENT_SESSION = "sid"
 NOT_ERASED = "(attribute_not_exists(#erased) OR #erased < :received)"
 # Identity links (`dynamodb.identity`): LINK#<anonymousId> names the user the anonymous id
 # belongs to; the user's LINKED#<anonymousId> item, written in the same transaction, lets an

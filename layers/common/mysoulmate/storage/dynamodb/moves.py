@@ -8,7 +8,8 @@ before, or without, what it implies.
 
 1. the visitor leaves the user sets its events put it in (each set on its own);
 2. first-seen: the user's `first` becomes min(user's, visitor's), the FIRST# sets follow
-   (one step), then the visitor's SEEN state and FIRST# membership go (another step);
+   (one step), then the visitor's SEEN state (session mark included) and FIRST# membership
+   go (another step);
 3. the profile: the merged profile, written over the version read, and the visitor's deleted;
 4. each event: Put under the user (`attribute_not_exists`: a messageId the user already has
    is dropped, not doubled) and Delete from the visitor, with the user's sets of the event
@@ -30,7 +31,7 @@ from typing import Any
 from mysoulmate.analytics.models import Profile
 from mysoulmate.analytics.ports import ANY_EVENT
 from mysoulmate.analytics.profiles import merge_profiles
-from mysoulmate.storage.dynamodb.erasure import event_sets, set_removals
+from mysoulmate.storage.dynamodb.erasure import SEEN_STATE, event_sets, set_removals
 from mysoulmate.storage.dynamodb.keys import (
     ERASED,
     NOT_ERASED,
@@ -241,8 +242,11 @@ def _visitor_first(table: str, visitor: str, found: Visitor) -> list[Step]:
         condition = "#first = :first"
         extra["ExpressionAttributeValues"] = {":first": {"S": found.first.isoformat()}}
     if ERASED in seen:
-        extra["ExpressionAttributeNames"] |= {"#day": "day", "#keys": "keys"}
-        remove = "REMOVE #first, #day, #keys"
+        # Only the tombstone stays: the rollup state and the session mark go (the
+        # visitor's later messages are stored under the user and continue the user's mark).
+        names = {f"#{name}": name for name in SEEN_STATE}
+        extra["ExpressionAttributeNames"] |= names
+        remove = "REMOVE " + ", ".join(names)
         actions.append(
             _update(table, seen_key(visitor), remove, ConditionExpression=condition, **extra)
         )

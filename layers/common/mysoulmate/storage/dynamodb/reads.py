@@ -20,12 +20,20 @@ from mysoulmate.analytics.ports import (
     CountRow,
     EventPoint,
     RevenueRow,
+    SessionRow,
     StorageUnavailableError,
     UserSet,
     UsersRow,
     time_key,
 )
-from mysoulmate.storage.dynamodb.keys import AUDIT_PK, BY_USER_TIME, PROFILE_SK, user_pk
+from mysoulmate.analytics.rollups import split_session_rows
+from mysoulmate.storage.dynamodb.keys import (
+    AUDIT_PK,
+    BY_USER_TIME,
+    EVENT_SESSION,
+    PROFILE_SK,
+    user_pk,
+)
 from mysoulmate.storage.dynamodb.rollups import days_between, rollup_pk
 from mysoulmate.storage.paging import decode_cursor, next_page_cursor
 
@@ -133,20 +141,21 @@ class DynamoReads:
         """The user's counted events (track, page, screen) within index bounds, oldest
         first (index order is (time, messageId) because the time prefix is fixed-width)."""
         query = _user_time_condition(user_id and user_pk(user_id), bounds)
-        query["ExpressionAttributeNames"] = {"#event": "event"}
+        query["ExpressionAttributeNames"] = {"#event": "event", "#sid": EVENT_SESSION}
         points = []
         for item in self._query_all(
             TableName=self._table,
             IndexName=BY_USER_TIME,
             ScanIndexForward=True,
-            ProjectionExpression="gsi1sk, #event",
+            ProjectionExpression="gsi1sk, #event, #sid",
             FilterExpression="attribute_exists(#event)",  # track, page and screen
             **query,
         ):
             # Split at the first '#' (time keys have none), not at a fixed width: an older
             # row whose time prefix is not fixed-width stays readable.
             ts, _, message_id = item["gsi1sk"]["S"].partition("#")
-            points.append(EventPoint(ts, item["event"]["S"], message_id))
+            session_id = item.get(EVENT_SESSION, {}).get("S")  # None: stored before sessions
+            points.append(EventPoint(ts, item["event"]["S"], message_id, session_id))
         return points
 
     def user_event_points(self, user_id: str) -> list[EventPoint]:
@@ -175,12 +184,20 @@ class DynamoReads:
             for item in self._query_all(**query):
                 yield day, item
 
-    def rollup_counts(self, start: date, end: date) -> list[CountRow]:
+    def _count_rows(self, start: date, end: date) -> list[CountRow]:
+        """The daily count items summed over shards, session figures included (they are
+        count items under `rollups.SESSION_EVENTS`)."""
         totals: Counter[tuple[date, str, str]] = Counter()
         for day, item in self._day_items(start, end, "COUNT#"):
             key = (day, item["platform"]["S"], item["event"]["S"])
             totals[key] += int(item["events"]["N"])
         return [CountRow(*key, events=n) for key, n in sorted(totals.items()) if n]
+
+    def rollup_counts(self, start: date, end: date) -> list[CountRow]:
+        return split_session_rows(self._count_rows(start, end))[0]
+
+    def rollup_sessions(self, start: date, end: date) -> list[SessionRow]:
+        return split_session_rows(self._count_rows(start, end))[1]
 
     def rollup_revenue(self, start: date, end: date) -> list[RevenueRow]:
         totals: dict[tuple[date, str, str], int] = {}

@@ -10,92 +10,47 @@ Key layout and the exactness argument: docs/dynamodb.md.
 
 from __future__ import annotations
 
-import hashlib
 import random
 import re
-import zlib
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from mysoulmate.analytics.models import QueuedMessage
-from mysoulmate.analytics.ports import ANY_EVENT
-from mysoulmate.analytics.rollups import platform_of, revenue_of, rollup_delta
+from mysoulmate.analytics.models import QueuedMessage, SessionMark
+from mysoulmate.analytics.ports import ANY_EVENT, time_key
+from mysoulmate.analytics.rollups import (
+    platform_of,
+    revenue_of,
+    rollup_delta,
+    session_counter_keys,
+)
 from mysoulmate.storage.dynamodb.keys import (
-    ERASED,
+    MARK_ID,
+    MARK_LAST,
+    MARK_START,
     NOT_ERASED,
     SEEN_SK,
     not_erased_check,
     receipt_key,
 )
+from mysoulmate.storage.dynamodb.rollup_keys import USER_SET_SHARDS as USER_SET_SHARDS
+from mysoulmate.storage.dynamodb.rollup_keys import UserState as UserState
+from mysoulmate.storage.dynamodb.rollup_keys import count_sk as count_sk
+from mysoulmate.storage.dynamodb.rollup_keys import days_between as days_between
+from mysoulmate.storage.dynamodb.rollup_keys import first_sk as first_sk
+from mysoulmate.storage.dynamodb.rollup_keys import membership_key as membership_key
+from mysoulmate.storage.dynamodb.rollup_keys import parse_state as parse_state
+from mysoulmate.storage.dynamodb.rollup_keys import revenue_sk as revenue_sk
+from mysoulmate.storage.dynamodb.rollup_keys import rollup_pk as rollup_pk
+from mysoulmate.storage.dynamodb.rollup_keys import user_shard as user_shard
+from mysoulmate.storage.dynamodb.rollup_keys import users_sk as users_sk
 
 TRANSACT_LIMIT = 100  # actions per TransactWriteItems (AWS); moto accepts more
 TRANSACT_BYTES_BUDGET = 3_500_000  # AWS caps a transaction at 4 MB of items; keep headroom
 ROLLUP_ACTION_BYTES = 2_048  # what one rollup update is budgeted at (keys, names, user ids)
-USER_SET_SHARDS = 16  # user-set items per (day, platform, event): see docs/dynamodb.md
 COUNTER_SHARDS = 4  # counter items per (day, platform, event): spreads transaction conflicts
-_LONG_NAME_BYTES = 200  # longer event names are hashed in sort keys (1,024-byte sk limit)
-
-
-@dataclass(frozen=True)
-class UserState:
-    """What the per-user SEEN item says: the first-seen day, and which user sets of the
-    latest active day already hold the user (``keys``), so repeat activity skips the set
-    write (a set ADD rewrites the whole set item, which costs its size in WCUs); and the
-    time key of the user's latest erasure, if any (``erased``)."""
-
-    first: date | None = None
-    day: date | None = None
-    keys: frozenset[str] = frozenset()
-    erased: str | None = None
-
-
-# -- keys ---------------------------------------------------------------------------------
-
-
-def rollup_pk(day: date) -> str:
-    return f"ROLLUP#{day.isoformat()}"
-
-
-def user_shard(user_id: str) -> int:
-    """Stable across processes and versions (unlike hash()), so delete_user finds the item."""
-    return zlib.crc32(user_id.encode()) % USER_SET_SHARDS
-
-
-def _platform_part(platform: str) -> str:
-    """Platforms never contain '#' once validated; escape anyway so keys stay unambiguous."""
-    return platform.replace("%", "%25").replace("#", "%23")
-
-
-def _name_part(name: str) -> str:
-    if len(name.encode()) <= _LONG_NAME_BYTES:
-        return name
-    return "~" + hashlib.sha256(name.encode()).hexdigest()
-
-
-def count_sk(platform: str, shard: int, event: str) -> str:
-    return f"COUNT#{_platform_part(platform)}#{shard}#{_name_part(event)}"
-
-
-def revenue_sk(platform: str, shard: int, currency: str) -> str:
-    return f"REVENUE#{_platform_part(platform)}#{shard}#{currency}"
-
-
-def users_sk(platform: str, shard: int, event: str) -> str:
-    """ACTIVE# items hold users of any event, USERS# items users of one event name."""
-    if event == ANY_EVENT:
-        return f"ACTIVE#{_platform_part(platform)}#{shard:02d}"
-    return f"USERS#{_platform_part(platform)}#{shard:02d}#{_name_part(event)}"
-
-
-def first_sk(shard: int) -> str:
-    return f"FIRST#{shard:02d}"
-
-
-def membership_key(platform: str, event: str) -> str:
-    return f"{_platform_part(platform)}#{_name_part(event)}"
 
 
 # -- planning one transaction ----------------------------------------------------------------
@@ -213,6 +168,9 @@ class ChunkPlan:
             return []
         day, platform = message.timestamp.date(), platform_of(message)
         keys: list[tuple[Any, ...]] = [("count", day, platform, message.event)]
+        # Session figures are count items too (under reserved event names, on the day
+        # the session started).
+        keys += [("count", *key) for key in session_counter_keys(message)]
         revenue = revenue_of(message.properties)
         if revenue is not None:
             keys.append(("revenue", day, platform, revenue[0]))
@@ -365,12 +323,17 @@ def build_transaction(
             first_add.setdefault(contribution.first_add, set()).add(user)
         if contribution.first_del:
             first_del.setdefault(contribution.first_del, set()).add(user)
-        if not contribution.item_update:
+        # The user's session mark rides on the same SEEN action: an Update instead of the
+        # tombstone check when the mark moves, so the action count does not grow.
+        mark = newer_mark(state, delta.session_marks.get(user))
+        if not contribution.item_update and mark is None:
             check_not_erased(user)
             continue
-        new_state, expression, values, cond = _seen_update(state, days, delta.first_seen[user])
+        new_state, expression, values, conds = _seen_update(
+            state, days, delta.first_seen[user], mark
+        )
         new_states[user] = new_state
-        cond = f"({cond}) AND {NOT_ERASED}" if cond else NOT_ERASED
+        cond = " AND ".join([*(f"({c})" for c in conds), NOT_ERASED])
         values[":received"] = {"S": received[user]}
         update(f"USER#{user}", SEEN_SK, expression, values, cond=cond, role="seen", user=user)
     for (day, platform, user_shard_, event), members in sorted(set_members.items()):
@@ -404,24 +367,37 @@ def build_transaction(
 _NAME_REF = re.compile(r"#(\w+)")  # every attribute goes through a name: many are reserved
 
 
+def newer_mark(state: UserState, mark: SessionMark | None) -> SessionMark | None:
+    """``mark`` when it replaces the stored one (its last event is at least as late)."""
+    if mark is None or state.mark is None:
+        return mark
+    return mark if time_key(mark.last) >= time_key(state.mark.last) else None
+
+
 def _seen_update(
-    state: UserState, days: Mapping[date, set[tuple[str, str]]], chunk_first: date
-) -> tuple[UserState, str, dict[str, Any], str]:
-    """The SEEN item's update: first-seen moves earlier under a condition on the value read
-    (a concurrent mover cancels us and we re-read); membership markers need no condition,
-    since a lost marker only costs a redundant (idempotent) set ADD later."""
+    state: UserState,
+    days: Mapping[date, set[tuple[str, str]]],
+    chunk_first: date,
+    mark: SessionMark | None = None,
+) -> tuple[UserState, str, dict[str, Any], list[str]]:
+    """The SEEN item's update, with its conditions apart (the caller parenthesizes each:
+    DynamoDB rejects redundant parentheses). First-seen moves earlier under a condition on
+    the value read (a concurrent mover cancels us and we re-read); membership markers need
+    no condition, since a lost marker only costs a redundant (idempotent) set ADD later; the
+    session mark (``mark``, already known to be newer than the state's) is set only over an
+    older or no stored one, so a concurrent later mark cancels us and we re-read."""
     sets: list[str] = []
     adds: list[str] = []
     values: dict[str, Any] = {}
-    cond = ""
+    conds: list[str] = []
     first = state.first
     if state.first is None or chunk_first < state.first:
         sets.append("#first = :f")
         values[":f"] = {"S": chunk_first.isoformat()}
         if state.first is None:
-            cond = "attribute_not_exists(#first)"
+            conds.append("attribute_not_exists(#first)")
         else:
-            cond = "#first = :old"
+            conds.append("#first = :old")
             values[":old"] = {"S": state.first.isoformat()}
         first = chunk_first
     latest = max(days)
@@ -436,23 +412,19 @@ def _seen_update(
         adds.append("#keys :k")
         values[":k"] = {"SS": sorted(keys - state.keys)}
         marker_keys = state.keys | keys
+    if mark is not None:
+        sets += [f"#{MARK_ID} = :sid", f"#{MARK_START} = :sstart", f"#{MARK_LAST} = :slast"]
+        values[":sid"] = {"S": mark.session_id}
+        values[":sstart"] = {"S": time_key(mark.start)}
+        values[":slast"] = {"S": time_key(mark.last)}
+        conds.append(f"attribute_not_exists(#{MARK_LAST}) OR #{MARK_LAST} <= :slast")
     expression = " ".join(part for part in (_clause("SET", sets), _clause("ADD", adds)) if part)
-    return UserState(first, marker_day, marker_keys, state.erased), expression, values, cond
+    new_state = UserState(first, marker_day, marker_keys, state.erased, mark or state.mark)
+    return new_state, expression, values, conds
 
 
 def _clause(verb: str, parts: list[str]) -> str:
     return f"{verb} {', '.join(parts)}" if parts else ""
-
-
-def parse_state(item: Mapping[str, Any]) -> UserState:
-    first = item.get("first", {}).get("S")
-    day = item.get("day", {}).get("S")
-    return UserState(
-        first=date.fromisoformat(first) if first else None,
-        day=date.fromisoformat(day) if day else None,
-        keys=frozenset(item.get("keys", {}).get("SS", [])),
-        erased=item.get(ERASED, {}).get("S"),
-    )
 
 
 def pack_order(message: QueuedMessage) -> tuple[Any, ...]:
@@ -465,10 +437,3 @@ def pack_order(message: QueuedMessage) -> tuple[Any, ...]:
         user_shard(message.userId),
         message.userId,
     )
-
-
-def days_between(start: date, end: date) -> Iterable[date]:
-    day = start
-    while day <= end:
-        yield day
-        day = date.fromordinal(day.toordinal() + 1)

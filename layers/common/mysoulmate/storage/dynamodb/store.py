@@ -11,6 +11,7 @@ in `keys`.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -42,13 +43,12 @@ from mysoulmate.storage.dynamodb.erasure import (
     split_erased,
     tombstone_update,
 )
-from mysoulmate.storage.dynamodb.identity import BATCH_GET_LIMIT, DynamoIdentity
+from mysoulmate.storage.dynamodb.identity import DynamoIdentity
 from mysoulmate.storage.dynamodb.keys import (
     AUDIT_PK,
     BY_USER_TIME,
-    ERASED,
+    EVENT_SESSION,
     PROFILE_SK,
-    SEEN_SK,
     event_sk,
     user_pk,
 )
@@ -71,8 +71,8 @@ from mysoulmate.storage.dynamodb.rollups import (
     build_transaction,
     event_item_bytes,
     pack_order,
-    parse_state,
 )
+from mysoulmate.storage.dynamodb.states import STATE_NAMES, DynamoUserStates
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -109,7 +109,7 @@ def table_schema() -> dict[str, Any]:
     }
 
 
-class DynamoEventStore(DynamoIdentity):
+class DynamoEventStore(DynamoUserStates, DynamoIdentity):
     def __init__(
         self,
         table: str,
@@ -122,6 +122,7 @@ class DynamoEventStore(DynamoIdentity):
         self._client = client
         self._retention = timedelta(days=retention_days) if retention_days else None
         self._sleep = sleep
+        self._prefetched = threading.local()  # see `DynamoUserStates.session_marks`
 
     # -- writes -------------------------------------------------------------------------
 
@@ -138,6 +139,7 @@ class DynamoEventStore(DynamoIdentity):
             anonymousId=message.anonymousId,
             platform=message.platform,
             context=message.context,
+            sessionId=message.sessionId,
         ).model_dump_json()
         item: dict[str, Any] = {
             "pk": {"S": pk},
@@ -152,6 +154,8 @@ class DynamoEventStore(DynamoIdentity):
             item["event"] = {"S": message.event}
         if message.platform is not None:
             item["platform"] = {"S": message.platform}
+        if message.sessionId is not None:
+            item[EVENT_SESSION] = {"S": message.sessionId}
         if self._retention is not None:
             expires = message.timestamp + self._retention
             item["expiresAt"] = {"N": str(int(expires.timestamp()))}
@@ -173,7 +177,7 @@ class DynamoEventStore(DynamoIdentity):
         pending = sorted(unique.values(), key=pack_order)
         try:
             # Every user's SEEN item: rollup state and tombstone in the same BatchGetItem.
-            states = self._read_states({m.userId for m in pending})
+            states = self._initial_states({m.userId for m in pending})
         except StorageUnavailableError as exc:
             result.failed = {m.key: str(exc) for m in pending}
             return result
@@ -255,40 +259,6 @@ class DynamoEventStore(DynamoIdentity):
             states.update(tx.new_states)
             return overflow
         return fail("dynamodb: still conflicting or throttled after retries") if chunk else overflow
-
-    def _read_states(self, users: set[str]) -> dict[str, UserState]:
-        """The SEEN items of ``users`` (consistent reads, ≤100 keys per BatchGetItem)."""
-        states: dict[str, UserState] = {}
-        keys = [{"pk": {"S": user_pk(u)}, "sk": {"S": SEEN_SK}} for u in sorted(users)]
-        for start in range(0, len(keys), BATCH_GET_LIMIT):
-            request: Any = {
-                self._table: {
-                    "Keys": keys[start : start + BATCH_GET_LIMIT],
-                    "ConsistentRead": True,
-                    "ProjectionExpression": "pk, #first, #day, #keys, #erased",
-                    "ExpressionAttributeNames": {
-                        "#first": "first",
-                        "#day": "day",
-                        "#keys": "keys",
-                        "#erased": ERASED,
-                    },
-                }
-            }
-            for attempt in range(MAX_WRITE_ATTEMPTS):
-                try:
-                    response = self._client.batch_get_item(RequestItems=request)
-                except (ClientError, BotoCoreError) as exc:
-                    raise StorageUnavailableError(f"dynamodb: {exc}") from exc
-                for item in response.get("Responses", {}).get(self._table, []):
-                    states[item["pk"]["S"].removeprefix("USER#")] = parse_state(item)
-                request = response.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-                if attempt + 1 < MAX_WRITE_ATTEMPTS:
-                    self._sleep(backoff_delay(attempt))
-            else:
-                raise StorageUnavailableError("dynamodb: user state reads still unprocessed")
-        return states
 
     def _batch_write(self, requests: list[Any]) -> None:
         """Run write requests in BatchWriteItem calls of ≤25, retrying UnprocessedItems."""
@@ -410,14 +380,10 @@ class DynamoEventStore(DynamoIdentity):
                 TableName=self._table,
                 KeyConditionExpression="pk = :pk",
                 ExpressionAttributeValues={":pk": {"S": user_pk(user_id)}},
-                ProjectionExpression="pk, sk, #type, #event, platform, ts, #first, #day, #keys",
-                ExpressionAttributeNames={
-                    "#type": "type",
-                    "#event": "event",
-                    "#first": "first",
-                    "#day": "day",
-                    "#keys": "keys",
-                },
+                ProjectionExpression=", ".join(
+                    ["pk", "sk", "#type", "#event", "platform", "ts", *STATE_NAMES]
+                ),
+                ExpressionAttributeNames={"#type": "type", "#event": "event", **STATE_NAMES},
                 ConsistentRead=True,
             ),
         )
