@@ -712,6 +712,10 @@ def read_queue(data_dir: Path) -> dict[str, Any]:
 
 CHILD_MARK = "BENCH_CHILD "
 FSYNC_WALL = "LocalQueue.send_batch, wall time (fsync included)"
+# What any ingest that validates into our queued message must do, with none of Segment's
+# rules: json.loads of the body, one QueuedMessage per message (its storability
+# validators), its JSON for the queue. Not one of the route's steps: a floor under them.
+VALIDATION_FLOOR = "floor: json.loads + QueuedMessage + its JSON (no Segment rules)"
 
 
 def route_steps_child(requests: int) -> dict[str, float]:
@@ -719,6 +723,7 @@ def route_steps_child(requests: int) -> dict[str, float]:
     configured as the server is (no Lambda environment): JSON parse, `parse_messages`,
     `queue_bodies`, `LocalQueue.send_batch` into a queue file in DATA_DIR."""
     from mysoulmate.analytics import packing, segment
+    from mysoulmate.analytics.models import QueuedMessage
     from mysoulmate.analytics.pii import PiiPolicy
     from mysoulmate.analytics.write_keys import new_source
     from mysoulmate.api.segment import decoded_body, parsed_json
@@ -741,6 +746,7 @@ def route_steps_child(requests: int) -> dict[str, float]:
     )
     spent: dict[str, list[float]] = {name: [] for name in names}
     spent[FSYNC_WALL] = []
+    spent[VALIDATION_FLOOR] = []
     cpu = time.thread_time  # CPU time: other processes on the machine do not inflate it
     for n, raw in enumerate(bodies):
         t0 = cpu()
@@ -769,6 +775,19 @@ def route_steps_child(requests: int) -> dict[str, float]:
         for name, seconds in zip(names, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
             spent[name].append(seconds * 1e6)
         spent[FSYNC_WALL].append(wall * 1e6)
+        t5 = cpu()
+        for raw_message in json.loads(raw)["batch"]:
+            QueuedMessage(
+                type="track",
+                messageId=raw_message["messageId"],
+                userId=raw_message["userId"],
+                event=raw_message["event"],
+                properties=raw_message["properties"],
+                context=raw_message["context"],
+                timestamp=raw_message["timestamp"],
+                receivedAt=at,
+            ).model_dump_json(exclude_none=True)
+        spent[VALIDATION_FLOOR].append((cpu() - t5) * 1e6)
     queue.close()
     warm = requests // 5  # the first requests pay for imports and caches
     return {name: median(values[warm:]) for name, values in spent.items()}
@@ -933,7 +952,8 @@ def run_server(quick: bool, base_env: dict[str, str]) -> dict[str, Any]:
     # timed alone; a /v1/track request minus one message's steps is the fixed cost of a
     # request (HTTP, ASGI, FastAPI, write-key check, answer), which batches share.
     cpu_per_event = {s.name: median(samples[s.name]["server_cpu_us_per_event"]) for s in shapes}
-    cpu_steps = {name: us / API_BATCH for name, us in steps.items() if name != FSYNC_WALL}
+    info_steps = (FSYNC_WALL, VALIDATION_FLOOR)
+    cpu_steps = {name: us / API_BATCH for name, us in steps.items() if name not in info_steps}
     steps_total = sum(cpu_steps.values())
     floor_request = cpu_per_event[shapes[-1].name]
     fixed = floor_request - steps_total
@@ -968,6 +988,7 @@ def run_server(quick: bool, base_env: dict[str, str]) -> dict[str, Any]:
                 share(fixed / API_BATCH, cpu_per_event[shapes[0].name]),
             ],
             [f"info: {FSYNC_WALL}", steps[FSYNC_WALL] / API_BATCH, ""],
+            [f"info: {VALIDATION_FLOOR}", steps[VALIDATION_FLOOR] / API_BATCH, ""],
             [f"budget for {EPS_TARGET:,.0f} events/s on one busy core", budget, ""],
         ],
         title="Where the server's CPU goes, per event: the route's steps timed alone (thread "
@@ -990,6 +1011,7 @@ def run_server(quick: bool, base_env: dict[str, str]) -> dict[str, Any]:
             "steps_us_per_message_total": steps_total,
             "fixed_us_per_request": fixed,
             "budget_us_per_event_one_core": budget,
+            "validation_floor_us_per_event": steps[VALIDATION_FLOOR] / API_BATCH,
         },
         "queue_check": verified,
     }
