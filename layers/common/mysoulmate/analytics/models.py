@@ -260,8 +260,12 @@ class QueuedMessage(BaseModel):
     def with_session(self, session_id: str, tally: SessionTally | None) -> QueuedMessage:
         """This message, its session set in place: the consumer owns the messages it
         parsed, and a copy per message costs more than the rest of the assignment."""
-        self.sessionId = session_id
-        self._session = tally
+        # Straight into the instance: pydantic's __setattr__ costs more than the rest of the
+        # assignment, and this field needs no validation (our own id, a printable string).
+        self.__dict__["sessionId"] = session_id
+        self.__pydantic_fields_set__.add("sessionId")
+        assert self.__pydantic_private__ is not None  # the model declares a private attribute
+        self.__pydantic_private__["_session"] = tally
         return self
 
     @property

@@ -18,7 +18,7 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from mysoulmate.analytics.models import SESSION_GAP, QueuedMessage, SessionMark, SessionTally
@@ -49,9 +49,10 @@ def auto_session_id(person: str, first_message_id: str) -> str:
 def assign_sessions(
     messages: Sequence[QueuedMessage], marks: Mapping[str, SessionMark]
 ) -> list[QueuedMessage]:
-    """``messages`` (same order, the same objects: set in place) with ``sessionId`` set, and on those with an event (track,
-    page, screen) the `SessionTally` their storage adds to the rollups. ``marks`` holds each
-    person's stored current session (`EventStore.session_marks`).
+    """``messages`` (same order; the same objects, set in place) with ``sessionId`` set, and
+    on those with an event (track, page, screen) the `SessionTally` their storage adds to
+    the rollups. ``marks`` holds each person's stored current session
+    (`EventStore.session_marks`).
 
     Identify, group and alias calls join the session they fall in (or carry the client's
     id) but never start or lengthen one: sessions are counted from events, like active users.
@@ -81,10 +82,11 @@ def _assign_person(
     if mark:
         start_days[mark.session_id] = mark.start.date()
     current = mark
+    last_used = 0
     for index, message in zip(indexes, ordered, strict=True):
         at = message.timestamp
         client_id = client_session_id(message)
-        position = next((i for i, s in enumerate(open_sessions) if s.takes(at, client_id)), None)
+        position = _taking(open_sessions, at, client_id, last_used)
         if message.event is None:
             joined = open_sessions[position].session_id if position is not None else client_id
             if joined is not None:
@@ -100,12 +102,26 @@ def _assign_person(
             session, grown = open_sessions[position].grown_by(at)
             open_sessions[position] = session
             started = False
+        last_used = open_sessions.index(session) if position is None else position
         if current is None or session.session_id == current.session_id or at >= current.last:
             current = session
         tally = SessionTally(
             day=start_days[session.session_id], started=started, grown_ms=grown, mark=current
         )
         assigned[index] = message.with_session(session.session_id, tally)
+
+
+def _taking(
+    sessions: list[SessionMark], at: datetime, client_id: str | None, first_try: int
+) -> int | None:
+    """The position of the open session an event joins, if any; the one the previous
+    event joined is tried first (the usual answer)."""
+    if first_try < len(sessions) and sessions[first_try].takes(at, client_id):
+        return first_try
+    for position, session in enumerate(sessions):
+        if session.takes(at, client_id):
+            return position
+    return None
 
 
 @dataclass(frozen=True)
