@@ -94,7 +94,7 @@ def test_json_export_holds_the_profile_and_every_event_newest_first(
                 "anonymousId": None,
                 "platform": "ios",
                 "context": {},
-                    "sessionId": None,
+                "sessionId": None,
             },
             {
                 "messageId": "b-1",
@@ -106,7 +106,7 @@ def test_json_export_holds_the_profile_and_every_event_newest_first(
                 "anonymousId": None,
                 "platform": "ios",
                 "context": {},
-                    "sessionId": None,
+                "sessionId": None,
             },
             {  # an identify's traits are exported as its properties
                 "messageId": "b-0",
@@ -118,7 +118,7 @@ def test_json_export_holds_the_profile_and_every_event_newest_first(
                 "anonymousId": None,
                 "platform": None,
                 "context": {},
-                    "sessionId": None,
+                "sessionId": None,
             },
         ],
     }
