@@ -133,33 +133,48 @@ def test_sigkill_while_the_worker_drains_stores_each_event_exactly_once(
 ) -> None:
     count = 400
     settings = {
-        "WORKER_ENABLED": "true",
-        # One message per receive: draining 400 takes longer than posting them, so the kill
-        # lands mid-drain (with 7 per receive a fast worker sometimes finished first).
+        # One message per receive, so draining 400 takes many transactions.
         "WORKER_BATCH_SIZE": "1",
         "QUEUE_VISIBILITY_TIMEOUT_SECONDS": "1",
     }
-    first = mysoulmate_serve(isolated_env, **settings).start()
+    # Accept everything first, with the worker off: the kill below must land mid-drain
+    # however fast this machine drains (a race with the posting was flaky).
+    accepting = mysoulmate_serve(isolated_env, WORKER_ENABLED="false", **settings).start()
     headers = auth_header("bob")
 
     def post(i: int) -> int:
         body = {"event": "e", "messageId": f"k-{i}"}
-        return httpx.post(f"{first.url}{TRACK}", json=body, headers=headers, timeout=10).status_code
+        url = f"{accepting.url}{TRACK}"
+        return httpx.post(url, json=body, headers=headers, timeout=10).status_code
 
     try:
         with ThreadPoolExecutor(max_workers=4) as pool:
             assert set(pool.map(post, range(count))) == {202}
     finally:
+        accepting.stop()
+    first = mysoulmate_serve(isolated_env, WORKER_ENABLED="true", **settings).start()
+    try:
+        deadline = time.monotonic() + 60
+        while waiting_in_queue(isolated_env) == count and time.monotonic() < deadline:
+            time.sleep(0.005)  # until the worker has taken its first messages
+    finally:
         first.kill()  # mid-drain: some stored, some in flight, some waiting
-    waiting = sqlite3.connect(isolated_env / "queue.db").execute("SELECT count(*) FROM messages")
-    assert waiting.fetchone()[0] > 0, "the worker had drained everything before the kill"
-    second = mysoulmate_serve(isolated_env, **settings).start()
+    assert 0 < waiting_in_queue(isolated_env) < count, "the kill did not land mid-drain"
+    second = mysoulmate_serve(isolated_env, WORKER_ENABLED="true", **settings).start()
     try:
         events = wait_for_count(second.url, "bob", count, within=60)
         ids = [e["messageId"] for e in events]
         assert sorted(ids) == sorted(f"k-{i}" for i in range(count))
     finally:
         second.stop()
+
+
+def waiting_in_queue(data_dir: Path) -> int:
+    connection = sqlite3.connect(data_dir / "queue.db", timeout=5)
+    try:
+        return int(connection.execute("SELECT count(*) FROM messages").fetchone()[0])
+    finally:
+        connection.close()
 
 
 def test_same_message_id_posted_twice_and_concurrently_is_stored_once(
