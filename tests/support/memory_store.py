@@ -182,7 +182,7 @@ class MemoryEventStore:
     # Backends promise no row order; these come newest key first, so that a report whose
     # order depended on storage order rather than on its own sorting would show it.
 
-    def _count_rows(self, start: date, end: date) -> list[CountRow]:
+    def rollup_count_rows(self, start: date, end: date) -> list[CountRow]:
         self.ping()
         return [
             CountRow(*key, n)
@@ -191,10 +191,10 @@ class MemoryEventStore:
         ]
 
     def rollup_counts(self, start: date, end: date) -> list[CountRow]:
-        return split_session_rows(self._count_rows(start, end))[0]
+        return split_session_rows(self.rollup_count_rows(start, end))[0]
 
     def rollup_sessions(self, start: date, end: date) -> list[SessionRow]:
-        return split_session_rows(self._count_rows(start, end))[1]
+        return split_session_rows(self.rollup_count_rows(start, end))[1]
 
     def session_marks(self, users: Collection[str]) -> dict[str, SessionMark]:
         self.ping()

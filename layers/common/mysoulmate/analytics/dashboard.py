@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from mysoulmate.analytics.date_range import DateRange
 from mysoulmate.analytics.funnel import FunnelTally, funnel_steps
-from mysoulmate.analytics.ports import ANY_EVENT, EventStore, UserSet
+from mysoulmate.analytics.ports import ANY_EVENT, EventStore, SessionRow, UserSet
 from mysoulmate.analytics.report_models import (
     CurrencyAmount,
     DashboardFunnel,
@@ -31,7 +31,7 @@ from mysoulmate.analytics.report_models import (
     TopEvent,
     ViewCount,
 )
-from mysoulmate.analytics.rollups import MICROS
+from mysoulmate.analytics.rollups import MICROS, split_session_rows
 
 VIEW_KINDS: dict[str, Literal["page", "screen"]] = {"$page": "page", "$screen": "screen"}
 
@@ -54,7 +54,9 @@ def build_dashboard(
     def wanted(row_platform: str) -> bool:
         return platform is None or row_platform == platform
 
-    counts = [r for r in store.rollup_counts(period.start, period.end) if wanted(r.platform)]
+    # One read of the daily counts: event counts and session figures are stored together.
+    all_counts, all_sessions = split_session_rows(store.rollup_count_rows(period.start, period.end))
+    counts = [r for r in all_counts if wanted(r.platform)]
     users = [
         r for r in store.rollup_users(period.start, period.end, by_event=True) if wanted(r.platform)
     ]
@@ -134,15 +136,12 @@ def build_dashboard(
         ),
         funnel=set_funnel(store, funnel_steps, users_by_name),
         **view_figures(store, events_by_name, users_by_name, top),
-        **session_figures(store, period, wanted, active_users),
+        **session_figures([r for r in all_sessions if wanted(r.platform)], active_users),
     )
 
 
-def session_figures(
-    store: EventStore, period: DateRange, wanted: Any, active_users: int
-) -> dict[str, Any]:
+def session_figures(rows: list[SessionRow], active_users: int) -> dict[str, Any]:
     """Sessions that started in the range (their length counts whole, wherever it ends)."""
-    rows = [r for r in store.rollup_sessions(period.start, period.end) if wanted(r.platform)]
     sessions = sum(r.sessions for r in rows)
     millis = sum(r.millis for r in rows)
     return {

@@ -164,6 +164,11 @@ class EventStore(Protocol):
 
     def rollup_revenue(self, start: date, end: date) -> list[RevenueRow]: ...
 
+    def rollup_count_rows(self, start: date, end: date) -> list[CountRow]:
+        """The daily count rows as stored, session figures included: one read for a caller
+        that needs both (`rollups.split_session_rows` separates them)."""
+        ...
+
     def rollup_sessions(self, start: date, end: date) -> list[SessionRow]:
         """Session figures for days in [start, end] (stored with the daily counts under
         `rollups.SESSION_EVENTS`, which `rollup_counts` leaves out)."""

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
 
 from mysoulmate.analytics.models import SESSION_GAP, QueuedMessage, SessionMark, SessionTally
 
@@ -134,7 +133,9 @@ class SessionDelta:
     marks: dict[str, SessionMark]
 
 
-def session_delta(new_messages: Iterable[QueuedMessage], platform_of: Any) -> SessionDelta:
+def session_delta(
+    new_messages: Iterable[QueuedMessage], platform_of: Callable[[QueuedMessage], str]
+) -> SessionDelta:
     sessions: dict[tuple[date, str], int] = defaultdict(int)
     millis: dict[tuple[date, str], int] = defaultdict(int)
     marks: dict[str, SessionMark] = {}

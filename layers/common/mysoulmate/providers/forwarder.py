@@ -146,21 +146,29 @@ class Forwarder:
     def _eligible(
         self, messages: Sequence[QueuedMessage], outcome: ForwardOutcome
     ) -> list[QueuedMessage]:
-        people = {m.userId for m in messages}
-        erased = self._guard.erased_users(people) if people else {}
-        opted_out = {person for person in people if self._opted_out(person)}
+        kept = self._not_erased(messages)
+        if len(kept) < len(messages):
+            outcome.skipped["erased"] += len(messages) - len(kept)
+        opted_out = {person for person in {m.userId for m in kept} if self._opted_out(person)}
         eligible: list[QueuedMessage] = []
-        for message in messages:
-            erased_at = erased.get(message.userId)
-            if erased_at is not None and message.receivedAt <= erased_at:
-                outcome.skipped["erased"] += 1
-            elif message.userId in opted_out or _opts_out(message):
+        for message in kept:
+            if message.userId in opted_out or _opts_out(message):
                 outcome.skipped["opt_out"] += 1
             elif not _integration_on(message, self.provider.integration):
                 outcome.skipped["integrations"] += 1
             else:
                 eligible.append(self._outgoing(message))
         return eligible
+
+    def _not_erased(self, messages: Sequence[QueuedMessage]) -> list[QueuedMessage]:
+        """``messages`` less those whose person was erased at or after their receipt."""
+        people = {m.userId for m in messages}
+        erased = self._guard.erased_users(people) if people else {}
+        if not erased:
+            return list(messages)
+        return [
+            m for m in messages if erased.get(m.userId) is None or m.receivedAt > erased[m.userId]
+        ]
 
     def _opted_out(self, person: str) -> bool:
         profile = self._guard.get_profile(person)
@@ -200,10 +208,7 @@ class Forwarder:
     def _attempt(self, chunk: list[QueuedMessage]) -> ForwardResult:
         """One send of ``chunk``, less whoever was erased since it was checked: a retry
         after a wait must not send what an erasure in the meantime stopped."""
-        erased = self._guard.erased_users({m.userId for m in chunk})
-        fresh = [
-            m for m in chunk if erased.get(m.userId) is None or m.receivedAt > erased[m.userId]
-        ]
+        fresh = self._not_erased(chunk)
         if len(fresh) == len(chunk):
             return self.provider.forward(chunk)
         result = self.provider.forward(fresh) if fresh else ForwardResult()

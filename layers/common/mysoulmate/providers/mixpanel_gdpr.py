@@ -16,8 +16,10 @@ from collections.abc import Sequence
 from typing import Any, Literal
 from urllib.parse import quote
 
+from mysoulmate.analytics.gdpr import ErasureHook
+from mysoulmate.observability import get_logger
 from mysoulmate.providers.base import ProviderRejectedError, ProviderUnavailableError
-from mysoulmate.providers.mixpanel_mapping import failure_for_status, scrub
+from mysoulmate.providers.mixpanel_mapping import failure_for_status, person_distinct_ids, scrub
 
 DELETIONS_PATH = "/api/app/data-deletions/v3.0/"
 MAX_DISTINCT_IDS = 1999  # per deletion task (Mixpanel's documented limit)
@@ -107,3 +109,25 @@ def _task_id(answer: bytes) -> str | None:
     if isinstance(task_id, str | int) and not isinstance(task_id, bool) and str(task_id):
         return str(task_id)
     return None
+
+
+def erasure_hook(project_token: str, gdpr_token: str, api_host: str) -> ErasureHook:
+    """What an erasure asks of Mixpanel: a deletion task for every id the person was sent
+    under; the answer (task id, or why it failed) goes into the erasure's audit entry."""
+
+    def erase_in_mixpanel(user_id: str, anonymous_ids: list[str]) -> dict[str, Any]:
+        distinct_ids = person_distinct_ids(user_id, anonymous_ids)
+        try:
+            task = delete_user_data(
+                distinct_ids,
+                gdpr_token,
+                project_token=project_token,
+                api_host=api_host,
+                timeout=5.0,
+            )
+        except (ProviderUnavailableError, ProviderRejectedError) as exc:
+            get_logger().warning("mixpanel deletion request failed", extra={"reason": str(exc)})
+            return {"mixpanel": {"deletion": "failed", "reason": str(exc)[:300]}}
+        return {"mixpanel": {"deletion": "requested", "taskId": task, "ids": len(distinct_ids)}}
+
+    return erase_in_mixpanel

@@ -97,9 +97,15 @@ def api_adapters() -> Adapters:
 
 @lru_cache(maxsize=1)
 def erasure_hooks() -> tuple[ErasureHook, ...]:
-    from mysoulmate.runtime.forwarding import erasure_hooks as build
+    """Providers asked to erase a person with us: Mixpanel, when its GDPR token is set
+    (its module is light: standard-library HTTP, imported only then)."""
+    settings = get_settings()
+    if not (settings.mixpanel_token and settings.mixpanel_gdpr_token):
+        return ()
+    from mysoulmate.providers.mixpanel_gdpr import erasure_hook
 
-    return tuple(build(get_settings()))
+    token, gdpr_token = settings.mixpanel_token, settings.mixpanel_gdpr_token
+    return (erasure_hook(token, gdpr_token, settings.mixpanel_api_host),)
 
 
 def reset_backends() -> None:

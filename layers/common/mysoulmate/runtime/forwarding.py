@@ -8,23 +8,21 @@ messages: the consumer only appends to the queues, and never waits for a provide
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from pydantic import ValidationError
 
-from mysoulmate.analytics.gdpr import ErasureHook
 from mysoulmate.analytics.ingest import Forward, parse_body
 from mysoulmate.analytics.models import QueuedMessage
 from mysoulmate.analytics.packing import queue_bodies
 from mysoulmate.core.settings import Settings, get_settings
 from mysoulmate.observability import get_logger
-from mysoulmate.providers.base import Provider, ProviderRejectedError, ProviderUnavailableError
+from mysoulmate.providers.base import Provider
 from mysoulmate.providers.forwarder import Forwarder
 from mysoulmate.providers.ports import ForwardGuard
 from mysoulmate.queue.local import LocalQueue
+from mysoulmate.runtime.worker import BackgroundLoop
 from mysoulmate.storage.sqlite.ledger import SqliteForwardLedger
 
 # Seconds a deferred batch waits before it is tried again (the breaker decides the rest).
@@ -62,32 +60,6 @@ def build_providers(settings: Settings) -> list[tuple[Provider, int]]:
         # chunk by person, so chunks far larger than 25 cost the fewest requests.
         providers.append((ga4, 500))
     return providers
-
-
-def erasure_hooks(settings: Settings) -> list[ErasureHook]:
-    """Providers asked to erase a person with us: Mixpanel, when its GDPR token is set."""
-    if not (settings.mixpanel_token and settings.mixpanel_gdpr_token):
-        return []
-
-    def erase_in_mixpanel(user_id: str, anonymous_ids: list[str]) -> dict[str, Any]:
-        from mysoulmate.providers.mixpanel_gdpr import delete_user_data
-        from mysoulmate.providers.mixpanel_mapping import person_distinct_ids
-
-        distinct_ids = person_distinct_ids(user_id, anonymous_ids)
-        try:
-            task = delete_user_data(
-                distinct_ids,
-                settings.mixpanel_gdpr_token,
-                project_token=settings.mixpanel_token,
-                api_host=settings.mixpanel_api_host,
-                timeout=5.0,
-            )
-        except (ProviderUnavailableError, ProviderRejectedError) as exc:
-            get_logger().warning("mixpanel deletion request failed", extra={"reason": str(exc)})
-            return {"mixpanel": {"deletion": "failed", "reason": str(exc)[:300]}}
-        return {"mixpanel": {"deletion": "requested", "taskId": task, "ids": len(distinct_ids)}}
-
-    return [erase_in_mixpanel]
 
 
 def forward_queue(settings: Settings, provider: str) -> LocalQueue:
@@ -154,26 +126,16 @@ def forward_once(route: Route, batch_size: int) -> int:
     return len(received)
 
 
-class ForwardWorker:
+class ForwardWorker(BackgroundLoop):
     """A thread per route draining its queue; it waits while the provider's breaker is
     open instead of receiving (and deferring) the same messages again and again."""
 
     def __init__(self, route: Route, *, batch_size: int, poll_interval: float) -> None:
+        super().__init__()
+        self.thread_name = f"forward-{route.forwarder.provider.name}"
         self._route = route
         self._batch_size = batch_size
         self._poll_interval = poll_interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        name = f"forward-{self._route.forwarder.provider.name}"
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
 
     def _run(self) -> None:
         while not self._stop.is_set():

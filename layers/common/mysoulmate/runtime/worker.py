@@ -68,7 +68,31 @@ def _store_reachable(store: EventStore) -> bool:
     return True
 
 
-class LocalWorker:
+class BackgroundLoop:
+    """A daemon thread running ``_run`` until `stop` (which waits for it to finish)."""
+
+    thread_name = "background-loop"
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class LocalWorker(BackgroundLoop):
+    thread_name = "local-queue-worker"
+
     def __init__(
         self,
         queue: LocalQueue,
@@ -78,22 +102,12 @@ class LocalWorker:
         poll_interval: float,
         forward: Forward | None = None,
     ) -> None:
+        super().__init__()
         self._queue = queue
         self._store = store
         self._forward = forward
         self._batch_size = batch_size
         self._poll_interval = poll_interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="local-queue-worker", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
 
     def _run(self) -> None:
         logger = get_logger()

@@ -184,7 +184,7 @@ class DynamoReads:
             for item in self._query_all(**query):
                 yield day, item
 
-    def _count_rows(self, start: date, end: date) -> list[CountRow]:
+    def rollup_count_rows(self, start: date, end: date) -> list[CountRow]:
         """The daily count items summed over shards, session figures included (they are
         count items under `rollups.SESSION_EVENTS`)."""
         totals: Counter[tuple[date, str, str]] = Counter()
@@ -194,10 +194,10 @@ class DynamoReads:
         return [CountRow(*key, events=n) for key, n in sorted(totals.items()) if n]
 
     def rollup_counts(self, start: date, end: date) -> list[CountRow]:
-        return split_session_rows(self._count_rows(start, end))[0]
+        return split_session_rows(self.rollup_count_rows(start, end))[0]
 
     def rollup_sessions(self, start: date, end: date) -> list[SessionRow]:
-        return split_session_rows(self._count_rows(start, end))[1]
+        return split_session_rows(self.rollup_count_rows(start, end))[1]
 
     def rollup_revenue(self, start: date, end: date) -> list[RevenueRow]:
         totals: dict[tuple[date, str, str], int] = {}

@@ -140,7 +140,7 @@ class PostgresReads:
 
     # -- rollups -----------------------------------------------------------------------------
 
-    def _count_rows(self, start: date, end: date) -> list[CountRow]:
+    def rollup_count_rows(self, start: date, end: date) -> list[CountRow]:
         """daily_counts as stored: event counts and the session figures beside them."""
         with self._conn() as conn:
             rows = conn.execute(
@@ -151,10 +151,10 @@ class PostgresReads:
         return [CountRow(day, platform, event, int(n)) for day, platform, event, n in rows]
 
     def rollup_counts(self, start: date, end: date) -> list[CountRow]:
-        return split_session_rows(self._count_rows(start, end))[0]
+        return split_session_rows(self.rollup_count_rows(start, end))[0]
 
     def rollup_sessions(self, start: date, end: date) -> list[SessionRow]:
-        return split_session_rows(self._count_rows(start, end))[1]
+        return split_session_rows(self.rollup_count_rows(start, end))[1]
 
     def rollup_revenue(self, start: date, end: date) -> list[RevenueRow]:
         with self._conn() as conn:

@@ -272,7 +272,7 @@ class SqliteEventStore:
 
     # -- rollups ------------------------------------------------------------------------
 
-    def _count_rows(self, start: date, end: date) -> list[CountRow]:
+    def rollup_count_rows(self, start: date, end: date) -> list[CountRow]:
         rows = self._read(
             "SELECT day, platform, event, events FROM daily_counts WHERE day BETWEEN ? AND ?",
             (start.isoformat(), end.isoformat()),
@@ -280,10 +280,10 @@ class SqliteEventStore:
         return [CountRow(date.fromisoformat(d), p, e, n) for d, p, e, n in rows]
 
     def rollup_counts(self, start: date, end: date) -> list[CountRow]:
-        return split_session_rows(self._count_rows(start, end))[0]
+        return split_session_rows(self.rollup_count_rows(start, end))[0]
 
     def rollup_sessions(self, start: date, end: date) -> list[SessionRow]:
-        return split_session_rows(self._count_rows(start, end))[1]
+        return split_session_rows(self.rollup_count_rows(start, end))[1]
 
     def rollup_revenue(self, start: date, end: date) -> list[RevenueRow]:
         rows = self._read(
