@@ -60,6 +60,19 @@ API_FUNCTIONS = {"AnalyticsFunction", "HealthFunction", "I18nFunction", "DocsFun
 DATABASE_FUNCTIONS = {"AnalyticsFunction", "HealthFunction", "ConsumerFunction"}
 # Exists only with StorageBackend=aurora: the migration custom resource's function.
 AURORA_FUNCTIONS = {"MigrateFunction": "migrate"}
+# Exist only when the stack forwards to that provider: one forwarder each, the same code.
+FORWARDER_FUNCTIONS = {
+    "MixpanelForwarderFunction": "forwarder",
+    "Ga4ForwarderFunction": "forwarder",
+}
+# Parameters that turn forwarding to both providers on (names of SSM parameters only).
+FORWARDING = {
+    "MixpanelTokenParameter": "/mysoulmate/prod/mixpanel-token",
+    "MixpanelApiSecretParameter": "/mysoulmate/prod/mixpanel-api-secret",
+    "MixpanelGdprTokenParameter": "/mysoulmate/prod/mixpanel-gdpr-token",
+    "GaMeasurementId": "G-TEST12345",
+    "GaApiSecretParameter": "/mysoulmate/prod/ga-api-secret",
+}
 
 # API function -> (the group's router module, the authorizer of its routes): None is the
 # HttpApi's default (the JWT authorizer), "NONE" a public route. The routes themselves come
@@ -297,7 +310,7 @@ def resolved(template: dict[str, Any], values: dict[str, str]) -> dict[str, Any]
 
 def function_names(template: dict[str, Any]) -> dict[str, str]:
     """Logical id -> short name of the functions this (resolved) template creates."""
-    present = {**FUNCTIONS, **AURORA_FUNCTIONS}
+    present = {**FUNCTIONS, **AURORA_FUNCTIONS, **FORWARDER_FUNCTIONS}
     return {k: v for k, v in present.items() if k in template["Resources"]}
 
 
@@ -415,10 +428,16 @@ def aurora_stack(template: dict[str, Any]) -> dict[str, Any]:
     return resolved(template, {"StorageBackend": "aurora"})
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
+@pytest.fixture(
+    scope="module",
+    params=[(b, f) for f in (False, True) for b in BACKENDS],
+    ids=lambda p: f"{p[0]}{'-forwarding' if p[1] else ''}",
+)
 def stack(request: pytest.FixtureRequest, template: dict[str, Any]) -> dict[str, Any]:
-    """The template resolved for each storage backend in turn."""
-    return resolved(template, {"StorageBackend": request.param})
+    """The template resolved for each storage backend in turn, without and with forwarding
+    to both analytics providers."""
+    backend, forwarding = request.param
+    return resolved(template, {"StorageBackend": backend, **(FORWARDING if forwarding else {})})
 
 
 # ----------------------------------------------------------------------------- the tools
@@ -485,7 +504,7 @@ def test_transform_and_globals(template: dict[str, Any]) -> None:
 
 def test_functions_code_and_handlers(template: dict[str, Any]) -> None:
     functions = resources_of(template, "AWS::Serverless::Function")
-    assert set(functions) == set(FUNCTIONS) | set(AURORA_FUNCTIONS)
+    assert set(functions) == set(FUNCTIONS) | set(AURORA_FUNCTIONS) | set(FORWARDER_FUNCTIONS)
     assert set(resources_of(resolved(template, {}), "AWS::Serverless::Function")) == set(FUNCTIONS)
     for name, short in {**FUNCTIONS, **AURORA_FUNCTIONS}.items():
         props = functions[name]["Properties"]
@@ -579,38 +598,81 @@ SSM_ACCESS = {
         SLACK_WEBHOOK_NAME,
         {"SSMParameterWithSlashPrefixReadPolicy": {"ParameterName": SLACK_WEBHOOK_NAME}},
     ),
+    # The provider secrets: the forwarder of that provider, and (token and GDPR token) the
+    # analytics function for deletion requests on erasure.
+    **{
+        variable: (
+            {"Ref": parameter},
+            {"SSMParameterWithSlashPrefixReadPolicy": {"ParameterName": {"Ref": parameter}}},
+        )
+        for variable, parameter in {
+            "MIXPANEL_TOKEN_PARAMETER": "MixpanelTokenParameter",
+            "MIXPANEL_API_SECRET_PARAMETER": "MixpanelApiSecretParameter",
+            "MIXPANEL_GDPR_TOKEN_PARAMETER": "MixpanelGdprTokenParameter",
+            "GA_API_SECRET_PARAMETER": "GaApiSecretParameter",
+        }.items()
+    },
 }
 
 
+@pytest.mark.parametrize("forwarding", [False, True], ids=["plain", "forwarding"])
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_ssm_read_access_only_with_what_it_names_and_only_on_that(
-    template: dict[str, Any], stack: dict[str, Any]
+    template: dict[str, Any], backend: str, forwarding: bool
 ) -> None:
     """A function may read SSM only where an environment variable tells the code to look:
-    the stage's secrets path (its subtree), or the one Slack webhook parameter."""
+    the stage's secrets path (its subtree), the one Slack webhook parameter, or the
+    parameters holding the secrets of the one provider it talks to."""
+    values = {"StorageBackend": backend, **(FORWARDING if forwarding else {})}
+    stack, conditions = resolved(template, values), condition_values(template, values)
     holders = {}
-    raw = template["Resources"]
     for name in function_names(stack):
         fn = effective_function(stack, name)
-        ssm_policies = [
-            p
-            for p in raw[name]["Properties"].get("Policies", [])
-            if isinstance(p, dict) and any(k.startswith("SSMParameter") for k in p)
-        ]
-        variables = effective_function(template, name)["Environment"]["Variables"]
+        ssm_policies = sorted(
+            json.dumps(p, sort_keys=True)
+            for p in fn.get("Policies", [])
+            if isinstance(p, dict)
+            and any(k.startswith("SSMParameter") for k in p)
+            and p != SENTRY_POLICY
+        )
+        variables = fn["Environment"]["Variables"]
         named = [key for key in SSM_ACCESS if key in variables]
-        assert ssm_policies == [SSM_ACCESS[key][1] for key in named], name
+        expected = [_resolve(SSM_ACCESS[key][1], conditions) for key in named]
+        assert ssm_policies == sorted(json.dumps(p, sort_keys=True) for p in expected), name
         for key in named:
-            assert variables[key] == SSM_ACCESS[key][0], (name, key)
+            assert variables[key] == _resolve(SSM_ACCESS[key][0], conditions), (name, key)
         if named:
             holders[name] = named
-        assert all(k in fn["Environment"]["Variables"] for k in named), name
+    mixpanel = ["MIXPANEL_TOKEN_PARAMETER"]
     assert holders == {
-        "AnalyticsFunction": ["SECRETS_SSM_PATH"],
+        "AnalyticsFunction": [
+            "SECRETS_SSM_PATH",
+            *((*mixpanel, "MIXPANEL_GDPR_TOKEN_PARAMETER") if forwarding else ()),
+        ],
         "AlertsFunction": ["SLACK_WEBHOOK_PARAMETER"],
+        **(
+            {
+                "MixpanelForwarderFunction": [*mixpanel, "MIXPANEL_API_SECRET_PARAMETER"],
+                "Ga4ForwarderFunction": ["GA_API_SECRET_PARAMETER"],
+            }
+            if forwarding
+            else {}
+        ),
     }
 
 
-SENTRY_FUNCTIONS = {"AnalyticsFunction", "HealthFunction", "I18nFunction", "ConsumerFunction"}
+SENTRY_POLICY = {
+    "SSMParameterWithSlashPrefixReadPolicy": {"ParameterName": {"Ref": "SentryDsnParameter"}}
+}
+
+
+SENTRY_FUNCTIONS = {
+    "AnalyticsFunction",
+    "HealthFunction",
+    "I18nFunction",
+    "ConsumerFunction",
+    *FORWARDER_FUNCTIONS,
+}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -885,7 +947,8 @@ def test_every_function_directory_has_a_template_function_and_back(
         )
     }
     assert code_uris == {f"functions/{d}/" for d in directories}
-    assert set(FUNCTIONS.values()) | set(AURORA_FUNCTIONS.values()) == directories
+    everything = {**FUNCTIONS, **AURORA_FUNCTIONS, **FORWARDER_FUNCTIONS}
+    assert set(everything.values()) == directories
 
 
 def test_http_api_auth_cors_throttling_access_logs(template: dict[str, Any]) -> None:
@@ -1788,6 +1851,11 @@ def test_condition_resolver_decides_like_cloudformation(template: dict[str, Any]
         "UseDynamoDB": True,
         "HasSlackWebhookParameter": False,
         "HasSentry": False,
+        "ForwardToMixpanel": False,
+        "HasMixpanelApiSecret": False,
+        "HasMixpanelGdpr": False,
+        "ForwardToGa4": False,
+        "AuroraEgress": False,
     }
     assert condition_values(
         template,
@@ -1803,7 +1871,19 @@ def test_condition_resolver_decides_like_cloudformation(template: dict[str, Any]
         "UseDynamoDB": False,
         "HasSlackWebhookParameter": True,
         "HasSentry": True,
+        "ForwardToMixpanel": False,
+        "HasMixpanelApiSecret": False,
+        "HasMixpanelGdpr": False,
+        "ForwardToGa4": False,
+        "AuroraEgress": False,
     }
+    # GA4 needs both its values; the egress exists only with aurora and a provider.
+    only_ga4 = condition_values(template, {"StorageBackend": "aurora", "GaMeasurementId": "G-X1"})
+    assert (only_ga4["ForwardToGa4"], only_ga4["AuroraEgress"]) == (False, False)
+    both = condition_values(template, {"StorageBackend": "aurora", **FORWARDING})
+    assert all(both[c] for c in ("ForwardToMixpanel", "HasMixpanelGdpr", "ForwardToGa4"))
+    assert both["AuroraEgress"] is True
+    assert condition_values(template, FORWARDING)["AuroraEgress"] is False
     node = {
         "a": {"Fn::If": ["UseAurora", "x", {"Ref": "AWS::NoValue"}]},
         "b": [{"Fn::If": ["UseAurora", {"Ref": "AWS::NoValue"}, 1]}, 2],

@@ -58,7 +58,7 @@ def test_an_outage_of_one_provider_holds_back_only_its_queue_and_loses_nothing(
     routes = [route(down, store, tmp_path), route(up, store, tmp_path)]
     down.up = False
     send(events, "m1", "m2")
-    assert drain_once(events, store, 100, enqueue_hook(routes)) == 2
+    assert drain_once(events, store, 100, enqueue_hook([r.queue for r in routes])) == 2
     assert events.depth() == (0, 0)  # stored and handed on: the consumer is done
     assert len(store.list_events("ann", 10, None).events) == 2
     for _ in range(10):  # far more rounds than max_receive_count
@@ -81,9 +81,9 @@ def test_a_redelivered_record_is_forwarded_again_but_sent_once(tmp_path: Path) -
     provider = Switchable("p")
     chosen = [route(provider, store, tmp_path)]
     send(events, "m1")
-    drain_once(events, store, 100, enqueue_hook(chosen))
+    drain_once(events, store, 100, enqueue_hook([r.queue for r in chosen]))
     send(events, "m1")  # the same message again (an SDK retry, or a redelivery)
-    drain_once(events, store, 100, enqueue_hook(chosen))
+    drain_once(events, store, 100, enqueue_hook([r.queue for r in chosen]))
     assert chosen[0].queue.depth() == (2, 0)  # duplicates are handed on too
     forward_once(chosen[0], 100)
     assert provider.accepted == ["m1"]  # the ledger drops the second

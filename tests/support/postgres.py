@@ -19,6 +19,7 @@ SERVER = "host=127.0.0.1 port=5432 user=postgres connect_timeout=3"
 ADMIN_CONNINFO = f"{SERVER} dbname=test"
 DATA_TABLES = (
     "events",
+    "forward_ledger",
     "profiles",
     "user_ordinals",
     "daily_counts",

@@ -35,11 +35,15 @@ class Settings(BaseModel):
     trace_disabled: bool = Field(default=False, alias="POWERTOOLS_TRACE_DISABLED")
 
     storage_backend: Literal["sqlite", "dynamodb", "postgres"] = "sqlite"
-    queue_backend: Literal["local", "sqs"] = "local"
+    queue_backend: Literal["local", "sqs", "rabbitmq"] = "local"
     data_dir: Path = Path(".data")
     events_table: str = "mysoulmate-events"
     events_queue_url: str = ""
     events_dlq_url: str = ""  # the SQS dead-letter queue, for `mysoulmate dlq list`
+    # RabbitMQ (QUEUE_BACKEND=rabbitmq, the container shape): amqp://user:password@host:5672/vhost
+    rabbitmq_url: str = Field(default="amqp://guest:guest@127.0.0.1:5672/%2F", repr=False)
+    # The events queue; its dead-letter exchange and queue are named after it (-dlx, -dlq).
+    rabbitmq_queue: str = Field(default="mysoulmate-events", pattern=r"^[A-Za-z0-9._:-]{1,200}$")
     aws_region: str = Field(default="us-east-1", alias="AWS_REGION")
     aws_endpoint_url: str | None = None
 
@@ -154,6 +158,17 @@ class Settings(BaseModel):
     # Trait names (comma-separated) and property names that may leave us although they look
     # like contact data (email, phone) or secrets; nothing else of that kind is forwarded.
     forward_allowed_properties: list[str] = Field(default_factory=list)
+    # On AWS the secrets above come from SSM parameters these name (read at first use), each
+    # provider's stored messages go to its own SQS queue, and each forwarder function serves
+    # one provider (FORWARD_PROVIDER).
+    mixpanel_token_parameter: str = ""
+    mixpanel_api_secret_parameter: str = ""
+    mixpanel_gdpr_token_parameter: str = ""
+    ga_api_secret_parameter: str = ""
+    mixpanel_forward_queue_url: str = ""
+    ga4_forward_queue_url: str = ""
+    forward_dlq_url: str = ""  # the forwarder function's dead-letter queue (refused batches)
+    forward_provider: Literal["", "mixpanel", "ga4"] = ""
 
     @field_validator(
         "cors_allow_origins",
@@ -192,7 +207,9 @@ class Settings(BaseModel):
             raise ValueError("must be a directory path (or leave the variable unset)")
         return value
 
-    @field_validator("events_queue_url")
+    @field_validator(
+        "events_queue_url", "mixpanel_forward_queue_url", "ga4_forward_queue_url", "forward_dlq_url"
+    )
     @classmethod
     def _queue_url_shape(cls, value: str) -> str:
         if value and not value.startswith(("https://", "http://")):

@@ -7,7 +7,7 @@ cold start only for the backend it actually uses.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mysoulmate.core.settings import get_settings
 from mysoulmate.storage.aws import aws_client
@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from mysoulmate.analytics.gdpr import ErasureHook
     from mysoulmate.analytics.ports import EventStore, MessageQueue, SourceStore
     from mysoulmate.api.dependencies import Adapters
+    from mysoulmate.providers.ports import ForwardLedger
     from mysoulmate.queue.local import LocalQueue
 
 
@@ -83,6 +84,11 @@ def message_queue() -> MessageQueue:
         from mysoulmate.queue.sqs import SqsQueue
 
         return SqsQueue(settings.events_queue_url, aws_client("sqs"))
+    if settings.queue_backend == "rabbitmq":
+        # pika is imported here only: the other backends never load it.
+        from mysoulmate.queue.rabbitmq import RabbitQueue
+
+        return RabbitQueue(settings.rabbitmq_url, queue=settings.rabbitmq_queue)
     return local_queue()
 
 
@@ -96,16 +102,50 @@ def api_adapters() -> Adapters:
 
 
 @lru_cache(maxsize=1)
+def forward_ledger() -> ForwardLedger:
+    """What each provider accepted, on the backend that stores the events: shared by every
+    process and function of a deployment (a SQLite file of its own on the laptop)."""
+    settings = get_settings()
+    if settings.storage_backend == "dynamodb":
+        from mysoulmate.storage.dynamodb.ledger import DynamoForwardLedger
+
+        return DynamoForwardLedger(settings.events_table, aws_client("dynamodb"))
+    if settings.storage_backend == "postgres":
+        from mysoulmate.core import concurrency
+        from mysoulmate.storage.postgres.connection import conninfo
+        from mysoulmate.storage.postgres.ledger import PostgresForwardLedger
+
+        return PostgresForwardLedger(
+            conninfo(settings), pool_size=None if concurrency.ON_LAMBDA else 2
+        )
+    from mysoulmate.storage.sqlite.ledger import SqliteForwardLedger
+
+    return SqliteForwardLedger(settings.data_dir / "forward-ledger.db")
+
+
+@lru_cache(maxsize=1)
 def erasure_hooks() -> tuple[ErasureHook, ...]:
     """Providers asked to erase a person with us: Mixpanel, when its GDPR token is set
     (its module is light: standard-library HTTP, imported only then)."""
     settings = get_settings()
-    if not (settings.mixpanel_token and settings.mixpanel_gdpr_token):
+    has_token = settings.mixpanel_token or settings.mixpanel_token_parameter
+    if not (has_token and (settings.mixpanel_gdpr_token or settings.mixpanel_gdpr_token_parameter)):
         return ()
     from mysoulmate.providers.mixpanel_gdpr import erasure_hook
+    from mysoulmate.runtime.secrets import SecretUnavailableError, secret
 
-    token, gdpr_token = settings.mixpanel_token, settings.mixpanel_gdpr_token
-    return (erasure_hook(token, gdpr_token, settings.mixpanel_api_host),)
+    def erase_in_mixpanel(user_id: str, anonymous_ids: list[str]) -> dict[str, Any]:
+        # The tokens are read at each erasure (cached by Powertools on AWS): an SSM failure
+        # lands in the erasure's audit entry like a failed deletion request, and never
+        # stops the erasure of our own data.
+        try:
+            token = secret(settings.mixpanel_token, settings.mixpanel_token_parameter)
+            gdpr = secret(settings.mixpanel_gdpr_token, settings.mixpanel_gdpr_token_parameter)
+        except SecretUnavailableError as exc:
+            return {"mixpanel": {"deletion": "failed", "reason": str(exc)[:300]}}
+        return erasure_hook(token, gdpr, settings.mixpanel_api_host)(user_id, anonymous_ids)
+
+    return (erase_in_mixpanel,)
 
 
 def reset_backends() -> None:
@@ -118,4 +158,5 @@ def reset_backends() -> None:
     local_queue.cache_clear()
     message_queue.cache_clear()
     erasure_hooks.cache_clear()
+    forward_ledger.cache_clear()
     get_settings.cache_clear()

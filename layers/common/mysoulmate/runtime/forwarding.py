@@ -1,9 +1,13 @@
-"""Forwarding on the laptop (and single-process) shape: one durable local queue and one
-forwarder thread per configured provider, fed by the consumer after it stores a batch.
+"""Forwarding's wiring: which providers are on, and the queues between the consumer and them.
 
-Each provider has its own queue file (``DATA_DIR/forward-<provider>.db``, with its own
-dead-letter table) and its own thread, so a provider that is down holds back only its own
-messages: the consumer only appends to the queues, and never waits for a provider.
+Laptop (single-process) shape: one durable local queue and one forwarder thread per
+configured provider, fed by the consumer after it stores a batch. Each provider has its
+own queue file (``DATA_DIR/forward-<provider>.db``, with its own dead-letter table) and its
+own thread, so a provider that is down holds back only its own messages: the consumer only
+appends to the queues, and never waits for a provider.
+
+AWS shape: the consumer appends to each provider's SQS queue (`sqs_forward_hook`), and a
+forwarder function per provider drains it (runtime/lambda_forwarder.py).
 """
 
 from __future__ import annotations
@@ -16,14 +20,16 @@ from pydantic import ValidationError
 from mysoulmate.analytics.ingest import Forward, parse_body
 from mysoulmate.analytics.models import QueuedMessage
 from mysoulmate.analytics.packing import queue_bodies
+from mysoulmate.analytics.ports import MessageQueue
 from mysoulmate.core.settings import Settings, get_settings
 from mysoulmate.observability import get_logger
 from mysoulmate.providers.base import Provider
 from mysoulmate.providers.forwarder import Forwarder
 from mysoulmate.providers.ports import ForwardGuard
 from mysoulmate.queue.local import LocalQueue
+from mysoulmate.runtime.backends import forward_ledger
+from mysoulmate.runtime.secrets import secret
 from mysoulmate.runtime.worker import BackgroundLoop
-from mysoulmate.storage.sqlite.ledger import SqliteForwardLedger
 
 # Seconds a deferred batch waits before it is tried again (the breaker decides the rest).
 DEFER_SECONDS = 5.0
@@ -37,25 +43,39 @@ class Route:
     queue: LocalQueue
 
 
-def build_providers(settings: Settings) -> list[tuple[Provider, int]]:
-    """The providers that settings turn on, each with its batch size. Their libraries are
-    imported only here, and only for a provider that is configured."""
+def configured_providers(settings: Settings) -> list[str]:
+    """The names of the providers settings turn on (their secret set, or its parameter)."""
+    names = []
+    if settings.mixpanel_token or settings.mixpanel_token_parameter:
+        names.append("mixpanel")
+    if settings.ga_measurement_id and (settings.ga_api_secret or settings.ga_api_secret_parameter):
+        names.append("ga4")
+    return names
+
+
+def build_providers(settings: Settings, only: str = "") -> list[tuple[Provider, int]]:
+    """The providers that settings turn on (``only``: that one alone), each with its batch
+    size. Their libraries are imported only here, and only for a provider that is on; their
+    secrets are read here (from SSM on AWS), so a function that forwards to one provider
+    never reads the other's."""
+    wanted = [name for name in configured_providers(settings) if only in ("", name)]
     providers: list[tuple[Provider, int]] = []
-    if settings.mixpanel_token:
+    if "mixpanel" in wanted:
         from mysoulmate.providers.mixpanel import MixpanelProvider
 
         mixpanel = MixpanelProvider(
-            settings.mixpanel_token,
+            secret(settings.mixpanel_token, settings.mixpanel_token_parameter),
             settings.mixpanel_api_host,
-            api_secret=settings.mixpanel_api_secret,
+            api_secret=secret(settings.mixpanel_api_secret, settings.mixpanel_api_secret_parameter),
         )
         # The library sends 50 events per request; a larger chunk also packs the profile
         # updates (identify, revenue) 50 to a request instead of one request per chunk.
         providers.append((mixpanel, 2000))
-    if settings.ga_measurement_id and settings.ga_api_secret:
+    if "ga4" in wanted:
         from mysoulmate.providers.ga4 import Ga4Provider
 
-        ga4 = Ga4Provider(settings.ga_measurement_id, settings.ga_api_secret, settings.ga_endpoint)
+        api_secret = secret(settings.ga_api_secret, settings.ga_api_secret_parameter)
+        ga4 = Ga4Provider(settings.ga_measurement_id, api_secret, settings.ga_endpoint)
         # GA4 takes one person and up to 25 events per request: the provider splits a
         # chunk by person, so chunks far larger than 25 cost the fewest requests.
         providers.append((ga4, 500))
@@ -79,7 +99,7 @@ def routes(guard: ForwardGuard) -> tuple[Route, ...]:
     providers = build_providers(settings)
     if not providers:
         return ()
-    ledger = SqliteForwardLedger(settings.data_dir / "forward-ledger.db")
+    ledger = forward_ledger()
     allowed = frozenset(settings.forward_allowed_properties)
     return tuple(
         Route(
@@ -90,15 +110,34 @@ def routes(guard: ForwardGuard) -> tuple[Route, ...]:
     )
 
 
-def enqueue_hook(chosen: Sequence[Route]) -> Forward:
-    """The consumer's forward hook: the stored messages, packed, into every route's queue."""
+def enqueue_hook(queues: Sequence[MessageQueue]) -> Forward:
+    """The consumer's forward hook: the stored messages, packed, into every provider's queue."""
 
     def enqueue(messages: list[QueuedMessage]) -> None:
         bodies = queue_bodies(messages)
-        for route in chosen:
-            route.queue.send_batch(bodies)
+        for queue in queues:
+            queue.send_batch(bodies)
 
     return enqueue
+
+
+def forward_queue_urls(settings: Settings) -> dict[str, str]:
+    """Provider name -> its SQS forward queue URL, for the providers the stack forwards to."""
+    urls = {"mixpanel": settings.mixpanel_forward_queue_url, "ga4": settings.ga4_forward_queue_url}
+    return {name: url for name, url in urls.items() if url}
+
+
+def sqs_forward_hook(settings: Settings) -> Forward | None:
+    """The SQS consumer's forward hook: stored messages into each provider's SQS queue (the
+    consumer needs only the queues' URLs, never a provider's secret)."""
+    urls = forward_queue_urls(settings)
+    if not urls:
+        return None
+    from mysoulmate.queue.sqs import SqsQueue
+    from mysoulmate.storage.aws import aws_client
+
+    client = aws_client("sqs")
+    return enqueue_hook([SqsQueue(url, client) for url in urls.values()])
 
 
 def forward_once(route: Route, batch_size: int) -> int:

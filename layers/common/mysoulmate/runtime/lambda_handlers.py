@@ -1,4 +1,5 @@
-"""Lambda entry points: an API group behind API Gateway, and the SQS consumer.
+"""Lambda entry points: an API group behind API Gateway, and the SQS consumer (the
+forwarders' are in `lambda_forwarder`).
 
 `functions/<group>/app.py` call these with their own router, so each function imports
 only its group's code, and every handler gets the same wrapping: Powertools' Logger (JSON,
@@ -17,6 +18,9 @@ from mysoulmate.observability.powertools import get_tracer, subsegment
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
+
+    from mysoulmate.analytics.ingest import Forward
+    from mysoulmate.core.settings import Settings
 
 LambdaHandler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -42,7 +46,7 @@ def http_handler(*routers: APIRouter) -> LambdaHandler:
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return asgi(event, context)
 
-    return _traced(handler)
+    return traced(handler)
 
 
 def sqs_consumer_handler() -> LambdaHandler:
@@ -57,16 +61,18 @@ def sqs_consumer_handler() -> LambdaHandler:
 
     from mysoulmate.analytics.ingest import IngestBatch, PoisonMessageError
     from mysoulmate.observability import count
+    from mysoulmate.core.settings import get_settings
     from mysoulmate.runtime.backends import event_store
 
     init_error_tracking("lambda")
     logger, metrics = get_logger(), get_metrics()
     processor = BatchProcessor(event_type=EventType.SQS)
+    forward = _forward_hook(get_settings())
 
     @metrics.log_metrics(capture_cold_start_metric=True)
     @logger.inject_lambda_context
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        batch = IngestBatch(event_store())
+        batch = IngestBatch(event_store(), forward)
         by_id: dict[str, SQSRecord] = {}
 
         def record_handler(record: SQSRecord) -> None:
@@ -96,10 +102,20 @@ def sqs_consumer_handler() -> LambdaHandler:
         count("ConsumerRecordFailures", len(processor.fail_messages))
         return dict(processor.response())
 
-    return _traced(handler)
+    return traced(handler)
 
 
-def _traced(handler: Any) -> LambdaHandler:
+def _forward_hook(settings: Settings) -> Forward | None:
+    """The providers' SQS queues the consumer appends stored messages to (none configured:
+    nothing to forward, and the forwarding module is never imported)."""
+    if not (settings.mixpanel_forward_queue_url or settings.ga4_forward_queue_url):
+        return None
+    from mysoulmate.runtime.forwarding import sqs_forward_hook
+
+    return sqs_forward_hook(settings)
+
+
+def traced(handler: Any) -> LambdaHandler:
     """``handler`` inside an X-Ray subsegment (``## handler``, annotated ColdStart and
     Service) when tracing is on. Responses are not recorded: they may hold personal data."""
     tracer = get_tracer()

@@ -34,6 +34,12 @@ async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
     install_asyncio_exception_handler(asyncio.get_running_loop())  # logged and reported
     # Built before serving: an unreachable or unmigrated database stops start-up here.
     event_store()
+    if settings.queue_backend == "rabbitmq":
+        # The queues are declared before serving (an unreachable broker stops start-up);
+        # `mysoulmate worker` consumes them, in processes of its own.
+        from mysoulmate.runtime.backends import message_queue
+
+        message_queue().ping()
     workers: list[LocalWorker | ForwardWorker] = []
     if settings.queue_backend == "local" and settings.worker_enabled:
         from mysoulmate.runtime.forwarding import ForwardWorker, enqueue_hook, routes
@@ -47,7 +53,7 @@ async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
                 event_store(),
                 batch_size=settings.worker_batch_size,
                 poll_interval=settings.worker_poll_interval_seconds,
-                forward=enqueue_hook(forwarding) if forwarding else None,
+                forward=enqueue_hook([r.queue for r in forwarding]) if forwarding else None,
             )
         )
         workers += [
