@@ -368,3 +368,17 @@ def test_postgres_ledger_reports_an_unreachable_database() -> None:
     info = "host=127.0.0.1 port=1 user=postgres dbname=test connect_timeout=1"
     with pytest.raises(StorageUnavailableError, match="cannot reach PostgreSQL database test"):
         PostgresForwardLedger(info)
+
+
+def test_postgres_entries_go_with_an_erasure(postgres_store: Any, postgres_database: str) -> None:
+    ledger = PostgresForwardLedger(postgres_database)
+    try:
+        consume(postgres_store, track("ann", "open", jan(1, 9), message_id="a1"))
+        forwarded = [("ann", "a1"), ("bob", "b1")]
+        ledger.record("ga4", forwarded)
+        ledger.record("mixpanel", forwarded)
+        postgres_store.delete_user("ann", jan(2))
+        for provider in ("ga4", "mixpanel"):
+            assert ledger.forwarded(provider, forwarded) == {("bob", "b1")}
+    finally:
+        ledger.close()

@@ -309,6 +309,7 @@ class PostgresEventStore(PostgresReads):
             profile = conn.execute("DELETE FROM profiles WHERE user_id = %s", (user_id,)).rowcount
             conn.execute("DELETE FROM first_seen WHERE user_id = %s", (user_id,))
             conn.execute("DELETE FROM session_marks WHERE user_id = %s", (user_id,))
+            conn.execute("DELETE FROM forward_ledger WHERE user_id = %s", (user_id,))
             # Their anonymous ids' history was merged into theirs: those ids are forgotten too.
             identity.forget_links(conn, user_id)
             # Tombstone: the identifier goes, the ordinal stays taken forever.

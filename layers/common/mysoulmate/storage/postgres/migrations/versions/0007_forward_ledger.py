@@ -7,7 +7,8 @@ Create Date: 2026-12-22
 One row per (provider, user, message) a provider accepted, written by the forwarders of
 every process (`storage.postgres.ledger`), so a message redelivered to another pod is not
 sent twice to a provider that cannot deduplicate (GA4). Rows are kept for a week; the index
-on forwarded_at serves the ledger's periodic delete of older ones. Additive only, so the
+on forwarded_at serves the ledger's periodic delete of older ones, the one on user_id an
+erasure's delete of the person's rows. Additive only, so the
 release still serving during a deploy keeps working.
 """
 
@@ -33,6 +34,8 @@ _UPGRADE = [
     )
     """,
     "CREATE INDEX forward_ledger_by_time ON forward_ledger (forwarded_at)",
+    # An erasure deletes the person's rows (the primary key leads with the provider).
+    "CREATE INDEX forward_ledger_by_user ON forward_ledger (user_id)",
 ]
 
 _DOWNGRADE = ["DROP TABLE forward_ledger"]
