@@ -114,9 +114,16 @@ def reset_process_state() -> None:
     from mysoulmate.core.bulkhead import Bulkhead
     from mysoulmate.core.rate_limits import MemoryBuckets
 
+    from mysoulmate.observability import powertools
+
     reset_backends()
     Bulkhead.reset_all()
     use_bucket_store(MemoryBuckets())
+    # A Lambda handler built in a test routes the package's loggers through its Powertools
+    # logger (no propagation to the root): later tests reading logs with caplog need it undone.
+    if powertools._routed_propagate:
+        powertools.unroute_package_loggers()
+        powertools.get_logger.cache_clear()
 
 
 # -- PostgreSQL (the real server at 127.0.0.1:5432) -------------------------------------
