@@ -13,7 +13,7 @@ HOST  ?= 127.0.0.1
 PYTHON ?= $(shell for c in python3.12 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.12*/bin/python3.12 2>/dev/null | sort -V | tail -n1) python3; do \
             [ -n "$$c" ] && $$c -c 'import sys' >/dev/null 2>&1 && { echo $$c; break; }; done)
 
-.PHONY: run test test-fast i18n-check lint format typecheck bench build validate events clean help browser node-sdk
+.PHONY: image checkov run test test-fast i18n-check lint format typecheck bench build validate events clean help browser node-sdk
 
 help:
 	@echo "make run      serve every endpoint group on http://$(HOST):$(PORT) (SQLite + local queue)"
@@ -22,6 +22,7 @@ help:
 	@echo "make format   ruff format + ruff check --fix"
 	@echo "make bench    run the benchmarks in bench/ and print ratios against their floors"
 	@echo "make build    sam build (Lambda functions and the common layer)"
+	@echo "make image    build the container image (docker, podman or buildah; IMAGE=name:tag)"
 	@echo "make clean    remove .venv, .data, .aws-sam and caches"
 
 $(BIN)/python:
@@ -41,6 +42,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/hadolint --failure-threshold style infrastructure/docker/Containerfile
 
 format: $(STAMP)
 	$(BIN)/ruff format .
@@ -49,7 +51,7 @@ format: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint i18n-check browser node-sdk
+test: lint i18n-check browser node-sdk checkov
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
 # The page tests (tests/e2e/test_swagger_ui.py) drive Debian's Chromium through Playwright
@@ -102,6 +104,22 @@ build: $(STAMP)
 validate: $(STAMP)
 	$(BIN)/cfn-lint template.yaml
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam validate --lint --region us-east-1
+
+# The container image (infrastructure/docker/Containerfile); never part of `make test`: no
+# engine runs here. Fails with a clear message when no docker, podman or buildah answers.
+image:
+	infrastructure/docker/build-image.sh $(IMAGE)
+
+# checkov pins boto3 and friends to versions that conflict with the layer's pins, so it lives
+# in a venv of its own inside .venv (tests/infrastructure/test_helm_chart.py finds it there).
+CHECKOV_VENV := $(VENV)/tools/checkov
+
+checkov: $(CHECKOV_VENV)/.installed
+
+$(CHECKOV_VENV)/.installed: infrastructure/helm/checkov-requirements.txt | $(BIN)/python
+	$(BIN)/python -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r infrastructure/helm/checkov-requirements.txt
+	@touch $@
 
 clean:
 	rm -rf $(VENV) .data .aws-sam .mypy_cache .ruff_cache .pytest_cache $(NODE_SDK)/node_modules

@@ -53,11 +53,13 @@ FUNCTIONS = {
     "DocsFunction": "docs",
     "ConsumerFunction": "consumer",
     "AlertsFunction": "alerts",
+    "ReportsFunction": "reports",
+    "ReportSummaryFunction": "report-summary",
 }
 API_FUNCTIONS = {"AnalyticsFunction", "HealthFunction", "I18nFunction", "DocsFunction"}
 # With StorageBackend=aurora these join the database VPC; i18n, docs and alerts never do (no
 # database to reach; alerts must reach Slack on the internet).
-DATABASE_FUNCTIONS = {"AnalyticsFunction", "HealthFunction", "ConsumerFunction"}
+DATABASE_FUNCTIONS = {"AnalyticsFunction", "HealthFunction", "ConsumerFunction", "ReportsFunction"}
 # Exists only with StorageBackend=aurora: the migration custom resource's function.
 AURORA_FUNCTIONS = {"MigrateFunction": "migrate"}
 # Exist only when the stack forwards to that provider: one forwarder each, the same code.
@@ -101,6 +103,8 @@ FUNCTION_ENV = {
     "AnalyticsFunction": {"SECRETS_SSM_PATH"},
     "I18nFunction": {"DEFAULT_LOCALE", "SUPPORTED_LOCALES"},
     "AlertsFunction": {"SLACK_WEBHOOK_PARAMETER"},
+    "ReportsFunction": {"REPORTS_BUCKET", "REPORT_LOCALE", "EVENTS_DLQ_URL"},
+    "ReportSummaryFunction": {"REPORTS_BUCKET", "REPORT_LOCALE", "SLACK_WEBHOOK_PARAMETER"},
 }
 
 # Variables the code reads (mysoulmate.core.settings, observability); each function must get all.
@@ -650,6 +654,7 @@ def test_ssm_read_access_only_with_what_it_names_and_only_on_that(
             *((*mixpanel, "MIXPANEL_GDPR_TOKEN_PARAMETER") if forwarding else ()),
         ],
         "AlertsFunction": ["SLACK_WEBHOOK_PARAMETER"],
+        "ReportSummaryFunction": ["SLACK_WEBHOOK_PARAMETER"],
         **(
             {
                 "MixpanelForwarderFunction": [*mixpanel, "MIXPANEL_API_SECRET_PARAMETER"],
@@ -668,6 +673,7 @@ SENTRY_POLICY = {
 
 SENTRY_FUNCTIONS = {
     "AnalyticsFunction",
+    "ReportsFunction",
     "HealthFunction",
     "I18nFunction",
     "ConsumerFunction",
@@ -1655,6 +1661,9 @@ def test_aurora_functions_connect_through_the_proxy_from_the_private_subnets(
             "DATABASE_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf",
             "EVENTS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/q",
             "SENTRY_TRACES_SAMPLE_RATE": "0",
+            "REPORTS_BUCKET": "mysoulmate-dev-reportsbucket-1",
+            "REPORT_LOCALE": "en",
+            "EVENTS_DLQ_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/q-dlq",
         }
         for key, value in variables.items():
             assert isinstance(value, str) or key in deployed, key
@@ -1960,7 +1969,10 @@ ALLOWED_MANAGED_POLICIES = {
 #   AWS::CloudWatch::Alarm            -> the alarms (test_alarm_* on the template);
 #   AWS::CloudWatch::Dashboard        -> moto could create it, but it names the alarms'
 #                                        ARNs (test_dashboard_body_is_json_after_substitution);
-#   AWS::SNS::Subscription            -> AlertsTopic -> alerts function (wiring test above).
+#   AWS::SNS::Subscription            -> AlertsTopic -> alerts function (wiring test above);
+#   AWS::S3::BucketPolicy, AWS::SQS::QueuePolicy, AWS::Scheduler::Schedule -> the reports
+#                                        bucket's TLS-only policy, the reports DLQ's policy and
+#                                        the report schedules (test_template_reports.py).
 MOTO_DROPPABLE_TYPES = {
     "AWS::ApiGatewayV2::Api",
     "AWS::ApiGatewayV2::Stage",
@@ -1969,6 +1981,9 @@ MOTO_DROPPABLE_TYPES = {
     "AWS::CloudWatch::Alarm",
     "AWS::CloudWatch::Dashboard",
     "AWS::SNS::Subscription",
+    "AWS::S3::BucketPolicy",
+    "AWS::SQS::QueuePolicy",
+    "AWS::Scheduler::Schedule",
 }
 
 

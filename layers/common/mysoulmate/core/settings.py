@@ -62,6 +62,12 @@ class Settings(BaseModel):
         default_factory=lambda: ["en", "fr", "es", "de", "it", "pt", "ja", "zh"]
     )
 
+    # Scheduled reports (reports/, docs/reports.md): the locale they are written in; on AWS
+    # the bucket they are stored in; on the laptop and in containers the directory.
+    report_locale: Literal["en", "fr", "es", "de", "it", "pt", "ja", "zh"] = "en"
+    reports_bucket: str = ""
+    reports_dir: Path | None = None  # default: DATA_DIR/reports
+
     # Analytics read side.
     default_funnel: list[str] = Field(
         default_factory=lambda: ["signup", "companion_created", "message_sent", "purchase"]
