@@ -17,6 +17,7 @@ from mysoulmate.api.error_handlers import error_body
 from mysoulmate.core.errors import ApiError
 from mysoulmate.core.json_nesting import NestingScanner
 from mysoulmate.core.request_context import locale_of, request_id_of
+from mysoulmate.observability.process_logs import log_request
 from mysoulmate.observability.signal_catalog import UNMATCHED_ROUTE
 from mysoulmate.observability.signals import count, http_request
 
@@ -70,6 +71,7 @@ class RequestContextMiddleware:
             seconds = perf_counter() - started
             route = route_template(scope)
             http_request(route, scope["method"], status, seconds)
+            log_request(scope["method"], route, status, seconds, request_id_of(scope))
         if request_events.wanted(scope, route):  # after the response: TRACK_API_REQUESTS
             await request_events.record(scope, route, status, seconds)
 

@@ -29,6 +29,8 @@ class Settings(BaseModel):
     stage: Literal["local", "dev", "staging", "prod", "test"] = "local"
     app_version: str = "0.1.0"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # `serve` and `worker`: readable lines on a terminal, JSON otherwise (auto), or forced.
+    log_format: Literal["auto", "text", "json"] = "auto"
     # Read by Powertools itself (observability/powertools.py); validated here so a bad value
     # stops the function at init. Share of invocations logged at DEBUG; X-Ray off switch.
     log_sample_rate: float = Field(default=0.0, ge=0, le=1, alias="POWERTOOLS_LOGGER_SAMPLE_RATE")
