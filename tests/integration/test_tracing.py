@@ -185,7 +185,8 @@ def test_consumer_sends_its_flush_and_dynamodb_subsegments(
     assert result["response"] == {"batchItemFailures": []}
     segments = flatten(received(daemon))
     handler = named(segments, "## handler")
-    flush = named(segments, "## flush")
+    flush = named(segments, "## storage ingest_flush")
+    assert flush["annotations"] == {"operation": "ingest_flush", "backend": "dynamodb"}
     writes = [s for s in segments.values() if s["name"] == "dynamodb"]
     assert flush["parent_id"] == handler["id"]
     assert writes

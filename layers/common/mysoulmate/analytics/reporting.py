@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from datetime import date, timedelta
 from functools import partial
-from time import perf_counter
 from typing import Literal, ParamSpec, TypeVar
 
 from mysoulmate.analytics import gdpr
@@ -35,7 +34,8 @@ from mysoulmate.analytics.user_analytics import user_analytics
 from mysoulmate.core.errors import DependencyUnavailableError, InvalidRequestError
 from mysoulmate.core.principal import Principal
 from mysoulmate.core.settings import get_settings
-from mysoulmate.observability.signals import count, observe
+from mysoulmate.observability.signals import count
+from mysoulmate.observability.storage_ops import storage_operation
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -57,12 +57,10 @@ async def _query(operation: str, func: Callable[P, T], *args: P.args, **kwargs: 
 
 
 def _timed(operation: str, call: Callable[[], T]) -> T:
-    """Run one storage use case, reporting its duration (without the thread pool's queueing)."""
-    started = perf_counter()
-    try:
+    """Run one storage use case as a storage operation (span, subsegment, duration, slow
+    warning), timed without the thread pool's queueing."""
+    with storage_operation(operation, get_settings().storage_backend):
         return call()
-    finally:
-        observe("StorageQuery", perf_counter() - started, operation=operation)
 
 
 def parse_steps(text: str | None) -> list[str]:

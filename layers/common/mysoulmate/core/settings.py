@@ -123,6 +123,9 @@ class Settings(BaseModel):
     pii_filter: bool = True
     pii_contact_mode: Literal["hash", "mask"] = "hash"
     event_retention_days: int = Field(default=730, ge=0, le=3650)
+    # A storage operation slower than this is logged as a warning and counted
+    # (observability/storage_ops.py); 0 logs every one.
+    slow_query_ms: int = Field(default=500, ge=0, le=600_000)
     # Several uvicorn workers: where they share Prometheus metrics (prometheus_client reads
     # the variable itself at import; validated here). See docs/observability.md.
     prometheus_multiproc_dir: Path | None = Field(default=None, alias="PROMETHEUS_MULTIPROC_DIR")

@@ -209,4 +209,12 @@ SIGNALS: dict[str, Signal] = {
         "Duration of storage calls by operation.",
         ("operation",),
     ),
+    "SlowStorageOperations": Signal(
+        "counter",
+        "mysoulmate_slow_storage_operations",
+        "Storage operations slower than SLOW_QUERY_MS, by operation and backend.",
+        ("operation", "backend"),
+        emf="SlowStorageOperations",
+        emf_dimensions=("operation",),
+    ),
 }

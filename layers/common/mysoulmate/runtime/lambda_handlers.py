@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from mysoulmate.observability import get_logger, get_metrics, init_error_tracking
-from mysoulmate.observability.powertools import get_tracer, subsegment
+from mysoulmate.observability.powertools import get_tracer
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -60,14 +60,16 @@ def sqs_consumer_handler() -> LambdaHandler:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
     from mysoulmate.analytics.ingest import IngestBatch, PoisonMessageError
-    from mysoulmate.observability import count
     from mysoulmate.core.settings import get_settings
+    from mysoulmate.observability import count
+    from mysoulmate.observability.storage_ops import storage_operation
     from mysoulmate.runtime.backends import event_store
 
     init_error_tracking("lambda")
     logger, metrics = get_logger(), get_metrics()
     processor = BatchProcessor(event_type=EventType.SQS)
     forward = _forward_hook(get_settings())
+    backend = get_settings().storage_backend
 
     @metrics.log_metrics(capture_cold_start_metric=True)
     @logger.inject_lambda_context
@@ -87,8 +89,9 @@ def sqs_consumer_handler() -> LambdaHandler:
 
         with processor(event.get("Records", []), record_handler, lambda_context=context):
             processor.process()
-            with subsegment("## flush"):
+            with storage_operation("ingest_flush", backend) as operation:
                 outcome = batch.flush()
+                operation.rows = outcome.stored
             for record_id, reason in outcome.failed_records.items():
                 # Logged with its reason (never the payload): SQS keeps none in the DLQ.
                 logger.warning(

@@ -7,11 +7,13 @@ what runs on Lambda.
 from __future__ import annotations
 
 import threading
-import time
 
 from mysoulmate.analytics.ingest import Forward, IngestBatch, PoisonMessageError
 from mysoulmate.analytics.ports import EventStore, StorageUnavailableError
-from mysoulmate.observability import count, get_logger, observe
+from mysoulmate.core.settings import get_settings
+from mysoulmate.observability import count, get_logger
+from mysoulmate.observability.process_logs import log_batch
+from mysoulmate.observability.storage_ops import storage_operation
 from mysoulmate.queue.local import LocalQueue
 
 
@@ -38,9 +40,17 @@ def drain_once(
             )
             failures[message.receipt] = str(exc)
             poison += 1
-    started = time.perf_counter()
-    outcome = batch.flush()
-    observe("StorageQuery", time.perf_counter() - started, operation="ingest_flush")
+    with storage_operation("ingest_flush", get_settings().storage_backend) as operation:
+        outcome = batch.flush()
+        operation.rows = outcome.stored
+    log_batch(
+        len(received),
+        outcome.stored,
+        outcome.duplicates,
+        outcome.erased,
+        poison + len(outcome.failed_records),
+        operation.seconds,
+    )
     for record_id, reason in outcome.failed_records.items():
         receipt = receipts.pop(record_id, None)
         if receipt is not None:
