@@ -1,5 +1,5 @@
-"""`mysoulmate serve | token | migrate | seed | openapi | dlq | i18n | writekey`: the laptop and
-container entry points and the operator's tools."""
+"""`mysoulmate serve | worker | token | migrate | seed | openapi | dlq | i18n | writekey`: the
+laptop and container entry points and the operator's tools."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import argparse
 import os
 import re
 import sys
+from pathlib import Path
 
 from mysoulmate.core.settings import SettingsError, get_settings
 from mysoulmate.runtime.writekey_cli import add_writekey_parser
@@ -42,6 +43,10 @@ def _serve(args: argparse.Namespace) -> int:
 
     from mysoulmate.runtime.http_protocol import GuardedHttpToolsProtocol
 
+    settings = get_settings()
+    lock = _lock_local_queue(settings.data_dir) if settings.queue_backend == "local" else None
+    if lock == -1:
+        return 2
     uvicorn.run(
         "mysoulmate.runtime.server:create_server_app",
         factory=True,
@@ -52,7 +57,57 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=False,
         proxy_headers=True,
     )
+    if lock is not None:
+        os.close(lock)
     return 0
+
+
+def _lock_local_queue(data_dir: Path) -> int:
+    """The local queue is one process's: hold an exclusive lock beside queue.db while
+    serving (released by the kernel however the process ends). Returns the lock's file
+    descriptor, or -1 after saying why when another process holds it."""
+    import fcntl
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / "queue.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        holder = path.read_text().strip() or "?"
+        print(
+            f"mysoulmate: another process (pid {holder}) already serves the local queue in "
+            f"{data_dir}; QUEUE_BACKEND=local is for one process. Stop it, give this one its "
+            "own DATA_DIR, or share a broker between processes (QUEUE_BACKEND=rabbitmq or sqs).",
+            file=sys.stderr,
+        )
+        return -1
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def _worker(_: argparse.Namespace) -> int:
+    """Consume the RabbitMQ events queue into storage until SIGTERM or SIGINT."""
+    settings = get_settings()
+    if settings.queue_backend != "rabbitmq":
+        print(
+            "mysoulmate: worker needs QUEUE_BACKEND=rabbitmq (`mysoulmate serve` drains the "
+            "local queue itself; on AWS the consumer Lambda drains SQS)",
+            file=sys.stderr,
+        )
+        return 2
+    from mysoulmate.analytics.ports import StorageUnavailableError
+    from mysoulmate.runtime.backends import event_store
+    from mysoulmate.runtime.broker_worker import run_worker
+
+    try:
+        store = event_store()
+    except StorageUnavailableError as exc:
+        print(f"mysoulmate: cannot start the worker: {exc}", file=sys.stderr)
+        return 2
+    return run_worker(settings, store)
 
 
 def _token(args: argparse.Namespace) -> int:
@@ -190,6 +245,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--port", type=_port, default=_port(os.environ.get("PORT", "3000")), help="env PORT"
     )
     serve.set_defaults(run=_serve)
+
+    worker = commands.add_parser(
+        "worker",
+        help="consume the RabbitMQ events queue into storage (QUEUE_BACKEND=rabbitmq)",
+        description=(
+            "Store what the API queued in RabbitMQ: batches of WORKER_BATCH_SIZE, acked once\n"
+            "storage has them, redelivered (and dead-lettered after 5 deliveries) when not.\n"
+            "Run as many as you like beside any number of `mysoulmate serve`. SIGTERM or\n"
+            "SIGINT: stop taking messages, finish and ack the batch in hand, exit 0."
+        ),
+        epilog=(
+            "example:\n"
+            "  QUEUE_BACKEND=rabbitmq RABBITMQ_URL=amqp://user:password@rabbitmq:5672/%2F \\\n"
+            "  STORAGE_BACKEND=postgres DATABASE_URL=postgresql://user@db/mysoulmate \\\n"
+            "  mysoulmate worker"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    worker.set_defaults(run=_worker)
 
     token = commands.add_parser("token", help="print a bearer token for the local server")
     token.add_argument("--user", required=True, help="the token's subject (user id)")
