@@ -90,14 +90,19 @@ class RabbitConsumer:
         self._unsettled.update(d.tag for d in batch)
         return batch
 
-    def settle(self, ack: Sequence[int], requeue: Sequence[int]) -> None:
+    def settle(
+        self, ack: Sequence[int], requeue: Sequence[int], dead_letter: Sequence[int] = ()
+    ) -> None:
         """Ack ``ack`` (storage has them) and nack ``requeue`` back into the queue (each
-        such return counts as a delivery towards the limit). One multiple-ack covers a run
-        of acked tags when no tag of this channel below it is still outstanding."""
+        such return counts as a delivery towards the limit); ``dead_letter`` go straight to
+        the dead-letter queue (nack without requeue: they can never succeed). One
+        multiple-ack covers a run of acked tags when no tag of this channel below it is
+        still outstanding."""
         channel = self._require_channel()
+        requeue = [*requeue, *dead_letter]
         try:
             for tag in requeue:
-                channel.basic_nack(tag, multiple=False, requeue=True)
+                channel.basic_nack(tag, multiple=False, requeue=tag not in dead_letter)
             if ack and self._only_these_outstanding(ack, requeue):
                 channel.basic_ack(max(ack), multiple=True)
             else:

@@ -210,20 +210,12 @@ class BrokerWorker:
 def run_worker(settings: Settings, store: EventStore) -> int:
     """The `mysoulmate worker` process: consume until SIGTERM or SIGINT, then exit 0.
 
-    Stored messages are forwarded to the configured providers as `mysoulmate serve` does
-    with the local queue: each provider's durable queue in DATA_DIR, drained by a thread."""
-    from mysoulmate.runtime.forwarding import ForwardWorker, enqueue_hook, routes
+    Stored messages are forwarded to the configured providers through their own queues on
+    the broker, drained by a thread per provider (runtime/broker_forwarding.py)."""
+    from mysoulmate.runtime.broker_forwarding import broker_forwarding
 
     configure_process_logs(settings.log_level, settings.log_format)  # a line per batch
-    forwarding = routes(store)
-    forwarders = [
-        ForwardWorker(
-            route,
-            batch_size=settings.worker_batch_size,
-            poll_interval=settings.worker_poll_interval_seconds,
-        )
-        for route in forwarding
-    ]
+    forward, forwarders = broker_forwarding(store, settings)
     consumer = RabbitConsumer(
         settings.rabbitmq_url,
         queue=settings.rabbitmq_queue,
@@ -234,7 +226,7 @@ def run_worker(settings: Settings, store: EventStore) -> int:
         store,
         batch_size=settings.worker_batch_size,
         linger=settings.worker_poll_interval_seconds,
-        forward=enqueue_hook([r.queue for r in forwarding]) if forwarding else None,
+        forward=forward,
     )
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, worker.request_stop)

@@ -92,21 +92,26 @@ def forward_queue(settings: Settings, provider: str) -> LocalQueue:
     )
 
 
-def routes(guard: ForwardGuard) -> tuple[Route, ...]:
-    """Every configured provider's route (none when no provider is configured); ``guard``
+def forwarders(guard: ForwardGuard, settings: Settings) -> list[Forwarder]:
+    """A forwarder per configured provider (none when no provider is configured); ``guard``
     is the event store, asked about erasures and opt-outs. Built once, at start-up."""
-    settings = get_settings()
     providers = build_providers(settings)
     if not providers:
-        return ()
+        return []
     ledger = forward_ledger()
     allowed = frozenset(settings.forward_allowed_properties)
-    return tuple(
-        Route(
-            Forwarder(provider, guard, ledger, batch_size=size, allowed_properties=allowed),
-            forward_queue(settings, provider.name),
-        )
+    return [
+        Forwarder(provider, guard, ledger, batch_size=size, allowed_properties=allowed)
         for provider, size in providers
+    ]
+
+
+def routes(guard: ForwardGuard) -> tuple[Route, ...]:
+    """Every configured provider's forwarder with its local queue (the laptop shape)."""
+    settings = get_settings()
+    return tuple(
+        Route(forwarder, forward_queue(settings, forwarder.provider.name))
+        for forwarder in forwarders(guard, settings)
     )
 
 
