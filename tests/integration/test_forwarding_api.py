@@ -208,3 +208,39 @@ def test_one_provider_down_holds_back_only_itself(
     mixpanel.status = 200
     assert len(wait_for_events(mixpanel, 30)) == 30
     assert len(ga4_events(ga4)) == 30  # nothing sent twice to GA4 meanwhile
+
+
+def forward_gauges(client: TestClient) -> dict[tuple[str, str], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    found = {}
+    for family in text_string_to_metric_families(client.get("/metrics").text):
+        if family.name.startswith("mysoulmate_forward_") and family.type == "gauge":
+            for sample in family.samples:
+                found[(sample.name, sample.labels["provider"])] = sample.value
+    return found
+
+
+def test_metrics_show_the_age_of_the_oldest_event_waiting_for_a_provider(
+    client: TestClient, key: str, mixpanel: CaptureServer
+) -> None:
+    assert forward_gauges(client)[("mysoulmate_forward_oldest_age_seconds", "mixpanel")] == 0
+    mixpanel.status = 503
+    start = datetime.now(UTC) - timedelta(hours=1)
+    assert (
+        client.post("/v1/batch", json=batch("cy", "a", start=start), headers=basic(key)).status_code
+        == 200
+    )
+    mixpanel.wait_for(lambda r: r.path == "/track")  # being tried, and failing
+    time.sleep(1.1)
+    gauges = forward_gauges(client)
+    assert gauges[("mysoulmate_forward_queue_messages", "mixpanel")] >= 1
+    assert gauges[("mysoulmate_forward_oldest_age_seconds", "mixpanel")] >= 1
+    assert gauges[("mysoulmate_forward_queue_dead_letters", "mixpanel")] == 0
+    mixpanel.status = 200
+    deadline = time.monotonic() + WITHIN
+    while forward_gauges(client)[("mysoulmate_forward_queue_messages", "mixpanel")] and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.1)
+    assert forward_gauges(client)[("mysoulmate_forward_oldest_age_seconds", "mixpanel")] == 0

@@ -72,6 +72,8 @@ class ScrapeSources:
     store: Callable[[], object | None] = _nothing
     active_users: Callable[[Any], dict[str, int]] | None = None
     catalog_counts: Callable[[], tuple[int, int]] = lambda: (0, 0)  # (hits, misses)
+    # Each provider's local forward queue (the laptop shape), by provider name.
+    forward_queues: Callable[[], dict[str, QueueDepth]] = dict
 
 
 _sources = ScrapeSources()
@@ -190,6 +192,39 @@ class QueueCollector(Collector):
             "Age of the oldest message in the local queue (0 when empty).",
             value=age,
         )
+
+
+class ForwardQueueCollector(Collector):
+    """Each provider's local forward queue, read when scraped: the forward lag is the age of
+    its oldest message, i.e. of the oldest stored event the provider does not have yet. It
+    grows during an outage, when no chunk is accepted to feed the `ForwardLag` histogram."""
+
+    def collect(self) -> Iterator[Metric]:
+        waiting = GaugeMetricFamily(
+            "mysoulmate_forward_queue_messages",
+            "Messages in a provider's forward queue, waiting or in flight.",
+            labels=["provider"],
+        )
+        dead = GaugeMetricFamily(
+            "mysoulmate_forward_queue_dead_letters",
+            "Messages in a provider's forward dead letters.",
+            labels=["provider"],
+        )
+        oldest = GaugeMetricFamily(
+            "mysoulmate_forward_oldest_age_seconds",
+            "Age of the oldest message waiting for a provider (0 when none): the forward lag.",
+            labels=["provider"],
+        )
+        now = time.time()
+        for provider, queue in sorted(_sources.forward_queues().items()):
+            queued, dead_letters = queue.depth()
+            sent = queue.oldest_sent_at()
+            waiting.add_metric([provider], queued)
+            dead.add_metric([provider], dead_letters)
+            oldest.add_metric([provider], max(now - sent, 0.0) if sent is not None else 0.0)
+        yield waiting
+        yield dead
+        yield oldest
 
 
 class StoragePoolCollector(Collector):
@@ -366,6 +401,7 @@ def _scrape_registry() -> CollectorRegistry:
         multiprocess.MultiProcessCollector(registry, path=str(directory))  # type: ignore[no-untyped-call]
         registry.register(WorkerProcessesCollector(directory))
     registry.register(QueueCollector())
+    registry.register(ForwardQueueCollector())
     registry.register(StoragePoolCollector())
     registry.register(ActiveUsersCollector())
     return registry

@@ -15,6 +15,7 @@ from mysoulmate.api.app_factory import create_app
 from mysoulmate.core.settings import get_settings
 from mysoulmate.queue.local import LocalQueue
 from mysoulmate.runtime.backends import api_adapters, event_store, local_queue
+from mysoulmate.runtime.media import install_media
 
 if TYPE_CHECKING:
     from mysoulmate.runtime.forwarding import ForwardWorker
@@ -46,6 +47,8 @@ async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
         from mysoulmate.runtime.worker import LocalWorker
 
         forwarding = routes(event_store())
+        FORWARD_QUEUES.clear()
+        FORWARD_QUEUES.update({r.forwarder.provider.name: r.queue for r in forwarding})
 
         workers.append(
             LocalWorker(
@@ -79,6 +82,7 @@ def create_server_app() -> FastAPI:
     init_error_tracking("container")
     register_scrape_sources()
     use_shared_rate_limits()
+    install_media()  # the images router's stores (runtime/media.py)
     return create_app(*ROUTERS, adapters=api_adapters(), lifespan=_lifespan)
 
 
@@ -90,6 +94,10 @@ def use_shared_rate_limits() -> None:
         from mysoulmate.storage.redis_buckets import RedisBuckets
 
         use_bucket_store(RedisBuckets(settings.redis_url))
+
+
+# The local forward queues the running server drains (filled at start-up), for /metrics.
+FORWARD_QUEUES: dict[str, LocalQueue] = {}
 
 
 def register_scrape_sources() -> None:
@@ -117,5 +125,6 @@ def register_scrape_sources() -> None:
             store=event_store,
             active_users=active_users_by_window,
             catalog_counts=catalog_counts,
+            forward_queues=lambda: dict(FORWARD_QUEUES),
         )
     )
