@@ -101,3 +101,43 @@ def test_sigterm_mid_batch_acks_the_batch_in_hand_and_exits_0(
     assert len(left) == MESSAGES - len(stored)
     assert depth(f"{queue_name}-dlq") == 0
     assert '"message":"worker stopped"' in worker.log()
+
+
+def test_the_worker_serves_its_metrics_for_prometheus(
+    isolated_env: Path, tmp_path: Path, database: str, queue_name: str
+) -> None:
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    producer = RabbitQueue(BROKER_URL, queue=queue_name)
+    producer.send_batch(
+        [track("ula", "tap", jan(5), message_id=f"u-{i}").model_dump_json() for i in range(3)]
+    )
+    producer.close()
+    env = server_env(
+        isolated_env,
+        QUEUE_BACKEND="rabbitmq",
+        RABBITMQ_QUEUE=queue_name,
+        STORAGE_BACKEND="postgres",
+        DATABASE_URL=database,
+        WORKER_METRICS_PORT=str(port),
+    )
+    worker = WorkerProcess(env, tmp_path / "worker.log").start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(stored_ids(database)) < 3:
+            assert time.monotonic() < deadline, worker.log()
+            time.sleep(0.1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+        assert "mysoulmate_events_stored_total" in text
+        stored_line = [
+            line for line in text.splitlines() if line.startswith("mysoulmate_events_stored_total")
+        ]
+        (line,) = stored_line
+        assert float(line.split()[-1]) == 3
+    finally:
+        worker.stop()

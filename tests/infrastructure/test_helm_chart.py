@@ -37,6 +37,7 @@ RELEASE, NAMESPACE = "demo", "mysoulmate"
 # Custom resources: kubernetes-validate ships schemas of the built-in kinds only.
 CUSTOM_KINDS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PodMonitor"),
     ("monitoring.coreos.com/v1", "PrometheusRule"),
     ("keda.sh/v1alpha1", "ScaledObject"),
     ("keda.sh/v1alpha1", "TriggerAuthentication"),
@@ -551,7 +552,21 @@ def test_rules_and_dashboard_come_from_infrastructure_monitoring(
     monitor = find(docs, "ServiceMonitor")
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
-    assert not kinds(manifests["defaults"]) & {"PrometheusRule", "ServiceMonitor"}
+    # The worker serves no HTTP but its metrics: a PodMonitor on its metrics port, which
+    # its container declares and its settings tell it to serve.
+    pods = find(docs, "PodMonitor")
+    assert pods["spec"]["podMetricsEndpoints"][0] == {
+        "port": "metrics",
+        "path": "/metrics",
+        "interval": "30s",
+        "scrapeTimeout": "10s",
+    }
+    worker = find(docs, "Deployment", "-worker")
+    (container,) = worker["spec"]["template"]["spec"]["containers"]
+    assert container["ports"] == [{"name": "metrics", "containerPort": 9102, "protocol": "TCP"}]
+    settings = find(docs, "ConfigMap", f"{RELEASE}-mysoulmate")
+    assert settings["data"]["WORKER_METRICS_PORT"] == "9102"
+    assert not kinds(manifests["defaults"]) & {"PrometheusRule", "ServiceMonitor", "PodMonitor"}
 
 
 def test_helm_test_hook_checks_health_through_the_service(manifests: dict[str, list[Doc]]) -> None:

@@ -136,6 +136,7 @@ ConfigMap exists, so it gets them inline).
   "MIXPANEL_API_HOST" $c.mixpanelApiHost
   "DATA_DIR" "/data"
   "PORT" (toString .Values.api.containerPort)
+  "WORKER_METRICS_PORT" (toString .Values.worker.metricsPort)
 -}}
 {{- if eq $c.storageBackend "postgres" }}{{ $_ := set $s "DATABASE_POOL_SIZE" (toString $c.databasePoolSize) }}{{ end -}}
 {{- if eq $c.storageBackend "dynamodb" }}{{ $_ := set $s "EVENTS_TABLE" $c.eventsTable }}{{ end -}}

@@ -81,6 +81,9 @@ class Settings(BaseModel):
     worker_enabled: bool = True
     worker_batch_size: int = Field(default=100, ge=1, le=10000)
     worker_poll_interval_seconds: float = Field(default=0.2, gt=0, le=60)
+    # `mysoulmate worker` serves /metrics on this port for Prometheus (0, the default: not at
+    # all; the Helm chart sets 9102).
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
 
     # Authentication: HS256 with JWT_SECRET locally; RS256 against JWKS_URL for OIDC issuers.
     auth_mode: Literal["jwt", "apigateway"] = "jwt"

@@ -430,3 +430,13 @@ def _family_data(family: Metric) -> dict[str, Any]:
             if math.isfinite(s.value)  # JSON has no NaN; bucket bounds are labels ("+Inf")
         ],
     }
+
+
+def serve_metrics(port: int, host: str = "0.0.0.0") -> None:  # noqa: S104 - a pod's port
+    """Expose ``GET /metrics`` on ``port`` from a daemon thread: the worker process, which
+    serves no HTTP otherwise, is scraped like the API (its batches, forwarding, storage)."""
+    from prometheus_client import start_http_server
+
+    signals_exporter().catalog.sync()
+    start_http_server(port, addr=host, registry=scrape_registry())
+

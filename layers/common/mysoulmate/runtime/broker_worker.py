@@ -215,6 +215,16 @@ def run_worker(settings: Settings, store: EventStore) -> int:
     from mysoulmate.runtime.broker_forwarding import broker_forwarding
 
     configure_process_logs(settings.log_level, settings.log_format)  # a line per batch
+    if settings.worker_metrics_port:
+        from mysoulmate.observability.prometheus import serve_metrics
+
+        try:
+            serve_metrics(settings.worker_metrics_port)
+        except OSError as exc:  # a taken port costs the metrics, not the consuming
+            get_logger().warning(
+                "worker metrics not served",
+                extra={"port": settings.worker_metrics_port, "reason": str(exc)},
+            )
     forward, forwarders = broker_forwarding(store, settings)
     consumer = RabbitConsumer(
         settings.rabbitmq_url,
