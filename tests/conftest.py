@@ -114,13 +114,14 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
 
 def reset_process_state() -> None:
     """What a process keeps between requests: adapters, settings, breakers, rate buckets."""
+    from mysoulmate.api.auth import VERIFIED
     from mysoulmate.api.rate_limit import use_bucket_store
     from mysoulmate.core.bulkhead import Bulkhead
     from mysoulmate.core.rate_limits import MemoryBuckets
-
     from mysoulmate.observability import powertools
 
     reset_backends()
+    VERIFIED.clear()
     Bulkhead.reset_all()
     use_bucket_store(MemoryBuckets())
     # A Lambda handler built in a test routes the package's loggers through its Powertools
