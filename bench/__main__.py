@@ -30,6 +30,8 @@ BENCHMARKS = {
     "i18n": "µs per t(), per translated request and localized 422 vs a bare route; catalog loads",
     "ingest": "AWS calls per 1,000 events end to end; events/s through the local /v1/batch",
     "forwarding": "provider HTTP requests per 1,000 events; forwarder events/s vs a bare client",
+    "reports": "weekly reports/s over a year of data at 10k and 1M stored events (SQLite)",
+    "media": "images resized/s vs Pillow directly; cache-hit µs through the Lambda; peak memory",
 }
 
 

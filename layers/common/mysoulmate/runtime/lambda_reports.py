@@ -51,7 +51,8 @@ def requested_period(event: Any, today: date) -> tuple[Period, bool]:
     try:
         return Period.of(kind, date.fromisoformat(str(text))), force
     except ValueError:
-        raise ReportRequestError(f'"date" must be a date such as 2026-12-01, not {text!r}') from None
+        message = f'"date" must be a date such as 2026-12-01, not {text!r}'
+        raise ReportRequestError(message) from None
 
 
 def queue_health(settings: Settings, sqs: SQSClient) -> ForwardingHealth | None:

@@ -8,6 +8,7 @@ Slack summary per period, also taken with ``If-None-Match: *``.
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -90,10 +91,9 @@ class S3ReportBucket:
 
     def release_slack(self, period_key: str) -> None:
         """Give the claim back after a failed post, so the next run may post."""
-        try:
+        # On failure the summary is skipped for this period; the report itself stands.
+        with contextlib.suppress(ClientError, BotoCoreError):
             self._client.delete_object(Bucket=self.bucket, Key=self.key(period_key, SLACK_CLAIM))
-        except (ClientError, BotoCoreError):
-            pass  # the summary is then skipped for this period; the report itself stands
 
     def read(self, period_key: str, name: str) -> str:
         response = self._client.get_object(Bucket=self.bucket, Key=self.key(period_key, name))
