@@ -30,8 +30,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml layers/common/requirements.txt | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -r layers/common/requirements.txt -e '.[dev]'
+LAYER_REQUIREMENTS := layers/common/requirements.txt layers/migrations/requirements.txt layers/reports/requirements.txt
+
+$(STAMP): pyproject.toml $(LAYER_REQUIREMENTS) infrastructure/docker/requirements.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet $(addprefix -r ,$(LAYER_REQUIREMENTS)) \
+	    -r infrastructure/docker/requirements.txt -e '.[dev]'
 	@touch $@
 
 run: $(STAMP)

@@ -197,6 +197,8 @@ def effective_function(template: dict[str, Any], name: str) -> dict[str, Any]:
             variables = merged.get("Environment", {}).get("Variables", {})
             variables.update(value.get("Variables", {}))
             merged["Environment"] = {"Variables": variables}
+        elif key == "Layers":  # SAM appends a function's layers to the Globals' ones
+            merged["Layers"] = [*merged.get("Layers", []), *copy.deepcopy(value)]
         else:
             merged[key] = copy.deepcopy(value)
     return merged
@@ -503,7 +505,7 @@ def test_transform_and_globals(template: dict[str, Any]) -> None:
             ["arm64"],
             "Active",
         )
-        assert fn["Layers"] == [{"Ref": "CommonLayer"}], name
+        assert fn["Layers"] == [{"Ref": "CommonLayer"}, *OWN_LAYERS.get(name, [])], name
 
 
 def test_functions_code_and_handlers(template: dict[str, Any]) -> None:
@@ -517,6 +519,38 @@ def test_functions_code_and_handlers(template: dict[str, Any]) -> None:
         assert (REPO / "functions" / short).is_dir()
     consumer = effective_function(template, "ConsumerFunction")
     assert (mapped(template, consumer["Timeout"]), consumer["MemorySize"]) == (30, 1024)
+
+
+# Functions with a layer of their own (after the common one): heavy dependencies only they use.
+OWN_LAYERS = {
+    "ReportsFunction": [{"Ref": "ReportsLayer"}],
+    "MigrateFunction": [{"Ref": "MigrationsLayer"}],
+}
+
+
+@pytest.mark.parametrize(
+    ("layer", "directory"),
+    [("ReportsLayer", "reports"), ("MigrationsLayer", "migrations")],
+)
+def test_own_layers_are_built_like_the_common_one(
+    template: dict[str, Any], layer: str, directory: str
+) -> None:
+    props = template["Resources"][layer]["Properties"]
+    assert props["ContentUri"] == f"layers/{directory}/"
+    assert props["CompatibleRuntimes"] == ["python3.12"]
+    assert props["CompatibleArchitectures"] == ["arm64"]
+    assert template["Resources"][layer]["Metadata"] == {
+        "BuildMethod": "python3.12",
+        "BuildArchitecture": "arm64",
+    }
+    common = (REPO / "layers/common/requirements.txt").read_text()
+    for line in (REPO / f"layers/{directory}/requirements.txt").read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            assert "==" in line, f"layer requirement not pinned: {line!r}"
+            name = line.split("==")[0].lower()
+            if name != "markupsafe":  # shared by Mako and Jinja2, pinned alike
+                assert f"\n{name}==" not in "\n" + common.lower(), f"{name} in two layers"
 
 
 def test_common_layer(template: dict[str, Any]) -> None:
@@ -1816,6 +1850,8 @@ def test_a_new_layer_reruns_migrations_and_publishes_new_function_versions(
         sam["Resources"]["CommonLayer"]["Properties"]["ContentUri"] = (
             f"s3://{ARTIFACT_BUCKET}/{layer_key}"
         )
+        for own in ("ReportsLayer", "MigrationsLayer"):
+            sam["Resources"][own]["Properties"]["ContentUri"] = f"s3://{ARTIFACT_BUCKET}/{own}.zip"
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
             from samtranslator.translator.transform import transform
@@ -2091,8 +2127,11 @@ def test_translated_template_wiring(translated: dict[str, Any], backend: str) ->
         fn = resources[name]["Properties"]
         assert fn["Architectures"] == ["arm64"]
         assert fn["TracingConfig"] == {"Mode": "Active"}
-        (layer_ref,) = refs_in(fn["Layers"])
+        layer_ref, *own = refs_in(fn["Layers"])
         assert layer_ref.startswith("CommonLayer"), layer_ref
+        assert [ref.rstrip("0123456789abcdef") for ref in own] == [
+            ref["Ref"] for ref in OWN_LAYERS.get(name, [])
+        ], name
         assert ("SnapStart" in fn) is (name in API_FUNCTIONS)
         in_vpc = backend == "aurora" and name in DATABASE_FUNCTIONS | set(AURORA_FUNCTIONS)
         assert ("VpcConfig" in fn) is in_vpc, name
@@ -2501,3 +2540,13 @@ def test_sam_build(tmp_path: Path) -> None:
         # Functions stay thin: dependencies come from the layer only.
         assert not list(function_dir.glob("*.dist-info")), name
     assert (build_dir / "template.yaml").is_file()
+    # Lambda refuses a function whose code and layers unzip to more than 250 MB.
+    sizes = {
+        layer_id: sum(p.stat().st_size for p in (build_dir / layer_id).rglob("*") if p.is_file())
+        for layer_id in ("CommonLayer", "ReportsLayer", "MigrationsLayer")
+    }
+    print({k: f"{v / 2**20:.0f} MiB" for k, v in sizes.items()})
+    for name in (*FUNCTIONS, *AURORA_FUNCTIONS, *FORWARDER_FUNCTIONS):
+        layers = ["CommonLayer", *(ref["Ref"] for ref in OWN_LAYERS.get(name, []))]
+        total = sum(sizes[layer_id] for layer_id in layers)
+        assert total < 250 * 10**6, f"{name}: {total / 10**6:.0f} MB of layers"
