@@ -12,14 +12,19 @@ from mysoulmate.core.settings import get_settings
 
 
 def aws_client(service: str) -> Any:
-    """A boto3 client with the region and (for tests, LocalStack-style setups) endpoint."""
+    """A boto3 client with the region and (for tests, LocalStack-style setups) endpoint.
+    S3 signs with SigV4 (presigned links: SigV2 is refused in newer regions and cannot
+    last 7 days)."""
     import boto3
     from botocore.config import Config
 
     settings = get_settings()
+    config = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=3)
+    if service == "s3":
+        config = config.merge(Config(signature_version="s3v4"))
     return boto3.client(  # type: ignore[call-overload]
         service,
         region_name=settings.aws_region,
         endpoint_url=settings.aws_endpoint_url,
-        config=Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=3),
+        config=config,
     )
