@@ -82,6 +82,11 @@ CASES: dict[str, dict[str, Any]] = {
         },
         "nodeSelector": {"kubernetes.io/arch": "amd64"},
         "priorityClassName": "high",
+        "reports": {"enabled": True, "existingClaim": "mysoulmate-reports", "locale": "fr"},
+    },
+    "reports-to-s3": {
+        "reports": {"enabled": True, "bucket": "mysoulmate-reports", "timeZone": "Europe/Paris"},
+        "serviceAccount": {"roleArn": ROLE_ARN},
     },
 }
 
@@ -669,3 +674,36 @@ def test_checkov_passes_but_for_the_listed_and_justified_checks(
         if f["check_id"] == "CKV_K8S_43" and "everything-on" in f["file_path"]
     ]
     assert digest_failures == []  # with image.digest set the image is pinned
+
+
+def test_reports_run_daily_and_weekly_as_cronjobs_of_the_same_image(
+    manifests: dict[str, list[Doc]],
+) -> None:
+    assert "CronJob" not in kinds(manifests["defaults"])
+    for case, storage in (("everything-on", "volume"), ("reports-to-s3", "s3")):
+        jobs = {d["metadata"]["name"]: d for d in manifests[case] if d["kind"] == "CronJob"}
+        daily = jobs[f"{RELEASE}-mysoulmate-report-daily"]["spec"]
+        weekly = jobs[f"{RELEASE}-mysoulmate-report-weekly"]["spec"]
+        assert (daily["schedule"], weekly["schedule"]) == ("0 6 * * *", "0 6 * * 1")
+        for spec, kind in ((daily, "day"), (weekly, "week")):
+            assert spec["concurrencyPolicy"] == "Forbid"
+            pod = spec["jobTemplate"]["spec"]["template"]["spec"]
+            (container,) = pod["containers"]
+            assert container["args"] == ["report", "--period", kind]
+            env = {e["name"]: e["value"] for e in container["env"]}
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True
+            assert container["resources"]["limits"]["memory"] == "1Gi"
+            if storage == "s3":
+                assert env["REPORTS_BUCKET"] == "mysoulmate-reports"
+                assert spec["timeZone"] == "Europe/Paris"
+                assert "reports" not in {v["name"] for v in pod["volumes"]}
+            else:
+                assert env["REPORTS_DIR"] == "/reports"
+                assert env["REPORT_LOCALE"] == "fr"
+                (claim,) = [v for v in pod["volumes"] if v["name"] == "reports"]
+                assert claim["persistentVolumeClaim"]["claimName"] == "mysoulmate-reports"
+
+
+def test_reports_need_somewhere_to_go() -> None:
+    with pytest.raises(Exception, match=r"reports\.existingClaim"):
+        render({"reports": {"enabled": True}})
