@@ -16,7 +16,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
 from mysoulmate.analytics.models import JSON_VALUE_SCHEMA_NAME, NO_NUL_PATTERN
-from mysoulmate.api import analytics, health, i18n, metrics, segment, sources
+from mysoulmate.api import analytics, health, i18n, media, metrics, segment, sources
 from mysoulmate.api.responses import ERROR_CODES
 
 ROUTERS = (
@@ -25,6 +25,7 @@ ROUTERS = (
     segment.router,
     sources.router,
     i18n.router,
+    media.router,
     metrics.router,
 )
 TITLE = "MySoulmate platform services"
@@ -35,7 +36,7 @@ Analytics ingest and read side, internationalization, health and metrics of MySo
 token (JWT): `Authorization: Bearer <token>`. The token's `sub` is the user; the `admin` role may
 read and erase any user's data and read the dashboard, funnels, cohorts and the audit log; the
 `server` role may track for any user. Locally, `mysoulmate token --user alice` prints a token.
-i18n, health and `/metrics` are public.
+i18n, images, health and `/metrics` are public.
 
 **Segment-compatible ingest.** `/v1/track`, `/identify`, `/page`, `/screen`, `/group`, `/alias`
 and `/batch` speak Segment's HTTP Tracking API, so the stock Segment and RudderStack SDKs work
@@ -77,6 +78,11 @@ def canonical_spec() -> dict[str, Any]:
             },
             {"name": "sources", "description": "Write keys per source (admin)."},
             {"name": "i18n", "description": "Catalogs and translations (public)."},
+            {
+                "name": "media",
+                "description": "Images resized for the device: ladder widths, presets, AVIF/WebP "
+                "negotiation, immutable caching, optional signed URLs (public).",
+            },
             {"name": "health", "description": "Liveness and readiness (public)."},
             {
                 "name": "metrics",

@@ -58,6 +58,15 @@ ERROR_CODES: dict[str, str] = {
     "unsupported_encoding": "The `Content-Encoding` is neither gzip nor identity.",
     "invalid_gzip": "The gzip body cannot be decompressed.",
     "source_not_found": "No source has this id.",
+    "invalid_width": "An image width `w` is not on the ladder; `details.widths` lists it.",
+    "image_not_found": "No original image exists under this key.",
+    "image_too_large": "The original image is larger than MEDIA_MAX_ORIGINAL_BYTES.",
+    "image_too_many_pixels": "The original's header claims more pixels than MEDIA_MAX_PIXELS.",
+    "image_unreadable": "The original image is truncated or corrupt.",
+    "image_type_unsupported": "The original is not JPEG, PNG, WebP or GIF (AVIF/HEIF if built in).",
+    "signature_required": "The image needs a signed URL (`sig` and `exp`).",
+    "invalid_signature": "The image URL's signature does not match its key and parameters.",
+    "signature_expired": "The signed image URL has expired (`exp` is past).",
     "http_error": "Another HTTP error.",
 }
 
