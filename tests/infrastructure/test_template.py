@@ -55,8 +55,15 @@ FUNCTIONS = {
     "AlertsFunction": "alerts",
     "ReportsFunction": "reports",
     "ReportSummaryFunction": "report-summary",
+    "MediaFunction": "media",
 }
-API_FUNCTIONS = {"AnalyticsFunction", "HealthFunction", "I18nFunction", "DocsFunction"}
+API_FUNCTIONS = {
+    "AnalyticsFunction",
+    "HealthFunction",
+    "I18nFunction",
+    "DocsFunction",
+    "MediaFunction",
+}
 # With StorageBackend=aurora these join the database VPC; i18n, docs and alerts never do (no
 # database to reach; alerts must reach Slack on the internet).
 DATABASE_FUNCTIONS = {"AnalyticsFunction", "HealthFunction", "ConsumerFunction", "ReportsFunction"}
@@ -86,6 +93,7 @@ API_GROUPS = {
     "HealthFunction": ("mysoulmate.api.health", "NONE"),
     "I18nFunction": ("mysoulmate.api.i18n", "NONE"),
     "DocsFunction": ("mysoulmate.api.docs", "NONE"),
+    "MediaFunction": ("mysoulmate.api.media", "NONE"),
 }
 # Path prefixes of a JWT group that API Gateway lets through without a token, because the
 # function authenticates them itself: the Segment-compatible ingest routes of stock SDKs
@@ -105,6 +113,7 @@ FUNCTION_ENV = {
     "AlertsFunction": {"SLACK_WEBHOOK_PARAMETER"},
     "ReportsFunction": {"REPORTS_BUCKET", "REPORT_LOCALE", "EVENTS_DLQ_URL"},
     "ReportSummaryFunction": {"REPORTS_BUCKET", "REPORT_LOCALE", "SLACK_WEBHOOK_PARAMETER"},
+    "MediaFunction": {"MEDIA_ORIGINALS_BUCKET", "MEDIA_DERIVATIVES_BUCKET", "MEDIA_REQUIRE_SIGNED"},
 }
 
 # Variables the code reads (mysoulmate.core.settings, observability); each function must get all.
@@ -335,8 +344,8 @@ def operations(router: APIRouter) -> list[RouteContext]:
 
 def api_routes(module: str | APIRouter) -> set[tuple[str, str]]:
     """(method, path) of every operation of a router, as its function's FastAPI app serves it.
-    API Gateway's path parameters are FastAPI's `{name}`; a converter (`{name:path}`) would need
-    a greedy `{name+}` route, so it fails here until the comparison learns to map it."""
+    API Gateway's path parameters are FastAPI's `{name}`; a path converter (`{name:path}`, a
+    key with slashes) is API Gateway's greedy `{name+}`, which must end the path."""
     router = router_of(module) if isinstance(module, str) else module
     routes = set()
     for route in operations(router):
@@ -344,9 +353,10 @@ def api_routes(module: str | APIRouter) -> set[tuple[str, str]]:
         path, methods = route.path, route.methods
         assert path, f"{module}: {route!r}"
         assert methods, f"{module}: {route!r}"
-        assert re.fullmatch(r"(/[A-Za-z0-9_.-]*|/\{[A-Za-z][A-Za-z0-9_]*\})+", path), (
-            f"{module}: {path} has no API Gateway equivalent"
-        )
+        path = re.sub(r"\{([A-Za-z][A-Za-z0-9_]*):path\}$", r"{\1+}", path)
+        assert re.fullmatch(
+            r"(/[A-Za-z0-9_.-]*|/\{[A-Za-z][A-Za-z0-9_]*\})+(/\{[A-Za-z]\w*\+\})?", path
+        ), f"{module}: {path} has no API Gateway equivalent"
         routes |= {(method, path) for method in methods}
     return routes
 
@@ -707,6 +717,7 @@ SENTRY_POLICY = {
 
 SENTRY_FUNCTIONS = {
     "AnalyticsFunction",
+    "MediaFunction",
     "ReportsFunction",
     "HealthFunction",
     "I18nFunction",
@@ -1901,6 +1912,7 @@ def test_condition_resolver_decides_like_cloudformation(template: dict[str, Any]
         "HasMixpanelGdpr": False,
         "ForwardToGa4": False,
         "AuroraEgress": False,
+        "HasMediaSigningSecret": False,
     }
     assert condition_values(
         template,
@@ -1921,6 +1933,7 @@ def test_condition_resolver_decides_like_cloudformation(template: dict[str, Any]
         "HasMixpanelGdpr": False,
         "ForwardToGa4": False,
         "AuroraEgress": False,
+        "HasMediaSigningSecret": False,
     }
     # GA4 needs both its values; the egress exists only with aurora and a provider.
     only_ga4 = condition_values(template, {"StorageBackend": "aurora", "GaMeasurementId": "G-X1"})
