@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +31,9 @@ class ServerProcess:
         self._command = list(command)
         self._env = env
         self._proc: subprocess.Popen[bytes] | None = None
+        # The server logs a line per request to stderr: into a file, never a pipe nobody
+        # reads (a full pipe would block the server mid-request).
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed with the object
 
     def start(self, ready_within: float = 60) -> ServerProcess:
         self._proc = subprocess.Popen(
@@ -37,14 +41,13 @@ class ServerProcess:
             env=self._env,
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=self._stderr,
             start_new_session=True,  # `make run` spawns a child: signal the whole group
         )
         deadline = time.monotonic() + ready_within
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                stderr = self._proc.stderr.read().decode() if self._proc.stderr else ""
-                raise RuntimeError(f"server exited with {self._proc.returncode}: {stderr}")
+                raise RuntimeError(f"server exited with {self._proc.returncode}: {self.log()}")
             try:
                 if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
                     return self
@@ -53,6 +56,11 @@ class ServerProcess:
             time.sleep(0.1)
         self.kill()
         raise RuntimeError(f"server did not answer on {self.url} within {ready_within}s")
+
+    def log(self) -> str:
+        """What the server wrote to stderr so far."""
+        self._stderr.seek(0)
+        return self._stderr.read().decode(errors="replace")
 
     def kill(self) -> None:
         """SIGKILL: no shutdown hooks, no flushing; what a crash or OOM kill looks like."""

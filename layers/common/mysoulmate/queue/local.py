@@ -233,6 +233,24 @@ class LocalQueue:
             ).fetchall()
         return [DeadLetter(*row) for row in rows]
 
+    def redrive(self, letter_id: str) -> bool:
+        """Move one dead letter back into the queue as a fresh message (visible now, not
+        received yet), keeping its id. One transaction: the message is in exactly one of
+        the two tables whenever the process stops. False when it is no longer a dead letter
+        (redriven or removed since it was listed)."""
+        now = time.time()
+        try:
+            with write_transaction(self._conn, self._lock):
+                moved = self._conn.execute(
+                    "INSERT INTO messages (id, body, sent_at, visible_at) "
+                    "SELECT id, body, ?, ? FROM dead_letters WHERE id = ?",
+                    (now, now, letter_id),
+                ).rowcount
+                self._conn.execute("DELETE FROM dead_letters WHERE id = ?", (letter_id,))
+        except sqlite3.Error as exc:
+            raise QueueError(f"local queue: {exc}") from exc
+        return moved > 0
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()

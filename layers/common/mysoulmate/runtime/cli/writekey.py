@@ -6,14 +6,22 @@ shown, and nothing here logs it.
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
+
+import typer
+
+from mysoulmate.analytics.write_keys import SOURCE_KINDS, SourceKind
+from mysoulmate.core.settings import get_settings
+from mysoulmate.runtime.cli.output import CliError, choice, say, usage_error
 
 if TYPE_CHECKING:
     from mysoulmate.analytics.ports import Source
+
+commands = typer.Typer()
+writekey = typer.Typer(help="Write keys of Segment-compatible sources.", no_args_is_help=True)
+commands.add_typer(writekey, name="writekey")
 
 _log = logging.getLogger("mysoulmate.writekey")
 _HEADERS = ("ID", "NAME", "KIND", "KEY", "CREATED", "REVOKED")
@@ -23,33 +31,42 @@ def _when(moment: datetime | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ") if moment else "-"
 
 
-def _fail(message: str, code: int) -> int:
-    print(f"mysoulmate: {message}", file=sys.stderr)
-    return code
-
-
-def _create(args: argparse.Namespace) -> int:
+@writekey.command(
+    epilog=(
+        "Examples:\n\n"
+        "mysoulmate writekey create --name ios --kind client\n\n"
+        "mysoulmate writekey create --name billing-backend --kind server"
+    )
+)
+def create(
+    name: str = typer.Option(..., "--name", help="e.g. ios, web, billing-backend."),
+    kind: str = typer.Option(
+        ...,
+        "--kind",
+        parser=choice(*SOURCE_KINDS),
+        metavar="|".join(SOURCE_KINDS),
+        help="client: ships in apps; server: kept secret.",
+    ),
+) -> None:
+    """Create a source and print its key (this once: only its hash is stored)."""
     from mysoulmate.analytics.ports import StorageUnavailableError
     from mysoulmate.analytics.write_keys import create_source
     from mysoulmate.runtime.backends import source_store
 
+    get_settings()
     try:
-        source, key = create_source(source_store(), args.name, args.kind, datetime.now(UTC))
+        source, key = create_source(source_store(), name, cast(SourceKind, kind), datetime.now(UTC))
     except ValueError as exc:
-        return _fail(str(exc), 2)
+        raise usage_error(str(exc)) from None
     except StorageUnavailableError as exc:
-        return _fail(f"cannot store the source: {exc}", 2)
+        raise CliError(f"cannot store the source: {exc}") from exc
     # The audit trail names the source and the key's hint, never the key.
     _log.info(
         "write key created",
         extra={"sourceId": source.id, "kind": source.kind, "keyHint": source.key_hint},
     )
     print(f"source  {source.id}\nname    {source.name}\nkind    {source.kind}\nkey     {key}")
-    print(
-        "warning: this is the only time the key is shown (only its hash is stored); copy it now.",
-        file=sys.stderr,
-    )
-    return 0
+    say("warning: this is the only time the key is shown (only its hash is stored); copy it now.")
 
 
 def _table(sources: list[Source]) -> list[str]:
@@ -65,60 +82,44 @@ def _table(sources: list[Source]) -> list[str]:
     ]
 
 
-def _list(_: argparse.Namespace) -> int:
+@writekey.command("list", epilog="Example:\n\nmysoulmate writekey list")
+def list_() -> None:
+    """List sources (key hints only, never keys)."""
     from mysoulmate.analytics.ports import StorageUnavailableError
     from mysoulmate.runtime.backends import source_store
 
+    get_settings()
     try:
         sources = source_store().list_sources()
     except StorageUnavailableError as exc:
-        return _fail(f"cannot list sources: {exc}", 2)
-    if not sources:
-        print("no sources")
-        return 0
-    print("\n".join(_table(sources)))
-    return 0
+        raise CliError(f"cannot list sources: {exc}") from exc
+    print("\n".join(_table(sources)) if sources else "no sources")
 
 
-def _revoke(args: argparse.Namespace) -> int:
+@writekey.command(epilog="Example:\n\nmysoulmate writekey revoke 3f2b8c1e-…")
+def revoke(
+    source_id: str = typer.Argument(..., metavar="SOURCE_ID", help="The ID of `writekey list`."),
+) -> None:
+    """Revoke a source's key (it cannot be undone)."""
     from mysoulmate.analytics.ports import StorageUnavailableError
     from mysoulmate.analytics.write_keys import CACHE_SECONDS
     from mysoulmate.runtime.backends import source_store
 
+    get_settings()
     now = datetime.now(UTC)
     try:
-        source = source_store().revoke_source(args.source_id, now)
+        source = source_store().revoke_source(source_id, now)
     except StorageUnavailableError as exc:
-        return _fail(f"cannot revoke: {exc}", 2)
+        raise CliError(f"cannot revoke: {exc}") from exc
     if source is None:
-        return _fail(f"no source with id {args.source_id!r} (see `mysoulmate writekey list`)", 1)
+        raise CliError(f"no source with id {source_id!r} (see `mysoulmate writekey list`)")
     if source.revoked_at != now:
         print(
             f"source {source.id} ({source.name}) was already revoked at {_when(source.revoked_at)}"
         )
-        return 0
+        return
     _log.info("write key revoked", extra={"sourceId": source.id})
     print(
         f"revoked source {source.id} ({source.name}); running services stop accepting its key "
         f"within {CACHE_SECONDS:g} s"
     )
-    return 0
-
-
-def add_writekey_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register `writekey` and its subcommands on the top-level parser's subcommands."""
-    from mysoulmate.analytics.write_keys import SOURCE_KINDS
-
-    writekey = commands.add_parser("writekey", help="write keys of Segment-compatible sources")
-    actions = writekey.add_subparsers(dest="writekey_command", required=True)
-    create = actions.add_parser("create", help="create a source and print its key (once)")
-    create.add_argument("--name", required=True, help="e.g. ios, web, billing-backend")
-    create.add_argument(
-        "--kind", required=True, choices=SOURCE_KINDS, help="client: ships in apps; server: secret"
-    )
-    create.set_defaults(run=_create)
-    listing = actions.add_parser("list", help="list sources (key hints only, never keys)")
-    listing.set_defaults(run=_list)
-    revoke = actions.add_parser("revoke", help="revoke a source's key (it cannot be undone)")
-    revoke.add_argument("source_id", help="the ID column of `writekey list`")
-    revoke.set_defaults(run=_revoke)
