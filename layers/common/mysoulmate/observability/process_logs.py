@@ -11,6 +11,7 @@ Gateway's access log and the Powertools logger already say it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
@@ -69,7 +70,8 @@ def configure_process_logs(level: str, fmt: str = "auto", stream: TextIO | None 
     for handler in powertools.handlers:
         if isinstance(handler, logging.StreamHandler):
             _changed.append((handler, handler.stream, handler.formatter))
-            handler.setStream(out)
+            with handler.lock or contextlib.nullcontext():
+                handler.stream = out  # not setStream: it flushes the old one, maybe closed
             if form == "text":
                 handler.setFormatter(ConsoleFormatter())
     logger.setLevel(level)
@@ -126,7 +128,8 @@ def reset_process_logs() -> None:
     _state["on"] = False
     while _changed:
         handler, stream, formatter = _changed.pop()
-        handler.setStream(stream)
+        with handler.lock or contextlib.nullcontext():
+            handler.stream = stream  # not setStream: it flushes the old one, maybe closed
         handler.setFormatter(formatter)
     package = logging.getLogger(PACKAGE_LOGGER)
     while _added:

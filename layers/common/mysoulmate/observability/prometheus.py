@@ -439,4 +439,3 @@ def serve_metrics(port: int, host: str = "0.0.0.0") -> None:  # noqa: S104 - a p
 
     signals_exporter().catalog.sync()
     start_http_server(port, addr=host, registry=scrape_registry())
-

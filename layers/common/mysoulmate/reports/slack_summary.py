@@ -18,8 +18,9 @@ def _figure(text: ReportText, label: str, shown: str, change: CountChange | Amou
     return f"*{label}*\n{shown}  {arrow}"
 
 
-def summary_message(report: PeriodReport, link: str, locale: str) -> dict[str, Any]:
-    """The Block Kit payload: ``text`` (the notification's plain text) and ``blocks``."""
+def summary_message(report: PeriodReport, link: str | None, locale: str) -> dict[str, Any]:
+    """The Block Kit payload: ``text`` (the notification's plain text) and ``blocks``; the
+    button to the page only when there is a ``link`` a reader can open."""
     text = ReportText(locale)
     heading = title(report, text)
     totals = report.totals
@@ -58,16 +59,13 @@ def summary_message(report: PeriodReport, link: str, locale: str) -> dict[str, A
             "type": "section",
             "fields": [{"type": "mrkdwn", "text": f[:2000]} for f in fields[:MAX_FIELDS]],
         },
-        {
-            "type": "actions",
-            "elements": [
-                {
-                    "type": "button",
-                    "text": {"type": "plain_text", "text": text.t("slack.open")},
-                    "url": link,
-                    "style": "primary",
-                }
-            ],
-        },
     ]
+    if link:
+        button = {
+            "type": "button",
+            "text": {"type": "plain_text", "text": text.t("slack.open")},
+            "url": link,
+            "style": "primary",
+        }
+        blocks.append({"type": "actions", "elements": [button]})
     return {"text": f"{text.t('brand')}: {heading}", "blocks": blocks}

@@ -27,6 +27,8 @@ from mysoulmate.runtime.lambda_handlers import LambdaHandler, traced
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
+    from mysoulmate.storage.report_bucket import S3ReportBucket
+
 LINK_SECONDS = 7 * 24 * 3600  # SigV4's longest presigned URL
 SLACK_BUDGET_SECONDS = 15.0
 
@@ -92,8 +94,6 @@ def _depth(sqs: SQSClient, url: str) -> int | None:
 
 
 def reports_handler() -> LambdaHandler:
-    from mysoulmate.reports import render_report
-    from mysoulmate.runtime.backends import event_store
     from mysoulmate.storage.aws import aws_client
     from mysoulmate.storage.report_bucket import S3ReportBucket
 
@@ -109,28 +109,45 @@ def reports_handler() -> LambdaHandler:
     @logger.inject_lambda_context
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         period, force = requested_period(event, datetime.now(UTC).date())
-        if not force and bucket.exists(period.key):
-            logger.info("report already stored", extra={"period": period.key})
-            return {"period": period.key, "written": False, "reason": "already stored"}
-        started = time.perf_counter()
-        report = build_period_report(
-            event_store(),
-            period,
-            funnel_steps=settings.default_funnel,
-            forwarding=queue_health(settings, sqs),
-        )
-        rendered = render_report(report, settings.report_locale)
-        files = {"report.html": rendered.html, "report.csv": rendered.csv}
-        files["report.json"] = rendered.json
-        written = bucket.write(period.key, files, force=force)
-        seconds = round(time.perf_counter() - started, 3)
-        logger.info(
-            "report stored" if written else "report stored by another run first",
-            extra={"period": period.key, "seconds": seconds},
-        )
-        return {"period": period.key, "written": written}
+        forwarding = queue_health(settings, sqs)
+        return store_in_bucket(bucket, period, settings, force=force, forwarding=forwarding)
 
     return traced(handler)
+
+
+def store_in_bucket(
+    bucket: S3ReportBucket,
+    period: Period,
+    settings: Settings,
+    *,
+    force: bool = False,
+    forwarding: ForwardingHealth | None = None,
+    locale: str | None = None,
+) -> dict[str, Any]:
+    """Build, render and store ``period``'s report in the bucket, unless it is there already
+    (and not ``force``): what the reports function and `mysoulmate report` with
+    REPORTS_BUCKET both do."""
+    from mysoulmate.reports import render_report
+    from mysoulmate.runtime.backends import event_store
+
+    logger = get_logger()
+    if not force and bucket.exists(period.key):
+        logger.info("report already stored", extra={"period": period.key})
+        return {"period": period.key, "written": False, "reason": "already stored"}
+    started = time.perf_counter()
+    report = build_period_report(
+        event_store(), period, funnel_steps=settings.default_funnel, forwarding=forwarding
+    )
+    rendered = render_report(report, locale or settings.report_locale)
+    files = {"report.html": rendered.html, "report.csv": rendered.csv}
+    files["report.json"] = rendered.json
+    written = bucket.write(period.key, files, force=force)
+    seconds = round(time.perf_counter() - started, 3)
+    logger.info(
+        "report stored" if written else "report stored by another run first",
+        extra={"period": period.key, "seconds": seconds},
+    )
+    return {"period": period.key, "written": written}
 
 
 def stored_period_key(event: Any, bucket: str) -> str | None:

@@ -7,7 +7,7 @@ Lambda runs the same computation into S3 (`runtime/lambda_reports.py`).
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, get_args
 import typer
 
 from mysoulmate.core.settings import Settings, get_settings
-from mysoulmate.runtime.cli.output import choice, stderr_is_terminal
+from mysoulmate.runtime.cli.output import CliError, choice, stderr_is_terminal
 
 if TYPE_CHECKING:
+    from mysoulmate.analytics.period_report import Period
     from mysoulmate.analytics.period_report_models import ForwardingHealth, Granularity
 
 commands = typer.Typer()
@@ -79,13 +80,17 @@ def report(
     kind: Granularity = "week" if period == "week" else "day"
     today = datetime.now(UTC).date()
     chosen = Period.of(kind, day) if day else Period.last_complete(kind, today)
+    language = locale or settings.report_locale
+    if settings.reports_bucket and out is None:
+        _to_bucket(settings, chosen, language, force=force)
+        return
     directory = out or settings.reports_dir or settings.data_dir / "reports"
     with _working(f"reporting {chosen.key}"):
         written = write_report(
             event_store(),
             chosen,
             directory,
-            locale=locale or settings.report_locale,
+            locale=language,
             force=force,
             forwarding=dead_letter_health(settings),
         )
@@ -93,6 +98,96 @@ def report(
     if written.written:
         for path in written.files:
             print(f"  {path}")
+        claim = written.directory / "slack-posted"
+        print(
+            _summarize(
+                settings,
+                (written.directory / "report.json").read_text(encoding="utf-8"),
+                claim=lambda: _claim_file(claim),
+                release=lambda: claim.unlink(missing_ok=True),
+                link=None,
+                locale=language,
+            )
+        )
+
+
+def _to_bucket(settings: Settings, chosen: Period, language: str, *, force: bool) -> None:
+    """REPORTS_BUCKET (Kubernetes with an IRSA role): what the AWS reports function does,
+    then the period's one Slack summary with a presigned link."""
+    from mysoulmate.observability.process_logs import configure_process_logs
+    from mysoulmate.runtime.lambda_reports import LINK_SECONDS, store_in_bucket
+    from mysoulmate.storage.aws import aws_client
+    from mysoulmate.storage.report_bucket import MARKER, S3ReportBucket
+
+    configure_process_logs(settings.log_level, settings.log_format)  # logs on stderr, not stdout
+    bucket = S3ReportBucket(settings.reports_bucket, aws_client("s3"))
+    with _working(f"reporting {chosen.key}"):
+        result = store_in_bucket(
+            bucket,
+            chosen,
+            settings,
+            force=force,
+            forwarding=dead_letter_health(settings),
+            locale=language,
+        )
+    where = f"s3://{bucket.bucket}/{bucket.key(chosen.key, '')}"
+    if not result["written"]:
+        print(f"{chosen.key}: already in {where}; nothing written (force to redo)")
+        return
+    print(f"{chosen.key}: written to {where}")
+    print(
+        _summarize(
+            settings,
+            bucket.read(chosen.key, MARKER),
+            claim=lambda: bucket.claim_slack(chosen.key),
+            release=lambda: bucket.release_slack(chosen.key),
+            link=bucket.link(chosen.key, LINK_SECONDS),
+            locale=language,
+        )
+    )
+
+
+def _claim_file(path: Path) -> bool:
+    """Create ``path`` if it does not exist (atomically): the period's one summary."""
+    try:
+        path.open("x").close()
+    except FileExistsError:
+        return False
+    return True
+
+
+def _summarize(
+    settings: Settings,
+    stored_json: str,
+    *,
+    claim: Callable[[], bool],
+    release: Callable[[], None],
+    link: str | None,
+    locale: str,
+) -> str:
+    """Post the report's Slack summary once per period (when a webhook is configured); say
+    what happened in one line."""
+    if not (settings.slack_webhook_url or settings.slack_webhook_parameter):
+        return "slack: no webhook configured (SLACK_WEBHOOK_URL); no summary posted"
+    from mysoulmate.alerts.slack import post
+    from mysoulmate.analytics.period_report_models import PeriodReport
+    from mysoulmate.reports.slack_summary import summary_message
+    from mysoulmate.runtime.alerts import webhook_url
+
+    report = PeriodReport.model_validate_json(stored_json)
+    if not report.complete:
+        return "slack: the period is not over yet; its summary waits for the full report"
+    if not claim():
+        return "slack: the summary of this period was already posted"
+    try:
+        delivery = post(webhook_url(), summary_message(report, link, locale), budget_seconds=15)
+    except Exception:
+        release()
+        raise
+    if not delivery.delivered:
+        release()  # the next run may post it
+        raise CliError(f"slack: the summary was not posted: {delivery.error}")
+    return "slack: summary posted"
 
 
 @contextmanager
