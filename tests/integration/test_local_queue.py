@@ -74,3 +74,60 @@ def test_batches_within_sqs_limits() -> None:
     calls = batches_within_limits([big] * 10)
     assert all(sum(len(b) for b in c) <= 256 * 1024 for c in calls)
     assert sum(len(c) for c in calls) == 10
+
+
+def test_concurrent_senders_share_commits_and_every_message_is_stored(tmp_path: Path) -> None:
+    """Group commit: requests arriving together are stored by one durable commit; each
+    sender returns only once its own message is committed, and nothing is lost."""
+    import threading
+
+    queue = LocalQueue(tmp_path / "queue.db")
+    senders, each = 16, 25
+    start = threading.Barrier(senders)
+    sent: list[str] = []
+    guard = threading.Lock()
+
+    def send_many(n: int) -> None:
+        start.wait()
+        for i in range(each):
+            body = f"m-{n}-{i}"
+            queue.send(body)
+            # Returned: committed already, so another connection sees it at once.
+            with guard:
+                sent.append(body)
+
+    threads = [threading.Thread(target=send_many, args=(n,)) for n in range(senders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stored = sorted(m.body for m in LocalQueue(tmp_path / "queue.db").receive(senders * each))
+    assert stored == sorted(sent)
+    assert len(stored) == senders * each
+    assert queue.commits < senders * each  # commits were shared
+
+
+def test_a_failed_group_commit_fails_every_sender_of_the_group(tmp_path: Path) -> None:
+    import threading
+
+    queue = LocalQueue(tmp_path / "queue.db")
+    queue._conn.execute(
+        "CREATE TRIGGER refuse BEFORE INSERT ON messages "
+        "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+    )
+    errors: list[BaseException] = []
+
+    def send(n: int) -> None:
+        try:
+            queue.send(f"m-{n}")
+        except QueueError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(errors) == 8
+    assert all("disk full" in str(e) for e in errors)
+    assert queue.depth() == (0, 0)
