@@ -37,6 +37,15 @@ _changed: list[tuple[logging.StreamHandler[TextIO], TextIO, logging.Formatter | 
 _added: list[logging.Handler] = []
 
 
+class _DropTerminalColours(logging.Filter):
+    """uvicorn adds ``color_message`` (its message with ANSI escapes) to its records: JSON
+    lines and other terminals have no use for it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.__dict__.pop("color_message", None)
+        return True
+
+
 class ConsoleFormatter(logging.Formatter):
     """``12:00:01 INFO  POST /api/v1/analytics/track 202 3.1 ms req=…`` for people."""
 
@@ -70,6 +79,8 @@ def configure_process_logs(level: str, fmt: str = "auto", stream: TextIO | None 
     for handler in powertools.handlers:
         if isinstance(handler, logging.StreamHandler):
             _changed.append((handler, handler.stream, handler.formatter))
+            if not any(isinstance(f, _DropTerminalColours) for f in handler.filters):
+                handler.addFilter(_DropTerminalColours())
             with handler.lock or contextlib.nullcontext():
                 handler.stream = out  # not setStream: it flushes the old one, maybe closed
             if form == "text":
