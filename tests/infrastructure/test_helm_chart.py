@@ -87,6 +87,7 @@ CASES: dict[str, dict[str, Any]] = {
     "reports-to-s3": {
         "reports": {"enabled": True, "bucket": "mysoulmate-reports", "timeZone": "Europe/Paris"},
         "serviceAccount": {"roleArn": ROLE_ARN},
+        "config": {"mediaOriginalsBucket": "mysoulmate-media", "mediaRequireSigned": True},
     },
 }
 
@@ -707,3 +708,14 @@ def test_reports_run_daily_and_weekly_as_cronjobs_of_the_same_image(
 def test_reports_need_somewhere_to_go() -> None:
     with pytest.raises(Exception, match=r"reports\.existingClaim"):
         render({"reports": {"enabled": True}})
+
+
+def test_images_read_their_originals_from_s3_when_a_bucket_is_set(
+    manifests: dict[str, list[Doc]],
+) -> None:
+    settings = find(manifests["reports-to-s3"], "ConfigMap", f"{RELEASE}-mysoulmate")["data"]
+    assert settings["MEDIA_ORIGINALS_BUCKET"] == "mysoulmate-media"
+    assert settings["MEDIA_REQUIRE_SIGNED"] == "true"
+    assert "MEDIA_SIGNING_SECRET" not in settings  # a secret: the Secret holds it
+    defaults = find(manifests["defaults"], "ConfigMap", f"{RELEASE}-mysoulmate")["data"]
+    assert not [k for k in defaults if k.startswith("MEDIA_")]

@@ -148,6 +148,9 @@ ConfigMap exists, so it gets them inline).
 {{- with $c.apiBaseUrl }}{{ $_ := set $s "API_BASE_URL" . }}{{ end -}}
 {{- with $c.supportEmail }}{{ $_ := set $s "SUPPORT_EMAIL" . }}{{ end -}}
 {{- with $c.gaMeasurementId }}{{ $_ := set $s "GA_MEASUREMENT_ID" . }}{{ end -}}
+{{- with $c.mediaOriginalsBucket }}{{ $_ := set $s "MEDIA_ORIGINALS_BUCKET" . }}{{ end -}}
+{{- with $c.mediaDerivativesBucket }}{{ $_ := set $s "MEDIA_DERIVATIVES_BUCKET" . }}{{ end -}}
+{{- if $c.mediaRequireSigned }}{{ $_ := set $s "MEDIA_REQUIRE_SIGNED" "true" }}{{ end -}}
 {{- toYaml (mergeOverwrite $s $c.extraEnv) -}}
 {{- end -}}
 
