@@ -508,3 +508,31 @@ def test_an_unreadable_dsn_parameter_leaves_error_tracking_off_not_the_function(
     event = http_event("GET", "/api/v1/analytics/user/a", claims={"sub": "a"})
     assert handler(event, FakeLambdaContext())["statusCode"] == 200
     assert sentry_sdk.get_client().is_active() is False
+
+
+def test_every_transaction_of_a_request_carries_its_request_id_and_user_id(
+    sentry_server: CaptureServer,
+    make_client: Callable[..., TestClient],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Not only the errors the handler captures: performance transactions (and anything
+    else sent during the request) are tagged on the request's isolation scope."""
+    from mysoulmate.runtime.server import create_server_app
+
+    monkeypatch.setenv("SENTRY_TRACES_SAMPLE_RATE", "1")
+    client = make_client(create_server_app(), raise_server_exceptions=False)
+    answer = client.get(
+        "/api/v1/analytics/user/alice",
+        headers={"Authorization": f"Bearer {make_token('alice')}", "X-Request-Id": "req-tx-1"},
+    )
+    assert answer.status_code == 200
+    error_tracking.flush()
+    sentry_server.wait_for(is_envelope)
+    transactions = [
+        payload
+        for request in sentry_server.received(is_envelope)
+        for header, payload in envelope_items(request)
+        if header.get("type") == "transaction"
+    ]
+    (transaction,) = [t for t in transactions if t["tags"].get("request_id") == "req-tx-1"]
+    assert transaction["user"] == {"id": "alice"}  # the id only: no e-mail, name or IP

@@ -21,6 +21,7 @@ from fastapi import Request
 from mysoulmate.core.errors import AuthenticationError
 from mysoulmate.core.principal import Principal, principal_from_claims
 from mysoulmate.core.settings import Settings, get_settings
+from mysoulmate.observability.error_tracking import tag_user
 
 if TYPE_CHECKING:
     import jwt as pyjwt
@@ -168,6 +169,7 @@ async def current_principal(request: Request) -> Principal:
         claims = verify_token(_bearer_token(request), settings)
     principal = principal_from_claims(claims, settings)
     request.state.principal = principal
+    tag_user(principal.subject)
     return principal
 
 

@@ -17,6 +17,7 @@ from mysoulmate.api.error_handlers import error_body
 from mysoulmate.core.errors import ApiError
 from mysoulmate.core.json_nesting import NestingScanner
 from mysoulmate.core.request_context import locale_of, request_id_of
+from mysoulmate.observability.error_tracking import tag_request
 from mysoulmate.observability.process_logs import log_request
 from mysoulmate.observability.signal_catalog import UNMATCHED_ROUTE
 from mysoulmate.observability.signals import count, http_request
@@ -77,6 +78,7 @@ class RequestContextMiddleware:
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> int:
         """Serve the request; return the status sent (500 when none was)."""
+        tag_request(request_id_of(scope))
         request_id = request_id_of(scope).encode("latin-1")
         locale = locale_of(scope)
         status = 500

@@ -244,6 +244,25 @@ def capture_exception(
     return event_id
 
 
+def tag_request(request_id: str) -> None:
+    """The request id on every event and transaction of this request (its isolation scope),
+    not only on the errors the handler captures. Nothing when Sentry is off."""
+    if _State.config is None:
+        return
+    import sentry_sdk
+
+    sentry_sdk.get_isolation_scope().set_tag("request_id", request_id)
+
+
+def tag_user(user_id: str) -> None:
+    """The caller's id (the id only) on every event and transaction of this request."""
+    if _State.config is None:
+        return
+    import sentry_sdk
+
+    sentry_sdk.get_isolation_scope().set_user({"id": user_id})
+
+
 def _request_context(
     asgi_scope: MutableMapping[str, Any],
 ) -> tuple[dict[str, str], dict[str, Any]]:
