@@ -173,16 +173,23 @@ def test_accept_negotiates_the_format(
     assert response.status_code == 200
     assert response.headers["content-type"] == media_type
     assert Image.open(io.BytesIO(response.content)).format == media_type.split("/")[1].upper()
-    assert response.headers["vary"].split(",")[0].strip() == "Accept"
+    # One cached copy per format, not per language: images carry no language.
+    assert response.headers["vary"] == "Accept"
+    assert "content-language" not in response.headers
     assert response.headers["cache-control"] == IMMUTABLE
     assert response.headers["cross-origin-resource-policy"] == "cross-origin"
 
 
 def test_nothing_acceptable_is_406(client: TestClient, originals: Path) -> None:
     put(originals, "p.jpg", images.photo())
-    response = client.get(f"{URL}/p.jpg", headers={"Accept": "application/json"})
+    response = client.get(
+        f"{URL}/p.jpg", headers={"Accept": "application/json", "Accept-Language": "fr"}
+    )
     assert response.status_code == 406
     assert response.json()["error"]["code"] == "not_acceptable"
+    # An error is a message in the caller's language: that one does vary by language.
+    assert response.headers["content-language"] == "fr"
+    assert "Accept-Language" in response.headers["vary"]
 
 
 def test_etag_and_304(client: TestClient, originals: Path) -> None:

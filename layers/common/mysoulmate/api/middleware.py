@@ -95,10 +95,12 @@ class RequestContextMiddleware:
                 for default in (API_CSP, NO_STORE):
                     if default[0] not in present:
                         headers.append(default)
-                # Messages (errors at least) depend on the negotiated language.
-                if b"content-language" not in present:
-                    headers.append((b"content-language", locale.encode("latin-1")))
-                headers = _vary_on_language(headers)
+                # Messages (errors at least) depend on the negotiated language; an image does
+                # not, and a Vary on the language would split every CDN cache of it.
+                if not (status < 400 and _is_image(headers)):
+                    if b"content-language" not in present:
+                        headers.append((b"content-language", locale.encode("latin-1")))
+                    headers = _vary_on_language(headers)
                 message["headers"] = headers
             await send(message)
 
@@ -123,6 +125,13 @@ def route_template(scope: Scope) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
     return path if isinstance(path, str) else UNMATCHED_ROUTE
+
+
+def _is_image(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(
+        name.lower() == b"content-type" and value.lower().startswith(b"image/")
+        for name, value in headers
+    )
 
 
 def _vary_on_language(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
