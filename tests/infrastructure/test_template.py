@@ -2223,12 +2223,9 @@ def _code_zip() -> bytes:
     return buffer.getvalue()
 
 
-def test_translated_stack_creates_in_moto(
-    translated: dict[str, Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from moto import mock_aws
-    from mysoulmate.core.settings import load_settings
-
+def moto_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment a stack created in moto needs: fake credentials, one region, and no
+    endpoint override."""
     for name, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
@@ -2237,6 +2234,15 @@ def test_translated_stack_creates_in_moto(
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+
+
+def test_translated_stack_creates_in_moto(
+    translated: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moto import mock_aws
+    from mysoulmate.core.settings import load_settings
+
+    moto_environment(monkeypatch)
     # CloudFormation decides the conditions before creating anything; so does this test.
     cfn = resolved(translated, DEPLOY_PARAMETERS)
     dropped = _drop_unsupported_by_moto(cfn)

@@ -32,6 +32,7 @@ from tests.infrastructure.test_template import (
     effective_function,
     load_template,
     mapped,
+    moto_environment,
     resolved,
     run_tool,
 )
@@ -258,14 +259,7 @@ def test_forwarding_stack_creates_in_moto(
     from moto import mock_aws
     from mysoulmate.core.settings import load_settings
 
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    moto_environment(monkeypatch)
     values = {**DEPLOY_PARAMETERS, **FORWARDING}
     cfn = resolved(_translate(template, values), values)
     dropped = _drop_unsupported_by_moto(cfn)

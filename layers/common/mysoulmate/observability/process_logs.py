@@ -97,10 +97,6 @@ def configure_process_logs(level: str, fmt: str = "auto", stream: TextIO | None 
     return form
 
 
-def logging_requests() -> bool:
-    return _state["on"]
-
-
 def log_request(method: str, route: str, status: int, seconds: float, request_id: str) -> None:
     """The access line of one request (only once `configure_process_logs` ran)."""
     if not _state["on"]:

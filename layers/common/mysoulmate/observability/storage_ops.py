@@ -29,10 +29,8 @@ class StorageOperation:
 
 def _sentry_span(operation: str, backend: str) -> Any:
     """A span of the current Sentry transaction, or None when Sentry is off or not tracing."""
-    try:
-        import sentry_sdk
-    except ImportError:  # pragma: no cover - sentry-sdk is a dependency
-        return None
+    import sentry_sdk
+
     if not sentry_sdk.get_client().is_active():
         return None
     return sentry_sdk.start_span(op=f"db.{backend}", name=operation)

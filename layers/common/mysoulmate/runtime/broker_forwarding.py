@@ -17,10 +17,7 @@ Retry-After, circuit breaker, the ledger in the database):
 
 from __future__ import annotations
 
-from pydantic import ValidationError
-
-from mysoulmate.analytics.ingest import Forward, parse_body
-from mysoulmate.analytics.models import QueuedMessage
+from mysoulmate.analytics.ingest import Forward
 from mysoulmate.analytics.ports import QueueError
 from mysoulmate.core.settings import Settings
 from mysoulmate.observability import count, get_logger
@@ -28,7 +25,7 @@ from mysoulmate.providers.forwarder import Forwarder
 from mysoulmate.providers.ports import ForwardGuard
 from mysoulmate.queue.rabbitmq import RabbitQueue
 from mysoulmate.queue.rabbitmq_consumer import Delivery, RabbitConsumer
-from mysoulmate.runtime.forwarding import enqueue_hook, forwarders
+from mysoulmate.runtime.forwarding import enqueue_hook, forwarders, parse_forward_batch
 from mysoulmate.runtime.worker import BackgroundLoop
 
 HOLD_SECONDS = 5.0  # between tries of a held batch (the breaker decides the rest)
@@ -56,7 +53,6 @@ class BrokerForwardWorker(BackgroundLoop):
             prefetch=settings.worker_batch_size,
             connection_name=f"mysoulmate-forward-{name}",
         )
-        self.forwarded = 0
 
     def _run(self) -> None:
         held: list[Delivery] = []
@@ -88,17 +84,11 @@ class BrokerForwardWorker(BackgroundLoop):
 
     def _forward(self, batch: list[Delivery]) -> list[Delivery]:
         """Forward ``batch``; return it when it must be held (provider unavailable)."""
-        messages: list[QueuedMessage] = []
-        readable: list[Delivery] = []
-        unreadable: list[int] = []
-        for delivery in batch:
-            try:
-                messages.extend(parse_body(delivery.body))
-                readable.append(delivery)
-            except ValidationError:
-                unreadable.append(delivery.tag)
+        parsed = parse_forward_batch(batch, lambda delivery: delivery.body)
+        readable = parsed.readable
+        unreadable = [delivery.tag for delivery, _ in parsed.unreadable]
         name = self._forwarder.provider.name
-        outcome = self._forwarder.forward(messages) if messages else None
+        outcome = self._forwarder.forward(parsed.messages) if parsed.messages else None
         if outcome is not None and outcome.deferred:
             if unreadable:
                 self._consumer.settle([], [], dead_letter=unreadable)
@@ -112,7 +102,6 @@ class BrokerForwardWorker(BackgroundLoop):
             self._consumer.settle(tags, [], dead_letter=unreadable)
             if unreadable:
                 count("ForwardDeadLettered", len(unreadable), provider=name)
-            self.forwarded += len(tags)
         return []
 
 

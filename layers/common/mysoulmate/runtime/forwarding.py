@@ -12,8 +12,9 @@ forwarder function per provider drains it (runtime/lambda_forwarder.py).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from pydantic import ValidationError
 
@@ -145,22 +146,42 @@ def sqs_forward_hook(settings: Settings) -> Forward | None:
     return enqueue_hook([SqsQueue(url, client) for url in urls.values()])
 
 
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ParsedBatch(Generic[T]):
+    """A batch of queued forward bodies: the messages of those that parse, the items they
+    came in, and the items that can never be forwarded, each with why."""
+
+    messages: list[QueuedMessage]
+    readable: list[T]
+    unreadable: list[tuple[T, str]]
+
+
+def parse_forward_batch(items: Sequence[T], body: Callable[[T], str]) -> ParsedBatch[T]:
+    """Parse each item's body (``body`` reads it); the three forwarding shapes share this."""
+    parsed: ParsedBatch[T] = ParsedBatch([], [], [])
+    for item in items:
+        try:
+            parsed.messages.extend(parse_body(body(item)))
+            parsed.readable.append(item)
+        except ValidationError as exc:
+            parsed.unreadable.append(
+                (item, f"invalid forward message: {exc.error_count()} error(s)")
+            )
+    return parsed
+
+
 def forward_once(route: Route, batch_size: int) -> int:
     """Receive one batch from the route's queue and forward it; return bodies handled."""
     received = route.queue.receive(batch_size)
     if not received:
         return 0
-    messages: list[QueuedMessage] = []
-    receipts: list[str] = []
-    failures: dict[str, str] = {}
-    for record in received:
-        try:
-            messages.extend(parse_body(record.body))
-            receipts.append(record.receipt)
-        except ValidationError as exc:
-            failures[record.receipt] = f"invalid forward message: {exc.error_count()} error(s)"
-    route.queue.record_failures(failures)
-    outcome = route.forwarder.forward(messages)
+    parsed = parse_forward_batch(received, lambda record: record.body)
+    receipts = [record.receipt for record in parsed.readable]
+    route.queue.record_failures({record.receipt: why for record, why in parsed.unreadable})
+    outcome = route.forwarder.forward(parsed.messages)
     if outcome.deferred:
         route.queue.release(receipts, DEFER_SECONDS)
     elif outcome.rejected:

@@ -19,10 +19,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
-from mysoulmate.analytics.ingest import parse_body
-from mysoulmate.analytics.models import QueuedMessage
 from mysoulmate.core.settings import SettingsError, get_settings
 from mysoulmate.observability import count, get_logger, get_metrics, init_error_tracking
 from mysoulmate.runtime.lambda_handlers import LambdaHandler, traced
@@ -49,7 +45,11 @@ def sqs_forwarder_handler() -> LambdaHandler:
     """The handler of the forwarder for FORWARD_PROVIDER (built once, at init)."""
     from mysoulmate.providers.forwarder import Forwarder
     from mysoulmate.runtime.backends import event_store, forward_ledger
-    from mysoulmate.runtime.forwarding import build_providers, forward_queue_urls
+    from mysoulmate.runtime.forwarding import (
+        build_providers,
+        forward_queue_urls,
+        parse_forward_batch,
+    )
     from mysoulmate.storage.aws import aws_client
 
     settings = get_settings()
@@ -76,20 +76,13 @@ def sqs_forwarder_handler() -> LambdaHandler:
     @logger.inject_lambda_context
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         records: list[dict[str, Any]] = list(event.get("Records") or [])
-        messages: list[QueuedMessage] = []
-        readable: list[dict[str, Any]] = []
-        unreadable: dict[str, str] = {}
-        for record in records:
-            try:
-                messages.extend(parse_body(record["body"]))
-                readable.append(record)
-            except (ValidationError, KeyError, TypeError) as exc:
-                reason = f"invalid forward message: {type(exc).__name__}"
-                unreadable[record.get("messageId", "?")] = reason
+        parsed = parse_forward_batch(records, lambda record: str(record.get("body", "")))
+        readable = parsed.readable
+        unreadable = {record.get("messageId", "?"): why for record, why in parsed.unreadable}
         failed = _dead_letter(sqs, settings.forward_dlq_url, records, unreadable, name)
-        if not messages:
+        if not parsed.messages:
             return _response(failed)
-        outcome = forwarder.forward(messages)
+        outcome = forwarder.forward(parsed.messages)
         if outcome.deferred:
             logger.warning(
                 "provider unavailable; batch deferred",

@@ -15,11 +15,17 @@ A failure raises: the scheduler and the rule retry, then dead-letter the event (
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from mysoulmate.analytics.period_report import Period, build_period_report
-from mysoulmate.analytics.period_report_models import ForwardingHealth, ProviderHealth
+from mysoulmate.analytics.period_report_models import (
+    ForwardingHealth,
+    PeriodReport,
+    ProviderHealth,
+)
 from mysoulmate.core.settings import Settings, SettingsError, get_settings
 from mysoulmate.observability import get_logger, get_metrics, init_error_tracking
 from mysoulmate.runtime.lambda_handlers import LambdaHandler, traced
@@ -110,9 +116,27 @@ def reports_handler() -> LambdaHandler:
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         period, force = requested_period(event, datetime.now(UTC).date())
         forwarding = queue_health(settings, sqs)
-        return store_in_bucket(bucket, period, settings, force=force, forwarding=forwarding)
+        stored = store_in_bucket(bucket, period, settings, force=force, forwarding=forwarding)
+        return stored.answer()
 
     return traced(handler)
+
+
+@dataclass(frozen=True)
+class StoredReport:
+    """What storing a period came to; ``report`` when this run built it."""
+
+    period: str
+    written: bool
+    reason: str = ""
+    report: PeriodReport | None = None
+
+    def answer(self) -> dict[str, Any]:
+        """The invocation's result (no figures: they are in the bucket)."""
+        answer: dict[str, Any] = {"period": self.period, "written": self.written}
+        if self.reason:
+            answer["reason"] = self.reason
+        return answer
 
 
 def store_in_bucket(
@@ -123,7 +147,7 @@ def store_in_bucket(
     force: bool = False,
     forwarding: ForwardingHealth | None = None,
     locale: str | None = None,
-) -> dict[str, Any]:
+) -> StoredReport:
     """Build, render and store ``period``'s report in the bucket, unless it is there already
     (and not ``force``): what the reports function and `mysoulmate report` with
     REPORTS_BUCKET both do."""
@@ -133,7 +157,7 @@ def store_in_bucket(
     logger = get_logger()
     if not force and bucket.exists(period.key):
         logger.info("report already stored", extra={"period": period.key})
-        return {"period": period.key, "written": False, "reason": "already stored"}
+        return StoredReport(period.key, written=False, reason="already stored")
     started = time.perf_counter()
     report = build_period_report(
         event_store(), period, funnel_steps=settings.default_funnel, forwarding=forwarding
@@ -147,7 +171,44 @@ def store_in_bucket(
         "report stored" if written else "report stored by another run first",
         extra={"period": period.key, "seconds": seconds},
     )
-    return {"period": period.key, "written": written}
+    return StoredReport(period.key, written=written, report=report)
+
+
+class SummaryNotPostedError(RuntimeError):
+    """Slack did not take a period's summary; its claim was given back for a retry."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"Slack did not take the summary: {reason}")
+        self.reason = reason
+
+
+def post_summary(
+    report: PeriodReport,
+    *,
+    claim: Callable[[], bool],
+    release: Callable[[], None],
+    link: Callable[[], str | None],
+    locale: str,
+) -> bool:
+    """Post ``report``'s one Slack summary: take the period's claim (False: it was already
+    posted), post, and give the claim back if the post fails so a retry may post it. The
+    summary function and `mysoulmate report` both post through here."""
+    from mysoulmate.alerts.slack import post
+    from mysoulmate.reports.slack_summary import summary_message
+    from mysoulmate.runtime.alerts import webhook_url
+
+    if not claim():
+        return False
+    try:
+        message = summary_message(report, link(), locale)
+        delivery = post(webhook_url(), message, budget_seconds=SLACK_BUDGET_SECONDS)
+    except Exception:
+        release()
+        raise
+    if not delivery.delivered:
+        release()
+        raise SummaryNotPostedError(delivery.error)
+    return True
 
 
 def stored_period_key(event: Any, bucket: str) -> str | None:
@@ -170,10 +231,7 @@ def stored_period_key(event: Any, bucket: str) -> str | None:
 
 
 def report_summary_handler() -> LambdaHandler:
-    from mysoulmate.alerts.slack import post
     from mysoulmate.analytics.period_report_models import PeriodReport
-    from mysoulmate.reports.slack_summary import summary_message
-    from mysoulmate.runtime.alerts import webhook_url
     from mysoulmate.storage.aws import aws_client
     from mysoulmate.storage.report_bucket import MARKER, S3ReportBucket
 
@@ -189,20 +247,17 @@ def report_summary_handler() -> LambdaHandler:
         if period_key is None:
             logger.warning("ignoring an event that is not a stored report")
             return {"posted": False, "reason": "not a stored report"}
-        if not bucket.claim_slack(period_key):
+        report = PeriodReport.model_validate_json(bucket.read(period_key, MARKER))
+        posted = post_summary(
+            report,
+            claim=lambda: bucket.claim_slack(period_key),
+            release=lambda: bucket.release_slack(period_key),
+            link=lambda: bucket.link(period_key, LINK_SECONDS),
+            locale=settings.report_locale,
+        )
+        if not posted:
             logger.info("summary already posted", extra={"period": period_key})
             return {"period": period_key, "posted": False, "reason": "already posted"}
-        try:
-            report = PeriodReport.model_validate_json(bucket.read(period_key, MARKER))
-            link = bucket.link(period_key, LINK_SECONDS)
-            message = summary_message(report, link, settings.report_locale)
-            delivery = post(webhook_url(), message, budget_seconds=SLACK_BUDGET_SECONDS)
-        except Exception:
-            bucket.release_slack(period_key)
-            raise
-        if not delivery.delivered:
-            bucket.release_slack(period_key)  # the retry of this event may post it
-            raise RuntimeError(f"Slack did not take the summary: {delivery.error}")
         logger.info("summary posted", extra={"period": period_key})
         return {"period": period_key, "posted": True}
 

@@ -20,7 +20,11 @@ from mysoulmate.runtime.cli.output import CliError, choice, stderr_is_terminal
 
 if TYPE_CHECKING:
     from mysoulmate.analytics.period_report import Period
-    from mysoulmate.analytics.period_report_models import ForwardingHealth, Granularity
+    from mysoulmate.analytics.period_report_models import (
+        ForwardingHealth,
+        Granularity,
+        PeriodReport,
+    )
 
 commands = typer.Typer()
 LOCALES: tuple[str, ...] = get_args(Settings.model_fields["report_locale"].annotation)
@@ -99,13 +103,16 @@ def report(
         for path in written.files:
             print(f"  {path}")
         claim = written.directory / "slack-posted"
+        from mysoulmate.analytics.period_report_models import PeriodReport
+
+        stored = (written.directory / "report.json").read_text(encoding="utf-8")
         print(
             _summarize(
                 settings,
-                (written.directory / "report.json").read_text(encoding="utf-8"),
+                PeriodReport.model_validate_json(stored),
                 claim=lambda: _claim_file(claim),
                 release=lambda: claim.unlink(missing_ok=True),
-                link=None,
+                link=lambda: None,  # a file on this machine: nothing a reader could open
                 locale=language,
             )
         )
@@ -117,7 +124,7 @@ def _to_bucket(settings: Settings, chosen: Period, language: str, *, force: bool
     from mysoulmate.observability.process_logs import configure_process_logs
     from mysoulmate.runtime.lambda_reports import LINK_SECONDS, store_in_bucket
     from mysoulmate.storage.aws import aws_client
-    from mysoulmate.storage.report_bucket import MARKER, S3ReportBucket
+    from mysoulmate.storage.report_bucket import S3ReportBucket
 
     configure_process_logs(settings.log_level, settings.log_format)  # logs on stderr, not stdout
     bucket = S3ReportBucket(settings.reports_bucket, aws_client("s3"))
@@ -131,17 +138,17 @@ def _to_bucket(settings: Settings, chosen: Period, language: str, *, force: bool
             locale=language,
         )
     where = f"s3://{bucket.bucket}/{bucket.key(chosen.key, '')}"
-    if not result["written"]:
+    if result.report is None or not result.written:
         print(f"{chosen.key}: already in {where}; nothing written (force to redo)")
         return
     print(f"{chosen.key}: written to {where}")
     print(
         _summarize(
             settings,
-            bucket.read(chosen.key, MARKER),
+            result.report,  # as built: no need to read the stored JSON back
             claim=lambda: bucket.claim_slack(chosen.key),
             release=lambda: bucket.release_slack(chosen.key),
-            link=bucket.link(chosen.key, LINK_SECONDS),
+            link=lambda: bucket.link(chosen.key, LINK_SECONDS),
             locale=language,
         )
     )
@@ -158,35 +165,27 @@ def _claim_file(path: Path) -> bool:
 
 def _summarize(
     settings: Settings,
-    stored_json: str,
+    report: PeriodReport,
     *,
     claim: Callable[[], bool],
     release: Callable[[], None],
-    link: str | None,
+    link: Callable[[], str | None],
     locale: str,
 ) -> str:
-    """Post the report's Slack summary once per period (when a webhook is configured); say
-    what happened in one line."""
+    """Post the report's Slack summary once per finished period (when a webhook is
+    configured); say what happened in one line."""
     if not (settings.slack_webhook_url or settings.slack_webhook_parameter):
         return "slack: no webhook configured (SLACK_WEBHOOK_URL); no summary posted"
-    from mysoulmate.alerts.slack import post
-    from mysoulmate.analytics.period_report_models import PeriodReport
-    from mysoulmate.reports.slack_summary import summary_message
-    from mysoulmate.runtime.alerts import webhook_url
-
-    report = PeriodReport.model_validate_json(stored_json)
     if not report.complete:
         return "slack: the period is not over yet; its summary waits for the full report"
-    if not claim():
-        return "slack: the summary of this period was already posted"
+    from mysoulmate.runtime.lambda_reports import SummaryNotPostedError, post_summary
+
     try:
-        delivery = post(webhook_url(), summary_message(report, link, locale), budget_seconds=15)
-    except Exception:
-        release()
-        raise
-    if not delivery.delivered:
-        release()  # the next run may post it
-        raise CliError(f"slack: the summary was not posted: {delivery.error}")
+        posted = post_summary(report, claim=claim, release=release, link=link, locale=locale)
+    except SummaryNotPostedError as exc:
+        raise CliError(f"slack: the summary was not posted: {exc.reason}") from None
+    if not posted:
+        return "slack: the summary of this period was already posted"
     return "slack: summary posted"
 
 
