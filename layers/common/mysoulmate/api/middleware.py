@@ -78,8 +78,9 @@ class RequestContextMiddleware:
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> int:
         """Serve the request; return the status sent (500 when none was)."""
-        tag_request(request_id_of(scope))
-        request_id = request_id_of(scope).encode("latin-1")
+        request_text = request_id_of(scope)
+        tag_request(request_text)
+        request_id = request_text.encode("latin-1")
         locale = locale_of(scope)
         status = 500
 
