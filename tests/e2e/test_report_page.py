@@ -99,7 +99,10 @@ def test_every_chart_renders_and_nothing_is_fetched(
             )
             assert drawn > 0, f"{name}: no mark with a visible area"
         assert page.locator(".card").count() >= 8
-        assert page.locator("table").count() >= 5
+        assert page.locator("table").count() >= 6
+        slowest = page.locator("table", has_text="Slowest screens")
+        assert slowest.locator("tbody tr").count() >= 3
+        assert slowest.locator(".down", has_text="regressed").count() == 1
         shot = tmp_path / "report.png"
         page.screenshot(path=str(shot), full_page=True)
         assert shot.stat().st_size > 50_000

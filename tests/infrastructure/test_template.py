@@ -133,6 +133,7 @@ REQUIRED_ENV = {
     "POWERTOOLS_METRICS_NAMESPACE",
     "POWERTOOLS_LOG_LEVEL",
     "SENTRY_TRACES_SAMPLE_RATE",
+    "PERF_REGRESSION_THRESHOLD",
 }
 
 SECRETISH = re.compile(
@@ -1213,6 +1214,8 @@ ALARM_METRICS = {
         {"ThrottledRequests", "ReadThrottleEvents", "WriteThrottleEvents"},
         [{"TableName"}, {"TableName", "GlobalSecondaryIndexName"}, {"TableName", "Operation"}],
     ),
+    # Our own EMF metrics, by the Powertools service (function) that publishes them.
+    "MySoulmate": ({"PerfRegressedScreens"}, [{"service"}]),
 }
 # Dimension -> the resource type whose Ref (or GetAtt) names it.
 DIMENSION_TARGETS = {
@@ -1284,6 +1287,16 @@ def test_every_alarm_watches_a_resource_of_this_stack(stack: dict[str, Any]) -> 
                     assert value in {i["IndexName"] for i in indexes}, alarm_id
                 elif dimension == "Operation":
                     assert value in DYNAMODB_OPERATIONS, alarm_id
+                elif dimension == "service":
+                    services = {
+                        function["Properties"]["Environment"]["Variables"].get(
+                            "POWERTOOLS_SERVICE_NAME"
+                        )
+                        for function in resources.values()
+                        if function["Type"] == "AWS::Serverless::Function"
+                        and "Environment" in function["Properties"]
+                    }
+                    assert value in services, (alarm_id, value)
                 else:
                     logical_id = target_of(dimension, value)
                     assert logical_id in resources, f"{alarm_id}: {logical_id} is not created"
@@ -1706,6 +1719,7 @@ def test_aurora_functions_connect_through_the_proxy_from_the_private_subnets(
             "DATABASE_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbCdEf",
             "EVENTS_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/q",
             "SENTRY_TRACES_SAMPLE_RATE": "0",
+            "PERF_REGRESSION_THRESHOLD": "0.2",
             "REPORTS_BUCKET": "mysoulmate-dev-reportsbucket-1",
             "REPORT_LOCALE": "en",
             "EVENTS_DLQ_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/q-dlq",

@@ -50,7 +50,11 @@ def test_reports_run_daily_and_on_mondays_at_six_in_the_chosen_time_zone(
     template: dict[str, Any],
 ) -> None:
     events = template["Resources"]["ReportsFunction"]["Properties"]["Events"]
-    schedules = {name: e["Properties"] for name, e in events.items() if e["Type"] == "ScheduleV2"}
+    schedules = {
+        name: e["Properties"]
+        for name, e in events.items()
+        if e["Type"] == "ScheduleV2" and "period" in json.loads(e["Properties"]["Input"])
+    }
     assert {n: s["ScheduleExpression"] for n, s in schedules.items()} == {
         "Daily": "cron(0 6 * * ? *)",
         "Weekly": "cron(0 6 ? * MON *)",
@@ -149,3 +153,22 @@ def test_report_failures_are_alarmed(template: dict[str, Any]) -> None:
             props = resources[f"{function}{metric}Alarm"]["Properties"]
             assert props["MetricName"] == metric
             assert props["Dimensions"][0]["Value"] == {"Ref": f"{function}Function"}
+
+
+def test_the_hourly_perf_check_is_scheduled_and_its_regressions_alarmed(
+    template: dict[str, Any],
+) -> None:
+    events = template["Resources"]["ReportsFunction"]["Properties"]["Events"]
+    check = events["PerfCheck"]["Properties"]
+    assert events["PerfCheck"]["Type"] == "ScheduleV2"
+    assert check["ScheduleExpression"] == "rate(1 hour)"
+    assert json.loads(check["Input"]) == {"check": "perf"}
+    assert check["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": ["ReportsDeadLetterQueue", "Arn"]}}
+    alarm = template["Resources"]["ScreenRenderRegressionAlarm"]["Properties"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == ("MySoulmate", "PerfRegressedScreens")
+    assert alarm["Dimensions"] == [{"Name": "service", "Value": "reports"}]
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
+    reports_env = template["Resources"]["ReportsFunction"]["Properties"]["Environment"]
+    assert reports_env["Variables"]["POWERTOOLS_SERVICE_NAME"] == "reports"
+    globals_env = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert globals_env["PERF_REGRESSION_THRESHOLD"] == {"Ref": "PerfRegressionThreshold"}

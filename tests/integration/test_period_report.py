@@ -100,6 +100,26 @@ def test_the_reports_figures_are_the_dashboards(
     assert dumped["topViews"] == now["topViews"]
     assert dumped["platforms"] == now["platformBreakdown"]
     assert dumped["funnel"] == now["funnel"]
+    assert dumped["slowScreens"] == now["slowScreens"]
+
+
+def test_the_report_names_the_screen_a_new_version_made_slower(report_store: Any) -> None:
+    report = report_of(Period.week(REPORT_WEEK))
+    screens = {(s.name, s.platform): s for s in report.slowScreens}
+    chat = screens[("Chat", "ios")]
+    assert (chat.appVersion, chat.previousVersion) == ("2.4.0", "2.3.2")
+    assert chat.regressed
+    assert chat.change is not None
+    assert 0.2 < chat.change < 0.5  # generated a third slower
+    assert not screens[("Chat", "android")].regressed
+    assert [s for s in report.slowScreens if s.regressed] == [chat]
+    assert [s.p90 for s in report.slowScreens] == sorted(
+        (s.p90 for s in report.slowScreens), reverse=True
+    )
+    rendered = render_report(report, "fr")
+    assert "Écrans les plus lents" in rendered.html
+    assert "régression" in rendered.html
+    assert "slowScreens,Chat:ios:2.4.0,regressed,true" in rendered.csv
 
 
 def test_new_users_and_retention_are_the_cohorts_endpoints(

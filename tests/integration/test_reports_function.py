@@ -168,3 +168,53 @@ def test_events_for_other_objects_are_ignored(
     assert summary(event, FakeLambdaContext())["posted"] is False
     assert slack_posts(slack) == []
     assert json.dumps(event)  # the event itself is left as it was given
+
+
+def perf_batch(user: str, version: str, render_ms: float, count: int) -> Any:
+    from datetime import UTC, datetime
+
+    from mysoulmate.analytics.models import QueuedMessage
+    from mysoulmate.analytics.perf_models import Measurement, PerfPayload
+
+    now = datetime.now(UTC)
+    payload = PerfPayload(
+        appVersion=version,
+        deviceClass="mid",
+        measurements=[Measurement(metric="render", name="ChatScreen", value=render_ms)] * count,
+    )
+    return QueuedMessage(
+        type="perf",
+        messageId=f"perf-{version}",
+        userId=user,
+        timestamp=now,
+        receivedAt=now,
+        platform="ios",
+        properties=payload.model_dump(mode="json", exclude_none=True),
+    )
+
+
+def test_the_hourly_perf_check_publishes_the_regressed_screens_for_the_alarm(
+    deployed: Any, load_function: Callable[[str], Handler], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mysoulmate.runtime.backends import event_store
+
+    event_store().record_perf(
+        [perf_batch("ava", "2.3.0", 100.0, 60), perf_batch("ava", "2.4.0", 150.0, 60)]
+    )
+    reports = load_function("reports")
+    capsys.readouterr()
+    answer = reports({"check": "perf"}, FakeLambdaContext())
+    assert answer == {"check": "perf", "screens": 1, "regressed": ["ChatScreen (ios 2.4.0)"]}
+    # The EMF document the alarm's metric comes from: by the function's service dimension.
+    published: dict[str, Any] = {}
+    for line in capsys.readouterr().out.splitlines():
+        if line.startswith("{") and "_aws" in line:
+            document = json.loads(line)
+            directive = document["_aws"]["CloudWatchMetrics"][0]
+            for metric in directive["Metrics"]:
+                value = document[metric["Name"]]
+                value = value[0] if isinstance(value, list) else value
+                published[metric["Name"]] = (value, directive["Dimensions"])
+    # Exactly the alarm's dimensions (service alone), or the alarm would watch nothing.
+    assert published["PerfRegressedScreens"] == (1, [["service"]])
+    assert published["PerfWorstRenderP90Change"][0] == pytest.approx(50, abs=3)

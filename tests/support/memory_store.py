@@ -22,6 +22,7 @@ from mysoulmate.analytics.models import (
     SessionMark,
     StoredEvent,
 )
+from mysoulmate.analytics.perf_sketch import PerfCell, PerfRow, delta_rows
 from mysoulmate.analytics.ports import (
     ANY_EVENT,
     CountRow,
@@ -41,6 +42,7 @@ from mysoulmate.analytics.ports import (
 from mysoulmate.analytics.profiles import merge_profiles
 from mysoulmate.analytics.rollups import DayKey, RevenueKey, rollup_delta, split_session_rows
 from mysoulmate.storage.paging import decode_cursor, next_page_cursor
+from mysoulmate.storage.perf_batch import perf_batch, perf_result
 
 
 def stored_event(message: QueuedMessage) -> StoredEvent:
@@ -89,6 +91,8 @@ class MemoryEventStore:
         self._erasures: dict[str, datetime] = {}
         self._links: dict[str, str] = {}
         self._marks: dict[str, SessionMark] = {}
+        self._perf: Counter[tuple[PerfCell, int]] = Counter()
+        self._perf_ledger: set[MessageKey] = set()  # kept forever: a test outlives no TTL
 
     # -- writes -------------------------------------------------------------------------
 
@@ -119,6 +123,30 @@ class MemoryEventStore:
             new_keys={m.key for m in new},
             erased=erased,
         )
+
+    def record_perf(self, messages: Sequence[QueuedMessage]) -> StoreResult:
+        self.ping()
+        batch = perf_batch(messages, "memory")
+        new: list[MessageKey] = []
+        erased: set[MessageKey] = set()
+        for key, message in batch.messages.items():
+            if self._erased_since(message.userId, message.receivedAt):
+                erased.add(key)
+            elif key not in self._perf_ledger:
+                self._perf_ledger.add(key)
+                new.append(key)
+        self._perf.update(batch.delta_of(new))
+        return perf_result(messages, new, erased, batch.failed)
+
+    def perf_rows(self, metric: str, start: date, end: date, name: str | None) -> list[PerfRow]:
+        self.ping()
+        return [
+            row
+            for row in reversed(delta_rows(self._perf))
+            if row.cell.metric == metric
+            and start <= row.cell.day <= end
+            and (name is None or row.cell.name == name)
+        ]
 
     def _erased_since(self, user_id: str, received_at: datetime) -> bool:
         erased_at = self._erasures.get(user_id)
@@ -271,6 +299,7 @@ class MemoryEventStore:
             members.discard(user_id)
         self._first_seen.pop(user_id, None)
         self._marks.pop(user_id, None)
+        self._perf_ledger = {key for key in self._perf_ledger if key[0] != user_id}
         self._links = {a: u for a, u in self._links.items() if u != user_id}
         profile = self._profiles.pop(user_id, None)
         return ErasureResult(events=len(mine), profile=profile is not None)

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 
 from mysoulmate.analytics.models import QueuedMessage, view_event_name
+from mysoulmate.analytics.perf_models import Measurement, PerfPayload
 from mysoulmate.analytics.ports import EventStore
 
 from tests.support.messages import consume, track
@@ -91,11 +92,46 @@ def one_user(rng: random.Random, user: str, first: date, end: date) -> Iterator[
             yield event("purchase", at(day, minute + 1), revenue=amount, currency=currency)
 
 
+# The apps' render times: version 2.4.0 ships mid-way through the report week and makes the
+# Chat screen a third slower on iOS; the other screens stay as they were.
+RENDER_MS = {"Chat": 180.0, "Companion": 240.0, "Settings": 95.0}
+RELEASE = END - timedelta(days=3)
+
+
+def demo_perf_messages(end: date = END, seed: int = 5) -> Iterator[QueuedMessage]:
+    """A week of render-time batches from the apps: 2.3.2 until RELEASE, then 2.4.0."""
+    rng = random.Random(seed)
+    for offset in range(7):
+        day = end - timedelta(days=6 - offset)
+        version = "2.4.0" if day >= RELEASE else "2.3.2"
+        for platform in ("ios", "android"):
+            for batch_number in range(6):
+                measurements = []
+                for screen, typical in RENDER_MS.items():
+                    slower = 1.33 if (screen, platform, version) == ("Chat", "ios", "2.4.0") else 1
+                    for _ in range(10):
+                        value = round(typical * slower * rng.lognormvariate(0, 0.35), 1)
+                        measurements.append(Measurement(metric="render", name=screen, value=value))
+                moment = at(day, 600 + batch_number)
+                payload = PerfPayload(
+                    appVersion=version, deviceClass="mid", measurements=measurements
+                )
+                yield QueuedMessage(
+                    type="perf",
+                    messageId=f"demo-perf-{day}-{platform}-{batch_number}",
+                    userId=f"demo-device-{platform}-{batch_number}",
+                    timestamp=moment,
+                    receivedAt=moment,
+                    platform=platform,
+                    properties=payload.model_dump(mode="json", exclude_none=True),
+                )
+
+
 def seed_demo(store: EventStore, users: int = 700, *, end: date = END) -> int:
     """Store the demo data through the consumer, in deliveries of 500; returns how many."""
     batch: list[QueuedMessage] = []
     total = 0
-    for message in demo_messages(users, end=end):
+    for message in itertools.chain(demo_messages(users, end=end), demo_perf_messages(end)):
         batch.append(message)
         if len(batch) == 500:
             consume(store, *batch)

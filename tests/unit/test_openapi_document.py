@@ -78,7 +78,9 @@ def test_every_operation_is_documented_for_a_client() -> None:
 
 def test_authenticated_operations_declare_the_bearer_scheme() -> None:
     for method, path, operation in operations():
-        needs_token = path.startswith(("/api/v1/analytics", "/api/v1/metrics", "/api/v1/admin"))
+        needs_token = path.startswith(
+            ("/api/v1/analytics", "/api/v1/metrics", "/api/v1/admin", "/api/v1/perf")
+        )
         declared = operation.get("security") == [{"bearerAuth": []}]
         assert declared == needs_token, f"{method.upper()} {path}"
         if path.startswith("/v1/"):  # Segment-compatible ingest: a write key, not a JWT

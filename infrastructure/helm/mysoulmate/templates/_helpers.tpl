@@ -151,6 +151,7 @@ ConfigMap exists, so it gets them inline).
 {{- with $c.mediaOriginalsBucket }}{{ $_ := set $s "MEDIA_ORIGINALS_BUCKET" . }}{{ end -}}
 {{- with $c.mediaDerivativesBucket }}{{ $_ := set $s "MEDIA_DERIVATIVES_BUCKET" . }}{{ end -}}
 {{- if $c.mediaRequireSigned }}{{ $_ := set $s "MEDIA_REQUIRE_SIGNED" "true" }}{{ end -}}
+{{- $_ := set $s "PERF_REGRESSION_THRESHOLD" (toString $c.perfRegressionThreshold) -}}
 {{- toYaml (mergeOverwrite $s $c.extraEnv) -}}
 {{- end -}}
 

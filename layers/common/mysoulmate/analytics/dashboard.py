@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from mysoulmate.analytics.date_range import DateRange
 from mysoulmate.analytics.funnel import FunnelTally, funnel_steps
+from mysoulmate.analytics.perf import screens_in
 from mysoulmate.analytics.ports import ANY_EVENT, EventStore, SessionRow, UserSet
 from mysoulmate.analytics.report_models import (
     CurrencyAmount,
@@ -137,6 +138,7 @@ def build_dashboard(
         funnel=set_funnel(store, funnel_steps, users_by_name),
         **view_figures(store, events_by_name, users_by_name, top),
         **session_figures([r for r in all_sessions if wanted(r.platform)], active_users),
+        slowScreens=screens_in(store, period.start, period.end, platform, top),
     )
 
 

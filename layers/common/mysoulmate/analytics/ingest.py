@@ -16,7 +16,7 @@ from functools import partial
 from pydantic import ValidationError
 
 from mysoulmate.analytics.models import ANONYMOUS_PREFIX, Profile, QueuedBatch, QueuedMessage
-from mysoulmate.analytics.ports import EventStore, MessageKey
+from mysoulmate.analytics.ports import EventStore, MessageKey, StoreResult
 from mysoulmate.analytics.profiles import PROFILE_TYPES, merge_message
 from mysoulmate.analytics.rollups import MICROS, revenue_of
 from mysoulmate.analytics.sessions import assign_sessions
@@ -102,13 +102,18 @@ class IngestBatch:
         outcome = FlushOutcome()
         if not self._messages:
             return outcome
-        messages = self._with_sessions(self._resolved_visitors())
-        result = self._store.insert_events(messages)
-        outcome.stored = result.written
-        outcome.duplicates = result.duplicates
-        outcome.erased = len(result.erased)
+        resolved = self._resolved_visitors()
+        # Performance measurements are counted into sketches, not stored as events.
+        failed: dict[MessageKey, str] = self._record_perf(
+            [m for m in resolved if m.type == "perf"], outcome
+        )
+        messages = self._with_sessions([m for m in resolved if m.type != "perf"])
+        result = self._store.insert_events(messages) if messages else StoreResult()
+        outcome.stored += result.written
+        outcome.duplicates += result.duplicates
+        outcome.erased += len(result.erased)
         _count_revenue(m for m in messages if m.key in result.new_keys)
-        failed = dict(result.failed)
+        failed.update(result.failed)
         # One read-merge-write per user and batch, however many identifies they sent.
         identifies: dict[str, list[QueuedMessage]] = defaultdict(list)
         for message in messages:
@@ -135,6 +140,21 @@ class IngestBatch:
         self._messages.clear()
         self._records.clear()
         return outcome
+
+    def _record_perf(
+        self, perf: list[QueuedMessage], outcome: FlushOutcome
+    ) -> dict[MessageKey, str]:
+        """Count the batch's perf messages once each; their failures, by message."""
+        if not perf:
+            return {}
+        try:
+            result = self._store.record_perf(perf)
+        except Exception as exc:  # noqa: BLE001 - reported per record, retried by the queue
+            return {m.key: f"perf counters failed: {exc}" for m in perf}
+        outcome.stored += result.written
+        outcome.duplicates += result.duplicates
+        outcome.erased += len(result.erased)
+        return dict(result.failed)
 
     def _resolved_visitors(self) -> list[QueuedMessage]:
         """The batch, with each anonymous visitor already linked to a user stored as that

@@ -152,7 +152,7 @@ Platform = Annotated[
 ]
 
 
-MessageType = Literal["track", "identify", "page", "screen", "group", "alias"]
+MessageType = Literal["track", "identify", "page", "screen", "group", "alias", "perf"]
 # Page and screen views are stored with an event name of their own (`view_event_name`), so
 # rollups, funnels and active users count them like track events; these prefixes are
 # reserved for them.

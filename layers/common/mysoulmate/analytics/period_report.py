@@ -220,6 +220,7 @@ def build_period_report(
         revenueByDay=current.revenue.byDay,
         topEvents=current.topEvents,
         topViews=current.topViews,
+        slowScreens=current.slowScreens,
         platforms=current.platformBreakdown,
         funnel=current.funnel,
         retention=cohorts,

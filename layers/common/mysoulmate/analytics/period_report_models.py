@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mysoulmate.analytics.perf_models import ScreenChange
 from mysoulmate.analytics.report_models import (
     CohortReport,
     DashboardFunnel,
@@ -114,3 +115,8 @@ class PeriodReport(BaseModel):
         "daily one), the last being the report's own period; retention as of its end."
     )
     forwarding: ForwardingHealth | None = None
+    slowScreens: list[ScreenChange] = Field(
+        default_factory=list,
+        description="The slowest screens of the period by p90 render time, each against the "
+        "previous app version; `regressed` past PERF_REGRESSION_THRESHOLD.",
+    )

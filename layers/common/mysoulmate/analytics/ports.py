@@ -20,8 +20,11 @@ from mysoulmate.analytics.models import (
     QueuedMessage,
     SessionMark,
 )
+from mysoulmate.analytics.perf_sketch import PerfRow
 
 MessageKey = tuple[str, str]  # (userId, messageId)
+# Days a perf message id is remembered: longer than SQS (14 days at most) or RabbitMQ keep it.
+PERF_LEDGER_DAYS = 15
 ProfileUpdate = Callable[[Profile | None], Profile]
 ANY_EVENT = ""  # the event name of user-set rollups that count every event
 
@@ -114,7 +117,25 @@ class StoreResult:
     erased: set[MessageKey] = field(default_factory=set)
 
 
-class EventStore(Protocol):
+class PerfStore(Protocol):
+    """Client performance telemetry (`perf_sketch`): sketch counters per cell and bucket."""
+
+    def record_perf(self, messages: Sequence[QueuedMessage]) -> StoreResult:
+        """Count each ``perf`` message once per (userId, messageId): add
+        `perf_sketch.perf_delta` of the messages not recorded before, atomically with
+        recording them in a ledger kept for `PERF_LEDGER_DAYS` (longer than any queue keeps a
+        message, so a redelivery is always recognized). A message whose user has an erasure
+        recorded at or after its ``receivedAt`` is not counted (``StoreResult.erased``); the
+        ledger holds no measurement, and `delete_user` removes the user's ledger entries."""
+        ...
+
+    def perf_rows(self, metric: str, start: date, end: date, name: str | None) -> list[PerfRow]:
+        """The counters of every cell of ``metric`` (and ``name`` unless None) on the days in
+        [start, end]; a counter per (cell, bucket), in no particular order."""
+        ...
+
+
+class EventStore(PerfStore, Protocol):
     def insert_events(self, messages: Sequence[QueuedMessage]) -> StoreResult:
         """Store each message once per (userId, messageId); redeliveries are no-ops.
 

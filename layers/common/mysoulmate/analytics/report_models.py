@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mysoulmate.analytics.funnel import FunnelStep
 from mysoulmate.analytics.models import AuditEntry, StoredEvent
+from mysoulmate.analytics.perf_models import ScreenChange
 
 
 class _Report(BaseModel):
@@ -98,6 +99,11 @@ class DashboardReport(_Report):
     )
     sessionsPerUser: float = Field(
         default=0.0, description="sessions / activeUsers (0 when there are no active users)."
+    )
+    slowScreens: list[ScreenChange] = Field(
+        default_factory=list,
+        description="The slowest screens by p90 render time in their latest app version, each "
+        "against the version before (`GET /api/v1/perf/screens` for the same range).",
     )
 
 

@@ -11,7 +11,7 @@ from datetime import date, timedelta
 from functools import partial
 from typing import Literal, ParamSpec, TypeVar
 
-from mysoulmate.analytics import gdpr
+from mysoulmate.analytics import gdpr, perf
 from mysoulmate.analytics.bulkheads import STORAGE, STORAGE_COOLDOWN_SECONDS
 from mysoulmate.analytics.cohorts import Period, build_cohorts
 from mysoulmate.analytics.dashboard import build_dashboard
@@ -22,6 +22,8 @@ from mysoulmate.analytics.funnel import (
     compute_funnel,
     names_needed,
 )
+from mysoulmate.analytics.perf import PerfFilter, ScreensQuery
+from mysoulmate.analytics.perf_models import Metric, PerfSummary, SlowScreens
 from mysoulmate.analytics.ports import EventStore, StorageUnavailableError
 from mysoulmate.analytics.report_models import (
     AuditLogPage,
@@ -190,3 +192,42 @@ async def audit_log(
     caller.require_admin()
     page = await _query("list_audit", store.list_audit, limit, cursor, subject)
     return AuditLogPage(entries=page.entries, nextCursor=page.next_cursor)
+
+
+async def perf_summary(
+    caller: Principal,
+    store: EventStore,
+    metric: Metric,
+    name: str,
+    start: date | None,
+    end: date | None,
+    platform: str | None,
+    app_version: str | None,
+    device_class: str | None,
+) -> PerfSummary:
+    caller.require_admin()
+    span = resolve_range(start, end, today=today_utc())
+    wanted = PerfFilter(metric, name, span.start, span.end, platform, app_version, device_class)
+    return await _query("perf_summary", perf.perf_summary, store, wanted)
+
+
+async def perf_screens(
+    caller: Principal,
+    store: EventStore,
+    start: date | None,
+    end: date | None,
+    platform: str | None,
+    limit: int,
+) -> SlowScreens:
+    caller.require_admin()
+    settings = get_settings()
+    span = resolve_range(start, end, today=today_utc(), default_days=settings.perf_regression_days)
+    query = ScreensQuery(
+        span.start,
+        span.end,
+        platform,
+        threshold=settings.perf_regression_threshold,
+        min_count=settings.perf_min_count,
+        limit=limit,
+    )
+    return await _query("perf_screens", perf.slow_screens, store, query)

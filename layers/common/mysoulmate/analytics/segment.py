@@ -34,6 +34,7 @@ from mysoulmate.analytics.models import (
     view_event_name,
 )
 from mysoulmate.analytics.normalize import corrected_timestamp
+from mysoulmate.analytics.perf_models import UNKNOWN_VERSION, PerfPayload, SegmentPerf
 from mysoulmate.analytics.pii import PiiPolicy, filter_event, filter_traits
 from mysoulmate.analytics.ports import Source
 from mysoulmate.analytics.validation import Problem, check_timestamp
@@ -43,6 +44,8 @@ MAX_MESSAGE_BYTES = 32 * 1024
 MAX_REQUEST_BYTES = 500 * 1024
 MAX_BATCH_MESSAGES = 2500
 MESSAGE_TYPES = ("track", "identify", "page", "screen", "group", "alias")
+# Ours, in batches only: the apps' performance measurements (`perf_models.SegmentPerf`).
+BATCH_ONLY_TYPES = ("perf",)
 Name = Field(default=None, min_length=1, max_length=255)
 
 
@@ -163,7 +166,7 @@ def _queued(raw: Any, intake: Intake, implied_type: str | None) -> QueuedMessage
     if intake.acting_user is not None:
         raw = {**raw, "userId": _acting_user(raw.get("userId"), intake)}
     kind = raw.get("type")
-    if kind not in MESSAGE_TYPES:
+    if kind not in MESSAGE_TYPES and not (implied_type is None and kind in BATCH_ONLY_TYPES):
         raise MessageRejected("unsupported_type", type=str(kind)[:40])
     raw = {
         **raw,
@@ -220,6 +223,11 @@ def _normalized(message: SegmentMessage, intake: Intake) -> QueuedMessage:
         "source": intake.source.id if intake.source else None,
         "platform": platform_of(message.context),
     }
+    if message.type == "perf":
+        payload = _perf_payload(message, intake)
+        return QueuedMessage(
+            properties=payload.model_dump(mode="json", exclude_none=True), **common
+        )
     properties, context, _ = filter_event(message.properties, message.context, intake.pii)
     if message.type in ("identify", "group"):
         traits, _ = filter_traits(_traits_of(message), intake.pii)
@@ -235,6 +243,40 @@ def _normalized(message: SegmentMessage, intake: Intake) -> QueuedMessage:
     return QueuedMessage(
         event=event, name=message.name, properties=properties, context=context, **common
     )
+
+
+def _perf_payload(message: SegmentMessage, intake: Intake) -> PerfPayload:
+    """A ``perf`` message's measurements (``properties.measurements``), with the app version
+    from ``properties.appVersion`` or Segment's ``context.app.version``, each measurement's
+    time corrected for clock skew like the message's. Nothing else of it is kept."""
+    app = message.context.get("app")
+    version = message.properties.get("appVersion") or (
+        app.get("version") if isinstance(app, dict) else None
+    )
+    batch = SegmentPerf.model_validate(
+        {**message.properties, "appVersion": version or UNKNOWN_VERSION}
+    )
+    sent_at = message.sentAt or intake.batch_sent_at
+    measurements = []
+    for measurement in batch.measurements:
+        if measurement.timestamp is not None:
+            moment = _checked_moment(measurement.timestamp, sent_at, intake)
+            measurement = measurement.model_copy(update={"timestamp": moment})
+        measurements.append(measurement)
+    return PerfPayload(
+        appVersion=batch.appVersion, deviceClass=batch.deviceClass, measurements=measurements
+    )
+
+
+def _checked_moment(claimed: datetime, sent_at: datetime | None, intake: Intake) -> datetime:
+    try:
+        moment = corrected_timestamp(claimed, sent_at, intake.received_at)
+        check_timestamp(moment, intake.received_at, intake.max_future_seconds)
+    except OverflowError:
+        raise MessageRejected("timestamp_out_of_range", timestamp=str(claimed)) from None
+    except Problem as problem:
+        raise MessageRejected(problem.kind, timestamp=str(claimed), **problem.params) from None
+    return moment
 
 
 def _traits_of(message: SegmentMessage) -> dict[str, Any]:

@@ -242,3 +242,72 @@ CATALOG: dict[str, Any] = {
     "common": {"save": "Enregistrer", "cancel": "Annuler"},
     "errors": {"not_found": "Aucune ressource n'existe à cette adresse."},
 }
+
+PERF_ACCEPTED: dict[str, Any] = {
+    "messageId": "5f0c2a9e-7b1d-4c3e-8a6f-2d9b4e1c7a30",
+    "measurements": 4,
+    "status": "queued",
+}
+
+PERF_BATCH: dict[str, Any] = {
+    "screens": {
+        "summary": "A chat session's measurements from an iOS app",
+        "value": {
+            "appVersion": "2.4.0",
+            "platform": "ios",
+            "deviceClass": "mid",
+            "messageId": "5f0c2a9e-7b1d-4c3e-8a6f-2d9b4e1c7a30",
+            "measurements": [
+                {"metric": "app_start", "name": "cold", "value": 1840},
+                {"metric": "render", "name": "ChatScreen", "value": 184.5},
+                {"metric": "fps", "name": "ChatScreen", "value": 57.8},
+                {"metric": "operation", "name": "sendMessage", "value": 412},
+            ],
+        },
+    },
+    "bundle": {
+        "summary": "The JS bundle's size, once per start",
+        "value": {
+            "appVersion": "2.4.0",
+            "platform": "android",
+            "measurements": [{"metric": "bundle_size", "name": "main", "value": 2431877}],
+        },
+    },
+}
+
+_QUANTILES = {"count": 1840, "p50": 171.2, "p90": 312.9, "p99": 690.4, "mean": 196.3}
+PERF_SUMMARY: dict[str, Any] = {
+    "metric": "render",
+    "name": "ChatScreen",
+    "unit": "ms",
+    "start": "2026-11-23",
+    "end": "2026-12-06",
+    "relativeAccuracy": 0.01,
+    "overall": _QUANTILES,
+    "byVersion": [
+        {"appVersion": "2.4.0", **_QUANTILES, "count": 1120, "p90": 340.1},
+        {"appVersion": "2.3.2", **_QUANTILES, "count": 720, "p90": 268.7},
+    ],
+    "byDay": [{"day": "2026-12-06", "appVersion": "2.4.0", **_QUANTILES, "count": 160}],
+}
+
+PERF_SCREENS: dict[str, Any] = {
+    "start": "2026-11-23",
+    "end": "2026-12-06",
+    "threshold": 0.2,
+    "minCount": 50,
+    "screens": [
+        {
+            "name": "ChatScreen",
+            "platform": "ios",
+            "appVersion": "2.4.0",
+            "p90": 340.1,
+            "count": 1120,
+            "previousVersion": "2.3.2",
+            "previousP90": 268.7,
+            "previousCount": 720,
+            "change": 0.2657,
+            "regressed": True,
+        }
+    ],
+}

@@ -16,12 +16,13 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
 from mysoulmate.analytics.models import JSON_VALUE_SCHEMA_NAME, NO_NUL_PATTERN
-from mysoulmate.api import analytics, health, i18n, media, metrics, segment, sources
+from mysoulmate.api import analytics, health, i18n, media, metrics, perf, segment, sources
 from mysoulmate.api.responses import ERROR_CODES
 
 ROUTERS = (
     health.router,
     analytics.router,
+    perf.router,
     segment.router,
     sources.router,
     i18n.router,
@@ -30,11 +31,14 @@ ROUTERS = (
 )
 TITLE = "MySoulmate platform services"
 INTRODUCTION = """
-Analytics ingest and read side, internationalization, health and metrics of MySoulmate.
+Analytics ingest and read side, client performance telemetry, internationalization, images,
+health and metrics of MySoulmate.
 
-**Authentication.** Every `/api/v1/analytics/*` and `/api/v1/metrics` operation needs a bearer
+**Authentication.** Every `/api/v1/analytics/*`, `/api/v1/perf*` and `/api/v1/metrics` operation
+needs a bearer
 token (JWT): `Authorization: Bearer <token>`. The token's `sub` is the user; the `admin` role may
-read and erase any user's data and read the dashboard, funnels, cohorts and the audit log; the
+read and erase any user's data and read the dashboard, funnels, cohorts, performance summaries
+and the audit log; the
 `server` role may track for any user. Locally, `mysoulmate token --user alice` prints a token.
 i18n, images, health and `/metrics` are public.
 
@@ -75,6 +79,12 @@ def canonical_spec() -> dict[str, Any]:
                 "name": "segment",
                 "description": "Segment's HTTP Tracking API (write key): what the stock "
                 "Segment and RudderStack SDKs send.",
+            },
+            {
+                "name": "performance",
+                "description": "The apps' performance measurements (render time, FPS, dropped "
+                "frames, operations, app start, bundle size) as quantile sketches; slowest "
+                "screens and regressions between app versions.",
             },
             {"name": "sources", "description": "Write keys per source (admin)."},
             {"name": "i18n", "description": "Catalogs and translations (public)."},

@@ -8,7 +8,13 @@ from typing import Any
 _STRING = {"type": "string"}
 _OBJECT = {"type": "object", "additionalProperties": True}
 _MESSAGE_FIELDS: dict[str, Any] = {
-    "type": {"type": "string", "enum": ["track", "identify", "page", "screen", "group", "alias"]},
+    "type": {
+        "type": "string",
+        "enum": ["track", "identify", "page", "screen", "group", "alias", "perf"],
+        "description": "`perf` (batches only): the app's performance measurements in "
+        "`properties.measurements` (as `POST /api/v1/perf` takes them), the app version in "
+        "`context.app.version`, the device class in `properties.deviceClass`.",
+    },
     "userId": {**_STRING, "description": "The user; `userId` or `anonymousId` is required."},
     "anonymousId": {**_STRING, "description": "The device or browser before sign-in."},
     "messageId": {**_STRING, "maxLength": 100, "description": "Deduplicates retries."},
@@ -35,6 +41,17 @@ _EXAMPLES: dict[str, dict[str, Any]] = {
     "screen": {"userId": "u-1", "name": "Chat"},
     "group": {"userId": "u-1", "groupId": "team-9", "traits": {"seats": 5}},
     "alias": {"userId": "u-1", "previousId": "a-7"},
+}
+_BATCH_EXAMPLES: dict[str, dict[str, Any]] = {
+    **_EXAMPLES,
+    "perf": {
+        "userId": "u-1",
+        "context": {"app": {"version": "2.4.0"}, "os": {"name": "iOS"}},
+        "properties": {
+            "deviceClass": "mid",
+            "measurements": [{"metric": "render", "name": "ChatScreen", "value": 184.5}],
+        },
+    },
 }
 
 

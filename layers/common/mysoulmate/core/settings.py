@@ -129,6 +129,13 @@ class Settings(BaseModel):
     # A storage operation slower than this is logged as a warning and counted
     # (observability/storage_ops.py); 0 logs every one.
     slow_query_ms: int = Field(default=500, ge=0, le=600_000)
+    # Client performance telemetry (analytics/perf.py): a screen's p90 render time more than
+    # this fraction above the previous app version's is a regression (report, dashboard,
+    # alarm), comparing only versions with at least PERF_MIN_COUNT measurements over the last
+    # PERF_REGRESSION_DAYS days.
+    perf_regression_threshold: float = Field(default=0.2, gt=0, le=10)
+    perf_min_count: int = Field(default=50, ge=1, le=1_000_000)
+    perf_regression_days: int = Field(default=14, ge=1, le=366)
     # Several uvicorn workers: where they share Prometheus metrics (prometheus_client reads
     # the variable itself at import; validated here). See docs/observability.md.
     prometheus_multiproc_dir: Path | None = Field(default=None, alias="PROMETHEUS_MULTIPROC_DIR")

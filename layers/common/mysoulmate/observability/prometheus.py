@@ -71,6 +71,8 @@ class ScrapeSources:
     # (the store, so the cache is per store; its active users by window, from the rollups)
     store: Callable[[], object | None] = _nothing
     active_users: Callable[[Any], dict[str, int]] | None = None
+    # (the store → every screen's latest p90 render time and change, `perf.ScreenChange`s)
+    perf_screens: Callable[[Any], list[Any]] | None = None
     catalog_counts: Callable[[], tuple[int, int]] = lambda: (0, 0)  # (hits, misses)
     # Each provider's local forward queue (the laptop shape), by provider name.
     forward_queues: Callable[[], dict[str, QueueDepth]] = dict
@@ -252,12 +254,12 @@ class StoragePoolCollector(Collector):
         yield waiting
 
 
-class ActiveUsersCollector(Collector):
-    """Distinct active users today and over the last 7 and 30 UTC days, from the rollups.
+class StoreFiguresCollector(Collector):
+    """Figures computed from storage at scrape time, cached for ``ttl`` seconds: a scrape every
+    15 s must not re-read a month of rollups. The cache belongs to one store (tests and
+    `reset_backends` build new ones). Subclasses name their source and shape the families."""
 
-    Cached for a minute: a scrape every 15 s must not re-read a month of user sets. The
-    cache belongs to one store (tests and `reset_backends` build new ones).
-    """
+    what = "figures"
 
     def __init__(
         self,
@@ -268,11 +270,44 @@ class ActiveUsersCollector(Collector):
         self._ttl = ttl
         self._clock = clock
         self._own_sources = sources  # None: whatever the composition root registered
-        self._cached: tuple[int, float, dict[str, int]] | None = None
+        self._cached: tuple[int, float, Any] | None = None
         self._lock = threading.Lock()
 
+    def source(self, sources: ScrapeSources) -> Callable[[Any], Any] | None:
+        raise NotImplementedError
+
+    def figures(self) -> Any:
+        sources = self._own_sources or _sources
+        compute = self.source(sources)
+        if compute is None:
+            return None
+        with self._lock:
+            store = sources.store()
+            now = self._clock()
+            cached = self._cached
+            if cached is not None and cached[0] == id(store) and now - cached[1] < self._ttl:
+                return cached[2]
+            try:
+                figures = compute(store)
+            except Exception:  # noqa: BLE001 - a scrape must not fail on a storage hiccup
+                from mysoulmate.observability.powertools import get_logger
+
+                get_logger().warning("%s unavailable for /metrics", self.what, exc_info=True)
+                return cached[2] if cached is not None and cached[0] == id(store) else None
+            self._cached = (id(store), now, figures)
+            return figures
+
+
+class ActiveUsersCollector(StoreFiguresCollector):
+    """Distinct active users today and over the last 7 and 30 UTC days, from the rollups."""
+
+    what = "active users"
+
+    def source(self, sources: ScrapeSources) -> Callable[[Any], Any] | None:
+        return sources.active_users
+
     def collect(self) -> Iterator[Metric]:
-        figures = self.figures()
+        figures: dict[str, int] | None = self.figures()
         if figures is None:
             return
         family = GaugeMetricFamily(
@@ -284,25 +319,43 @@ class ActiveUsersCollector(Collector):
             family.add_metric((window,), users)
         yield family
 
-    def figures(self) -> dict[str, int] | None:
-        sources = self._own_sources or _sources
-        if sources.active_users is None:
-            return None
-        with self._lock:
-            store = sources.store()
-            now = self._clock()
-            cached = self._cached
-            if cached is not None and cached[0] == id(store) and now - cached[1] < self._ttl:
-                return cached[2]
-            try:
-                figures = sources.active_users(store)
-            except Exception:  # noqa: BLE001 - a scrape must not fail on a storage hiccup
-                from mysoulmate.observability.powertools import get_logger
 
-                get_logger().warning("active users unavailable for /metrics", exc_info=True)
-                return cached[2] if cached is not None and cached[0] == id(store) else None
-            self._cached = (id(store), now, figures)
-            return figures
+class PerfRegressionCollector(StoreFiguresCollector):
+    """Each screen's p90 render time in its latest app version, its change since the version
+    before, and whether that change is a regression (PERF_REGRESSION_THRESHOLD), from the
+    perf sketches of the last PERF_REGRESSION_DAYS days. The families are always declared."""
+
+    what = "perf regressions"
+
+    def source(self, sources: ScrapeSources) -> Callable[[Any], Any] | None:
+        return sources.perf_screens
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ("screen", "platform", "version")
+        p90 = GaugeMetricFamily(
+            "mysoulmate_perf_render_p90_milliseconds",
+            "p90 render time of a screen in its latest app version (sketch, 1 % accuracy).",
+            labels=labels,
+        )
+        change = GaugeMetricFamily(
+            "mysoulmate_perf_render_p90_change_ratio",
+            "p90 render time of the latest app version / the previous version's, minus 1.",
+            labels=(*labels, "previous"),
+        )
+        regressed = GaugeMetricFamily(
+            "mysoulmate_perf_render_regressed",
+            "1 when the screen's p90 render time grew by more than PERF_REGRESSION_THRESHOLD.",
+            labels=labels,
+        )
+        for screen in self.figures() or ():
+            key = (screen.name, screen.platform, screen.appVersion)
+            p90.add_metric(key, screen.p90)
+            regressed.add_metric(key, 1.0 if screen.regressed else 0.0)
+            if screen.change is not None:
+                change.add_metric((*key, screen.previousVersion or ""), screen.change)
+        yield p90
+        yield change
+        yield regressed
 
 
 class WorkerProcessesCollector(Collector):
@@ -404,6 +457,7 @@ def _scrape_registry() -> CollectorRegistry:
     registry.register(ForwardQueueCollector())
     registry.register(StoragePoolCollector())
     registry.register(ActiveUsersCollector())
+    registry.register(PerfRegressionCollector())
     return registry
 
 

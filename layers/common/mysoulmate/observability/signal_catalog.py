@@ -68,6 +68,12 @@ SIGNALS: dict[str, Signal] = {
         "Identify calls durably queued (answered 202).",
         emf="IdentifiesAccepted",
     ),
+    "PerfMeasurementsAccepted": Signal(
+        "counter",
+        "mysoulmate_perf_measurements_accepted",
+        "Client performance measurements durably queued (POST /api/v1/perf answered 202).",
+        emf="PerfMeasurementsAccepted",
+    ),
     "EventsStored": Signal(
         "counter",
         "mysoulmate_events_stored",

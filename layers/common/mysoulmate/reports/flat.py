@@ -4,7 +4,7 @@ Flat on purpose: a spreadsheet filters it and a script reads it without knowing 
 shape. Values are machine-formatted (ISO dates, `.` decimals, empty for null), not localized.
 Sections: `period`, `totals`, `eventsByDay`, `previousEventsByDay`, `activeUsersByDay`,
 `previousActiveUsersByDay`, `revenueByDay`, `topEvents`, `topViews`, `platforms`, `funnel`,
-`retention`, `forwarding` (docs/reports.md lists each one's keys and fields).
+`retention`, `forwarding`, `slowScreens` (docs/reports.md lists each one's keys and fields).
 """
 
 from __future__ import annotations
@@ -79,6 +79,10 @@ def rows(report: PeriodReport) -> Iterator[Row]:
         key = f"{view.kind}:{view.name or ''}"
         yield "topViews", key, "views", cell(view.views)
         yield "topViews", key, "users", cell(view.users)
+    for screen in report.slowScreens:
+        key = f"{screen.name}:{screen.platform}:{screen.appVersion}"
+        for field in ("p90", "count", "previousVersion", "previousP90", "change", "regressed"):
+            yield "slowScreens", key, field, cell(getattr(screen, field))
     for platform in report.platforms:
         yield "platforms", platform.platform, "events", cell(platform.events)
         yield "platforms", platform.platform, "users", cell(platform.users)

@@ -118,6 +118,7 @@ def render_html(report: PeriodReport, charts: list[Chart], text: ReportText) -> 
         tables.revenue(report, text),
         tables.funnel(report, text),
         tables.top_views(report, text),
+        tables.slow_screens(report, text),
         tables.forwarding(report.forwarding, text),
     ]
     grid = "".join(block for block in blocks if block)

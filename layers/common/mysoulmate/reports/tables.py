@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from html import escape
 
+from mysoulmate.analytics.perf_models import ScreenChange
 from mysoulmate.analytics.period_report_models import (
     AmountChange,
     CountChange,
@@ -180,6 +181,43 @@ def top_views(report: PeriodReport, text: ReportText) -> str:
             ]
             for v in report.topViews
         ),
+    )
+
+
+def slow_screens(report: PeriodReport, text: ReportText) -> str:
+    """The slowest screens by p90 render time; a regression since the previous app version
+    is marked (slower is worse, so a rise shows as a fall would elsewhere)."""
+
+    def change(screen: ScreenChange) -> str:
+        if screen.change is None:
+            return NONE
+        label = text.percent(screen.change)
+        css = "down" if screen.regressed else "flat"
+        note = f" {escape(text.t('regressed'))}" if screen.regressed else ""
+        return f'<span class="{css}">{escape(label)}{note}</span>'
+
+    return table(
+        text.t("tables.slowScreens"),
+        [
+            text.t("columns.screen"),
+            text.t("columns.platform"),
+            text.t("columns.appVersion"),
+            text.t("columns.p90"),
+            text.t("columns.previousVersion"),
+            text.t("columns.change"),
+        ],
+        (
+            [
+                f"<code>{escape(s.name)}</code>",
+                escape(s.platform),
+                escape(s.appVersion),
+                text.decimal(s.p90),
+                escape(s.previousVersion or NONE),
+                change(s),
+            ]
+            for s in report.slowScreens
+        ),
+        numeric_from=3,
     )
 
 

@@ -4,6 +4,8 @@
   "week"}`` on Mondays; by hand also ``"date"`` and ``"force"``). It builds the last complete
   period's report from the rollups, unless that period is already stored, and stores its
   HTML, CSV and JSON in the reports bucket (the JSON last, created only if absent).
+  The same function runs the hourly app-performance check (``{"check": "perf"}``,
+  `perf_check`), which the screen-regression alarm watches.
 * `report_summary_handler`: run by the S3 "Object Created" event of that JSON (through
   EventBridge), outside any VPC. It posts the period's one Slack summary, with a presigned
   link to the page; a claim object taken with ``If-None-Match`` makes a redelivered event or
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 
 LINK_SECONDS = 7 * 24 * 3600  # SigV4's longest presigned URL
 SLACK_BUDGET_SECONDS = 15.0
+PERF_CHECK = "perf"
 
 
 class ReportRequestError(ValueError):
@@ -114,12 +117,54 @@ def reports_handler() -> LambdaHandler:
     @metrics.log_metrics(capture_cold_start_metric=True)
     @logger.inject_lambda_context
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        if isinstance(event, dict) and event.get("check") == PERF_CHECK:
+            return perf_check(metrics)
         period, force = requested_period(event, datetime.now(UTC).date())
         forwarding = queue_health(settings, sqs)
         stored = store_in_bucket(bucket, period, settings, force=force, forwarding=forwarding)
         return stored.answer()
 
     return traced(handler)
+
+
+def perf_check(metrics: Any) -> dict[str, Any]:
+    """The hourly app-performance check (``{"check": "perf"}``): every screen's p90 render
+    time against the previous app version's, as the metrics the regression alarm watches
+    (`PerfRegressedScreens`, `PerfWorstRenderP90Change` in percent) and one warning log per
+    regressed screen, saying which."""
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    from mysoulmate.analytics.perf import perf_screens_now, regressions
+    from mysoulmate.runtime.backends import event_store
+
+    screens = perf_screens_now(event_store())
+    regressed = regressions(screens)
+    changes = [screen.change for screen in screens if screen.change is not None]
+    metrics.add_metric(name="PerfRegressedScreens", unit=MetricUnit.Count, value=len(regressed))
+    metrics.add_metric(
+        name="PerfWorstRenderP90Change",
+        unit=MetricUnit.Percent,
+        value=round(max(changes, default=0.0) * 100, 2),
+    )
+    logger = get_logger()
+    for screen in regressed:
+        logger.warning(
+            "screen render time regressed",
+            extra={
+                "screen": screen.name,
+                "platform": screen.platform,
+                "version": screen.appVersion,
+                "previous_version": screen.previousVersion,
+                "p90_ms": screen.p90,
+                "previous_p90_ms": screen.previousP90,
+                "change": screen.change,
+            },
+        )
+    return {
+        "check": PERF_CHECK,
+        "screens": len(screens),
+        "regressed": [f"{s.name} ({s.platform} {s.appVersion})" for s in regressed],
+    }
 
 
 @dataclass(frozen=True)

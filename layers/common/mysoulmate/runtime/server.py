@@ -104,6 +104,7 @@ def register_scrape_sources() -> None:
     """Tell /metrics where the figures it reads at scrape time live (observability cannot
     import storage, the queue or the catalogs itself)."""
     from mysoulmate.analytics.active_users import active_users_by_window
+    from mysoulmate.analytics.perf import perf_screens_now
     from mysoulmate.i18n.translate import catalogs
     from mysoulmate.observability.prometheus import ScrapeSources, register_sources
 
@@ -124,6 +125,7 @@ def register_scrape_sources() -> None:
             pool_stats=pool_stats,
             store=event_store,
             active_users=active_users_by_window,
+            perf_screens=perf_screens_now,
             catalog_counts=catalog_counts,
             forward_queues=lambda: dict(FORWARD_QUEUES),
         )

@@ -53,6 +53,7 @@ from mysoulmate.storage.dynamodb.keys import (
     user_pk,
 )
 from mysoulmate.storage.dynamodb.moves import link_deletions
+from mysoulmate.storage.dynamodb.perf import DynamoPerf
 from mysoulmate.storage.dynamodb.reads import _utc_key
 from mysoulmate.storage.dynamodb.retry import BACKOFF_BASE_SECONDS as BACKOFF_BASE_SECONDS
 from mysoulmate.storage.dynamodb.retry import BACKOFF_CAP_SECONDS as BACKOFF_CAP_SECONDS
@@ -109,7 +110,7 @@ def table_schema() -> dict[str, Any]:
     }
 
 
-class DynamoEventStore(DynamoUserStates, DynamoIdentity):
+class DynamoEventStore(DynamoUserStates, DynamoIdentity, DynamoPerf):
     def __init__(
         self,
         table: str,

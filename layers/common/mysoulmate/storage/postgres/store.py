@@ -44,6 +44,7 @@ from mysoulmate.storage.postgres.erasures import (
     lock_and_read,
     lock_for_erasure,
 )
+from mysoulmate.storage.postgres.perf import PostgresPerf
 from mysoulmate.storage.postgres.pooling import Conn, _Connections, _Pool, _ProcessConnection
 from mysoulmate.storage.postgres.reads import PostgresReads
 from mysoulmate.storage.postgres.rollups import (
@@ -73,7 +74,7 @@ _STAGE_DDL = "CREATE TEMP TABLE IF NOT EXISTS events_stage (LIKE events) ON COMM
 # -- the store ------------------------------------------------------------------------------
 
 
-class PostgresEventStore(PostgresReads):
+class PostgresEventStore(PostgresReads, PostgresPerf):
     def __init__(self, conninfo: str, *, pool_size: int | None = None) -> None:
         """Connect and refuse to serve unless the schema is at this release's head.
 

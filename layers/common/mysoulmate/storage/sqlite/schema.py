@@ -85,6 +85,22 @@ CREATE TABLE IF NOT EXISTS erasures (
     user_id   TEXT PRIMARY KEY,
     erased_at TEXT NOT NULL
 ) WITHOUT ROWID;
+-- Sketch counters (`analytics.perf_sketch`): one row per (cell, bucket), only ever added to.
+CREATE TABLE IF NOT EXISTS perf_counters (
+    day TEXT NOT NULL, metric TEXT NOT NULL, name TEXT NOT NULL, app_version TEXT NOT NULL,
+    platform TEXT NOT NULL, device_class TEXT NOT NULL, bucket INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (metric, name, day, app_version, platform, device_class, bucket)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS perf_counters_by_day ON perf_counters (metric, day);
+-- Perf messages already counted, by (user, message id); no measurement is kept here.
+CREATE TABLE IF NOT EXISTS perf_ledger (
+    user_id     TEXT NOT NULL,
+    message_id  TEXT NOT NULL,
+    recorded_at REAL NOT NULL,
+    PRIMARY KEY (user_id, message_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS perf_ledger_by_time ON perf_ledger (recorded_at);
 """
 _TIME_KEY_LENGTH = len("2026-01-31T12:00:00.000000Z")
 

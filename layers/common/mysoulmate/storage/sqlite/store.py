@@ -49,6 +49,7 @@ from mysoulmate.storage.sqlite.connection import (
     rows_by_key,
     write_transaction,
 )
+from mysoulmate.storage.sqlite.perf import SqlitePerf
 from mysoulmate.storage.sqlite.schema import (
     EVENT_COLUMNS,
     EVENT_INSERT,
@@ -60,7 +61,7 @@ from mysoulmate.storage.sqlite.schema import (
 )
 
 
-class SqliteEventStore:
+class SqliteEventStore(SqlitePerf):
     def __init__(self, path: Path) -> None:
         self._conn = open_sqlite(path, synchronous="NORMAL")
         self._lock = threading.Lock()
@@ -378,6 +379,7 @@ class SqliteEventStore:
             conn.execute("DELETE FROM first_seen WHERE user_id = ?", (user_id,))
             conn.execute("DELETE FROM session_marks WHERE user_id = ?", (user_id,))
             conn.execute("DELETE FROM user_ordinals WHERE user_id = ?", (user_id,))
+            conn.execute("DELETE FROM perf_ledger WHERE user_id = ?", (user_id,))
         return ErasureResult(events=events, profile=profile > 0)
 
     def erased_users(self, users: Collection[str]) -> dict[str, datetime]:
