@@ -32,6 +32,7 @@ BENCHMARKS = {
     "forwarding": "provider HTTP requests per 1,000 events; forwarder events/s vs a bare client",
     "reports": "weekly reports/s over a year of data at 10k and 1M stored events (SQLite)",
     "media": "images resized/s vs Pillow directly; cache-hit µs through the Lambda; peak memory",
+    "perf": "perf measurements/s: consumer vs raw rows, summary at 100k/1M, POST /api/v1/perf",
 }
 
 

@@ -2556,6 +2556,8 @@ def test_sam_build(tmp_path: Path) -> None:
     # Compiled dependencies are for Graviton (ELF e_machine 183 = AArch64), not the build host.
     shared_objects = list(layer.rglob("*.so"))
     assert shared_objects, "expected compiled wheels (pydantic_core) in the layer"
+    # The SQL backends' user sets (storage/bitmap.py) need pyroaring's arm64 CPython 3.12 build.
+    assert (layer / "pyroaring.cpython-312-aarch64-linux-gnu.so").is_file()
     for shared_object in shared_objects:
         with shared_object.open("rb") as handle:
             header = handle.read(20)

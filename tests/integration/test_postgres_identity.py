@@ -21,7 +21,7 @@ import psycopg
 import pytest
 from mysoulmate.analytics.models import QueuedMessage
 from mysoulmate.analytics.ports import ANY_EVENT, EventStore
-from mysoulmate.storage.bitmap import Bitmap
+from mysoulmate.storage.bitmap import UserBitmap
 from mysoulmate.storage.postgres import erasures
 from mysoulmate.storage.postgres.connection import HEAD_REVISION
 from mysoulmate.storage.postgres.migrate import alembic_config, current_revision, migrate
@@ -40,11 +40,11 @@ def message_ids(store: EventStore, user: str) -> list[str]:
     return sorted(e.messageId for e in store.list_events(user, 1000, None).events)
 
 
-def active(store: EventStore, day: date) -> Bitmap:
-    union = Bitmap()
+def active(store: EventStore, day: date) -> UserBitmap:
+    union = UserBitmap()
     for row in store.rollup_users(day, day, by_event=False):
         if row.event == ANY_EVENT:
-            assert isinstance(row.users, Bitmap)
+            assert isinstance(row.users, UserBitmap)
             union = union | row.users
     return union
 
@@ -238,17 +238,17 @@ def test_a_user_and_visitor_in_different_bitmap_chunks_become_one_person(
     mine = ordinal_of(postgres_database, "cy")
     assert mine == 0
     for day in (date(2026, 1, 19), date(2026, 1, 20)):
-        assert active(postgres_store, day) == Bitmap.of([0])
+        assert active(postgres_store, day) == UserBitmap([0])
     by_event = postgres_store.rollup_users(date(2026, 1, 19), date(2026, 1, 20), by_event=True)
     assert {(r.day.day, r.event): r.users for r in by_event} == {
-        (19, ANY_EVENT): Bitmap.of([0]),
-        (19, "open"): Bitmap.of([0]),
-        (20, ANY_EVENT): Bitmap.of([0]),
-        (20, "open"): Bitmap.of([0]),
-        (20, "buy"): Bitmap.of([0]),
+        (19, ANY_EVENT): UserBitmap([0]),
+        (19, "open"): UserBitmap([0]),
+        (20, ANY_EVENT): UserBitmap([0]),
+        (20, "open"): UserBitmap([0]),
+        (20, "buy"): UserBitmap([0]),
     }
     seen = postgres_store.first_seen_users(date(2026, 1, 19), date(2026, 1, 20))
-    assert seen == {date(2026, 1, 19): Bitmap.of([0])}
+    assert seen == {date(2026, 1, 19): UserBitmap([0])}
     with psycopg.connect(postgres_database, autocommit=True) as conn:
         tombstone = conn.execute(
             "SELECT user_id FROM user_ordinals WHERE ordinal = 70000"
@@ -264,12 +264,12 @@ def test_a_new_user_takes_over_the_visitors_ordinal(
     assert postgres_store.link_anonymous("a-4", "dee", jan(22, 10)).moved_events == 1
     assert ordinal_of(postgres_database, "dee") == visitor
     assert ordinal_of(postgres_database, "anon:a-4") is None
-    assert active(postgres_store, date(2026, 1, 22)) == Bitmap.of([visitor or 0])
+    assert active(postgres_store, date(2026, 1, 22)) == UserBitmap([visitor or 0])
     # The visitor comes back before the consumer knows of the link: a new ordinal, moved.
     postgres_store.insert_events([visit("a-4", jan(22, 11))])
     assert ordinal_of(postgres_database, "anon:a-4") not in (None, visitor)
     assert postgres_store.link_anonymous("a-4", "dee", jan(22, 12)).moved_events == 1
-    assert active(postgres_store, date(2026, 1, 22)) == Bitmap.of([visitor or 0])
+    assert active(postgres_store, date(2026, 1, 22)) == UserBitmap([visitor or 0])
 
 
 def test_a_link_to_a_visitor_is_refused(postgres_store: PostgresEventStore) -> None:

@@ -27,8 +27,8 @@ from mysoulmate.core.errors import InvalidRequestError
 from mysoulmate.core.settings import get_settings
 from mysoulmate.runtime.backends import event_store, reset_backends
 from mysoulmate.runtime.cli import main
-from mysoulmate.storage.bitmap import Bitmap
-from mysoulmate.storage.postgres import store as postgres_module
+from mysoulmate.storage.bitmap import UserBitmap
+from mysoulmate.storage.postgres import user_sets
 from mysoulmate.storage.postgres.connection import (
     HEAD_REVISION,
     DatabaseNotMigratedError,
@@ -92,8 +92,8 @@ def rollup_snapshot(store: PostgresEventStore, info: str) -> dict[str, Any]:
     names = {ordinal: user for user, ordinal in ordinals_of(info).items()}
 
     def users_of(bitmap: Any) -> frozenset[str]:
-        assert isinstance(bitmap, Bitmap)
-        return frozenset(names[o] for o in range(bitmap.bits.bit_length()) if o in bitmap)
+        assert isinstance(bitmap, UserBitmap)
+        return frozenset(names[o] for o in bitmap)
 
     return {
         "counts": sorted(store.rollup_counts(*WHOLE_RANGE)),
@@ -312,7 +312,7 @@ def test_database_error_fails_the_whole_batch_and_stores_nothing(
     def broken(*_: Any) -> None:
         raise psycopg.errors.SerializationFailure("simulated")
 
-    monkeypatch.setattr(postgres_module, "_merge_bitmaps", broken)
+    monkeypatch.setattr(user_sets, "merge_daily", broken)
     result = postgres_store.insert_events(batch)
     assert set(result.failed) == {m.key for m in batch}
     assert result.written == 0

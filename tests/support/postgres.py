@@ -25,12 +25,16 @@ DATA_TABLES = (
     "daily_counts",
     "daily_revenue",
     "daily_users",
+    "daily_user_sets",
     "first_seen",
+    "first_seen_sets",
     "audit_log",
     "erasures",
     "sources",
     "identity_links",
     "session_marks",
+    "perf_counters",
+    "perf_ledger",
 )
 
 

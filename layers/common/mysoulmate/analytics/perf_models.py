@@ -76,7 +76,16 @@ class Measurement(BaseModel):
         "`cold`/`warm` (app_start). No control characters or `#`.",
         examples=["ChatScreen"],
     )
-    value: float = Field(description=MEASUREMENT_DOC, examples=[184.5])
+    # Strict: `true` or `"184"` is a client bug, not a measurement. The bounds here are the
+    # widest (any metric's); each metric's own is checked below, as it depends on `metric`.
+    value: float = Field(
+        strict=True,
+        ge=0,
+        le=max(MAXIMUM.values()),
+        allow_inf_nan=False,
+        description=MEASUREMENT_DOC,
+        examples=[184.5],
+    )
     timestamp: Timestamp | None = Field(
         default=None,
         description="When it was measured (ISO 8601); default: the batch's time. It decides "

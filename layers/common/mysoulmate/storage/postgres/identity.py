@@ -8,11 +8,13 @@ profile updates and with an erasure of the user: a batch storing visitor events 
 commits before the link looks (and the link moves them), or waits and stores them after
 the link committed (and the consumer, looking the link up again after its batch, links
 again, which moves them). Statements touch the tables in the order ingest does (events,
-user_ordinals, daily_users, first_seen, session_marks), and the bitmap chunks in key order,
-all in one statement, so a link queues behind concurrent batches instead of deadlocking.
+user_ordinals, daily_user_sets, first_seen, first_seen_sets, session_marks), and the rows of
+a user-set table in key order, all in one statement, so a link queues behind concurrent
+batches instead of deadlocking.
 
-The user's bitmaps gain the user wherever the visitor was and lose the visitor; a user
-with no ordinal yet simply takes over the visitor's (and with it every bit). Event counts,
+The user's sets gain the user wherever the visitor was and lose the visitor, the first-seen
+day becomes the earlier of the two (and the first-seen sets follow); a user with no ordinal
+yet simply takes over the visitor's (and with it every membership). Event counts,
 revenue and session figures are sums over events, which the move keeps (each event with its
 session id), so they do not change. The visitor's session mark is deleted, not merged into
 the user's: once linked, the visitor's messages are stored under the user and continue the
@@ -23,7 +25,7 @@ erasure of the user.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from datetime import date, datetime
 from typing import Any
 
@@ -31,15 +33,9 @@ from mysoulmate.analytics.models import ANONYMOUS_PREFIX, Profile
 from mysoulmate.analytics.ports import ANY_EVENT, LinkResult, StorageUnavailableError
 from mysoulmate.analytics.profiles import merge_profiles
 from mysoulmate.analytics.rollups import UNKNOWN_PLATFORM
-from mysoulmate.storage.bitmap import Bitmap
+from mysoulmate.storage.postgres import user_sets
 from mysoulmate.storage.postgres.erasures import erased_since, lock_exclusive
 from mysoulmate.storage.postgres.pooling import Conn
-from mysoulmate.storage.postgres.rollups import (
-    CHUNK_MASK,
-    CHUNK_SHIFT,
-    _columns,
-    write_user_chunks,
-)
 from mysoulmate.storage.postgres.rows import _storable_text
 
 # A link looks its anonymous id up before locking (the user to lock may be an earlier
@@ -154,8 +150,9 @@ def move_visitor(conn: Conn, visitor: str, user_id: str) -> int:
         found: list[DayKey] = keys.fetchall()
         held: dict[str, int] = dict(ordinals.fetchall())
         row = moved.fetchone()
-    _move_user_sets(conn, found, held.get(visitor), held.get(user_id), user_id)
-    conn.execute(_MOVE_FIRST_SEEN, {"visitor": visitor, "user": user_id})
+    source, target = held.get(visitor), held.get(user_id)
+    _move_user_sets(conn, found, source, target, user_id)
+    _move_first_seen(conn, visitor, user_id, source, target)
     conn.execute("DELETE FROM session_marks WHERE user_id = %s", (visitor,))
     _merge_profile(conn, visitor, user_id)
     return int(row[0]) if row else 0
@@ -172,7 +169,7 @@ def _move_user_sets(
         return
     day_keys = {(d, p, e) for d, p, e in keys} | {(d, p, ANY_EVENT) for d, p, _ in keys}
     if day_keys:
-        _move_bit(conn, sorted(day_keys), source, target)
+        user_sets.move_daily(conn, sorted(day_keys), source, target)
     # As an erasure leaves it: the identifier gone, the ordinal never handed out again.
     conn.execute(
         "UPDATE user_ordinals SET user_id = NULL, erased_at = now() WHERE ordinal = %s",
@@ -180,43 +177,32 @@ def _move_user_sets(
     )
 
 
-def _move_bit(conn: Conn, keys: list[DayKey], source: int, target: int) -> None:
-    """In the sets ``keys``: set bit ``target``, clear bit ``source``. Their chunks (the
-    two may differ) are locked in one sorted statement, as ingest locks them."""
-    target_chunk = target >> CHUNK_SHIFT
-    source_chunk = source >> CHUNK_SHIFT
-    columns = _columns(keys, 3)
-    # Chunks of the user's that do not exist yet are created with just the user's bit.
-    conn.execute(
-        "INSERT INTO daily_users (day, platform, event, chunk, bits) "
-        "SELECT d, p, e, %s, %s FROM unnest(%s::date[], %s::text[], %s::text[]) AS k(d, p, e) "
-        "ORDER BY d, p, e ON CONFLICT DO NOTHING",
-        (target_chunk, Bitmap(1 << (target & CHUNK_MASK)).to_bytes(), *columns),
+def _move_first_seen(
+    conn: Conn, visitor: str, user_id: str, source: int | None, target: int | None
+) -> None:
+    """The user's first-seen day becomes the earlier of theirs and the visitor's. With two
+    ordinals the first-seen sets follow: the visitor leaves theirs, the user moves when
+    their day does (with one, the user took the visitor's ordinal and membership)."""
+    if source is None or target is None:
+        conn.execute(_MOVE_FIRST_SEEN, {"visitor": visitor, "user": user_id})
+        return
+    days: dict[str, date] = dict(
+        conn.execute(
+            "SELECT user_id, day FROM first_seen WHERE user_id = ANY(%s::text[]) "
+            "ORDER BY user_id FOR UPDATE",
+            ([visitor, user_id],),
+        ).fetchall()
     )
-    rows = conn.execute(
-        "SELECT day, platform, event, chunk, bits FROM daily_users "
-        "WHERE chunk = ANY(%s::int[]) AND (day, platform, event) IN "
-        "(SELECT * FROM unnest(%s::date[], %s::text[], %s::text[])) "
-        "ORDER BY day, platform, event, chunk FOR UPDATE",
-        ([source_chunk, target_chunk], *columns),
-    ).fetchall()
-    changed = [
-        (*row[:4], bits) for row in rows if (bits := _moved_bits(row, source, target)) is not None
-    ]
-    if changed:
-        write_user_chunks(conn, changed)
-
-
-def _moved_bits(row: Sequence[Any], source: int, target: int) -> bytes | None:
-    """A chunk row's bits with ``target`` set and ``source`` cleared (where they fall in
-    it); None when that changes nothing."""
-    chunk, old = row[3], int.from_bytes(row[4], "little")
-    bits = old
-    if chunk == target >> CHUNK_SHIFT:
-        bits |= 1 << (target & CHUNK_MASK)
-    if chunk == source >> CHUNK_SHIFT:
-        bits &= ~(1 << (source & CHUNK_MASK))
-    return None if bits == old else Bitmap(bits).to_bytes()
+    conn.execute(_MOVE_FIRST_SEEN, {"visitor": visitor, "user": user_id})
+    seen, current = days.get(visitor), days.get(user_id)
+    if seen is None:
+        return
+    added, removed = [], [(seen, source)]
+    if current is None or seen < current:
+        added.append((seen, target))
+        if current is not None:
+            removed.append((current, target))
+    user_sets.change_first_seen(conn, added, removed)
 
 
 def _merge_profile(conn: Conn, visitor: str, user_id: str) -> None:

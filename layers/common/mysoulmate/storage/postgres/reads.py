@@ -1,7 +1,7 @@
 """The read side of PostgresEventStore, as a mixin whose methods borrow a connection through
 the store's `_conn` and never write: profiles, a user's events (keyset pages on (ts,
 message_id)), people's current sessions, the daily rollups (counts, session figures,
-revenue, bitmap user sets, first-seen days), funnel candidates streamed in user order, and
+revenue, Roaring user sets, first-seen sets), funnel candidates streamed in user order, and
 audit pages.
 """
 
@@ -27,10 +27,9 @@ from mysoulmate.analytics.ports import (
     time_key,
 )
 from mysoulmate.analytics.rollups import split_session_rows
-from mysoulmate.storage.bitmap import Bitmap
+from mysoulmate.storage import bitmap
 from mysoulmate.storage.paging import decode_cursor, next_page_cursor
 from mysoulmate.storage.postgres.pooling import Conn
-from mysoulmate.storage.postgres.rollups import CHUNK_SHIFT, _bitmap_of
 from mysoulmate.storage.postgres.rows import (
     _STORED_COLUMNS,
     _cursor_text,
@@ -168,35 +167,35 @@ class PostgresReads:
     def rollup_users(self, start: date, end: date, *, by_event: bool) -> list[UsersRow]:
         with self._conn() as conn:
             rows = conn.execute(
-                "SELECT day, platform, event, chunk, bits FROM daily_users "
+                "SELECT day, platform, event, users FROM daily_user_sets "
                 "WHERE day BETWEEN %s AND %s AND (%s OR event = %s) "
                 "ORDER BY day, platform, event, chunk",
                 (start, end, by_event, ANY_EVENT),
             ).fetchall()
         result: list[UsersRow] = []
         for (day, platform, event), chunks in itertools.groupby(rows, key=lambda r: r[:3]):
-            bits = 0
-            for *_, chunk, data in chunks:
-                bits |= int.from_bytes(data, "little") << (chunk << CHUNK_SHIFT)
-            if bits:  # a set emptied by erasures is no data
-                result.append(UsersRow(day, platform, event, Bitmap(bits)))
+            users = bitmap.union_all([bitmap.decode(data) for *_, data in chunks])
+            if users:  # a set emptied by erasures is no data
+                result.append(UsersRow(day, platform, event, users))
         return result
 
     def first_seen_users(self, start: date, end: date) -> dict[date, UserSet]:
+        """One row per day and chunk of 2^18 users (first_seen_sets), not one per user."""
         with self._conn() as conn:
             rows = conn.execute(
-                "SELECT f.day, o.ordinal FROM first_seen f "
-                "JOIN user_ordinals o ON o.user_id = f.user_id "
-                "WHERE f.day BETWEEN %s AND %s ORDER BY f.day",
+                "SELECT day, users FROM first_seen_sets WHERE day BETWEEN %s AND %s "
+                "ORDER BY day, chunk",
                 (start, end),
             ).fetchall()
-        return {
-            day: _bitmap_of(ordinal for _, ordinal in group)
-            for day, group in itertools.groupby(rows, key=lambda r: r[0])
-        }
+        found: dict[date, UserSet] = {}
+        for day, chunks in itertools.groupby(rows, key=lambda r: r[0]):
+            users = bitmap.union_all([bitmap.decode(data) for _, data in chunks])
+            if users:
+                found[day] = users
+        return found
 
-    def empty_user_set(self) -> Bitmap:
-        return Bitmap()
+    def empty_user_set(self) -> bitmap.UserBitmap:
+        return bitmap.UserBitmap()
 
     def funnel_candidates(
         self,

@@ -1,23 +1,25 @@
-"""The daily_users bitmap layout (user sets as chunks of 2^16 ordinals) and how one batch's
-rollup delta becomes statement parameters: the plan (counts, revenue, first-seen moves,
-bitmap chunks, session marks, as the column lists `unnest` takes) that the store's
+"""The user-set layout (Roaring bitmaps in rows of 2^18 ordinals, `user_sets`) and how one
+batch's rollup delta becomes statement parameters: the plan (counts, revenue, first-seen
+moves, user-set chunks, session marks, as the column lists `unnest` takes) that the store's
 `_apply_delta` sends inside the ingest transaction. Pure code, no I/O, like
 `storage.dynamodb.rollups`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 from mysoulmate.analytics.models import SessionMark
 from mysoulmate.analytics.rollups import RollupDelta
-from mysoulmate.storage.bitmap import Bitmap
+from mysoulmate.storage import bitmap
 
-CHUNK_SHIFT = 16  # a daily_users row holds 2^16 ordinals (8 KiB): see migration 0001
-CHUNK_MASK = (1 << CHUNK_SHIFT) - 1
+# A user-set row holds the members among 2^18 ordinals (4 Roaring containers, at most 32 KiB
+# when dense): one row per set up to 262,144 users, and a batch, erasure or link rewrites a
+# few KiB per set it touches, not a set the size of the whole user base (migration 0010).
+CHUNK_SHIFT = 18
 
 ChunkKey = tuple[date, str, str, int]
 
@@ -25,7 +27,7 @@ ChunkKey = tuple[date, str, str, int]
 @dataclass
 class _Plan:
     """One batch's rollup delta, ready to send: statement parameters (column lists) and
-    the bitmap chunks to OR in, which need every user's ordinal (``missing`` have none)."""
+    the user-set chunks to OR in, which need every user's ordinal (``missing`` have none)."""
 
     delta: RollupDelta
     ordinals: dict[str, int]
@@ -33,7 +35,7 @@ class _Plan:
     earlier: list[tuple[str, date]]  # users whose first-seen day this batch moves back
     counts: list[list[Any]]
     revenue: list[list[Any]]
-    chunks: dict[ChunkKey, bytes] | None
+    chunks: dict[ChunkKey, bitmap.UserBitmap] | None
     marks: list[list[Any]]  # (user, session id, start, last): each person's current session
 
 
@@ -67,15 +69,14 @@ def _plan(delta: RollupDelta, state: Sequence[Sequence[Any]]) -> _Plan | None:
 
 def _chunks(
     users: Mapping[tuple[date, str, str], set[str]], ordinals: dict[str, int]
-) -> dict[ChunkKey, bytes]:
-    """The batch's user sets as bitmap chunks to OR into daily_users."""
+) -> dict[ChunkKey, bitmap.UserBitmap]:
+    """The batch's user sets, per chunk row of daily_user_sets they are OR-ed into."""
     positions: dict[ChunkKey, list[int]] = {}
     for (day, platform, event), members in users.items():
         for user in members:
             ordinal = ordinals[user]
-            key = (day, platform, event, ordinal >> CHUNK_SHIFT)
-            positions.setdefault(key, []).append(ordinal & CHUNK_MASK)
-    return {key: _bitmap_of(bits).to_bytes() for key, bits in positions.items()}
+            positions.setdefault((day, platform, event, ordinal >> CHUNK_SHIFT), []).append(ordinal)
+    return {key: bitmap.of(found) for key, found in positions.items()}
 
 
 def _mark_columns(marks: Mapping[str, SessionMark]) -> list[list[Any]]:
@@ -97,27 +98,3 @@ def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
         for column, value in zip(columns, row, strict=True):
             column.append(value)
     return columns
-
-
-def _bitmap_of(ordinals: Iterable[int]) -> Bitmap:
-    """A bitmap built in one pass over a byte buffer: OR-ing big integers one bit at a time
-    would copy the whole integer per user."""
-    values = list(ordinals)
-    if not values:
-        return Bitmap()
-    buffer = bytearray(max(values) // 8 + 1)
-    for ordinal in values:
-        buffer[ordinal >> 3] |= 1 << (ordinal & 7)
-    return Bitmap(int.from_bytes(buffer, "little"))
-
-
-def write_user_chunks(conn: Any, changed: Sequence[Sequence[Any]]) -> None:
-    """Overwrite the bits of existing ``daily_users`` chunk rows: (day, platform, event,
-    chunk, bits) each, in one statement (the rows are locked by the caller)."""
-    conn.execute(
-        "UPDATE daily_users t SET bits = v.bits FROM unnest("
-        "%s::date[], %s::text[], %s::text[], %s::int[], %s::bytea[]) "
-        "AS v(day, platform, event, chunk, bits) WHERE t.day = v.day "
-        "AND t.platform = v.platform AND t.event = v.event AND t.chunk = v.chunk",
-        _columns(changed, 5),
-    )

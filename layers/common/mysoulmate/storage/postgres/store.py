@@ -18,7 +18,7 @@ import json
 import weakref
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -35,8 +35,7 @@ from mysoulmate.analytics.ports import (
     StoreResult,
 )
 from mysoulmate.analytics.rollups import UNKNOWN_PLATFORM, rollup_delta
-from mysoulmate.storage.bitmap import Bitmap
-from mysoulmate.storage.postgres import identity
+from mysoulmate.storage.postgres import identity, user_sets
 from mysoulmate.storage.postgres.connection import describe, require_head, safe_error
 from mysoulmate.storage.postgres.erasures import (
     erased_at_or_after,
@@ -47,16 +46,7 @@ from mysoulmate.storage.postgres.erasures import (
 from mysoulmate.storage.postgres.perf import PostgresPerf
 from mysoulmate.storage.postgres.pooling import Conn, _Connections, _Pool, _ProcessConnection
 from mysoulmate.storage.postgres.reads import PostgresReads
-from mysoulmate.storage.postgres.rollups import (
-    CHUNK_MASK,
-    CHUNK_SHIFT,
-    ChunkKey,
-    _chunks,
-    _columns,
-    _Plan,
-    _plan,
-    write_user_chunks,
-)
+from mysoulmate.storage.postgres.rollups import _chunks, _Plan, _plan
 from mysoulmate.storage.postgres.rows import (
     _EVENT_COLUMNS,
     _EVENT_TYPES,
@@ -164,8 +154,9 @@ class PostgresEventStore(PostgresReads, PostgresPerf):
         Round trips: BEGIN with the batch's user locks and tombstones (`erasures`), the
         COPY of the rows that survive them, then a pipeline (COPY cannot run in pipeline
         mode, hence the explicit BEGIN/COMMIT): the user-state lookup; the INSERT; the
-        counts/revenue upserts with the bitmap chunks' INSERT and SELECT … FOR UPDATE; the
-        bitmap UPDATE, first_seen and session_marks upserts with the COMMIT. The rollups are
+        counts/revenue upserts with the user-set chunks' INSERT and SELECT … FOR UPDATE (and,
+        for users first seen earlier than stored, first_seen's); the user-set UPDATE (and the
+        first-seen sets' lock and UPDATE), session_marks with the COMMIT. The rollups are
         worked out while the server looks up and inserts, as if every row were new (the
         usual case), and worked out again from the rows actually inserted when some were not.
         """
@@ -291,8 +282,8 @@ class PostgresEventStore(PostgresReads, PostgresPerf):
             # First: waits for in-flight writes about the user, keeps new ones out until
             # commit, after which they see the tombstone.
             lock_for_erasure(conn, user_id, erased_at)
-            # The user's bits can only be in the sets of (day, platform, event) keys their
-            # stored events roll up to: find those instead of scanning every bitmap.
+            # The user can only be in the sets of (day, platform, event) keys their stored
+            # events roll up to: find those instead of scanning every set.
             keys = conn.execute(
                 "SELECT DISTINCT (ts AT TIME ZONE 'UTC')::date, "
                 "COALESCE(NULLIF(platform, ''), %s), event FROM events "
@@ -305,12 +296,17 @@ class PostgresEventStore(PostgresReads, PostgresPerf):
             if found is not None and keys:
                 ordinal = int(found[0])
                 day_keys = {(d, p, e) for d, p, e in keys} | {(d, p, ANY_EVENT) for d, p, _ in keys}
-                _clear_bit(conn, sorted(day_keys), ordinal)
+                user_sets.move_daily(conn, sorted(day_keys), ordinal, None)
+            seen = conn.execute(
+                "DELETE FROM first_seen WHERE user_id = %s RETURNING day", (user_id,)
+            ).fetchone()
+            if found is not None and seen is not None:
+                user_sets.change_first_seen(conn, [], [(seen[0], int(found[0]))])
             deleted = conn.execute("DELETE FROM events WHERE user_id = %s", (user_id,)).rowcount
             profile = conn.execute("DELETE FROM profiles WHERE user_id = %s", (user_id,)).rowcount
-            conn.execute("DELETE FROM first_seen WHERE user_id = %s", (user_id,))
             conn.execute("DELETE FROM session_marks WHERE user_id = %s", (user_id,))
             conn.execute("DELETE FROM forward_ledger WHERE user_id = %s", (user_id,))
+            conn.execute("DELETE FROM perf_ledger WHERE user_id = %s", (user_id,))
             # Their anonymous ids' history was merged into theirs: those ids are forgotten too.
             identity.forget_links(conn, user_id)
             # Tombstone: the identifier goes, the ordinal stays taken forever.
@@ -351,12 +347,13 @@ def _apply_delta(conn: Conn, plan: _Plan) -> None:
     not needed travel with the next one whose result is.
 
     Every statement touches its keys in sorted order, and the tables in a fixed order
-    (counts, revenue, ordinals, bitmaps, first_seen, session_marks), so concurrent consumers
-    queue behind each other instead of deadlocking. The user state read before the events
-    were inserted may be out of date by now, which changes nothing: a user without an
-    ordinal gets one with ON CONFLICT (or the one a concurrent batch gave them), first_seen
-    is upserted with the minimum, so a day written meanwhile by a concurrent batch is kept
-    if earlier, and a session mark with the maximum last event.
+    (counts, revenue, ordinals, user sets, first_seen, first-seen sets, session_marks), so
+    concurrent consumers queue behind each other instead of deadlocking. The user state read
+    before the events were inserted may be out of date by now, which changes nothing: a user
+    without an ordinal gets one with ON CONFLICT (or the one a concurrent batch gave them);
+    first_seen rows are created or locked before a user's first-seen set changes, so a day
+    written meanwhile by a concurrent batch is seen (and kept if earlier); a session mark is
+    replaced only by one with a later last event.
     """
     conn.execute(
         "INSERT INTO daily_counts AS t (day, platform, event, events) "
@@ -372,18 +369,16 @@ def _apply_delta(conn: Conn, plan: _Plan) -> None:
             "DO UPDATE SET micros = t.micros + excluded.micros",
             plan.revenue,
         )
-    chunks = plan.chunks
+    chunks, ordinals = plan.chunks, plan.ordinals
     if chunks is None:
         ordinals = plan.ordinals | _allocate_ordinals(conn, plan.missing)
         chunks = _chunks(plan.delta.users, ordinals)
-    _merge_bitmaps(conn, chunks)
-    if plan.earlier:
-        conn.execute(
-            "INSERT INTO first_seen AS t (user_id, day) "
-            "SELECT * FROM unnest(%s::text[], %s::date[]) "
-            "ON CONFLICT (user_id) DO UPDATE SET day = excluded.day WHERE excluded.day < t.day",
-            _columns(plan.earlier, 2),
-        )
+    locked = user_sets.lock_daily(conn, chunks)
+    # Sent before the daily rows are fetched, so they cost no round trip of their own.
+    first_seen = user_sets.lock_batch_first_seen(conn, plan.earlier) if plan.earlier else None
+    user_sets.merge_daily(conn, chunks, locked)
+    if first_seen is not None:
+        user_sets.move_batch_first_seen(conn, plan.earlier, ordinals, *first_seen)
     if plan.delta.session_marks:
         # A mark is replaced only by a later one: a batch of older events (a late delivery,
         # or a consumer that lost a race) leaves the person's newer session where it is.
@@ -417,50 +412,3 @@ def _allocate_ordinals(conn: Conn, users: list[str]) -> dict[str, int]:
             ).fetchall()
         )
     return found
-
-
-def _merge_bitmaps(conn: Conn, wanted: dict[ChunkKey, bytes]) -> None:
-    """OR the batch's users into the daily bitmaps, chunk by chunk."""
-    keys = sorted(wanted)
-    columns = _columns([(*k, wanted[k]) for k in keys], 5)
-    # New rows get their bits directly; then every row of the batch's keys is locked
-    # (sorted) and merged: in one pipeline sync, so locking the rows just created (their
-    # bits are already the wanted ones) costs less than a round trip to tell them apart.
-    conn.execute(
-        "INSERT INTO daily_users (day, platform, event, chunk, bits) "
-        "SELECT * FROM unnest(%s::date[], %s::text[], %s::text[], %s::int[], %s::bytea[]) "
-        "ON CONFLICT DO NOTHING",
-        columns,
-    )
-    rows = conn.execute(
-        "SELECT day, platform, event, chunk, bits FROM daily_users "
-        "WHERE (day, platform, event, chunk) IN "
-        "(SELECT * FROM unnest(%s::date[], %s::text[], %s::text[], %s::int[])) "
-        "ORDER BY day, platform, event, chunk FOR UPDATE",
-        columns[:4],
-    ).fetchall()
-    changed: list[tuple[Any, ...]] = []
-    for day, platform, event, chunk, bits in rows:
-        old = int.from_bytes(bits, "little")
-        merged = old | int.from_bytes(wanted[(day, platform, event, chunk)], "little")
-        if merged != old:  # most batches add users a day's set already holds
-            changed.append((day, platform, event, chunk, Bitmap(merged).to_bytes()))
-    if changed:
-        write_user_chunks(conn, changed)
-
-
-def _clear_bit(conn: Conn, keys: list[tuple[date, str, str]], ordinal: int) -> None:
-    chunk, bit = ordinal >> CHUNK_SHIFT, ordinal & CHUNK_MASK
-    columns = _columns(keys, 3)
-    conn.execute(
-        "SELECT 1 FROM daily_users WHERE chunk = %s AND (day, platform, event) IN "
-        "(SELECT * FROM unnest(%s::date[], %s::text[], %s::text[])) "
-        "ORDER BY day, platform, event FOR UPDATE",
-        (chunk, *columns),
-    )
-    conn.execute(
-        "UPDATE daily_users SET bits = set_bit(bits, %s, 0) "
-        "WHERE chunk = %s AND octet_length(bits) * 8 > %s AND (day, platform, event) IN "
-        "(SELECT * FROM unnest(%s::date[], %s::text[], %s::text[]))",
-        (bit, chunk, bit, *columns),
-    )

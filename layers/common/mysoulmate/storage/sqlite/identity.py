@@ -7,17 +7,16 @@ visitor's history commit together (SQLite has one writer: no insert can slip in 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from datetime import datetime
 
 from mysoulmate.analytics.models import ANONYMOUS_PREFIX, Profile
 from mysoulmate.analytics.ports import ANY_EVENT, LinkResult, time_key
 from mysoulmate.analytics.profiles import merge_profiles
 from mysoulmate.analytics.rollups import UNKNOWN_PLATFORM
-from mysoulmate.storage.bitmap import Bitmap
+from mysoulmate.storage.sqlite import user_sets
 from mysoulmate.storage.sqlite.connection import rows_by_key
-
-SetKey = tuple[str, str, str]  # (day, platform, event)
+from mysoulmate.storage.sqlite.user_sets import SetKey
 
 
 def linked_users(conn: sqlite3.Connection, anonymous_ids: Collection[str]) -> dict[str, str]:
@@ -56,24 +55,15 @@ def set_keys(conn: sqlite3.Connection, user_id: str) -> set[SetKey]:
     return {(d, p, e) for d, p, e in keys} | {(d, p, ANY_EVENT) for d, p, _ in keys}
 
 
-def replace_in_sets(
-    conn: sqlite3.Connection, keys: Iterable[SetKey], remove: int, add: int | None
-) -> None:
-    """Take ordinal ``remove`` out of each set (and put ``add`` in, when given)."""
-    for key in sorted(keys):
-        found = conn.execute(
-            "SELECT bits FROM daily_users WHERE day = ? AND platform = ? AND event = ?", key
-        ).fetchone()
-        if found is None and add is None:
-            continue
-        bits = Bitmap.from_bytes(found[0] if found else None).without(remove)
-        if add is not None:
-            bits = bits | Bitmap.of([add])
-        conn.execute(
-            "INSERT INTO daily_users VALUES (?,?,?,?) ON CONFLICT DO UPDATE "
-            "SET bits = excluded.bits",
-            (*key, bits.to_bytes()),
-        )
+def remove_from_sets(conn: sqlite3.Connection, user_id: str) -> None:
+    """An erasure's part: the user leaves every daily set and their first-seen set."""
+    ordinal = _ordinal(conn, user_id, create=False)
+    if ordinal is None:
+        return
+    user_sets.change_daily(conn, set_keys(conn, user_id), remove=ordinal)
+    day = user_sets.first_seen_day(conn, user_id)
+    if day is not None:
+        user_sets.change_first_seen(conn, {}, {day: {ordinal}})
 
 
 def _ordinal(conn: sqlite3.Connection, user_id: str, create: bool) -> int | None:
@@ -88,13 +78,11 @@ def move_person(conn: sqlite3.Connection, visitor: str, user_id: str) -> int:
     visitor_ordinal = _ordinal(conn, visitor, create=False)
     if visitor_ordinal is not None:
         user_ordinal = _ordinal(conn, user_id, create=True)
-        replace_in_sets(conn, set_keys(conn, visitor), visitor_ordinal, user_ordinal)
-        conn.execute(
-            "INSERT INTO first_seen SELECT ?, day FROM first_seen WHERE user_id = ? "
-            "ON CONFLICT DO UPDATE SET day = min(day, excluded.day)",
-            (user_id, visitor),
+        assert user_ordinal is not None  # just created
+        user_sets.change_daily(
+            conn, set_keys(conn, visitor), add={user_ordinal}, remove=visitor_ordinal
         )
-        conn.execute("DELETE FROM first_seen WHERE user_id = ?", (visitor,))
+        _move_first_seen(conn, visitor, user_id, visitor_ordinal, user_ordinal)
         conn.execute("DELETE FROM user_ordinals WHERE user_id = ?", (visitor,))
     # A messageId the user already has is the same message: keep one.
     conn.execute(
@@ -107,6 +95,29 @@ def move_person(conn: sqlite3.Connection, visitor: str, user_id: str) -> int:
     ).rowcount
     _move_profile(conn, visitor, user_id)
     return moved
+
+
+def _move_first_seen(
+    conn: sqlite3.Connection, visitor: str, user_id: str, visitor_ordinal: int, user_ordinal: int
+) -> None:
+    """The user's first-seen day becomes the earlier of theirs and the visitor's; the
+    first-seen sets follow (the visitor leaves theirs, the user moves when their day does)."""
+    seen = user_sets.first_seen_day(conn, visitor)
+    if seen is None:
+        return
+    current = user_sets.first_seen_day(conn, user_id)
+    added: dict[str, set[int]] = {}
+    removed: dict[str, set[int]] = {seen: {visitor_ordinal}}
+    if current is None or seen < current:
+        added[seen] = {user_ordinal}
+        if current is not None:
+            removed.setdefault(current, set()).add(user_ordinal)
+        conn.execute(
+            "INSERT INTO first_seen VALUES (?,?) ON CONFLICT DO UPDATE SET day = excluded.day",
+            (user_id, seen),
+        )
+    user_sets.change_first_seen(conn, added, removed)
+    conn.execute("DELETE FROM first_seen WHERE user_id = ?", (visitor,))
 
 
 def _move_profile(conn: sqlite3.Connection, visitor: str, user_id: str) -> None:

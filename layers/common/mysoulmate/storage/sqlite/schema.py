@@ -10,8 +10,9 @@ from mysoulmate.analytics.models import QueuedMessage
 from mysoulmate.analytics.ports import time_key
 
 # PRAGMA user_version: 1 = the spine's events/profiles only; 2 = rollups; 3 = erasure
-# tombstones and fixed-width time keys; 4 = session ids and marks.
-SCHEMA_VERSION = 4
+# tombstones and fixed-width time keys; 4 = session ids and marks; 5 = Roaring user sets
+# (daily_user_sets replaces the dense daily_users bitmaps) and first-seen sets per day.
+SCHEMA_VERSION = 5
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -50,16 +51,21 @@ CREATE TABLE IF NOT EXISTS daily_revenue (
     micros INTEGER NOT NULL,
     PRIMARY KEY (day, platform, currency)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS daily_users (
+-- User sets (`storage.bitmap`: Roaring, portable serialization) over user_ordinals.
+CREATE TABLE IF NOT EXISTS daily_user_sets (
     day TEXT NOT NULL, platform TEXT NOT NULL, event TEXT NOT NULL,
-    bits BLOB NOT NULL,
+    users BLOB NOT NULL,
     PRIMARY KEY (day, platform, event)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS first_seen (
     user_id TEXT PRIMARY KEY,
     day     TEXT NOT NULL
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS first_seen_by_day ON first_seen (day);
+-- The users whose first_seen day it is, one set per day: what cohorts read.
+CREATE TABLE IF NOT EXISTS first_seen_sets (
+    day   TEXT PRIMARY KEY,
+    users BLOB NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS audit_log (
     id TEXT PRIMARY KEY, at TEXT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
     subject TEXT NOT NULL, details TEXT NOT NULL

@@ -3,7 +3,7 @@
 Idempotency comes from the primary key (user_id, message_id): inside one IMMEDIATE
 transaction each row is inserted with ``INSERT OR IGNORE`` and only the rows that really
 went in feed the rollups, so a redelivered or re-posted message is stored and counted once
-even when two writers race. User sets are bitmaps over dense ordinals (`storage.bitmap`).
+even when two writers race. User sets are Roaring bitmaps over ordinals (`user_sets`).
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ from mysoulmate.analytics.ports import (
     time_key,
 )
 from mysoulmate.analytics.rollups import RollupDelta, rollup_delta, split_session_rows
-from mysoulmate.storage.bitmap import Bitmap
+from mysoulmate.storage import bitmap
 from mysoulmate.storage.paging import decode_cursor, next_page_cursor
-from mysoulmate.storage.sqlite import identity
+from mysoulmate.storage.sqlite import identity, user_sets
 from mysoulmate.storage.sqlite.connection import (
     CHUNK,
     open_sqlite,
@@ -75,6 +75,8 @@ class SqliteEventStore(SqlitePerf):
                 repair_time_keys(self._conn)
             if version < 4:
                 add_session_column(self._conn)
+            if 2 <= version < 5:  # below 2, the backfill above built the sets
+                user_sets.convert_legacy(self._conn)
             if version < SCHEMA_VERSION:
                 self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
@@ -132,29 +134,7 @@ class SqliteEventStore(SqlitePerf):
             "SET micros = micros + excluded.micros",
             [(d.isoformat(), p, c, n) for (d, p, c), n in delta.revenue.items()],
         )
-        users = sorted({u for members in delta.users.values() for u in members})
-        conn.executemany(
-            "INSERT OR IGNORE INTO user_ordinals (user_id) VALUES (?)", [(u,) for u in users]
-        )
-        ordinals = self._ordinals(users)
-        for (day, platform, event), members in sorted(delta.users.items()):
-            key = (day.isoformat(), platform, event)
-            row = conn.execute(
-                "SELECT bits FROM daily_users WHERE day = ? AND platform = ? AND event = ?", key
-            ).fetchone()
-            bits = Bitmap.from_bytes(row[0] if row else None) | Bitmap.of(
-                ordinals[u] for u in members
-            )
-            conn.execute(
-                "INSERT INTO daily_users VALUES (?,?,?,?) ON CONFLICT DO UPDATE "
-                "SET bits = excluded.bits",
-                (*key, bits.to_bytes()),
-            )
-        conn.executemany(
-            "INSERT INTO first_seen VALUES (?,?) ON CONFLICT DO UPDATE "
-            "SET day = min(day, excluded.day)",
-            [(u, d.isoformat()) for u, d in delta.first_seen.items()],
-        )
+        user_sets.add_batch(conn, delta)
         conn.executemany(
             "INSERT INTO session_marks VALUES (?,?,?,?) ON CONFLICT DO UPDATE "
             "SET session_id = excluded.session_id, start = excluded.start, last = excluded.last "
@@ -164,9 +144,6 @@ class SqliteEventStore(SqlitePerf):
                 for user, mark in delta.session_marks.items()
             ],
         )
-
-    def _ordinals(self, users: Sequence[str]) -> dict[str, int]:
-        return self._by_user("user_ordinals", "ordinal", users)
 
     def _backfill_rollups(self) -> None:
         """A database from before the read side: derive its rollups once from its events."""
@@ -294,25 +271,22 @@ class SqliteEventStore(SqlitePerf):
         return [RevenueRow(date.fromisoformat(d), p, c, n) for d, p, c, n in rows]
 
     def rollup_users(self, start: date, end: date, *, by_event: bool) -> list[UsersRow]:
-        query = "SELECT day, platform, event, bits FROM daily_users WHERE day BETWEEN ? AND ?"
+        query = "SELECT day, platform, event, users FROM daily_user_sets WHERE day BETWEEN ? AND ?"
         if not by_event:
             query += " AND event = ''"
         rows = self._read(query, (start.isoformat(), end.isoformat()))
-        return [UsersRow(date.fromisoformat(d), p, e, Bitmap.from_bytes(b)) for d, p, e, b in rows]
+        return [UsersRow(date.fromisoformat(d), p, e, bitmap.decode(b)) for d, p, e, b in rows]
 
     def first_seen_users(self, start: date, end: date) -> dict[date, UserSet]:
-        rows = self._read(
-            "SELECT f.day, o.ordinal FROM first_seen f JOIN user_ordinals o USING (user_id) "
-            "WHERE f.day BETWEEN ? AND ?",
-            (start.isoformat(), end.isoformat()),
-        )
-        by_day: dict[date, list[int]] = {}
-        for day, ordinal in rows:
-            by_day.setdefault(date.fromisoformat(day), []).append(ordinal)
-        return {day: Bitmap.of(ordinals) for day, ordinals in by_day.items()}
+        """One row per day (`user_sets`: first_seen_sets), not one per user."""
+        try:
+            with self._lock:
+                return dict(user_sets.read_first_seen(self._conn, start, end))
+        except sqlite3.OperationalError as exc:
+            raise StorageUnavailableError(f"sqlite: {exc}") from exc
 
     def empty_user_set(self) -> UserSet:
-        return Bitmap()
+        return bitmap.UserBitmap()
 
     def funnel_candidates(
         self,
@@ -368,11 +342,7 @@ class SqliteEventStore(SqlitePerf):
                 "SET erased_at = max(erased_at, excluded.erased_at)",
                 (user_id, time_key(erased_at)),
             )
-            row = conn.execute(
-                "SELECT ordinal FROM user_ordinals WHERE user_id = ?", (user_id,)
-            ).fetchone()
-            if row is not None:
-                identity.replace_in_sets(conn, identity.set_keys(conn, user_id), row[0], None)
+            identity.remove_from_sets(conn, user_id)
             conn.execute("DELETE FROM identity_links WHERE user_id = ?", (user_id,))
             events = conn.execute("DELETE FROM events WHERE user_id = ?", (user_id,)).rowcount
             profile = conn.execute("DELETE FROM profiles WHERE user_id = ?", (user_id,)).rowcount

@@ -1,0 +1,206 @@
+"""User sets in PostgreSQL: Roaring bitmaps (`storage.bitmap`) over `user_ordinals`, each set
+split in rows of 2^`rollups.CHUNK_SHIFT` ordinals (migration 0010):
+
+- ``daily_user_sets (day, platform, event, chunk, users)``: who had a track event on that day
+  and platform, with that event name (ANY_EVENT: any);
+- ``first_seen_sets (day, chunk, users)``: whose ``first_seen`` day it is. A user is in the
+  set of their first-seen day and in no other, so cohorts read one row per day (and chunk).
+
+Ingest, erasure and identity links change them in the same order: the daily set rows, then
+``first_seen``, then the first-seen set rows, each table's rows locked by one statement in
+key order, so concurrent transactions queue behind each other instead of deadlocking. A row
+that a change empties stays; the reads skip empty sets.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date
+from typing import Any
+
+import psycopg
+
+from mysoulmate.storage import bitmap
+from mysoulmate.storage.postgres.pooling import Conn
+from mysoulmate.storage.postgres.rollups import CHUNK_SHIFT, ChunkKey, _columns
+
+DayKey = tuple[date, str, str]
+Cursor = psycopg.Cursor[tuple[Any, ...]]
+
+
+# -- daily sets ---------------------------------------------------------------------------------
+
+
+def lock_daily(conn: Conn, wanted: Mapping[ChunkKey, bitmap.UserBitmap]) -> Cursor:
+    """Create the rows of ``wanted`` that do not exist (holding just the wanted users), then
+    lock every one of them in key order; returns the locking SELECT, for `merge_daily`.
+    Both travel in the caller's pipeline: locking the rows just created (already right)
+    costs less than a round trip to tell them apart."""
+    keys = sorted(wanted)
+    columns = _columns([(*k, bitmap.encode(wanted[k])) for k in keys], 5)
+    conn.execute(
+        "INSERT INTO daily_user_sets (day, platform, event, chunk, users) "
+        "SELECT * FROM unnest(%s::date[], %s::text[], %s::text[], %s::int[], %s::bytea[]) "
+        "ON CONFLICT DO NOTHING",
+        columns,
+    )
+    return conn.execute(
+        "SELECT day, platform, event, chunk, users FROM daily_user_sets "
+        "WHERE (day, platform, event, chunk) IN "
+        "(SELECT * FROM unnest(%s::date[], %s::text[], %s::text[], %s::int[])) "
+        "ORDER BY day, platform, event, chunk FOR UPDATE",
+        columns[:4],
+    )
+
+
+def merge_daily(conn: Conn, wanted: Mapping[ChunkKey, bitmap.UserBitmap], locked: Cursor) -> None:
+    """OR the wanted users into the rows `lock_daily` locked; write only those that grew
+    (most batches add users a day's set already holds)."""
+    changed: list[tuple[Any, ...]] = []
+    for day, platform, event, chunk, data in locked.fetchall():
+        users = bitmap.decode(data)
+        before = len(users)
+        users |= wanted[(day, platform, event, chunk)]
+        if len(users) != before:
+            changed.append((day, platform, event, chunk, bitmap.encode(users)))
+    write_daily(conn, changed)
+
+
+def write_daily(conn: Conn, changed: Sequence[Sequence[Any]]) -> None:
+    """Overwrite locked rows: (day, platform, event, chunk, users) each, in one statement."""
+    if not changed:
+        return
+    conn.execute(
+        "UPDATE daily_user_sets t SET users = v.users FROM unnest("
+        "%s::date[], %s::text[], %s::text[], %s::int[], %s::bytea[]) "
+        "AS v(day, platform, event, chunk, users) WHERE t.day = v.day "
+        "AND t.platform = v.platform AND t.event = v.event AND t.chunk = v.chunk",
+        _columns(changed, 5),
+    )
+
+
+def move_daily(conn: Conn, keys: Sequence[DayKey], source: int, target: int | None) -> None:
+    """In the sets ``keys``: take ordinal ``source`` out and put ``target`` in (unless None).
+    The rows of both (their chunks may differ) are locked in one sorted statement."""
+    columns = _columns(keys, 3)
+    chunks = [source >> CHUNK_SHIFT]
+    if target is not None:
+        chunks.append(target >> CHUNK_SHIFT)
+        # Rows of the target's chunk that do not exist yet start with just the target.
+        conn.execute(
+            "INSERT INTO daily_user_sets (day, platform, event, chunk, users) "
+            "SELECT d, p, e, %s, %s FROM unnest(%s::date[], %s::text[], %s::text[]) "
+            "AS k(d, p, e) ORDER BY d, p, e ON CONFLICT DO NOTHING",
+            (chunks[-1], bitmap.encode(bitmap.of([target])), *columns),
+        )
+    rows = conn.execute(
+        "SELECT day, platform, event, chunk, users FROM daily_user_sets "
+        "WHERE chunk = ANY(%s::int[]) AND (day, platform, event) IN "
+        "(SELECT * FROM unnest(%s::date[], %s::text[], %s::text[])) "
+        "ORDER BY day, platform, event, chunk FOR UPDATE",
+        (chunks, *columns),
+    ).fetchall()
+    changed = []
+    for *key, data in rows:
+        users = bitmap.decode(data)
+        before = users.copy()
+        users.discard(source)
+        if target is not None and key[3] == target >> CHUNK_SHIFT:
+            users.add(target)
+        if users != before:
+            changed.append((*key, bitmap.encode(users)))
+    write_daily(conn, changed)
+
+
+# -- first-seen sets ----------------------------------------------------------------------------
+
+
+def change_first_seen(
+    conn: Conn, added: Iterable[tuple[date, int]], removed: Iterable[tuple[date, int]]
+) -> None:
+    """Put each (day, ordinal) of ``added`` in that day's set, take those of ``removed`` out.
+    The caller has changed ``first_seen`` to match, under its row locks."""
+    adds: defaultdict[tuple[date, int], bitmap.UserBitmap] = defaultdict(bitmap.UserBitmap)
+    drops: defaultdict[tuple[date, int], bitmap.UserBitmap] = defaultdict(bitmap.UserBitmap)
+    for day, ordinal in added:
+        adds[(day, ordinal >> CHUNK_SHIFT)].add(ordinal)
+    for day, ordinal in removed:
+        drops[(day, ordinal >> CHUNK_SHIFT)].add(ordinal)
+    keys = sorted(adds.keys() | drops.keys())
+    if not keys:
+        return
+    if adds:
+        conn.execute(
+            "INSERT INTO first_seen_sets (day, chunk, users) "
+            "SELECT * FROM unnest(%s::date[], %s::int[], %s::bytea[]) ON CONFLICT DO NOTHING",
+            _columns([(*k, bitmap.encode(adds[k])) for k in sorted(adds)], 3),
+        )
+    rows = conn.execute(
+        "SELECT day, chunk, users FROM first_seen_sets WHERE (day, chunk) IN "
+        "(SELECT * FROM unnest(%s::date[], %s::int[])) ORDER BY day, chunk FOR UPDATE",
+        _columns(keys, 2),
+    ).fetchall()
+    changed = []
+    for day, chunk, data in rows:
+        users = bitmap.decode(data)
+        before = users.copy()
+        users -= drops.get((day, chunk), bitmap.UserBitmap())
+        users |= adds.get((day, chunk), bitmap.UserBitmap())
+        if users != before:
+            changed.append((day, chunk, bitmap.encode(users)))
+    if changed:
+        conn.execute(
+            "UPDATE first_seen_sets t SET users = v.users FROM unnest("
+            "%s::date[], %s::int[], %s::bytea[]) AS v(day, chunk, users) "
+            "WHERE t.day = v.day AND t.chunk = v.chunk",
+            _columns(changed, 3),
+        )
+
+
+def lock_batch_first_seen(conn: Conn, earlier: Sequence[tuple[str, date]]) -> tuple[Cursor, Cursor]:
+    """Ingest: create the ``first_seen`` rows of users who have none (in user order, so two
+    batches creating the same users cannot deadlock), then lock the rows of all of
+    ``earlier`` (user, batch day), now holding the committed or just-created day."""
+    columns = _columns(earlier, 2)
+    created = conn.execute(
+        "INSERT INTO first_seen (user_id, day) SELECT * FROM unnest(%s::text[], %s::date[]) "
+        "ORDER BY 1 ON CONFLICT (user_id) DO NOTHING RETURNING user_id",
+        columns,
+    )
+    locked = conn.execute(
+        "SELECT user_id, day FROM first_seen WHERE user_id = ANY(%s::text[]) "
+        "ORDER BY user_id FOR UPDATE",
+        columns[:1],
+    )
+    return created, locked
+
+
+def move_batch_first_seen(
+    conn: Conn,
+    earlier: Sequence[tuple[str, date]],
+    ordinals: Mapping[str, int],
+    created: Cursor,
+    locked: Cursor,
+) -> None:
+    """Ingest, after `lock_batch_first_seen`: users whose row was just created join their
+    day's set; users whose batch day is earlier than their locked day move to it."""
+    new = {user for (user,) in created.fetchall()}
+    held: dict[str, date] = dict(locked.fetchall())
+    added: list[tuple[date, int]] = []
+    removed: list[tuple[date, int]] = []
+    moved: list[tuple[str, date]] = []
+    for user, day in earlier:
+        if user in new:
+            added.append((day, ordinals[user]))
+        elif user in held and day < held[user]:
+            added.append((day, ordinals[user]))
+            removed.append((held[user], ordinals[user]))
+            moved.append((user, day))
+    if moved:
+        conn.execute(
+            "UPDATE first_seen t SET day = v.day FROM unnest(%s::text[], %s::date[]) "
+            "AS v(user_id, day) WHERE t.user_id = v.user_id",
+            _columns(moved, 2),
+        )
+    change_first_seen(conn, added, removed)

@@ -1,0 +1,142 @@
+"""User sets on the embedded store: who was active per (day, platform, event), and who was
+first seen per day, as Roaring bitmaps over the users' ordinals (`storage.bitmap`).
+
+``daily_user_sets`` holds one set per (day, platform, event) and ``first_seen_sets`` one per
+day: a user is in the set of their ``first_seen`` day and in no other, so cohorts read one row
+per day. Every function runs inside the caller's write transaction (SQLite has one writer),
+so a set always agrees with the events and ``first_seen`` rows committed with it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from datetime import date
+
+from mysoulmate.analytics.rollups import RollupDelta
+from mysoulmate.storage import bitmap
+from mysoulmate.storage.sqlite.connection import rows_by_key
+
+SetKey = tuple[str, str, str]  # (day, platform, event)
+
+_DAILY_READ = "SELECT users FROM daily_user_sets WHERE day = ? AND platform = ? AND event = ?"
+_DAILY_WRITE = (
+    "INSERT INTO daily_user_sets VALUES (?,?,?,?) ON CONFLICT DO UPDATE SET users = excluded.users"
+)
+_FIRST_READ = "SELECT users FROM first_seen_sets WHERE day = ?"
+_FIRST_WRITE = (
+    "INSERT INTO first_seen_sets VALUES (?,?) ON CONFLICT DO UPDATE SET users = excluded.users"
+)
+
+
+def add_batch(conn: sqlite3.Connection, delta: RollupDelta) -> None:
+    """Add one batch's users to their daily sets and first-seen sets (and ordinals)."""
+    users = sorted(delta.first_seen)
+    if not users:
+        return
+    conn.executemany(
+        "INSERT OR IGNORE INTO user_ordinals (user_id) VALUES (?)", [(u,) for u in users]
+    )
+    ordinals: dict[str, int] = rows_by_key(conn, "user_ordinals", "user_id", "ordinal", users)
+    for (day, platform, event), members in sorted(delta.users.items()):
+        change_daily(conn, [(day.isoformat(), platform, event)], {ordinals[u] for u in members})
+    known: dict[str, str] = rows_by_key(conn, "first_seen", "user_id", "day", users)
+    added: defaultdict[str, set[int]] = defaultdict(set)
+    removed: defaultdict[str, set[int]] = defaultdict(set)
+    moved: list[tuple[str, str]] = []
+    for user, first in delta.first_seen.items():
+        seen, before = first.isoformat(), known.get(user)
+        if before is not None and before <= seen:
+            continue
+        added[seen].add(ordinals[user])
+        if before is not None:
+            removed[before].add(ordinals[user])
+        moved.append((user, seen))
+    change_first_seen(conn, added, removed)
+    conn.executemany(
+        "INSERT INTO first_seen VALUES (?,?) ON CONFLICT DO UPDATE SET day = excluded.day",
+        sorted(moved),
+    )
+
+
+def change_daily(
+    conn: sqlite3.Connection,
+    keys: Iterable[SetKey],
+    add: set[int] | None = None,
+    remove: int | None = None,
+) -> None:
+    """Put ``add`` into each set of ``keys`` and take ``remove`` out."""
+    for key in sorted(keys):
+        row = conn.execute(_DAILY_READ, key).fetchone()
+        if row is None and not add:
+            continue
+        users = bitmap.decode(row[0] if row else None)
+        before = len(users)
+        if remove is not None:
+            users.discard(remove)
+        changed = len(users) != before
+        if add:
+            before = len(users)
+            users.update(add)
+            changed = changed or len(users) != before
+        if changed or row is None:
+            conn.execute(_DAILY_WRITE, (*key, bitmap.encode(users)))
+
+
+def change_first_seen(
+    conn: sqlite3.Connection,
+    added: Mapping[str, set[int]],
+    removed: Mapping[str, set[int]],
+) -> None:
+    """Per day (ISO text): put the ``added`` ordinals in its set, take the ``removed`` out."""
+    for day in sorted(added.keys() | removed.keys()):
+        row = conn.execute(_FIRST_READ, (day,)).fetchone()
+        users = bitmap.decode(row[0] if row else None)
+        users.difference_update(bitmap.of(removed.get(day, ())))
+        users.update(added.get(day, ()))
+        if users:
+            conn.execute(_FIRST_WRITE, (day, bitmap.encode(users)))
+        elif row is not None:
+            conn.execute("DELETE FROM first_seen_sets WHERE day = ?", (day,))
+
+
+def first_seen_day(conn: sqlite3.Connection, user_id: str) -> str | None:
+    row = conn.execute("SELECT day FROM first_seen WHERE user_id = ?", (user_id,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def read_first_seen(
+    conn: sqlite3.Connection, start: date, end: date
+) -> dict[date, bitmap.UserBitmap]:
+    rows = conn.execute(
+        "SELECT day, users FROM first_seen_sets WHERE day BETWEEN ? AND ?",
+        (start.isoformat(), end.isoformat()),
+    ).fetchall()
+    return {date.fromisoformat(day): bitmap.decode(data) for day, data in rows}
+
+
+def convert_legacy(conn: sqlite3.Connection) -> None:
+    """Schema 5: the dense ``daily_users`` bitmaps become Roaring ``daily_user_sets``, and
+    ``first_seen_sets`` is built from ``first_seen`` (one pass over each table)."""
+    legacy = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'daily_users'"
+    ).fetchone()
+    if legacy is not None:
+        rows = conn.execute("SELECT day, platform, event, bits FROM daily_users")
+        while chunk := rows.fetchmany(1000):
+            conn.executemany(
+                _DAILY_WRITE,
+                [(d, p, e, bitmap.encode(bitmap.from_dense(bits))) for d, p, e, bits in chunk],
+            )
+        conn.execute("DROP TABLE daily_users")
+    conn.execute("DROP INDEX IF EXISTS first_seen_by_day")  # cohorts read first_seen_sets now
+    by_day: defaultdict[str, list[int]] = defaultdict(list)
+    for day, ordinal in conn.execute(
+        "SELECT f.day, o.ordinal FROM first_seen f JOIN user_ordinals o USING (user_id)"
+    ):
+        by_day[day].append(ordinal)
+    conn.execute("DELETE FROM first_seen_sets")
+    conn.executemany(
+        _FIRST_WRITE, [(day, bitmap.encode(bitmap.of(ords))) for day, ords in by_day.items()]
+    )
