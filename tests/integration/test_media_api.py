@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 from mysoulmate.core import concurrency
 from mysoulmate.media import imaging, signing
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import images
 from tests.support.aws import REGION, FakeLambdaContext, http_event
@@ -226,6 +227,31 @@ def test_rendered_once_then_served_from_the_cache(
     # The same variant spelled differently is the same derivative.
     assert client.get(f"{URL}/p.jpg?preset=card&fit=cover&dpr=1", headers=WEBP).status_code == 200
     assert renders() == 1
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """One sample of the Prometheus exposition (0 when absent)."""
+    for family in text_string_to_metric_families(text):
+        for found in family.samples:
+            if found.name == name and all(found.labels.get(k) == v for k, v in labels.items()):
+                return float(found.value)
+    return 0.0
+
+
+def test_metrics_tell_renders_from_cache_hits_and_304s(client: TestClient, originals: Path) -> None:
+    put(originals, "m.jpg", images.photo())
+    first = client.get(f"{URL}/m.jpg?w=128", headers=WEBP)
+    client.get(f"{URL}/m.jpg?w=128", headers=WEBP)
+    client.get(f"{URL}/m.jpg?w=128", headers={**WEBP, "If-None-Match": first.headers["etag"]})
+    from mysoulmate.observability.prometheus import exposition
+
+    text = exposition().decode()
+    total = "mysoulmate_image_requests_total"
+    assert sample(text, total, outcome="rendered", format="webp") == 1
+    assert sample(text, total, outcome="cache_hit", format="webp") == 1
+    assert sample(text, total, outcome="not_modified", format="webp") == 1
+    assert sample(text, "mysoulmate_image_render_seconds_count", format="webp") == 1
+    assert sample(text, "mysoulmate_image_render_seconds_sum", format="webp") > 0
 
 
 def test_a_replaced_original_gets_new_derivatives(client: TestClient, originals: Path) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from mysoulmate.media import rules, signing
+from mysoulmate.observability.signals import count, observe
 from mysoulmate.media.errors import ImageNotFoundError, ImageTooLargeError
 from mysoulmate.media.rules import Fit, Limits, OutputFormat, PresetName
 
@@ -138,17 +139,21 @@ class MediaService:
         derivative = rules.derivative_key(record.digest, variant, fmt)
         etag, media_type = rules.etag_of(derivative), rules.MEDIA_TYPES[fmt]
         if rules.etag_matches(if_none_match, etag):
+            count("ImageRequests", outcome="not_modified", format=fmt)
             return Answer("not_modified", etag, media_type)
         name = rules.derivative_name(derivative, fmt)
         redirect_over = self.options.redirect_over_bytes or None
         cached = self.derivatives.get(name, redirect_over)
         if cached is not None and cached.data is not None:
+            count("ImageRequests", outcome="cache_hit", format=fmt)
             return Answer("image", etag, media_type, cached.data)
         if cached is None:
             body = self._render(key, original, variant, fmt)
             self.derivatives.put(name, body, media_type)
             if redirect_over is None or len(body) <= redirect_over:
+                count("ImageRequests", outcome="rendered", format=fmt)
                 return Answer("image", etag, media_type, body)
+        count("ImageRequests", outcome="redirect", format=fmt)
         url = self.derivatives.presigned_url(name, self.options.presign_seconds)
         if url is None:  # a store without URLs of its own: send the bytes after all
             fetched = self.derivatives.get(name)
@@ -203,7 +208,9 @@ class MediaService:
     ) -> bytes:
         data = original if original is not None else self._read(key)
         with self._renders:
+            started = time.perf_counter()
             body = _render(data, variant, fmt, self.options.limits)
+            observe("ImageRenderTime", time.perf_counter() - started, format=fmt)
         with self._lock:
             self.renders += 1
         return body

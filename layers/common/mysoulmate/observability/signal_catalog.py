@@ -209,6 +209,27 @@ SIGNALS: dict[str, Signal] = {
         emf_dimensions=("provider",),
         buckets=(0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0),
     ),
+    # Images (media/service.py): how each request was answered, and what rendering costs.
+    "ImageRequests": Signal(
+        "counter",
+        "mysoulmate_image_requests",
+        "Image requests answered, by outcome (cache_hit, rendered, not_modified, redirect) "
+        "and format.",
+        ("outcome", "format"),
+        emf="ImageRequests",
+        emf_dimensions=("outcome",),
+    ),
+    "ImageRenderTime": Signal(
+        "histogram",
+        "mysoulmate_image_render_seconds",
+        "Time to decode, resize and encode one derivative, by output format.",
+        ("format",),
+        emf="ImageRenderTime",
+        emf_unit="Milliseconds",
+        emf_dimensions=("format",),
+        emf_scale=1000.0,
+        buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    ),
     "StorageQuery": Signal(
         "histogram",
         "mysoulmate_storage_query_duration_seconds",
