@@ -589,7 +589,7 @@ def test_records_whose_write_fails_are_reported_for_redelivery(
     assert {by_record[r] for r in failed} == set(by_record.values()) - stored
 
 
-def test_identifies_cost_one_profile_read_and_write_per_user_per_batch(
+def test_identifies_cost_one_profile_read_and_one_write_per_batch(
     consumer: Handler, lambda_context: FakeLambdaContext, dynamodb: Any
 ) -> None:
     calls = ApiCalls(event_store()._client, "dynamodb")  # type: ignore[attr-defined]
@@ -608,14 +608,18 @@ def test_identifies_cost_one_profile_read_and_write_per_user_per_batch(
     response = consumer(sqs_event([m.model_dump_json() for m in messages]), lambda_context)
 
     assert response == {"batchItemFailures": []}
-    assert len(calls.of("GetItem")) == 2
-    # One write per user: the profile Put with its erasure check, in one transaction.
+    # Both users' profiles in one read, whatever the number of their identifies.
+    (read,) = [c for c in calls.of("BatchGetItem") if "PROFILE" in str(c["RequestItems"])]
+    assert len(next(iter(read["RequestItems"].values()))["Keys"]) == 2
+    assert calls.of("GetItem") == []
+    # One write for both: each user's profile Put with its erasure check, one transaction.
     profile_writes = [
         params
         for params in calls.of("TransactWriteItems")
         if any("Put" in action and "PROFILE" in str(action) for action in params["TransactItems"])
     ]
-    assert len(profile_writes) == 2
+    assert len(profile_writes) == 1
+    assert len(profile_writes[0]["TransactItems"]) == 4
     profile = event_store().get_profile("alice")
     assert profile is not None
     assert profile.traits == {f"t{i}": i for i in range(10)}

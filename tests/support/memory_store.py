@@ -9,7 +9,7 @@ an erasure that removes a user everywhere but from the anonymous counts and reve
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 
 from mysoulmate.analytics.models import (
@@ -30,6 +30,7 @@ from mysoulmate.analytics.ports import (
     EventPoint,
     LinkResult,
     MessageKey,
+    ProfileResults,
     ProfileUpdate,
     RevenueRow,
     SessionRow,
@@ -43,6 +44,7 @@ from mysoulmate.analytics.profiles import merge_profiles
 from mysoulmate.analytics.rollups import DayKey, RevenueKey, rollup_delta, split_session_rows
 from mysoulmate.storage.paging import decode_cursor, next_page_cursor
 from mysoulmate.storage.perf_batch import perf_batch, perf_result
+from mysoulmate.storage.profile_updates import update_each
 
 
 def stored_event(message: QueuedMessage) -> StoredEvent:
@@ -152,6 +154,11 @@ class MemoryEventStore:
         erased_at = self._erasures.get(user_id)
         return erased_at is not None and received_at <= erased_at
 
+    def update_profiles(
+        self, updates: Mapping[str, tuple[ProfileUpdate, datetime]]
+    ) -> ProfileResults:
+        return update_each(self, updates)
+
     def update_profile(
         self, user_id: str, update: ProfileUpdate, *, received_at: datetime | None = None
     ) -> Profile | None:
@@ -224,7 +231,9 @@ class MemoryEventStore:
     def rollup_sessions(self, start: date, end: date) -> list[SessionRow]:
         return split_session_rows(self.rollup_count_rows(start, end))[1]
 
-    def session_marks(self, users: Collection[str]) -> dict[str, SessionMark]:
+    def session_marks(
+        self, users: Collection[str], identified: Collection[str] = ()
+    ) -> dict[str, SessionMark]:
         self.ping()
         return {user: self._marks[user] for user in users if user in self._marks}
 
@@ -287,6 +296,21 @@ class MemoryEventStore:
                     key=_oldest_first,
                 ),
             )
+
+    def funnel_step_times(
+        self,
+        first_event: str,
+        starts_from: datetime,
+        starts_to: datetime,
+        until: datetime,
+        events: frozenset[str],
+    ) -> Iterator[tuple[str, dict[str, list[str]]]]:
+        candidates = self.funnel_candidates(first_event, starts_from, starts_to, until, events)
+        for user, points in candidates:
+            times: dict[str, list[str]] = {}
+            for point in points:
+                times.setdefault(point.event, []).append(point.ts)
+            yield user, times
 
     # -- GDPR ---------------------------------------------------------------------------
 

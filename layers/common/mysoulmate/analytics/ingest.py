@@ -16,7 +16,7 @@ from functools import partial
 from pydantic import ValidationError
 
 from mysoulmate.analytics.models import ANONYMOUS_PREFIX, Profile, QueuedBatch, QueuedMessage
-from mysoulmate.analytics.ports import EventStore, MessageKey, StoreResult
+from mysoulmate.analytics.ports import EventStore, MessageKey, ProfileResults, StoreResult
 from mysoulmate.analytics.profiles import PROFILE_TYPES, merge_message
 from mysoulmate.analytics.rollups import MICROS, revenue_of
 from mysoulmate.analytics.sessions import assign_sessions
@@ -114,23 +114,15 @@ class IngestBatch:
         outcome.erased += len(result.erased)
         _count_revenue(m for m in messages if m.key in result.new_keys)
         failed.update(result.failed)
-        # One read-merge-write per user and batch, however many identifies they sent.
+        # One read-merge-write per user and batch, however many identifies they sent, and
+        # all users' merges together.
         identifies: dict[str, list[QueuedMessage]] = defaultdict(list)
         for message in messages:
             skip = message.key in failed or message.key in result.erased
             if message.type in PROFILE_TYPES and not skip:
                 identifies[message.userId].append(message)
-        for user_id, user_messages in identifies.items():
-            earliest = min(m.receivedAt for m in user_messages)
-            try:
-                merged = self._store.update_profile(
-                    user_id, partial(_merge_all, user_messages), received_at=earliest
-                )
-                if merged is None:  # erased since: the traits must not come back
-                    outcome.erased += len(user_messages)
-            except Exception as exc:  # noqa: BLE001 - reported per record, retried by the queue
-                for message in user_messages:
-                    failed[message.key] = f"profile update failed: {exc}"
+        if identifies:
+            self._update_profiles(identifies, failed, outcome)
         self._link_identities(messages, failed, result.erased)
         if self._forward is not None:
             outcome.forwarded = self._forwarded(messages, failed, result.erased)
@@ -140,6 +132,30 @@ class IngestBatch:
         self._messages.clear()
         self._records.clear()
         return outcome
+
+    def _update_profiles(
+        self,
+        identifies: dict[str, list[QueuedMessage]],
+        failed: dict[MessageKey, str],
+        outcome: FlushOutcome,
+    ) -> None:
+        """All users' profile merges in one call (DynamoDB: two round trips in all)."""
+        updates = {
+            user_id: (partial(_merge_all, messages), min(m.receivedAt for m in messages))
+            for user_id, messages in identifies.items()
+        }
+        try:
+            results = self._store.update_profiles(updates)
+        except Exception as exc:  # noqa: BLE001 - reported per record, retried by the queue
+            results = ProfileResults(
+                failed={user: f"profile update failed: {exc}" for user in updates}
+            )
+        for user_id, merged in results.merged.items():
+            if merged is None:  # erased since: the traits must not come back
+                outcome.erased += len(identifies[user_id])
+        for user_id, reason in results.failed.items():
+            for message in identifies[user_id]:
+                failed[message.key] = reason
 
     def _record_perf(
         self, perf: list[QueuedMessage], outcome: FlushOutcome
@@ -198,7 +214,8 @@ class IngestBatch:
     def _with_sessions(self, messages: list[QueuedMessage]) -> list[QueuedMessage]:
         """Each event with its session id, continuing the person's stored session."""
         people = {m.userId for m in messages if m.event is not None}
-        marks = self._store.session_marks(people) if people else {}
+        identified = {m.userId for m in messages if m.type in PROFILE_TYPES}
+        marks = self._store.session_marks(people, identified) if people or identified else {}
         return assign_sessions(messages, marks)
 
     def _link_identities(

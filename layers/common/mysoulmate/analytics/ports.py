@@ -7,7 +7,7 @@ imports an adapter.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, NamedTuple, Protocol, Self
@@ -30,12 +30,14 @@ ANY_EVENT = ""  # the event name of user-set rollups that count every event
 
 
 class UserSet(Protocol):
-    """A set of users as a backend stores it (Python set of ids, or a bitmap of ordinals):
-    all the read side needs is union, intersection and size, which stay exact."""
+    """A set of users as a backend stores it (a frozenset of ids, or a Roaring bitmap of
+    ordinals): all the read side needs is union, intersection and size, which stay exact.
+    ``union`` of many sets at once is one call (in C for Roaring), not one per set."""
 
     def __or__(self, other: Self, /) -> Self: ...
     def __and__(self, other: Self, /) -> Self: ...
     def __len__(self) -> int: ...
+    def union(self, *others: Self) -> Self: ...
 
 
 class CountRow(NamedTuple):
@@ -93,6 +95,15 @@ class LinkResult:
 
     user_id: str | None
     moved_events: int = 0
+
+
+@dataclass
+class ProfileResults:
+    """Outcome of `EventStore.update_profiles`: each user's merged profile (None: erased at
+    or after the messages were received, nothing written), or why it failed."""
+
+    merged: dict[str, Profile | None] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -154,6 +165,15 @@ class EventStore(PerfStore, Protocol):
         is returned, atomically with respect to `delete_user`."""
         ...
 
+    def update_profiles(
+        self, updates: Mapping[str, tuple[ProfileUpdate, datetime]]
+    ) -> ProfileResults:
+        """`update_profile` for several users at once (user → (update, earliest
+        ``received_at``)), as few round trips as the backend allows; each user's merge is
+        atomic and erasure-checked as in `update_profile`. A user whose update could not be
+        written is in ``failed`` with the reason, and nothing of theirs was written."""
+        ...
+
     def get_profile(self, user_id: str) -> Profile | None: ...
 
     def list_events(
@@ -195,10 +215,14 @@ class EventStore(PerfStore, Protocol):
         `rollups.SESSION_EVENTS`, which `rollup_counts` leaves out)."""
         ...
 
-    def session_marks(self, users: Collection[str]) -> dict[str, SessionMark]:
+    def session_marks(
+        self, users: Collection[str], identified: Collection[str] = ()
+    ) -> dict[str, SessionMark]:
         """Each person's current session, for those of ``users`` who have one. insert_events
         stores `RollupDelta.session_marks` with the events: a stored mark is replaced only
-        by one whose last event is at least as late."""
+        by one whose last event is at least as late. ``identified``: the users whose profiles
+        the caller merges next (`update_profiles`); a backend may read them in the same
+        round trip, as DynamoDB does."""
         ...
 
     def rollup_users(self, start: date, end: date, *, by_event: bool) -> list[UsersRow]:
@@ -225,6 +249,23 @@ class EventStore(PerfStore, Protocol):
         """For every user with a ``first_event`` track event in [starts_from, starts_to]:
         (userId, their track events in [starts_from, until], oldest first), only those named
         in ``events`` unless it is None. Each user appears once; user order is unspecified."""
+        ...
+
+    def funnel_step_times(
+        self,
+        first_event: str,
+        starts_from: datetime,
+        starts_to: datetime,
+        until: datetime,
+        events: frozenset[str],
+    ) -> Iterator[tuple[str, dict[str, list[str]]]]:
+        """What an ``ordered`` or ``any`` funnel reads: per user, the time keys of their track
+        events named in ``events`` with time in [starts_from, until], by name, each list oldest
+        first (equal times repeated). Every user with a ``first_event`` event in
+        [starts_from, starts_to] is there; others may be too (the engine skips users without
+        a start), and a name the user has no such event of may be absent. Each user appears
+        once; user order is unspecified. SQL backends read the step events alone, in one pass
+        in user order over an index on (event, user_id, ts); no other event is read."""
         ...
 
     # -- identity -----------------------------------------------------------------------

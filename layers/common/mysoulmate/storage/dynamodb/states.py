@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from mysoulmate.analytics.models import SessionMark
+from mysoulmate.analytics.models import Profile, SessionMark
 from mysoulmate.analytics.ports import StorageUnavailableError
 from mysoulmate.storage.dynamodb.erasure import SEEN_STATE
 from mysoulmate.storage.dynamodb.identity import BATCH_GET_LIMIT
-from mysoulmate.storage.dynamodb.keys import ERASED, SEEN_SK, user_pk
+from mysoulmate.storage.dynamodb.keys import ERASED, PROFILE_SK, SEEN_SK, user_pk
 from mysoulmate.storage.dynamodb.retry import MAX_WRITE_ATTEMPTS, backoff_delay
 from mysoulmate.storage.dynamodb.rollup_keys import UserState, parse_state
 
@@ -36,7 +36,9 @@ class DynamoUserStates:
     _sleep: Callable[[float], None]
     _prefetched: threading.local
 
-    def session_marks(self, users: Collection[str]) -> dict[str, SessionMark]:
+    def session_marks(
+        self, users: Collection[str], identified: Collection[str] = ()
+    ) -> dict[str, SessionMark]:
         """Each person's current session, from their SEEN item (one BatchGetItem per 100).
 
         The consumer stores these people's events right after: the `insert_events` that
@@ -44,7 +46,7 @@ class DynamoUserStates:
         because every write it plans stays conditioned on the state it planned from (the
         tombstone, first-seen, the mark): a change in between cancels and re-reads."""
         wanted = set(users)
-        states = self._read_states(wanted) if wanted else {}
+        states = self._read_states(wanted, set(identified)) if wanted or identified else {}
         self._prefetched.read = (frozenset(wanted), states, time.monotonic())
         return {user: state.mark for user, state in states.items() if state.mark is not None}
 
@@ -59,17 +61,25 @@ class DynamoUserStates:
                 return {user: state for user, state in states.items() if user in users}
         return self._read_states(users)
 
-    def _read_states(self, users: set[str]) -> dict[str, UserState]:
-        """The SEEN items of ``users`` (consistent reads, ≤100 keys per BatchGetItem)."""
+    def _read_states(
+        self, users: set[str], profiles_of: set[str] | None = None
+    ) -> dict[str, UserState]:
+        """The SEEN items of ``users`` (consistent reads, ≤100 keys per BatchGetItem), and,
+        in the same calls, the profiles of ``profiles_of``: kept for this thread's
+        `update_profiles` (`DynamoProfiles.prefetched_profiles`)."""
         states: dict[str, UserState] = {}
+        profiles: dict[str, Profile] = {}
         keys = [{"pk": {"S": user_pk(u)}, "sk": {"S": SEEN_SK}} for u in sorted(users)]
+        keys += [
+            {"pk": {"S": user_pk(u)}, "sk": {"S": PROFILE_SK}} for u in sorted(profiles_of or ())
+        ]
         for start in range(0, len(keys), BATCH_GET_LIMIT):
             request: Any = {
                 self._table: {
                     "Keys": keys[start : start + BATCH_GET_LIMIT],
                     "ConsistentRead": True,
-                    "ProjectionExpression": ", ".join(["pk", *SEEN_NAMES]),
-                    "ExpressionAttributeNames": SEEN_NAMES,
+                    "ProjectionExpression": ", ".join(["pk", "sk", "#doc", *SEEN_NAMES]),
+                    "ExpressionAttributeNames": {**SEEN_NAMES, "#doc": "doc"},
                 }
             }
             for attempt in range(MAX_WRITE_ATTEMPTS):
@@ -78,7 +88,11 @@ class DynamoUserStates:
                 except (ClientError, BotoCoreError) as exc:
                     raise StorageUnavailableError(f"dynamodb: {exc}") from exc
                 for item in response.get("Responses", {}).get(self._table, []):
-                    states[item["pk"]["S"].removeprefix("USER#")] = parse_state(item)
+                    user = item["pk"]["S"].removeprefix("USER#")
+                    if item["sk"]["S"] == PROFILE_SK:
+                        profiles[user] = Profile.model_validate_json(item["doc"]["S"])
+                    else:
+                        states[user] = parse_state(item)
                 request = response.get("UnprocessedKeys") or {}
                 if not request:
                     break
@@ -86,6 +100,8 @@ class DynamoUserStates:
                     self._sleep(backoff_delay(attempt))
             else:
                 raise StorageUnavailableError("dynamodb: user state reads still unprocessed")
+        if profiles_of:
+            self._prefetched.profiles = (frozenset(profiles_of), profiles, time.monotonic())
         return states
 
     def erased_users(self, users: Collection[str]) -> dict[str, datetime]:

@@ -48,12 +48,12 @@ from mysoulmate.storage.dynamodb.keys import (
     AUDIT_PK,
     BY_USER_TIME,
     EVENT_SESSION,
-    PROFILE_SK,
     event_sk,
     user_pk,
 )
 from mysoulmate.storage.dynamodb.moves import link_deletions
 from mysoulmate.storage.dynamodb.perf import DynamoPerf
+from mysoulmate.storage.dynamodb.profiles import DynamoProfiles, profile_put
 from mysoulmate.storage.dynamodb.reads import _utc_key
 from mysoulmate.storage.dynamodb.retry import BACKOFF_BASE_SECONDS as BACKOFF_BASE_SECONDS
 from mysoulmate.storage.dynamodb.retry import BACKOFF_CAP_SECONDS as BACKOFF_CAP_SECONDS
@@ -110,7 +110,7 @@ def table_schema() -> dict[str, Any]:
     }
 
 
-class DynamoEventStore(DynamoUserStates, DynamoIdentity, DynamoPerf):
+class DynamoEventStore(DynamoUserStates, DynamoIdentity, DynamoPerf, DynamoProfiles):
     def __init__(
         self,
         table: str,
@@ -308,23 +308,10 @@ class DynamoEventStore(DynamoUserStates, DynamoIdentity, DynamoPerf):
     def update_profile(
         self, user_id: str, update: ProfileUpdate, *, received_at: datetime | None = None
     ) -> Profile | None:
-        key = {"pk": {"S": user_pk(user_id)}, "sk": {"S": PROFILE_SK}}
         for attempt in range(MAX_WRITE_ATTEMPTS):
             current = self.get_profile(user_id)
             merged = update(current)
-            merged.version = (current.version if current else 0) + 1
-            # Optimistic concurrency: write only over the version that was merged into.
-            put: dict[str, Any] = {
-                "Item": {
-                    **key,
-                    "doc": {"S": merged.model_dump_json()},
-                    "version": {"N": str(merged.version)},
-                },
-                "ConditionExpression": "attribute_not_exists(pk) OR version = :expected",
-                "ExpressionAttributeValues": {
-                    ":expected": {"N": str(current.version if current else 0)}
-                },
-            }
+            put = profile_put(user_id, current, merged)
             try:
                 if received_at is None:
                     self._client.put_item(TableName=self._table, **put)
