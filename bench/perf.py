@@ -70,8 +70,9 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -617,12 +618,12 @@ def check(sketch: Any, exact: dict[Any, Any], where: str) -> float:
     return worst
 
 
-def time_summaries(calls: dict[tuple[str, str], Callable[[], Any]], runs: int) -> dict[Any, Any]:
-    """ms per call, the calls interleaved run by run (order rotated), after one warm-up."""
+def time_summaries(calls: dict[Any, Callable[[], Any]], runs: int) -> dict[Any, list[float]]:
+    """ms per call, every call interleaved run by run (order rotated), after one warm-up."""
     ops = list(calls)
     for call in calls.values():
         call()
-    samples: dict[tuple[str, str], list[float]] = {op: [] for op in ops}
+    samples: dict[Any, list[float]] = {op: [] for op in ops}
     for r in range(runs):
         for op in ops[r % len(ops) :] + ops[: r % len(ops)]:
             gc.collect()
@@ -632,7 +633,7 @@ def time_summaries(calls: dict[tuple[str, str], Callable[[], Any]], runs: int) -
     return samples
 
 
-def run_summary(quick: bool, tmp: Path, pg_info: str) -> dict[str, Any]:
+def run_summary(quick: bool, tmp: Path) -> dict[str, Any]:
     from mysoulmate.analytics.perf import PerfFilter, perf_summary
     from mysoulmate.storage.postgres.store import PostgresEventStore
     from mysoulmate.storage.sqlite.store import SqliteEventStore
@@ -643,62 +644,61 @@ def run_summary(quick: bool, tmp: Path, pg_info: str) -> dict[str, Any]:
     start, end = days[-1], days[0]
     wanted = PerfFilter("render", SCREEN, start, end)
     apps = Apps(SEED + 2)
-    pg_truncate(pg_info)
-    stores = {
-        "sqlite": SqliteEventStore(tmp / "summary.db"),
-        "postgres": PostgresEventStore(pg_info),
-    }
-    raws = {
-        "sqlite": open_raw_sqlite(tmp / "summary-raw.db"),
-        "postgres": open_raw_postgres(pg_info),
-    }
-    calls: dict[tuple[str, str], Callable[[], Any]] = {
-        ("sqlite", "sketch"): lambda: perf_summary(stores["sqlite"], wanted),
-        ("sqlite", "floor"): lambda: floor_summary_sqlite(raws["sqlite"], start, end),
-        ("postgres", "sketch"): lambda: perf_summary(stores["postgres"], wanted),
-        ("postgres", "floor"): lambda: floor_summary_postgres(raws["postgres"], start, end),
-    }
+    calls: dict[tuple[str, str, str], Callable[[], Any]] = {}
     results: dict[str, Any] = {}
-    loaded = 0
-    try:
-        for size in sizes:
+    with ExitStack() as stack:
+        for size in sizes:  # a database and files of its own per size: both timed together
+            info = stack.enter_context(perf_database())
+            stores: dict[str, Any] = {
+                "sqlite": SqliteEventStore(tmp / f"summary-{size}.db"),
+                "postgres": PostgresEventStore(info),
+            }
+            raws = {
+                "sqlite": open_raw_sqlite(tmp / f"summary-raw-{size}.db"),
+                "postgres": open_raw_postgres(info),
+            }
+            for closeable in (*stores.values(), *raws.values()):
+                stack.callback(closeable.close)
             started = time.perf_counter()
-            messages = apps.messages((size - loaded) // PER_MESSAGE, days, f"summary-{size}")
+            messages = apps.messages(size // PER_MESSAGE, days, f"summary-{size}")
             generated = time.perf_counter() - started
             seconds = load(stores, raws, messages)
-            added, loaded = size - loaded, size
+            at = label(size)
+            calls[(at, "sqlite", "sketch")] = partial(perf_summary, stores["sqlite"], wanted)
+            calls[(at, "sqlite", "floor")] = partial(
+                floor_summary_sqlite, raws["sqlite"], start, end
+            )
+            calls[(at, "postgres", "sketch")] = partial(perf_summary, stores["postgres"], wanted)
+            calls[(at, "postgres", "floor")] = partial(
+                floor_summary_postgres, raws["postgres"], start, end
+            )
             worst = max(
-                check(calls[(b, "sketch")](), calls[(b, "floor")](), b)
+                check(calls[(at, b, "sketch")](), calls[(at, b, "floor")](), f"{b} {at}")
                 for b in ("sqlite", "postgres")
             )
-            samples = time_summaries(calls, runs)
-            rows = {
-                "sketch": len(stores["sqlite"].perf_rows("render", start, end, SCREEN)),
-                "floor": count_rows(
-                    raws["sqlite"], f"perf_raw WHERE metric = 'render' AND name = '{SCREEN}'"
-                ),
-            }
-            results[label(size)] = {
+            screen = f"perf_raw WHERE metric = 'render' AND name = '{SCREEN}'"
+            results[at] = {
                 "measurements": size,
-                "ms": {f"{b} {k}": summary(v) for (b, k), v in samples.items()},
-                "rows_read": rows,
-                "us_per_row_read": {
-                    f"{b} {k}": median(v) * 1000 / rows[k] for (b, k), v in samples.items()
+                "rows_read": {
+                    "sketch": len(stores["sqlite"].perf_rows("render", start, end, SCREEN)),
+                    "floor": count_rows(raws["sqlite"], screen),
                 },
                 "counter_rows_total": count_rows(stores["sqlite"]._conn, "perf_counters"),
                 "load_seconds": seconds,
                 "load_measurements_per_second": {
-                    name: added / s for name, s in seconds.items() if "VACUUM" not in name
+                    name: size / s for name, s in seconds.items() if "VACUUM" not in name
                 },
                 "generation_seconds": generated,
                 "worst_quantile_error": worst,
             }
-            print(f"  {label(size)}: loaded and timed", flush=True)
-    finally:
-        for store in stores.values():
-            store.close()
-        for conn in raws.values():
-            conn.close()
+            print(f"  {at}: loaded", flush=True)
+        samples = time_summaries(calls, runs)
+    for (at, backend, kind), values in samples.items():
+        name = f"{backend} {kind}"
+        results[at].setdefault("ms", {})[name] = summary(values)
+        results[at].setdefault("us_per_row_read", {})[name] = (
+            median(values) * 1000 / results[at]["rows_read"][kind]
+        )
     print_summary(results, sizes, runs)
     return {"sizes": list(sizes), "runs": runs, "screen": SCREEN, "by_size": results}
 
@@ -745,7 +745,7 @@ def print_summary(results: dict[str, Any], sizes: Sequence[int], runs: int) -> N
             [name, big["load_seconds"][name], mps]
             for name, mps in big["load_measurements_per_second"].items()
         ],
-        title=f"Loading the {label(sizes[1] - sizes[0])} measurements added between the sizes",
+        title=f"Loading the {b} measurements (info; batches of {BATCH} messages, in time order)",
     )
 
 
@@ -925,7 +925,7 @@ def run(quick: bool) -> dict[str, Any]:
         result: dict[str, Any] = {"seed": SEED}
         with perf_database() as info:
             result["consumer"] = run_consumer(quick, tmp, info)
-            result["summary"] = run_summary(quick, tmp, info)
+        result["summary"] = run_summary(quick, tmp)
         result["http"] = run_http(quick, data_dir)
     print(f"\nload average now: {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return result

@@ -9,11 +9,13 @@ import pytest
 from mysoulmate.analytics.date_range import DateRange
 from mysoulmate.analytics.funnel import Order
 from mysoulmate.analytics.models import QueuedMessage
-from mysoulmate.analytics.ports import EventPoint, EventStore
+from mysoulmate.analytics.ports import EventPoint, EventStore, time_key
 from mysoulmate.analytics.reporting import funnel_report
+from mysoulmate.storage.postgres import reads as postgres_reads
+from mysoulmate.storage.sqlite import funnel_reads as sqlite_funnel
 
 from tests.support.funnel_reference import reference_steps
-from tests.support.funnel_streams import random_streams, stream_messages
+from tests.support.funnel_streams import random_streams, store_step_times, stream_messages
 from tests.support.messages import consume, identify_as, jan
 
 STEP_LISTS = (("open", "view", "cart", "pay"), ("view", "cart", "view"))
@@ -100,3 +102,42 @@ def test_funnels_count_a_merged_visitor_as_one_person(store: EventStore, seed: i
             assert report.usersEntered == entered, context
             assert report.funnel == expected, context
     assert entered >= users // 6
+
+
+@pytest.mark.parametrize("seed", [31])
+def test_step_times_are_the_step_events_in_range_by_user_and_name(
+    store: EventStore, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Small pages and fetches, so the SQLite pages and the PostgreSQL stream turn over often.
+    monkeypatch.setattr(sqlite_funnel, "FUNNEL_PAGE_USERS", 7)
+    monkeypatch.setattr(postgres_reads, "FUNNEL_FETCH_ROWS", 5)
+    data = random_streams(seed, users=80)
+    messages = stream_messages(data.streams)
+    random.Random(seed).shuffle(messages)  # arrival order is not time order
+    assert not store.insert_events(messages).failed
+    steps = ("view", "cart", "view")
+    got = list(
+        store.funnel_step_times(
+            steps[0], data.starts_from, data.starts_to, data.until, frozenset(steps)
+        )
+    )
+    users = [user for user, _ in got]
+    assert len(users) == len(set(users))  # each user once
+    expected = dict(store_step_times(data, steps))
+    low, high = time_key(data.starts_from), time_key(data.starts_to)
+    starters = {u for u, t in expected.items() if any(low <= k <= high for k in t.get("view", []))}
+    assert starters <= set(users)  # everyone with a start; others may be there too
+    for user, times in got:
+        assert {name: keys for name, keys in times.items() if keys} == expected[user], user
+
+
+def test_an_abandoned_step_times_stream_leaves_the_store_usable(store: EventStore) -> None:
+    data = random_streams(41, users=30)
+    assert not store.insert_events(stream_messages(data.streams)).failed
+    steps = frozenset({"open", "view"})
+    args = ("open", data.starts_from, data.starts_to, data.until, steps)
+    stream = store.funnel_step_times(*args)
+    user, _times = next(stream)
+    assert store.user_event_points(user)  # another read while the stream is open
+    stream.close()  # type: ignore[attr-defined]
+    assert len(list(store.funnel_step_times(*args))) >= 1

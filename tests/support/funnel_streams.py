@@ -144,6 +144,22 @@ def store_candidates(
         )
 
 
+def store_step_times(
+    data: RandomStreams, steps: Sequence[str]
+) -> Iterator[tuple[str, dict[str, list[str]]]]:
+    """What a store's ``funnel_step_times`` may return for this query: every user with a step
+    event in [starts_from, starts_to + window] (starters or not), their step times by name."""
+    names = frozenset(steps)
+    low, until = time_key(data.starts_from), time_key(data.until)
+    for user, points in data.streams.items():
+        times: dict[str, list[str]] = {}
+        for p in points:
+            if p.event in names and low <= p.ts <= until:
+                times.setdefault(p.event, []).append(p.ts)
+        if times:
+            yield user, times
+
+
 def stream_messages(streams: dict[str, list[EventPoint]]) -> list[QueuedMessage]:
     """The streams as track messages to insert into a store (messageId = the point's)."""
     messages = []

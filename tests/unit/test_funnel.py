@@ -16,15 +16,22 @@ from mysoulmate.analytics.funnel import (
     Order,
     build_report,
     compute_funnel,
+    compute_funnel_times,
     funnel_steps,
     names_needed,
     percentile_seconds,
+    reads_step_times,
     user_conversion,
 )
 from mysoulmate.analytics.ports import EventPoint, time_key
 
 from tests.support.funnel_reference import reference_steps, reference_user
-from tests.support.funnel_streams import random_streams, store_candidates, stream_messages
+from tests.support.funnel_streams import (
+    random_streams,
+    store_candidates,
+    store_step_times,
+    stream_messages,
+)
 
 ORDERS: tuple[Order, ...] = ("ordered", "strict", "any")
 STEP_LISTS = (
@@ -69,6 +76,16 @@ def test_engine_matches_brute_force_reference_on_random_streams(
             context = f"seed={seed} steps={steps} order={order}"
             assert tally.users_entered == entered, context
             assert funnel_steps(tally, steps) == expected, context
+            if reads_step_times(order):  # the same answer from the step times alone
+                from_times = compute_funnel_times(
+                    store_step_times(data, steps),
+                    steps,
+                    data.starts_from,
+                    data.starts_to,
+                    data.window,
+                    order,
+                )
+                assert from_times == tally, context
 
 
 def test_random_streams_exercise_the_edge_cases_they_exist_for() -> None:
@@ -301,3 +318,24 @@ def test_strict_needs_every_event_the_others_only_step_names() -> None:
     assert names_needed(["open", "view", "open"], "ordered") == frozenset({"open", "view"})
     assert names_needed(["open", "view"], "any") == frozenset({"open", "view"})
     assert names_needed(["open", "view"], "strict") is None
+    assert reads_step_times("ordered")
+    assert reads_step_times("any")
+    assert not reads_step_times("strict")
+
+
+@pytest.mark.parametrize("order", ["ordered", "any"])
+def test_step_times_ignore_users_without_a_start_and_names_they_lack(order: Order) -> None:
+    in_range = time_key(T)
+    step_times = [
+        ("no-start", {"view": [in_range]}),  # a step event, but no step-1 event
+        ("early", {"open": [time_key(FROM - US)], "view": [in_range]}),
+        ("only-open", {"open": [in_range]}),  # no "view" list at all
+        ("tied", {"open": [in_range, in_range], "view": [in_range]}),
+    ]
+    tally = compute_funnel_times(iter(step_times), ["open", "view"], FROM, TO, HOUR, order)
+    assert (tally.users_entered, tally.users, tally.micros) == (2, [2, 1], [[], [0]])
+
+
+def test_step_times_refuse_strict() -> None:
+    with pytest.raises(AssertionError):
+        compute_funnel_times(iter([]), ["open", "view"], FROM, TO, HOUR, "strict")

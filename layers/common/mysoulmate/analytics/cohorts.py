@@ -7,8 +7,6 @@ cost follows days and users, not events.
 
 from __future__ import annotations
 
-import functools
-import operator
 from datetime import date, timedelta
 from typing import Literal
 
@@ -39,7 +37,7 @@ def build_cohorts(
     active_rows = store.rollup_users(first, last_day, by_event=False) if last_day >= first else []
 
     def union(sets: list[UserSet]) -> UserSet:
-        return functools.reduce(operator.or_, sets, store.empty_user_set())
+        return store.empty_user_set().union(*sets)
 
     active_by_period: dict[date, list[UserSet]] = {}
     for row in active_rows:

@@ -15,20 +15,29 @@ exactly the same numbers. Definitions (the product issue's, implemented exactly)
   user, the shortest over their starts (ordered/strict: t(ek) - t(e1); any: the latest of
   e2..ek, minimized over assignments).
 
-Times are compared as parsed ``datetime`` values (exact to the microsecond); only per-user
-results are turned into integer microseconds.
+Times arrive as time keys (`ports.time_key`: fixed width, so string order is time order and
+equal strings are equal times). ``ordered`` and ``any`` compare the keys themselves and parse
+only a start and the events a match takes (exact to the microsecond); ``strict`` parses each
+distinct time of the user. Only per-user results are turned into integer microseconds.
+
+Two inputs, one engine: `compute_funnel_times` takes each user's step times per name
+(`EventStore.funnel_step_times`, what ``ordered`` and ``any`` need: one ordered pass over the
+step events); `compute_funnel` takes each user's events (`EventStore.funnel_candidates`,
+which ``strict`` needs: an event of any name between two steps breaks the chain).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from fractions import Fraction
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from mysoulmate.analytics.ports import time_key
 
 if TYPE_CHECKING:
     from mysoulmate.analytics.ports import EventPoint
@@ -40,6 +49,7 @@ MEDIAN = Fraction(1, 2)
 P90 = Fraction(9, 10)
 
 _MICROSECOND = timedelta(microseconds=1)
+_ZERO = timedelta(0)
 _parse = datetime.fromisoformat  # accepts time_key's trailing "Z" (3.11+), returns UTC
 
 
@@ -84,6 +94,12 @@ class FunnelTally:
     micros: list[list[int]]
 
 
+def reads_step_times(order: Order) -> bool:
+    """Whether the funnel needs only its steps' times (`funnel_step_times`, matched by
+    `compute_funnel_times`); strict needs every event (`funnel_candidates`, `compute_funnel`)."""
+    return order != "strict"
+
+
 def names_needed(steps: Sequence[str], order: Order) -> frozenset[str] | None:
     """The event names to ask ``funnel_candidates`` for: strict needs every event (any event
     between two steps breaks the chain), the others only the step names."""
@@ -99,6 +115,9 @@ class _Query:
     starts_to: datetime
     window: timedelta
     order: Order
+    # The start range as time keys, for comparing keys without parsing them.
+    from_key: str
+    to_key: str
     # any: occurrence[k] = how many of steps[1..k] are named steps[k] (k >= 1).
     occurrence: tuple[int, ...]
     # strict: need[i][k] = how many of steps[i..k] are named steps[k].
@@ -117,12 +136,15 @@ class _Query:
         assert order in ("ordered", "strict", "any")
         names = tuple(steps)
         n = len(names)
+        starts_from, starts_to = _utc(starts_from), _utc(starts_to)
         return cls(
             steps=names,
-            starts_from=_utc(starts_from),
-            starts_to=_utc(starts_to),
+            starts_from=starts_from,
+            starts_to=starts_to,
             window=window,
             order=order,
+            from_key=time_key(starts_from),
+            to_key=time_key(starts_to),
             occurrence=tuple(names[1 : k + 1].count(names[k]) for k in range(n)),
             need=tuple(
                 tuple(names[i : k + 1].count(names[k]) if k >= i else 0 for k in range(n))
@@ -151,12 +173,39 @@ def compute_funnel(
     is consumed once and never materialized; only one int per user and step is kept, which
     exact percentiles need). Users without a start in range are skipped."""
     query = _Query.of(steps, starts_from, starts_to, window, order)
+    return _tally((_user_best(points, query) for _user_id, points in candidates), query)
+
+
+def compute_funnel_times(
+    step_times: Iterable[tuple[str, Mapping[str, Sequence[str]]]],
+    steps: Sequence[str],
+    starts_from: datetime,
+    starts_to: datetime,
+    window: timedelta,
+    order: Order,
+) -> FunnelTally:
+    """Count an ``ordered`` or ``any`` funnel over ``funnel_step_times`` output: per user, the
+    time keys of their step events by name, oldest first. Consumed once, user by user, as
+    `compute_funnel`; the same answer as it gives for those users' events."""
+    assert reads_step_times(order), "strict needs every event: compute_funnel"
+    query = _Query.of(steps, starts_from, starts_to, window, order)
+    match = _ordered if order == "ordered" else _any
+    empty: Sequence[str] = ()
+    return _tally(
+        (
+            match([times.get(name, empty) for name in query.steps], query)
+            for _user_id, times in step_times
+        ),
+        query,
+    )
+
+
+def _tally(results: Iterable[list[timedelta]], query: _Query) -> FunnelTally:
     n = len(query.steps)
     users = [0] * n
     micros: list[list[int]] = [[] for _ in range(n)]
     entered = 0
-    for _user_id, points in candidates:
-        best = _user_best(points, query)
+    for best in results:
         if not best:
             continue
         entered += 1
@@ -184,11 +233,11 @@ def user_conversion(
 def _user_best(points: Sequence[EventPoint], query: _Query) -> list[timedelta]:
     if query.order == "strict":
         return _strict(points, query)
-    wanted = set(query.steps)
-    by_name: dict[str, list[datetime]] = {name: [] for name in wanted}
-    for ts, name, _message_id, _session_id in points:
-        if name in wanted:
-            by_name[name].append(_parse(ts))
+    by_name: dict[str, list[str]] = {name: [] for name in query.steps}
+    for point in points:
+        times = by_name.get(point.event)
+        if times is not None:
+            times.append(point.ts)
     for times in by_name.values():
         times.sort()  # already sorted per the port's contract: a linear check
     step_times = [by_name[name] for name in query.steps]
@@ -197,12 +246,12 @@ def _user_best(points: Sequence[EventPoint], query: _Query) -> list[timedelta]:
     return _any(step_times, query)
 
 
-def _starts(firsts: list[datetime], query: _Query) -> Iterable[int]:
+def _starts(firsts: Sequence[str], query: _Query) -> Iterable[int]:
     """Indexes of step-1 events in range, one per distinct time: tie-mates (same name, same
     time) are interchangeable, so the first one's result is the result of all of them, and
     every other step-1 event usable later then has a higher index."""
-    previous: datetime | None = None
-    for r1 in range(bisect_left(firsts, query.starts_from), bisect_right(firsts, query.starts_to)):
+    previous: str | None = None
+    for r1 in range(bisect_left(firsts, query.from_key), bisect_right(firsts, query.to_key)):
         if firsts[r1] != previous:
             previous = firsts[r1]
             yield r1
@@ -221,36 +270,40 @@ def _done(best: list[timedelta], n: int) -> bool:
     return len(best) == n and not best[-1]
 
 
-def _ordered(step_times: list[list[datetime]], query: _Query) -> list[timedelta]:
+def _ordered(step_times: Sequence[Sequence[str]], query: _Query) -> list[timedelta]:
     """Greedy per start: each next step takes the earliest event of its name at or after the
     previous step's time that no earlier step used. Per name, the events the steps use are
     then in index order; an exchange argument (any valid match uses, for step j, an event at
     or after greedy's) shows greedy reaches every depth any match reaches, each at the
-    earliest possible time. O(steps x log events) per start."""
+    earliest possible time. O(steps x log events) per start; keys are compared as text and
+    only the start and the events taken are parsed."""
     steps, window = query.steps, query.window
     n = len(steps)
     firsts = step_times[0]
     best: list[timedelta] = []
     for r1 in _starts(firsts, query):
-        t0 = firsts[r1]
+        previous = firsts[r1]
+        t0 = _parse(previous)
         limit = t0 + window
-        _record(best, 0, timedelta(0))
+        _record(best, 0, _ZERO)
         following = {steps[0]: r1 + 1}  # per name: lowest index still unused
-        previous = t0
         for k in range(1, n):
             times = step_times[k]
             j = bisect_left(times, previous, following.get(steps[k], 0))
-            if j == len(times) or times[j] > limit:
+            if j == len(times):
+                break
+            reached = _parse(times[j])
+            if reached > limit:
                 break
             following[steps[k]] = j + 1
             previous = times[j]
-            _record(best, k, previous - t0)
+            _record(best, k, reached - t0)
         if _done(best, n):
             break
     return best
 
 
-def _any(step_times: list[list[datetime]], query: _Query) -> list[timedelta]:
+def _any(step_times: Sequence[Sequence[str]], query: _Query) -> list[timedelta]:
     """Per start: steps 2..k need, for each name, as many distinct events at or after the start
     (within the window) as they mention it; taking each name's earliest ones minimizes the
     latest, so step k's time is the c-th earliest event of its name, c = its occurrence."""
@@ -259,20 +312,24 @@ def _any(step_times: list[list[datetime]], query: _Query) -> list[timedelta]:
     firsts = step_times[0]
     best: list[timedelta] = []
     for r1 in _starts(firsts, query):
-        t0 = firsts[r1]
+        start = firsts[r1]
+        t0 = _parse(start)
         limit = t0 + window
-        _record(best, 0, timedelta(0))
+        _record(best, 0, _ZERO)
         base = {steps[0]: r1 + 1}  # per name: index of its first usable event
-        latest = timedelta(0)
+        latest = _ZERO
         for k in range(1, n):
             times = step_times[k]
             first = base.get(steps[k])
             if first is None:
-                first = base[steps[k]] = bisect_left(times, t0)
+                first = base[steps[k]] = bisect_left(times, start)
             j = first + occurrence[k] - 1
-            if j >= len(times) or times[j] > limit:
+            if j >= len(times):
                 break
-            latest = max(latest, times[j] - t0)
+            reached = _parse(times[j])
+            if reached > limit:
+                break
+            latest = max(latest, reached - t0)
             _record(best, k, latest)
         if _done(best, n):
             break

@@ -20,7 +20,9 @@ from mysoulmate.analytics.funnel import (
     FunnelReport,
     build_report,
     compute_funnel,
+    compute_funnel_times,
     names_needed,
+    reads_step_times,
 )
 from mysoulmate.analytics.perf import PerfFilter, ScreensQuery
 from mysoulmate.analytics.perf_models import Metric, PerfSummary, SlowScreens
@@ -79,14 +81,15 @@ def parse_steps(text: str | None) -> list[str]:
 def funnel_report(
     store: EventStore, steps: list[str], span: DateRange, window: timedelta, order: Order
 ) -> FunnelReport:
-    candidates = store.funnel_candidates(
-        steps[0],
-        span.first_moment,
-        span.last_moment,
-        span.last_moment + window,
-        names_needed(steps, order),
-    )
-    tally = compute_funnel(candidates, steps, span.first_moment, span.last_moment, window, order)
+    first, last, until = span.first_moment, span.last_moment, span.last_moment + window
+    if reads_step_times(order):  # ordered, any: the step events alone, one ordered pass
+        times = store.funnel_step_times(steps[0], first, last, until, frozenset(steps))
+        tally = compute_funnel_times(times, steps, first, last, window, order)
+    else:  # strict: every event of the users with a start (any event breaks a chain)
+        candidates = store.funnel_candidates(
+            steps[0], first, last, until, names_needed(steps, order)
+        )
+        tally = compute_funnel(candidates, steps, first, last, window, order)
     return build_report(
         tally, steps=steps, order=order, from_=span.start, to=span.end, window=window
     )

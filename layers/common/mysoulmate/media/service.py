@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from mysoulmate.media import rules, signing
-from mysoulmate.observability.signals import count, observe
 from mysoulmate.media.errors import ImageNotFoundError, ImageTooLargeError
 from mysoulmate.media.rules import Fit, Limits, OutputFormat, PresetName
+from mysoulmate.observability.signals import count, observe
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -241,11 +241,7 @@ class DynamoReads:
         first_from, first_to = _utc(starts_from), _utc(starts_to)
         if first_from > first_to:
             return
-        candidates: set[str] = set()
-        for _, item in self._day_items(
-            first_from.date(), first_to.date(), "USERS#", event=first_event
-        ):
-            candidates.update(item.get("users", {}).get("SS", []))
+        candidates = self._funnel_users(first_event, first_from, first_to)
         lo, to_key, until_key = time_key(first_from), time_key(first_to), _utc_key(until)
         bounds = (lo, max(to_key, until_key) + "$")
         for user_id in sorted(candidates):
@@ -256,6 +252,61 @@ class DynamoReads:
                 user_id,
                 [p for p in points if p.ts <= until_key and (events is None or p.event in events)],
             )
+
+    def funnel_step_times(
+        self,
+        first_event: str,
+        starts_from: datetime,
+        starts_to: datetime,
+        until: datetime,
+        events: frozenset[str],
+    ) -> Iterator[tuple[str, dict[str, list[str]]]]:
+        """The candidates of `funnel_candidates` (the day user sets of ``first_event``), each
+        read with one ByUserTime Query as there: no index spans users by time, and one keyed
+        by (user, event) would cost a write on every event to save reads that the user's own
+        partition already makes small. The Query's filter keeps only step events, so only they
+        cross the network and get parsed (DynamoDB still reads, and bills, the range)."""
+        names = sorted(events)
+        first_from, first_to = _utc(starts_from), _utc(starts_to)
+        if first_from > first_to or not names:
+            return
+        candidates = self._funnel_users(first_event, first_from, first_to)
+        bounds = (time_key(first_from), _utc_key(until) + "$")
+        for user_id in sorted(candidates):
+            times: dict[str, list[str]] = {}
+            for ts, name in self._named_times(user_id, bounds, names):
+                times.setdefault(name, []).append(ts)
+            yield user_id, times
+
+    def _funnel_users(self, first_event: str, first_from: datetime, first_to: datetime) -> set[str]:
+        """Everyone with a ``first_event`` event on a day of [first_from, first_to]."""
+        users: set[str] = set()
+        for _, item in self._day_items(
+            first_from.date(), first_to.date(), "USERS#", event=first_event
+        ):
+            users.update(item.get("users", {}).get("SS", []))
+        return users
+
+    def _named_times(
+        self, user_id: str, bounds: tuple[str, str], names: list[str]
+    ) -> Iterator[tuple[str, str]]:
+        """(time key, name) of the user's events named in ``names`` within index bounds,
+        oldest first."""
+        query = _user_time_condition(user_pk(user_id), bounds)
+        marks = [f":n{i}" for i in range(len(names))]
+        query["ExpressionAttributeNames"] = {"#event": "event"}
+        query["ExpressionAttributeValues"].update(
+            {mark: {"S": name} for mark, name in zip(marks, names, strict=True)}
+        )
+        for item in self._query_all(
+            TableName=self._table,
+            IndexName=BY_USER_TIME,
+            ScanIndexForward=True,
+            ProjectionExpression="gsi1sk, #event",
+            FilterExpression=f"#event IN ({', '.join(marks)})",
+            **query,
+        ):
+            yield item["gsi1sk"]["S"].partition("#")[0], item["event"]["S"]
 
     # -- audit ----------------------------------------------------------------------------
 

@@ -8,10 +8,11 @@ audit pages.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Collection, Iterator
-from contextlib import AbstractContextManager
+from collections.abc import Collection, Generator, Iterator
+from contextlib import AbstractContextManager, closing
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Any
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any, cast
 
 from psycopg import sql
 
@@ -40,6 +41,15 @@ from mysoulmate.storage.postgres.rows import (
 )
 
 FUNNEL_FETCH_ROWS = 2000
+# `ports.time_key` in to_char's words (on the UTC wall time): the keys the funnel engine compares.
+_TIME_KEY_FORMAT = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
+
+
+def _stream(cur: Any, query: Any, params: Any) -> Generator[tuple[Any, ...], None, None]:
+    """`Cursor.stream` (a generator, typed as an iterator), to be closed by the caller."""
+    return cast(
+        "Generator[tuple[Any, ...], None, None]", cur.stream(query, params, size=FUNNEL_FETCH_ROWS)
+    )
 
 
 class PostgresReads:
@@ -111,7 +121,9 @@ class PostgresReads:
             for ts, event, mid, sid in rows
         ]
 
-    def session_marks(self, users: Collection[str]) -> dict[str, SessionMark]:
+    def session_marks(
+        self, users: Collection[str], identified: Collection[str] = ()
+    ) -> dict[str, SessionMark]:
         wanted = sorted({u for u in users if _storable_text(u)})
         if not wanted:
             return {}
@@ -227,8 +239,14 @@ class PostgresReads:
             "all": names is None,
             "names": names or [],
         }
-        with self._conn() as conn, conn.cursor() as cur:
-            rows = cur.stream(query, params, size=FUNNEL_FETCH_ROWS)
+        # closing(): a stream left early (the caller stopped or failed) is ended here, which
+        # cancels the query; else its lock on the connection outlives it and a pool's
+        # rollback of the returned connection waits on that lock forever.
+        with (
+            self._conn() as conn,
+            conn.cursor() as cur,
+            closing(_stream(cur, query, params)) as rows,
+        ):
             for user_id, group in itertools.groupby(rows, key=lambda r: r[0]):
                 yield (
                     user_id,
@@ -237,6 +255,43 @@ class PostgresReads:
                         for _, ts, event, mid in group
                     ],
                 )
+
+    def funnel_step_times(
+        self,
+        first_event: str,
+        starts_from: datetime,
+        starts_to: datetime,
+        until: datetime,
+        events: frozenset[str],
+    ) -> Iterator[tuple[str, dict[str, list[str]]]]:
+        """One query streamed in user order: per step name, an index-only scan of
+        `events_by_name_user_time` aggregated per user (their time keys), the names merged
+        by user id (a Merge Append, no sort)."""
+        names = sorted(e for e in events if _storable_text(e))
+        if not names or not _storable_text(first_event):
+            return
+        arm = sql.SQL(
+            "(SELECT user_id, event, string_agg(to_char(ts AT TIME ZONE 'UTC', {key}), ',') "
+            "FROM events WHERE event IS NOT NULL AND event = {name} "
+            "AND ts BETWEEN %(from)s AND %(until)s GROUP BY user_id, event)"
+        )
+        query = sql.SQL("{} ORDER BY user_id").format(
+            sql.SQL(" UNION ALL ").join(
+                arm.format(key=sql.Literal(_TIME_KEY_FORMAT), name=sql.Literal(name))
+                for name in names
+            )
+        )
+        params = {"from": _utc(starts_from), "until": _utc(until)}
+        with (  # closing(): as in funnel_candidates
+            self._conn() as conn,
+            conn.cursor() as cur,
+            closing(_stream(cur, query, params)) as rows,
+        ):
+            for user_id, group in itertools.groupby(rows, key=itemgetter(0)):
+                times = {name: joined.split(",") for _, name, joined in group}
+                for keys in times.values():
+                    keys.sort()  # the scan's order, but string_agg does not promise it
+                yield user_id, times
 
     # -- audit -------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import weakref
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -30,6 +30,7 @@ from mysoulmate.analytics.ports import (
     ErasureResult,
     LinkResult,
     MessageKey,
+    ProfileResults,
     ProfileUpdate,
     StorageUnavailableError,
     StoreResult,
@@ -56,6 +57,7 @@ from mysoulmate.storage.postgres.rows import (
     _storable_text,
     _utc,
 )
+from mysoulmate.storage.profile_updates import update_each
 
 PROFILE_ATTEMPTS = 5
 _STAGE_DDL = "CREATE TEMP TABLE IF NOT EXISTS events_stage (LIKE events) ON COMMIT DELETE ROWS"
@@ -223,6 +225,11 @@ class PostgresEventStore(PostgresReads, PostgresPerf):
             raise
         self._staged.add(conn)
         return set(new_keys), erased
+
+    def update_profiles(
+        self, updates: Mapping[str, tuple[ProfileUpdate, datetime]]
+    ) -> ProfileResults:
+        return update_each(self, updates)
 
     def update_profile(
         self, user_id: str, update: ProfileUpdate, *, received_at: datetime | None = None

@@ -31,6 +31,8 @@ CREATE TABLE IF NOT EXISTS events (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS events_by_user_time ON events (user_id, ts DESC, message_id DESC);
 CREATE INDEX IF NOT EXISTS events_by_name_time ON events (event, ts);
+-- Funnels (`funnel_step_times`): one step's events in user order, each user's oldest first.
+CREATE INDEX IF NOT EXISTS events_by_name_user_time ON events (event, user_id, ts);
 CREATE TABLE IF NOT EXISTS profiles (
     user_id TEXT PRIMARY KEY,
     doc     TEXT NOT NULL,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from mysoulmate.analytics.ports import (
     ErasureResult,
     EventPoint,
     LinkResult,
+    ProfileResults,
     ProfileUpdate,
     RevenueRow,
     SessionRow,
@@ -42,7 +43,8 @@ from mysoulmate.analytics.ports import (
 from mysoulmate.analytics.rollups import RollupDelta, rollup_delta, split_session_rows
 from mysoulmate.storage import bitmap
 from mysoulmate.storage.paging import decode_cursor, next_page_cursor
-from mysoulmate.storage.sqlite import identity, user_sets
+from mysoulmate.storage.profile_updates import update_each
+from mysoulmate.storage.sqlite import funnel_reads, identity, user_sets
 from mysoulmate.storage.sqlite.connection import (
     CHUNK,
     open_sqlite,
@@ -168,6 +170,11 @@ class SqliteEventStore(SqlitePerf):
                 )
             )
 
+    def update_profiles(
+        self, updates: Mapping[str, tuple[ProfileUpdate, datetime]]
+    ) -> ProfileResults:
+        return update_each(self, updates)
+
     def update_profile(
         self, user_id: str, update: ProfileUpdate, *, received_at: datetime | None = None
     ) -> Profile | None:
@@ -238,7 +245,9 @@ class SqliteEventStore(SqlitePerf):
         )
         return [EventPoint(*row) for row in rows]
 
-    def session_marks(self, users: Collection[str]) -> dict[str, SessionMark]:
+    def session_marks(
+        self, users: Collection[str], identified: Collection[str] = ()
+    ) -> dict[str, SessionMark]:
         with self._lock:
             rows = rows_by_key(
                 self._conn, "session_marks", "user_id", "session_id, start, last", sorted(users)
@@ -331,6 +340,16 @@ class SqliteEventStore(SqlitePerf):
                 points.append(EventPoint(ts, name, mid))
             if current is not None:
                 yield current, points
+
+    def funnel_step_times(
+        self,
+        first_event: str,
+        starts_from: datetime,
+        starts_to: datetime,
+        until: datetime,
+        events: frozenset[str],
+    ) -> Iterator[tuple[str, dict[str, list[str]]]]:
+        return funnel_reads.step_times(self._read, events, starts_from, until)
 
     # -- GDPR ---------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """Client performance telemetry: sketch counters and the ledger of counted perf messages.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2027-01-05
 
 ``perf_counters`` holds one row per (cell, bucket) of the quantile sketches
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0009"
-down_revision: str | Sequence[str] | None = "0007"
+down_revision: str | Sequence[str] | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
