@@ -1,6 +1,6 @@
 """perf: client performance telemetry (issue 19, item 4): measurements ingested per second by
 the consumer, summary latency as measurements pile up, measurements accepted per second over
-HTTP. SQLite (a temporary file) and PostgreSQL (a scratch database `mysoulmate_bench_<hex>`,
+HTTP. SQLite (temporary files) and PostgreSQL (scratch databases `mysoulmate_bench_<hex>`,
 migrated to head, dropped at the end even on failure; `BENCH_POSTGRES`, default
 host=127.0.0.1 user=postgres dbname=test).
 
@@ -28,19 +28,21 @@ of their own, so dated by the batch).
    Every round starts from empty tables. Also: counter rows stored vs measurements.
 2. **Summary latency vs measurements stored.** `analytics.perf.perf_summary` for the most
    visited screen's `render` over 30 days (overall, per app version, per day and app version)
-   after 100k and after 1M measurements (`--quick`: 10k and 100k) spread over those 30 days,
-   on both backends. Loaded with `record_perf` in batches of 100 messages (what `flush` calls)
-   and, for the floor, the same measurements into `perf_raw` (SQLite executemany, PostgreSQL
-   COPY); PostgreSQL gets `VACUUM ANALYZE`. Floor, same stores, interleaved: the exact
-   figures over the raw rows of the same screen: PostgreSQL one query, `percentile_cont` with
-   count and avg over GROUPING SETS ((), (version), (day, version)); SQLite the rows fetched
-   ordered by value (ORDER BY) and grouped and read off in Python. Checked: same counts, the
-   sketch's overall p50/p90/p99 within its 1 % of the exact ones (+0.5 % for interpolation).
-   Median of 7 runs after 1 warm-up (`--quick`: 3). The point: the summary's cost follows
-   days x buckets (the counter rows read, reported), not measurements; the 1M ÷ 100k ratio of
-   each side says how it scales.
+   with 100k and with 1M measurements stored (`--quick`: 10k and 100k) spread over those 30
+   days, on both backends; each size has its own SQLite files and scratch database, so both
+   sizes are timed together. Loaded with `record_perf` in batches of 100 messages (what
+   `flush` calls) and, for the floor, the same measurements into `perf_raw` (SQLite
+   executemany, PostgreSQL COPY); PostgreSQL gets `VACUUM ANALYZE`. Floor, same stores: the
+   exact figures over the raw rows of the same screen: PostgreSQL one query,
+   `percentile_cont` with count and avg over GROUPING SETS ((), (version), (day, version));
+   SQLite the rows fetched ORDER BY value, grouped and read off in Python. Checked: same
+   counts, the sketch's overall p50/p90/p99 within its 1 % of the exact ones (+0.5 % for
+   interpolation). Median of 7 runs after 1 warm-up (`--quick`: 3), the 8 calls (2 sizes x 2
+   backends x sketch/floor) interleaved, order rotated each run. The summary's cost follows
+   the counter rows it reads (reported; they stop growing once a cell's buckets fill), the
+   floor's the measurements: the 1M ÷ 100k ratio of each says how it scales.
 3. **HTTP accept, measurements/s.** `POST /api/v1/perf`, 100 measurements per request (about
-   5.5 KB), through `mysoulmate.runtime.server.create_server_app()` in process over httpx's
+   6 KB), through `mysoulmate.runtime.server.create_server_app()` in process over httpx's
    ASGITransport (`AUTH_MODE=jwt`, an HS256 bearer token, SQLite, the local durable queue in
    a temporary DATA_DIR on disk, `WORKER_ENABLED=false`, rate limits out of reach), 4
    concurrent senders (as `bench/ingest.py` uses 4 clients; the queue's group commit shares
