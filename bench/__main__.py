@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._common import ROOT, machine, merge_results, source_state
+from bench.goals import print_goals
 
 BENCHMARKS = {
     "cold_start": (
@@ -91,6 +92,9 @@ def main() -> int:
     if results:
         path = merge_results(results)
         print(f"results: {path.relative_to(ROOT)}")
+        print()
+        missed = print_goals(json.loads(path.read_text())["benchmarks"])
+        print(f"\n{missed} goal(s) missed")
     return 1 if failed else 0
 
 
