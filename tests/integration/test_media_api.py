@@ -239,19 +239,29 @@ def sample(text: str, name: str, **labels: str) -> float:
 
 
 def test_metrics_tell_renders_from_cache_hits_and_304s(client: TestClient, originals: Path) -> None:
+    from mysoulmate.observability.prometheus import exposition
+
+    total = "mysoulmate_image_requests_total"
+    counted = {
+        "rendered": (total, {"outcome": "rendered", "format": "webp"}),
+        "cache_hit": (total, {"outcome": "cache_hit", "format": "webp"}),
+        "not_modified": (total, {"outcome": "not_modified", "format": "webp"}),
+        "renders": ("mysoulmate_image_render_seconds_count", {"format": "webp"}),
+    }
+    # The process's counters outlive a test: compare before and after.
+    before = exposition().decode()
     put(originals, "m.jpg", images.photo())
     first = client.get(f"{URL}/m.jpg?w=128", headers=WEBP)
     client.get(f"{URL}/m.jpg?w=128", headers=WEBP)
     client.get(f"{URL}/m.jpg?w=128", headers={**WEBP, "If-None-Match": first.headers["etag"]})
-    from mysoulmate.observability.prometheus import exposition
-
-    text = exposition().decode()
-    total = "mysoulmate_image_requests_total"
-    assert sample(text, total, outcome="rendered", format="webp") == 1
-    assert sample(text, total, outcome="cache_hit", format="webp") == 1
-    assert sample(text, total, outcome="not_modified", format="webp") == 1
-    assert sample(text, "mysoulmate_image_render_seconds_count", format="webp") == 1
-    assert sample(text, "mysoulmate_image_render_seconds_sum", format="webp") > 0
+    after = exposition().decode()
+    added = {
+        name: sample(after, family, **labels) - sample(before, family, **labels)
+        for name, (family, labels) in counted.items()
+    }
+    assert added == {"rendered": 1, "cache_hit": 1, "not_modified": 1, "renders": 1}
+    render_sum = "mysoulmate_image_render_seconds_sum"
+    assert sample(after, render_sum, format="webp") > sample(before, render_sum, format="webp")
 
 
 def test_a_replaced_original_gets_new_derivatives(client: TestClient, originals: Path) -> None:

@@ -22,6 +22,7 @@ import math
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -270,7 +271,7 @@ class StoreFiguresCollector(Collector):
         self._ttl = ttl
         self._clock = clock
         self._own_sources = sources  # None: whatever the composition root registered
-        self._cached: tuple[int, float, Any] | None = None
+        self._cached: tuple[Callable[[], object], float, Any] | None = None
         self._lock = threading.Lock()
 
     def source(self, sources: ScrapeSources) -> Callable[[Any], Any] | None:
@@ -285,7 +286,9 @@ class StoreFiguresCollector(Collector):
             store = sources.store()
             now = self._clock()
             cached = self._cached
-            if cached is not None and cached[0] == id(store) and now - cached[1] < self._ttl:
+            # The store itself (weakly), not its id: a new store may reuse a freed one's id.
+            same = cached is not None and cached[0]() is store
+            if cached is not None and same and now - cached[1] < self._ttl:
                 return cached[2]
             try:
                 figures = compute(store)
@@ -293,9 +296,17 @@ class StoreFiguresCollector(Collector):
                 from mysoulmate.observability.powertools import get_logger
 
                 get_logger().warning("%s unavailable for /metrics", self.what, exc_info=True)
-                return cached[2] if cached is not None and cached[0] == id(store) else None
-            self._cached = (id(store), now, figures)
+                return cached[2] if cached is not None and same else None
+            self._cached = (_weak(store), now, figures)
             return figures
+
+
+def _weak(store: object) -> Callable[[], object]:
+    """A weak reference to the store (or to nothing, for stores that take none)."""
+    try:
+        return weakref.ref(store)
+    except TypeError:
+        return lambda: None
 
 
 class ActiveUsersCollector(StoreFiguresCollector):
