@@ -1,5 +1,13 @@
 """Shared fixtures: an isolated environment per test, the PostgreSQL test database and store,
-and the HTTP client over the server app."""
+and the HTTP client over the server app.
+
+The suite runs under pytest-xdist (addopts in pyproject.toml), tests handed out one at a time
+to a worker process per core. What a test uses outside its process is therefore its own or
+per worker: a temporary DATA_DIR, a free port, a scratch database (one migrated database per
+worker session, below), RabbitMQ queues named per test, moto inside the worker. Tests that
+must share something else run on one worker, marked ``@pytest.mark.xdist_group(name)``: the
+Redis database of the rate-limit tests, the schemathesis draw cache of the API contract.
+"""
 
 from __future__ import annotations
 
@@ -167,7 +175,8 @@ def reset_process_state() -> None:
 
 @pytest.fixture(scope="session")
 def postgres_database() -> Iterator[str]:
-    """The conninfo of a database migrated to head, shared by the whole session."""
+    """The conninfo of a database migrated to head, shared by the whole session (one per
+    pytest-xdist worker: its name is random)."""
     from mysoulmate.storage.postgres.migrate import migrate
 
     with scratch_database() as conninfo:

@@ -48,6 +48,12 @@ def api_schema(monkeypatch: pytest.MonkeyPatch) -> schemathesis.BaseSchema:
     return schemathesis.openapi.from_asgi("/api-docs.json", create_server_app())
 
 
+# Under pytest-xdist both tests run on one worker: schemathesis caches its coverage-phase draws
+# per process (boundary-length strings from the name patterns take most of a minute), so the
+# second test reuses what the first drew instead of paying for it again on another worker.
+# That minute is CPU: beside the other worker's tests it can take three, hence the timeout.
+pytestmark = [pytest.mark.xdist_group("schemathesis-coverage-cache"), pytest.mark.timeout(600)]
+
 schema = schemathesis.pytest.from_fixture("api_schema")
 EXAMPLES = settings(
     max_examples=25,

@@ -123,6 +123,9 @@ def redis_available() -> None:
         pytest.skip(f"Redis is not reachable at {REDIS_URL}: {exc}")
 
 
+# Both tests empty Redis database 15 and reuse bucket keys: under pytest-xdist they run on one
+# worker, one after the other.
+@pytest.mark.xdist_group("redis-db-15")
 def test_two_pods_share_one_bucket_through_redis(redis_available: None) -> None:
     limit = Limit("ingest", rate=0.001, burst=5)
 
@@ -139,6 +142,7 @@ def test_two_pods_share_one_bucket_through_redis(redis_available: None) -> None:
     assert asyncio.run(scenario()) == [True] * 5 + [False] * 3
 
 
+@pytest.mark.xdist_group("redis-db-15")
 def test_the_server_uses_redis_when_told(
     redis_available: None, monkeypatch: pytest.MonkeyPatch, make_client: MakeClient
 ) -> None:

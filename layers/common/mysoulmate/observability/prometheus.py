@@ -22,12 +22,10 @@ import math
 import os
 import threading
 import time
-import weakref
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -40,51 +38,19 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from mysoulmate.observability.scrape_sources import QueueDepth as QueueDepth
+from mysoulmate.observability.scrape_sources import ScrapeSources as ScrapeSources
+from mysoulmate.observability.scrape_sources import current_sources
+from mysoulmate.observability.scrape_sources import register_sources as register_sources
 from mysoulmate.observability.signal_catalog import SIGNALS, Signal
+from mysoulmate.observability.store_figures import ActiveUsersCollector as ActiveUsersCollector
+from mysoulmate.observability.store_figures import PerfRegressionCollector
 
 # No `<name>_created` series: they double the series count and no rule or panel reads them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # The classic text format every Prometheus version and prometheus_client's parser read.
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
-ACTIVE_USERS_TTL_SECONDS = 60.0
-
-
-class QueueDepth(Protocol):
-    """What the queue collector reads from the local durable queue."""
-
-    def depth(self) -> tuple[int, int]: ...
-    def oldest_sent_at(self) -> float | None: ...
-
-
-def _nothing() -> None:
-    return None
-
-
-@dataclass
-class ScrapeSources:
-    """Where the figures read at scrape time come from. Observability sits below storage,
-    the queue and the domains, so the composition root hands these in at start-up
-    (`register_sources`); until then those families have no samples."""
-
-    local_queue: Callable[[], QueueDepth | None] = _nothing
-    pool_stats: Callable[[], dict[str, int] | None] = _nothing
-    # (the store, so the cache is per store; its active users by window, from the rollups)
-    store: Callable[[], object | None] = _nothing
-    active_users: Callable[[Any], dict[str, int]] | None = None
-    # (the store → every screen's latest p90 render time and change, `perf.ScreenChange`s)
-    perf_screens: Callable[[Any], list[Any]] | None = None
-    catalog_counts: Callable[[], tuple[int, int]] = lambda: (0, 0)  # (hits, misses)
-    # Each provider's local forward queue (the laptop shape), by provider name.
-    forward_queues: Callable[[], dict[str, QueueDepth]] = dict
-
-
-_sources = ScrapeSources()
-
-
-def register_sources(sources: ScrapeSources) -> None:
-    global _sources
-    _sources = sources
 
 
 def multiprocess_dir() -> Path | None:
@@ -158,7 +124,7 @@ class CatalogCacheSync:
         self._lock = threading.Lock()
 
     def sync(self) -> None:
-        hits, misses = _sources.catalog_counts()
+        hits, misses = current_sources().catalog_counts()
         if (hits, misses) == self._seen:
             return
         with self._lock:
@@ -174,7 +140,7 @@ class QueueCollector(Collector):
     """Depth and age of the local durable queue, read when scraped (SQS: CloudWatch has them)."""
 
     def collect(self) -> Iterator[Metric]:
-        queue = _sources.local_queue()
+        queue = current_sources().local_queue()
         if queue is None:
             return
         waiting, dead = queue.depth()
@@ -219,7 +185,7 @@ class ForwardQueueCollector(Collector):
             labels=["provider"],
         )
         now = time.time()
-        for provider, queue in sorted(_sources.forward_queues().items()):
+        for provider, queue in sorted(current_sources().forward_queues().items()):
             queued, dead_letters = queue.depth()
             sent = queue.oldest_sent_at()
             waiting.add_metric([provider], queued)
@@ -245,7 +211,7 @@ class StoragePoolCollector(Collector):
             "Requests queued for a PostgreSQL connection.",
             labels=(),
         )
-        stats = _sources.pool_stats()
+        stats = current_sources().pool_stats()
         if stats is not None:
             connections.add_metric(("max",), stats.get("pool_max", 0))
             connections.add_metric(("open",), stats.get("pool_size", 0))
@@ -253,120 +219,6 @@ class StoragePoolCollector(Collector):
             waiting.add_metric((), stats.get("requests_waiting", 0))
         yield connections
         yield waiting
-
-
-class StoreFiguresCollector(Collector):
-    """Figures computed from storage at scrape time, cached for ``ttl`` seconds: a scrape every
-    15 s must not re-read a month of rollups. The cache belongs to one store (tests and
-    `reset_backends` build new ones). Subclasses name their source and shape the families."""
-
-    what = "figures"
-
-    def __init__(
-        self,
-        ttl: float = ACTIVE_USERS_TTL_SECONDS,
-        clock: Callable[[], float] = time.monotonic,
-        sources: ScrapeSources | None = None,
-    ) -> None:
-        self._ttl = ttl
-        self._clock = clock
-        self._own_sources = sources  # None: whatever the composition root registered
-        self._cached: tuple[Callable[[], object], float, Any] | None = None
-        self._lock = threading.Lock()
-
-    def source(self, sources: ScrapeSources) -> Callable[[Any], Any] | None:
-        raise NotImplementedError
-
-    def figures(self) -> Any:
-        sources = self._own_sources or _sources
-        compute = self.source(sources)
-        if compute is None:
-            return None
-        with self._lock:
-            store = sources.store()
-            now = self._clock()
-            cached = self._cached
-            # The store itself (weakly), not its id: a new store may reuse a freed one's id.
-            same = cached is not None and cached[0]() is store
-            if cached is not None and same and now - cached[1] < self._ttl:
-                return cached[2]
-            try:
-                figures = compute(store)
-            except Exception:  # noqa: BLE001 - a scrape must not fail on a storage hiccup
-                from mysoulmate.observability.powertools import get_logger
-
-                get_logger().warning("%s unavailable for /metrics", self.what, exc_info=True)
-                return cached[2] if cached is not None and same else None
-            self._cached = (_weak(store), now, figures)
-            return figures
-
-
-def _weak(store: object) -> Callable[[], object]:
-    """A weak reference to the store (or to nothing, for stores that take none)."""
-    try:
-        return weakref.ref(store)
-    except TypeError:
-        return lambda: None
-
-
-class ActiveUsersCollector(StoreFiguresCollector):
-    """Distinct active users today and over the last 7 and 30 UTC days, from the rollups."""
-
-    what = "active users"
-
-    def source(self, sources: ScrapeSources) -> Callable[[Any], Any] | None:
-        return sources.active_users
-
-    def collect(self) -> Iterator[Metric]:
-        figures: dict[str, int] | None = self.figures()
-        if figures is None:
-            return
-        family = GaugeMetricFamily(
-            "mysoulmate_active_users",
-            "Distinct users with a track event in the window (UTC days, today included).",
-            labels=("window",),
-        )
-        for window, users in figures.items():
-            family.add_metric((window,), users)
-        yield family
-
-
-class PerfRegressionCollector(StoreFiguresCollector):
-    """Each screen's p90 render time in its latest app version, its change since the version
-    before, and whether that change is a regression (PERF_REGRESSION_THRESHOLD), from the
-    perf sketches of the last PERF_REGRESSION_DAYS days. The families are always declared."""
-
-    what = "perf regressions"
-
-    def source(self, sources: ScrapeSources) -> Callable[[Any], Any] | None:
-        return sources.perf_screens
-
-    def collect(self) -> Iterator[Metric]:
-        labels = ("screen", "platform", "version")
-        p90 = GaugeMetricFamily(
-            "mysoulmate_perf_render_p90_milliseconds",
-            "p90 render time of a screen in its latest app version (sketch, 1 % accuracy).",
-            labels=labels,
-        )
-        change = GaugeMetricFamily(
-            "mysoulmate_perf_render_p90_change_ratio",
-            "p90 render time of the latest app version / the previous version's, minus 1.",
-            labels=(*labels, "previous"),
-        )
-        regressed = GaugeMetricFamily(
-            "mysoulmate_perf_render_regressed",
-            "1 when the screen's p90 render time grew by more than PERF_REGRESSION_THRESHOLD.",
-            labels=labels,
-        )
-        for screen in self.figures() or ():
-            key = (screen.name, screen.platform, screen.appVersion)
-            p90.add_metric(key, screen.p90)
-            regressed.add_metric(key, 1.0 if screen.regressed else 0.0)
-            if screen.change is not None:
-                change.add_metric((*key, screen.previousVersion or ""), screen.change)
-        yield p90
-        yield change
-        yield regressed
 
 
 class WorkerProcessesCollector(Collector):
