@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from mysoulmate.analytics.bulkheads import QUEUE
 from mysoulmate.analytics.models import QueuedMessage
 from mysoulmate.analytics.normalize import corrected_timestamp
 from mysoulmate.analytics.perf_models import (
@@ -32,9 +31,10 @@ from mysoulmate.analytics.perf_models import (
     VersionQuantiles,
 )
 from mysoulmate.analytics.perf_sketch import RELATIVE_ACCURACY, PerfRow, Tally
-from mysoulmate.analytics.ports import MessageQueue, PerfStore, QueueError
+from mysoulmate.analytics.ports import MessageQueue, PerfStore
+from mysoulmate.analytics.service import enqueue
 from mysoulmate.analytics.validation import Problem, check_timestamp
-from mysoulmate.core.errors import DependencyUnavailableError, InvalidRequestError
+from mysoulmate.core.errors import InvalidRequestError
 from mysoulmate.core.principal import Principal
 from mysoulmate.core.settings import get_settings
 from mysoulmate.observability import count
@@ -109,12 +109,7 @@ def _time_error(kind: str, where: str, moment: str, **params: Any) -> InvalidReq
 
 async def accept_perf(message: QueuedMessage, queue: MessageQueue) -> PerfAccepted:
     """Accepted means durable: the 202 is sent only after the queue has the batch."""
-    try:
-        await QUEUE.run(queue.send, message.model_dump_json(exclude_none=True))
-    except QueueError:
-        raise DependencyUnavailableError(
-            code="queue_unavailable", headers={"Retry-After": "1"}
-        ) from None
+    await enqueue(message, queue)
     measurements = len(message.properties["measurements"])
     count("PerfMeasurementsAccepted", measurements)
     return PerfAccepted(messageId=message.messageId, measurements=measurements)

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from mysoulmate.analytics.bulkheads import QUEUE
 from mysoulmate.analytics.client_models import Accepted, IdentifyRequest, TrackRequest
+from mysoulmate.analytics.models import QueuedMessage
 from mysoulmate.analytics.normalize import queued_message
 from mysoulmate.analytics.pii import PiiPolicy
 from mysoulmate.analytics.ports import MessageQueue, QueueError
@@ -13,6 +14,17 @@ from mysoulmate.core.errors import DependencyUnavailableError
 from mysoulmate.core.principal import Principal
 from mysoulmate.core.settings import get_settings
 from mysoulmate.observability import count
+
+
+async def enqueue(message: QueuedMessage, queue: MessageQueue) -> None:
+    """Return only once the queue has the message durably; a queue that cannot take it is
+    the 503 envelope with Retry-After (the client retries with the same messageId)."""
+    try:
+        await QUEUE.run(queue.send, message.model_dump_json(exclude_none=True))
+    except QueueError:
+        raise DependencyUnavailableError(
+            code="queue_unavailable", headers={"Retry-After": "1"}
+        ) from None
 
 
 async def accept(
@@ -27,11 +39,6 @@ async def accept(
     message = queued_message(
         request, principal, datetime.now(UTC), request_id, settings.max_future_seconds, pii
     )
-    try:
-        await QUEUE.run(queue.send, message.model_dump_json(exclude_none=True))
-    except QueueError:
-        raise DependencyUnavailableError(
-            code="queue_unavailable", headers={"Retry-After": "1"}
-        ) from None
+    await enqueue(message, queue)
     count("EventsAccepted" if message.type == "track" else "IdentifiesAccepted")
     return Accepted(messageId=message.messageId)

@@ -30,7 +30,7 @@ from mysoulmate.api import examples, segment_docs
 from mysoulmate.api import segment as segment_api
 from mysoulmate.api.auth import current_principal
 from mysoulmate.api.dependencies import get_erasure_hooks, get_queue, get_store
-from mysoulmate.api.params import STEPS_PATTERN, IsoDate
+from mysoulmate.api.params import STEPS_PATTERN, From, To
 from mysoulmate.api.rate_limit import limit_ingest, limit_read
 from mysoulmate.api.responses import (
     ADMIN,
@@ -59,10 +59,6 @@ READ = [Depends(limit_read)]
 Queue = Annotated[MessageQueue, Depends(get_queue)]
 Store = Annotated[EventStore, Depends(get_store)]
 UserIdPath = Annotated[str, Path(alias="userId", min_length=1, max_length=255)]
-From = Annotated[
-    IsoDate | None, Query(alias="from", description="First UTC day (inclusive), YYYY-MM-DD.")
-]
-To = Annotated[IsoDate | None, Query(alias="to", description="Last UTC day (inclusive).")]
 Cursor = Annotated[str | None, Query(max_length=2048)]
 
 

@@ -6,6 +6,7 @@ import re
 from datetime import date
 from typing import Annotated, Any
 
+from fastapi import Query
 from pydantic import BeforeValidator
 from pydantic_core import PydanticCustomError
 
@@ -22,3 +23,8 @@ def _iso_date(value: Any) -> Any:
 
 
 IsoDate = Annotated[date, BeforeValidator(_iso_date)]
+# The report ranges' bounds (`from` is a keyword in Python, hence the alias).
+From = Annotated[
+    IsoDate | None, Query(alias="from", description="First UTC day (inclusive), YYYY-MM-DD.")
+]
+To = Annotated[IsoDate | None, Query(alias="to", description="Last UTC day (inclusive).")]

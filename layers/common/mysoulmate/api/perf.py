@@ -22,7 +22,7 @@ from mysoulmate.analytics.ports import EventStore, MessageQueue
 from mysoulmate.api import examples
 from mysoulmate.api.auth import current_principal
 from mysoulmate.api.dependencies import get_queue, get_store
-from mysoulmate.api.params import IsoDate
+from mysoulmate.api.params import From, To
 from mysoulmate.api.rate_limit import limit_ingest, limit_read
 from mysoulmate.api.responses import (
     ADMIN,
@@ -48,10 +48,6 @@ router = APIRouter(
 Caller = Annotated[Principal, Depends(current_principal)]
 Queue = Annotated[MessageQueue, Depends(get_queue)]
 Store = Annotated[EventStore, Depends(get_store)]
-From = Annotated[
-    IsoDate | None, Query(alias="from", description="First UTC day (inclusive), YYYY-MM-DD.")
-]
-To = Annotated[IsoDate | None, Query(alias="to", description="Last UTC day (inclusive).")]
 PlatformFilter = Annotated[
     str | None, Query(min_length=1, max_length=32, description="Only this platform.")
 ]
