@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from mysoulmate.observability.powertools import PACKAGE_LOGGER
 from mysoulmate.runtime.backends import reset_backends
 
 from tests.support.helpers import TEST_SECRET
@@ -139,8 +140,14 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     monkeypatch.setenv("AWS_REGION", "us-east-1")
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "MySoulmate")
     reset_process_state()
+    # `configure_process_logs` (serve, worker, report) sets the package logger's level and
+    # its reset leaves it: a test at LOG_LEVEL=WARNING would hide INFO records from whatever
+    # test its pytest-xdist worker runs next. Each test leaves the level as it found it.
+    package_logger = logging.getLogger(PACKAGE_LOGGER)
+    level = package_logger.level
     yield tmp_path / "data"
     reset_process_state()
+    package_logger.setLevel(level)
 
 
 def reset_process_state() -> None:
