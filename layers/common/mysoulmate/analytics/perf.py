@@ -20,7 +20,6 @@ from mysoulmate.analytics.normalize import corrected_timestamp
 from mysoulmate.analytics.perf_models import (
     UNITS,
     DayQuantiles,
-    Measurement,
     Metric,
     PerfAccepted,
     PerfBatchRequest,
@@ -276,17 +275,6 @@ ALL_SCREENS = 1_000  # what the checks read: every screen, not a page of the slo
 def perf_screens_now(store: PerfStore, today: date | None = None) -> list[ScreenChange]:
     """Every screen's latest p90 and change over the last PERF_REGRESSION_DAYS days, with
     the configured threshold: what `/metrics` exposes and the scheduled check alarms on."""
-    settings = get_settings()
     end = today or datetime.now(UTC).date()
-    query = ScreensQuery(
-        end - timedelta(days=settings.perf_regression_days - 1),
-        end,
-        threshold=settings.perf_regression_threshold,
-        min_count=settings.perf_min_count,
-        limit=ALL_SCREENS,
-    )
-    return slow_screens(store, query).screens
-
-
-def measurements_of(message: QueuedMessage) -> list[Measurement]:
-    return PerfPayload.model_validate(message.properties).measurements
+    start = end - timedelta(days=get_settings().perf_regression_days - 1)
+    return screens_in(store, start, end, None, ALL_SCREENS)
