@@ -143,11 +143,15 @@ class SegmentPerf(BaseModel):
 
 
 class PerfPayload(BaseModel):
-    """The properties of a queued ``perf`` message: the batch, normalized."""
+    """The properties of a queued ``perf`` message: the batch, normalized. The consumer
+    validates what it takes from the queue with this model (`perf_sketch.payload_of`), so it
+    holds every rule of the requests it is built from: the app version is an `AppVersion`
+    too (printable, no `#`, at most 40 characters), as `PerfBatchRequest` and `SegmentPerf`
+    (whose default, ``unknown``, is one) have always required."""
 
     model_config = ConfigDict(extra="forbid")
 
-    appVersion: str
+    appVersion: AppVersion
     deviceClass: DeviceClass
     measurements: list[Measurement]
 

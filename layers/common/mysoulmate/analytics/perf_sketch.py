@@ -67,30 +67,46 @@ def payload_of(message: QueuedMessage) -> PerfPayload:
 
 
 def perf_delta(messages: Iterable[QueuedMessage]) -> PerfDelta:
-    """What storing these ``perf`` messages for the first time adds to the counters."""
-    delta: PerfDelta = Counter()
+    """What storing these ``perf`` messages for the first time adds to the counters.
+
+    The consumer's hot loop (one pass per measurement): a message's measurements share its
+    version, platform and device class, so each (day, metric, name) builds its cell once, and
+    the counts go into a plain dict (a Counter's ``+=`` on a new key costs a Python call)."""
+    counts: dict[tuple[PerfCell, int], int] = {}
+    key_of, smallest = _MAPPING.key, _MAPPING.min_possible
     for message in messages:
         payload = payload_of(message)
         platform = message.platform or "unknown"
+        version, device = payload.appVersion, payload.deviceClass
+        batch_day = message.timestamp.date()
+        cells: dict[tuple[date, str, str], PerfCell] = {}
         for measurement in payload.measurements:
-            moment = measurement.timestamp or message.timestamp
-            cell = PerfCell(
-                moment.date(),
-                measurement.metric,
-                measurement.name,
-                payload.appVersion,
-                platform,
-                payload.deviceClass,
-            )
-            delta[(cell, bucket_of(measurement.value))] += 1
-            delta[(cell, SUM_BUCKET)] += round(measurement.value * SUM_SCALE)
-    return delta
+            metric, name, value = measurement.metric, measurement.name, measurement.value
+            day = batch_day if measurement.timestamp is None else measurement.timestamp.date()
+            cell = cells.get((day, metric, name))
+            if cell is None:
+                cell = PerfCell(day, metric, name, version, platform, device)
+                cells[(day, metric, name)] = cell
+            # bucket_of, inlined
+            counter = (cell, int(key_of(value)) if value > smallest else ZERO_BUCKET)
+            counts[counter] = counts.get(counter, 0) + 1
+            counter = (cell, SUM_BUCKET)
+            counts[counter] = counts.get(counter, 0) + round(value * SUM_SCALE)
+    return Counter(counts)
 
 
 def delta_rows(delta: PerfDelta) -> list[PerfRow]:
     """The delta as rows in a fixed order (cell, bucket): two writers touching the same
-    counters lock them in the same order, so they cannot deadlock."""
-    return [PerfRow(cell, bucket, n) for (cell, bucket), n in sorted(delta.items()) if n]
+    counters lock them in the same order, so they cannot deadlock. (The cells are sorted
+    once and each one's buckets after: the same order as sorting every (cell, bucket), for a
+    few hundred cell comparisons instead of thousands.)"""
+    by_cell: dict[PerfCell, list[tuple[int, int]]] = {}
+    for (cell, bucket), n in delta.items():
+        if n:
+            by_cell.setdefault(cell, []).append((bucket, n))
+    return [
+        PerfRow(cell, bucket, n) for cell in sorted(by_cell) for bucket, n in sorted(by_cell[cell])
+    ]
 
 
 class Tally:

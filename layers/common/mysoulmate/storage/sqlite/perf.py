@@ -73,13 +73,8 @@ class SqlitePerf:
                     row = (message.userId, message.messageId, now)
                     if self._conn.execute(_LEDGER_INSERT, row).rowcount == 1:
                         new.append(message)
-                self._conn.executemany(
-                    _COUNTERS_ADD,
-                    [
-                        (cell.day.isoformat(), *cell[1:], bucket, n)
-                        for cell, bucket, n in delta_rows(batch.delta_of(m.key for m in new))
-                    ],
-                )
+                rows = delta_rows(batch.delta_of(m.key for m in new))
+                self._conn.executemany(_COUNTERS_ADD, _counter_args(rows))
                 self._prune_perf_ledger(now)
         except sqlite3.Error as exc:
             return all_failed(messages, f"sqlite: {exc}")
@@ -107,3 +102,17 @@ class SqlitePerf:
             PerfRow(PerfCell(date.fromisoformat(row[0]), *row[1:6]), row[6], row[7])
             for row in found
         ]
+
+
+def _counter_args(rows: Sequence[PerfRow]) -> list[tuple[object, ...]]:
+    """The rows as `_COUNTERS_ADD` parameters; `delta_rows` groups them by cell, so each
+    cell's columns (its day as ISO text) are built once, not once per bucket."""
+    args: list[tuple[object, ...]] = []
+    cell: PerfCell | None = None
+    columns: tuple[object, ...] = ()
+    for row_cell, bucket, n in rows:
+        if row_cell != cell:
+            cell = row_cell
+            columns = (cell.day.isoformat(), *cell[1:])
+        args.append((*columns, bucket, n))
+    return args
