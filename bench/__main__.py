@@ -30,10 +30,12 @@ BENCHMARKS = {
     "pg_ingest": "consumer ingest into PostgreSQL vs raw COPY→stage→INSERT",
     "i18n": "µs per t(), per translated request and localized 422 vs a bare route; catalog loads",
     "ingest": "AWS calls per 1,000 events end to end; events/s through the local /v1/batch",
+    "http_ingest": "mysoulmate serve, 1 event per request, 32 clients vs a durable-insert floor",
     "forwarding": "provider HTTP requests per 1,000 events; forwarder events/s vs a bare client",
     "reports": "weekly reports/s over a year of data at 10k and 1M stored events (SQLite)",
     "media": "images resized/s vs Pillow directly; cache-hit µs through the Lambda; peak memory",
     "perf": "perf measurements/s: consumer vs raw rows, summary at 100k/1M, POST /api/v1/perf",
+    "user_reads": "GET /user/{id}?limit=1 for a user with 20k vs 40k events, SQLite and PostgreSQL",
 }
 
 

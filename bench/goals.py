@@ -137,6 +137,20 @@ def _ingest(result: dict[str, Any]) -> Iterator[Goal]:
         yield Goal("ingest", f"{name} (events/s)", value, floor, value / floor, "—", None)
 
 
+def _http_ingest(result: dict[str, Any]) -> Iterator[Goal]:
+    shapes = result["shapes"]
+    ratio, target = result["ratio_vs_floor"], result["target"]
+    yield Goal(
+        "http_ingest",
+        f"one event per request, {result['clients']} clients (events/s)",
+        _median(shapes[result["ours"]]["events_per_second"]),
+        _median(shapes[result["floor"]]["events_per_second"]),
+        ratio,
+        f"≥ {target} x",
+        ratio >= target,
+    )
+
+
 def _media(result: dict[str, Any]) -> Iterator[Goal]:
     throughput = result["throughput"]
     per_second = throughput["images_per_second"]
@@ -167,6 +181,22 @@ def _perf(result: dict[str, Any]) -> Iterator[Goal]:
         )
 
 
+def _user_reads(result: dict[str, Any]) -> Iterator[Goal]:
+    for measure, figures in result["growth"].items():
+        if "target" not in figures:
+            continue
+        ratio, target = figures["ratio"], figures["target"]
+        yield Goal(
+            "user_reads",
+            f"{measure}: ms at 40k events, ÷ at 20k",
+            figures["ms_40k"],
+            None,
+            ratio,
+            f"≤ {target} x",
+            ratio <= target,
+        )
+
+
 EXTRACTORS: dict[str, Callable[[dict[str, Any]], Iterator[Goal]]] = {
     "cold_start": _cold_start,
     "warm": _warm,
@@ -174,8 +204,10 @@ EXTRACTORS: dict[str, Callable[[dict[str, Any]], Iterator[Goal]]] = {
     "pg_ingest": _pg_ingest,
     "read_side": _read_side,
     "ingest": _ingest,
+    "http_ingest": _http_ingest,
     "media": _media,
     "perf": _perf,
+    "user_reads": _user_reads,
 }
 
 

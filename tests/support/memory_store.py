@@ -12,6 +12,7 @@ from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 
+from mysoulmate.analytics.date_range import DateRange
 from mysoulmate.analytics.models import (
     ANONYMOUS_PREFIX,
     AuditEntry,
@@ -38,10 +39,12 @@ from mysoulmate.analytics.ports import (
     StoreResult,
     UserSet,
     UsersRow,
+    UserSummary,
     time_key,
 )
 from mysoulmate.analytics.profiles import merge_profiles
 from mysoulmate.analytics.rollups import DayKey, RevenueKey, rollup_delta, split_session_rows
+from mysoulmate.analytics.user_summary import summary_from_points
 from mysoulmate.storage.paging import decode_cursor, next_page_cursor
 from mysoulmate.storage.perf_batch import perf_batch, perf_result
 from mysoulmate.storage.profile_updates import update_each
@@ -212,6 +215,9 @@ class MemoryEventStore:
         return sorted(
             (_point(m) for m in self._of_user(user_id) if m.event is not None), key=_oldest_first
         )
+
+    def user_summary(self, user_id: str, days: DateRange | None, max_sessions: int) -> UserSummary:
+        return summary_from_points(self.user_event_points(user_id), days, max_sessions)
 
     # -- rollups ------------------------------------------------------------------------
     # Backends promise no row order; these come newest key first, so that a report whose

@@ -26,6 +26,8 @@ DATA_TABLES = (
     "daily_revenue",
     "daily_users",
     "daily_user_sets",
+    "user_day_counts",
+    "user_sessions",
     "first_seen",
     "first_seen_sets",
     "audit_log",

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, NamedTuple, Protocol, Self
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, Self
 
 from mysoulmate.analytics.models import (
     AuditEntry,
@@ -21,6 +21,9 @@ from mysoulmate.analytics.models import (
     SessionMark,
 )
 from mysoulmate.analytics.perf_sketch import PerfRow
+
+if TYPE_CHECKING:
+    from mysoulmate.analytics.date_range import DateRange
 
 MessageKey = tuple[str, str]  # (userId, messageId)
 # Days a perf message id is remembered: longer than SQS (14 days at most) or RabbitMQ keep it.
@@ -85,6 +88,27 @@ class EventPoint(NamedTuple):
     event: str
     message_id: str
     session_id: str | None = None  # filled by `user_event_points`, not by funnel reads
+
+
+@dataclass(frozen=True)
+class SessionFigures:
+    """One session of a user (`EventStore.user_summary`)."""
+
+    session_id: str | None  # None: events from before session ids, grouped by the 30-min rule
+    start: str  # time keys
+    last: str
+    events: int
+
+
+@dataclass(frozen=True)
+class UserSummary:
+    """What `GET /user/{id}` shows besides its events (`analytics.user_summary`)."""
+
+    first_seen: str | None  # time keys, over the user's whole history
+    last_seen: str | None
+    event_counts: dict[str, int]  # within the range
+    sessions: int  # within the range
+    recent_sessions: list[SessionFigures]  # newest first, at most the asked number
 
 
 @dataclass(frozen=True)
@@ -193,6 +217,13 @@ class EventStore(PerfStore, Protocol):
     def user_event_points(self, user_id: str) -> list[EventPoint]:
         """Every track event of the user, oldest first (ts, then messageId), with its
         session id."""
+        ...
+
+    def user_summary(self, user_id: str, days: DateRange | None, max_sessions: int) -> UserSummary:
+        """First and last seen (whole history), event counts and sessions of the user's
+        track events within ``days`` (None: all), the newest
+        ``max_sessions`` sessions listed: `user_summary.summary_from_points` of
+        `user_event_points`, from summaries where the backend keeps them."""
         ...
 
     # -- rollups, maintained by insert_events for newly stored track events only ---------

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from mysoulmate.analytics.date_range import DateRange
 from mysoulmate.analytics.models import AuditEntry, AuditPage, EventPage, Profile, StoredEvent
 from mysoulmate.analytics.ports import (
     ANY_EVENT,
@@ -24,9 +25,11 @@ from mysoulmate.analytics.ports import (
     StorageUnavailableError,
     UserSet,
     UsersRow,
+    UserSummary,
     time_key,
 )
 from mysoulmate.analytics.rollups import split_session_rows
+from mysoulmate.analytics.user_summary import summary_from_points
 from mysoulmate.storage.dynamodb.keys import (
     AUDIT_PK,
     BY_USER_TIME,
@@ -160,6 +163,11 @@ class DynamoReads:
 
     def user_event_points(self, user_id: str) -> list[EventPoint]:
         return self._points(user_id, (None, None))
+
+    def user_summary(self, user_id: str, days: DateRange | None, max_sessions: int) -> UserSummary:
+        """From the user's events: this table keeps no per-user summaries (they would add
+        write actions to every event's transaction; docs/performance.md)."""
+        return summary_from_points(self.user_event_points(user_id), days, max_sessions)
 
     # -- rollups ------------------------------------------------------------------------
 

@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 
 # Every migration this release ships, oldest first; the last one is the head that
 # `mysoulmate migrate` applies. A test checks it against Alembic's own computation.
-REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010")
+REVISIONS = (
+    "0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010", "0011",
+)  # fmt: skip
 HEAD_REVISION = REVISIONS[-1]
 # Requests fail fast while the database is down (the storage bulkhead then answers 503 with
 # Retry-After): libpq's connect timeout, and the longest wait for a pooled connection.

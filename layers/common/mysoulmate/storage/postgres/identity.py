@@ -7,20 +7,21 @@ key order. So a link serializes with every ingest batch holding either person, w
 profile updates and with an erasure of the user: a batch storing visitor events either
 commits before the link looks (and the link moves them), or waits and stores them after
 the link committed (and the consumer, looking the link up again after its batch, links
-again, which moves them). Statements touch the tables in the order ingest does (events,
-user_ordinals, daily_user_sets, first_seen, first_seen_sets, session_marks), and the rows of
-a user-set table in key order, all in one statement, so a link queues behind concurrent
-batches instead of deadlocking.
+again, which moves them). Statements touch the tables in the order ingest does (events and
+the per-user summaries, user_ordinals, daily_user_sets, first_seen, first_seen_sets,
+session_marks), and the rows of a user-set table in key order, all in one statement, so a
+link queues behind concurrent batches instead of deadlocking.
 
 The user's sets gain the user wherever the visitor was and lose the visitor, the first-seen
 day becomes the earlier of the two (and the first-seen sets follow); a user with no ordinal
 yet simply takes over the visitor's (and with it every membership). Event counts,
 revenue and session figures are sums over events, which the move keeps (each event with its
-session id), so they do not change. The visitor's session mark is deleted, not merged into
-the user's: once linked, the visitor's messages are stored under the user and continue the
-user's own mark, so the visitor's is never read again (which keeps session assignment the
-same as in the backends that leave it in place), and nothing of the visitor may outlive an
-erasure of the user.
+session id), so they do not change. The per-user summaries (`user_summaries`) are sums,
+minima and maxima too: the user's gain the events moved, the visitor's are deleted. The
+visitor's session mark is deleted, not merged into the user's: once linked, the visitor's
+messages are stored under the user and continue the user's own mark, so the visitor's is
+never read again (which keeps session assignment the same as in the backends that leave it
+in place), and nothing of the visitor may outlive an erasure of the user.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from mysoulmate.analytics.models import ANONYMOUS_PREFIX, Profile
 from mysoulmate.analytics.ports import ANY_EVENT, LinkResult, StorageUnavailableError
 from mysoulmate.analytics.profiles import merge_profiles
 from mysoulmate.analytics.rollups import UNKNOWN_PLATFORM
-from mysoulmate.storage.postgres import user_sets
+from mysoulmate.storage.postgres import user_sets, user_summaries
 from mysoulmate.storage.postgres.erasures import erased_since, lock_exclusive
 from mysoulmate.storage.postgres.pooling import Conn
 from mysoulmate.storage.postgres.rows import _storable_text
@@ -61,14 +62,16 @@ _VISITOR_KEYS = (
     "FROM events WHERE user_id = %s AND event IS NOT NULL"
 )
 # One statement: the visitor's events go, and come back under the user unless the user
-# already has their messageId (the primary key makes that a no-op, not a double).
+# already has their messageId (the primary key makes that a no-op, not a double); the user's
+# summaries gain exactly the events that came back.
 _MOVE_EVENTS = (
-    "WITH gone AS (DELETE FROM events WHERE user_id = %(visitor)s RETURNING *), "
+    "WITH gone AS (DELETE FROM events WHERE user_id = %(visitor)s RETURNING *), "  # noqa: S608 - constants
     "moved AS (INSERT INTO events (user_id, message_id, type, event, ts, received_at, "
     "platform, anonymous_id, properties, context, session_id) "
     "SELECT %(user)s, message_id, type, event, ts, received_at, platform, anonymous_id, "
     "properties, context, session_id FROM gone ORDER BY message_id "
-    "ON CONFLICT DO NOTHING RETURNING 1) "
+    "ON CONFLICT DO NOTHING RETURNING user_id, event, ts, session_id), "
+    f"{user_summaries.adding('moved')} "
     "SELECT count(*) FROM moved"
 )
 _MOVE_FIRST_SEEN = (
@@ -147,6 +150,7 @@ def move_visitor(conn: Conn, visitor: str, user_id: str) -> int:
             ([visitor, user_id],),
         )
         moved = conn.execute(_MOVE_EVENTS, {"visitor": visitor, "user": user_id})
+        user_summaries.remove(conn, visitor)  # what it held is now the user's (just added)
         found: list[DayKey] = keys.fetchall()
         held: dict[str, int] = dict(ordinals.fetchall())
         row = moved.fetchone()

@@ -1,8 +1,8 @@
 """The read side of PostgresEventStore, as a mixin whose methods borrow a connection through
 the store's `_conn` and never write: profiles, a user's events (keyset pages on (ts,
-message_id)), people's current sessions, the daily rollups (counts, session figures,
-revenue, Roaring user sets, first-seen sets), funnel candidates streamed in user order, and
-audit pages.
+message_id)) and summary (`user_summaries`), people's current sessions, the daily rollups
+(counts, session figures, revenue, Roaring user sets, first-seen sets), funnel candidates
+streamed in user order, and audit pages.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from psycopg import sql
 
+from mysoulmate.analytics.date_range import DateRange
 from mysoulmate.analytics.models import AuditEntry, AuditPage, EventPage, Profile, SessionMark
 from mysoulmate.analytics.ports import (
     ANY_EVENT,
@@ -25,11 +26,14 @@ from mysoulmate.analytics.ports import (
     SessionRow,
     UserSet,
     UsersRow,
+    UserSummary,
     time_key,
 )
 from mysoulmate.analytics.rollups import split_session_rows
+from mysoulmate.analytics.user_summary import summary_from_points
 from mysoulmate.storage import bitmap
 from mysoulmate.storage.paging import decode_cursor, next_page_cursor
+from mysoulmate.storage.postgres import user_summaries
 from mysoulmate.storage.postgres.pooling import Conn
 from mysoulmate.storage.postgres.rows import (
     _STORED_COLUMNS,
@@ -120,6 +124,13 @@ class PostgresReads:
             EventPoint(time_key(ts.astimezone(UTC)), event, mid, sid)
             for ts, event, mid, sid in rows
         ]
+
+    def user_summary(self, user_id: str, days: DateRange | None, max_sessions: int) -> UserSummary:
+        """From the summary rows, in one read-only snapshot (`user_summaries`)."""
+        if not _storable_text(user_id):  # nothing of such a user can be stored
+            return summary_from_points([], days, max_sessions)
+        with self._conn() as conn:
+            return user_summaries.read(conn, user_id, days, max_sessions)
 
     def session_marks(
         self, users: Collection[str], identified: Collection[str] = ()

@@ -2,9 +2,10 @@
 
 Ingest is a bulk path: COPY into a per-connection temporary stage table, one
 `INSERT … ON CONFLICT DO NOTHING RETURNING` into events, then the rollup delta of exactly
-the rows that were new (session figures and people's current sessions included), all in
-one transaction. A redelivered batch therefore adds nothing, and rollup work grows with
-the distinct (day, platform, event) keys and users of a batch, not with its events.
+the rows that were new (session figures, people's current sessions and per-user
+summaries included), all in one transaction. A redelivered batch therefore adds nothing,
+and rollup work grows with the distinct (day, platform, event) keys and users of a batch,
+not with its events.
 docs/postgres.md describes the data model.
 
 This module keeps the store class, its write path and the SQL that applies rollup deltas;
@@ -36,7 +37,7 @@ from mysoulmate.analytics.ports import (
     StoreResult,
 )
 from mysoulmate.analytics.rollups import UNKNOWN_PLATFORM, rollup_delta
-from mysoulmate.storage.postgres import identity, user_sets
+from mysoulmate.storage.postgres import identity, user_sets, user_summaries
 from mysoulmate.storage.postgres.connection import describe, require_head, safe_error
 from mysoulmate.storage.postgres.erasures import (
     erased_at_or_after,
@@ -61,6 +62,15 @@ from mysoulmate.storage.profile_updates import update_each
 
 PROFILE_ATTEMPTS = 5
 _STAGE_DDL = "CREATE TEMP TABLE IF NOT EXISTS events_stage (LIKE events) ON COMMIT DELETE ROWS"
+# The new rows, and in the same statement their figures added to the per-user summaries
+# (`user_summaries`): the server aggregates exactly the rows it inserted.
+_INSERT_EVENTS = (
+    "WITH new AS (INSERT INTO events SELECT * FROM events_stage "  # noqa: S608 - constants
+    "ORDER BY user_id, message_id ON CONFLICT DO NOTHING "
+    "RETURNING user_id, message_id, event, ts, session_id), "
+    f"{user_summaries.adding('new')} "
+    "SELECT user_id, message_id FROM new"
+)
 
 
 # -- the store ------------------------------------------------------------------------------
@@ -155,12 +165,13 @@ class PostgresEventStore(PostgresReads, PostgresPerf):
 
         Round trips: BEGIN with the batch's user locks and tombstones (`erasures`), the
         COPY of the rows that survive them, then a pipeline (COPY cannot run in pipeline
-        mode, hence the explicit BEGIN/COMMIT): the user-state lookup; the INSERT; the
-        counts/revenue upserts with the user-set chunks' INSERT and SELECT … FOR UPDATE (and,
-        for users first seen earlier than stored, first_seen's); the user-set UPDATE (and the
-        first-seen sets' lock and UPDATE), session_marks with the COMMIT. The rollups are
-        worked out while the server looks up and inserts, as if every row were new (the
-        usual case), and worked out again from the rows actually inserted when some were not.
+        mode, hence the explicit BEGIN/COMMIT): the user-state lookup; the INSERT (which
+        also upserts the per-user summaries); the counts/revenue upserts with the user-set
+        chunks' INSERT and SELECT … FOR UPDATE (and, for users first seen earlier than
+        stored, first_seen's); the user-set UPDATE (and the first-seen sets' lock and
+        UPDATE), session_marks with the COMMIT. The rollups are worked out while the server
+        looks up and inserts, as if every row were new (the usual case), and worked out
+        again from the rows actually inserted when some were not.
         """
         try:
             with conn.pipeline():
@@ -204,11 +215,7 @@ class PostgresEventStore(PostgresReads, PostgresPerf):
                 state = found.fetchall()
                 # Sorted by key: two consumers inserting overlapping batches lock index
                 # entries in the same order and cannot deadlock.
-                inserted = conn.execute(
-                    "INSERT INTO events SELECT * FROM events_stage "
-                    "ORDER BY user_id, message_id ON CONFLICT DO NOTHING "
-                    "RETURNING user_id, message_id"
-                )
+                inserted = conn.execute(_INSERT_EVENTS)
                 plan = _plan(delta, state)
                 new_keys: list[MessageKey] = inserted.fetchall()
                 if len(new_keys) < len(messages):  # some were stored before: their share goes
@@ -314,6 +321,7 @@ class PostgresEventStore(PostgresReads, PostgresPerf):
             conn.execute("DELETE FROM session_marks WHERE user_id = %s", (user_id,))
             conn.execute("DELETE FROM forward_ledger WHERE user_id = %s", (user_id,))
             conn.execute("DELETE FROM perf_ledger WHERE user_id = %s", (user_id,))
+            user_summaries.remove(conn, user_id)
             # Their anonymous ids' history was merged into theirs: those ids are forgotten too.
             identity.forget_links(conn, user_id)
             # Tombstone: the identifier goes, the ordinal stays taken forever.
@@ -354,8 +362,9 @@ def _apply_delta(conn: Conn, plan: _Plan) -> None:
     not needed travel with the next one whose result is.
 
     Every statement touches its keys in sorted order, and the tables in a fixed order
-    (counts, revenue, ordinals, user sets, first_seen, first-seen sets, session_marks), so
-    concurrent consumers queue behind each other instead of deadlocking. The user state read
+    (after events and the per-user summaries, which the INSERT writes: counts, revenue,
+    ordinals, user sets, first_seen, first-seen sets, session_marks), so concurrent
+    consumers queue behind each other instead of deadlocking. The user state read
     before the events were inserted may be out of date by now, which changes nothing: a user
     without an ordinal gets one with ON CONFLICT (or the one a concurrent batch gave them);
     first_seen rows are created or locked before a user's first-seen set changes, so a day

@@ -14,7 +14,7 @@ from mysoulmate.analytics.models import ANONYMOUS_PREFIX, Profile
 from mysoulmate.analytics.ports import ANY_EVENT, LinkResult, time_key
 from mysoulmate.analytics.profiles import merge_profiles
 from mysoulmate.analytics.rollups import UNKNOWN_PLATFORM
-from mysoulmate.storage.sqlite import user_sets
+from mysoulmate.storage.sqlite import user_sets, user_summaries
 from mysoulmate.storage.sqlite.connection import rows_by_key
 from mysoulmate.storage.sqlite.user_sets import SetKey
 
@@ -93,6 +93,10 @@ def move_person(conn: sqlite3.Connection, visitor: str, user_id: str) -> int:
     moved = conn.execute(
         "UPDATE events SET user_id = ? WHERE user_id = ?", (user_id, visitor)
     ).rowcount
+    # Summaries are derived again rather than merged: a session can span the two histories.
+    user_summaries.remove(conn, [visitor])
+    if moved:
+        user_summaries.rebuild(conn, user_id)
     _move_profile(conn, visitor, user_id)
     return moved
 

@@ -11,8 +11,9 @@ from mysoulmate.analytics.ports import time_key
 
 # PRAGMA user_version: 1 = the spine's events/profiles only; 2 = rollups; 3 = erasure
 # tombstones and fixed-width time keys; 4 = session ids and marks; 5 = Roaring user sets
-# (daily_user_sets replaces the dense daily_users bitmaps) and first-seen sets per day.
-SCHEMA_VERSION = 5
+# (daily_user_sets replaces the dense daily_users bitmaps) and first-seen sets per day;
+# 6 = per-user summaries (`user_summaries`).
+SCHEMA_VERSION = 6
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (

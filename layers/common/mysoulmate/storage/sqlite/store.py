@@ -16,6 +16,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from mysoulmate.analytics.date_range import DateRange
 from mysoulmate.analytics.models import (
     AuditEntry,
     AuditPage,
@@ -38,13 +39,15 @@ from mysoulmate.analytics.ports import (
     StoreResult,
     UserSet,
     UsersRow,
+    UserSummary,
     time_key,
 )
 from mysoulmate.analytics.rollups import RollupDelta, rollup_delta, split_session_rows
+from mysoulmate.analytics.user_summary import summary_delta
 from mysoulmate.storage import bitmap
 from mysoulmate.storage.paging import decode_cursor, next_page_cursor
 from mysoulmate.storage.profile_updates import update_each
-from mysoulmate.storage.sqlite import funnel_reads, identity, user_sets
+from mysoulmate.storage.sqlite import funnel_reads, identity, user_sets, user_summaries
 from mysoulmate.storage.sqlite.connection import (
     CHUNK,
     open_sqlite,
@@ -79,6 +82,8 @@ class SqliteEventStore(SqlitePerf):
                 add_session_column(self._conn)
             if 2 <= version < 5:  # below 2, the backfill above built the sets
                 user_sets.convert_legacy(self._conn)
+            if version < 6:
+                user_summaries.create(self._conn)
             if version < SCHEMA_VERSION:
                 self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
@@ -103,6 +108,7 @@ class SqliteEventStore(SqlitePerf):
                     if cursor.rowcount == 1:
                         new.append(m)
                 self._apply(rollup_delta(new))
+                user_summaries.add(self._conn, summary_delta(new))
         except sqlite3.Error as exc:
             reason = f"sqlite: {exc}"
             return StoreResult(failed={m.key: reason for m in messages})
@@ -245,6 +251,24 @@ class SqliteEventStore(SqlitePerf):
         )
         return [EventPoint(*row) for row in rows]
 
+    def user_summary(self, user_id: str, days: DateRange | None, max_sessions: int) -> UserSummary:
+        """From the summary rows, read in one snapshot (`user_summaries`)."""
+        conn = self._conn
+        try:
+            with self._lock:
+                conn.execute("BEGIN")
+                try:
+                    return user_summaries.read(
+                        lambda query, args: conn.execute(query, args).fetchall(),
+                        user_id,
+                        days,
+                        max_sessions,
+                    )
+                finally:
+                    conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            raise StorageUnavailableError(f"sqlite: {exc}") from exc
+
     def session_marks(
         self, users: Collection[str], identified: Collection[str] = ()
     ) -> dict[str, SessionMark]:
@@ -369,6 +393,7 @@ class SqliteEventStore(SqlitePerf):
             conn.execute("DELETE FROM session_marks WHERE user_id = ?", (user_id,))
             conn.execute("DELETE FROM user_ordinals WHERE user_id = ?", (user_id,))
             conn.execute("DELETE FROM perf_ledger WHERE user_id = ?", (user_id,))
+            user_summaries.remove(conn, [user_id])
         return ErasureResult(events=events, profile=profile > 0)
 
     def erased_users(self, users: Collection[str]) -> dict[str, datetime]:
