@@ -1,6 +1,6 @@
 """Local HTTP ingest, one event per request, 32 clients (issue 18's first goal).
 
-Three servers run side by side for the whole benchmark, each a child process on a free
+Four servers run side by side for the whole benchmark, each a child process on a free
 loopback port with a fresh DATA_DIR on the machine's disk; round by round (order rotated),
 each receives the same number of one-event requests from 32 concurrent keep-alive clients:
 
@@ -14,15 +14,27 @@ each receives the same number of one-event requests from 32 concurrent keep-aliv
   its CPU per event is shown both over the round and with the drain ("stored").
 * **info: no worker**: the same server with `WORKER_ENABLED=false` (only the durable enqueue,
   as `bench ingest` measures it): what the request path costs without the worker beside it.
-* **floor**: a bare ASGI app (`floor_app` below, no framework) served by uvicorn with the
-  options `mysoulmate serve` passes (its `GuardedHttpToolsProtocol`, `proxy_headers`, no
-  access log, `log_config=None`). Per request it reads the body, validates it with the route's
-  own `TrackRequest` (`model_validate_json`), and inserts one row (message id, the model's
-  JSON, time) into a table in its own SQLite file: `BEGIN IMMEDIATE` … `COMMIT` per request
-  under one lock, on a connection opened by the package's `open_sqlite` with the local queue's
-  settings (WAL, `synchronous=FULL`, busy timeout 2 s), run on a pool of 32 threads (as the
-  route's `QUEUE` bulkhead: 32). No auth, no middleware, no group commit: one durable commit
-  per request, 202 with `{"messageId", "status"}`.
+* **floor**: issue 18's floor, "a bare route + one durable SQLite insert per request", where
+  a bare route is a bare FastAPI route (as in the warm benchmark's "bare FastAPI + Mangum
+  route"): `fastapi_floor_app()` below, a `FastAPI()` with no middleware, no dependencies, no
+  auth, no docs, and one `POST` route at the same path whose body parameter is the package's
+  `TrackRequest` (FastAPI reads the body, parses the JSON and validates the model the normal
+  way; 422 otherwise). The route does the durable insert below (the raw floor's `FloorApp`
+  machinery: same connection, lock and 32-thread pool, through `run_in_executor`) and returns
+  the dict `{"messageId", "status"}` with `status_code=202` (no `response_model`: FastAPI's
+  plain `jsonable_encoder` + `JSONResponse`). Served like the raw floor below. The goal and
+  `ratio_vs_floor` are measured against this one.
+* **info: bare ASGI**: the same work with no framework at all: a raw ASGI app (`floor_app`
+  below) served by uvicorn with the options `mysoulmate serve` passes (its
+  `GuardedHttpToolsProtocol`, `proxy_headers`, no access log, `log_config=None`). Per request
+  it reads the body, validates it with the route's own `TrackRequest` (`model_validate_json`),
+  and inserts one row (message id, the model's JSON, time) into a table in its own SQLite
+  file: `BEGIN IMMEDIATE` … `COMMIT` per request under one lock, on a connection opened by the
+  package's `open_sqlite` with the local queue's settings (WAL, `synchronous=FULL`, busy
+  timeout 2 s), run on a pool of 32 threads (as the route's `QUEUE` bulkhead: 32). No auth,
+  no middleware, no group commit: one durable commit per request, 202 with
+  `{"messageId", "status"}`. Reported with ours ÷ it (`ratio_vs_raw_asgi`): what FastAPI
+  itself costs on top of the floor's work.
 
 The clients: one asyncio loop in this process, 32 raw keep-alive HTTP/1.1 connections writing
 pre-built requests and reading each response (status line, headers, Content-Length body)
@@ -32,14 +44,15 @@ each with a unique `messageId`; every response must be 202 and name that id.
 
 Per round and shape: events/s, server CPU per event and cores busy (utime + stime of the
 server process from /proc, read just before the first request and after the last answer);
-latency p50/p99 over all requests of all rounds. Goal: ours ≥ 1.0 x the floor's events/s (the
-median of the per-round ratios). Checks at the end, servers stopped: every event answered 202
-is stored exactly once: ours in the events table (queue empty, no dead letters), the
-no-worker server in the queue (`LocalQueue.depth()` and every body parsed), the floor in its
-table; none lost, none duplicated.
+latency p50/p99 over all requests of all rounds. Goal: ours ≥ 1.0 x the (FastAPI) floor's
+events/s (the median of the per-round ratios); ours ÷ the raw-ASGI floor is shown beside it.
+Checks at the end, servers stopped: every event answered 202 is stored exactly once: ours in
+the events table (queue empty, no dead letters), the no-worker server in the queue
+(`LocalQueue.depth()` and every body parsed), each floor in its own table (its own
+`floor.db`); none lost, none duplicated.
 
 `BENCH_PY_SPY=/path/to/py-spy` adds, after the measured rounds, one profiled round (not counted)
-of ours and of the floor, at least 12,000 requests each: `py-spy record --gil` samples the
+of ours and of both floors, at least 12,000 requests each: `py-spy record --gil` samples the
 server (only the thread holding the GIL: where the process's Python CPU goes); the samples,
 grouped by what they were doing (`CATEGORIES`, first match on the stack), and the top leaf
 functions are printed and kept in the results (`BENCH_PY_SPY_DIR` keeps the raw stacks).
@@ -61,7 +74,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -76,8 +89,11 @@ JWT_SECRET = "bench-http-ingest-0123456789-abcdefghijklmnopqrstuvwxyz"
 PLATFORMS = ("ios", "android")
 OURS = "ours: mysoulmate serve (track, JWT, queue + worker)"
 NO_WORKER = "info: mysoulmate serve, WORKER_ENABLED=false"
-FLOOR = "floor: bare ASGI + TrackRequest + 1 durable INSERT"
-SHAPES = (OURS, NO_WORKER, FLOOR)
+FLOOR = "floor: bare FastAPI route + TrackRequest + 1 durable INSERT"
+RAW_FLOOR = "info: bare ASGI (no framework) + TrackRequest + 1 durable INSERT"
+SHAPES = (OURS, NO_WORKER, FLOOR, RAW_FLOOR)
+FLOORS = (FLOOR, RAW_FLOOR)  # no auth: requests without a token
+SHORT = {OURS: "ours", NO_WORKER: "no-worker", FLOOR: "floor", RAW_FLOOR: "raw-asgi"}
 FLOOR_TABLE = "CREATE TABLE IF NOT EXISTS rows (id TEXT PRIMARY KEY, body TEXT, at REAL)"
 
 Scope = MutableMapping[str, Any]
@@ -85,11 +101,14 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
-# -- the floor: a bare ASGI route, one durable insert per request ------------------------
+# -- the floors: a bare route, one durable insert per request ------------------------------
 
 
 class FloorApp:
-    """Body → `TrackRequest` → one `BEGIN IMMEDIATE; INSERT; COMMIT` (WAL, FULL) → 202."""
+    """Body → `TrackRequest` → one `BEGIN IMMEDIATE; INSERT; COMMIT` (WAL, FULL) → 202.
+
+    A raw ASGI app (the "info: bare ASGI" shape); its insert machinery (`startup`, `insert`,
+    `threads`, `shutdown`) is also the FastAPI floor's."""
 
     def __init__(self) -> None:
         self.conn: sqlite3.Connection | None = None
@@ -184,13 +203,52 @@ async def _answer(send: Send, status: int, body: bytes) -> None:
 floor_app = FloorApp()
 
 
-def serve_floor(port: int) -> None:
+def fastapi_floor_app() -> Any:
+    """A bare FastAPI app: one `POST` route taking `TrackRequest`, the same durable insert."""
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+    from mysoulmate.analytics.client_models import TrackRequest
+
+    store = FloorApp()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        store.startup()
+        try:
+            yield
+        finally:
+            store.shutdown()
+
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan)
+
+    async def fastapi_floor_track(body: TrackRequest) -> dict[str, str] | JSONResponse:
+        message_id = body.messageId or str(uuid.uuid4())
+        row = (message_id, body.model_dump_json(exclude_none=True), time.time())
+        try:
+            await asyncio.get_running_loop().run_in_executor(store.threads, store.insert, row)
+        except sqlite3.Error as exc:
+            return JSONResponse({"error": str(exc)[:200]}, status_code=503)
+        return {"messageId": message_id, "status": "queued"}
+
+    # This module's annotations are strings (postponed) and the package is imported here, not
+    # at module level: give FastAPI the class itself to read the body parameter from.
+    fastapi_floor_track.__annotations__["body"] = TrackRequest
+    app.post(ROUTE, status_code=202, response_model=None)(fastapi_floor_track)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def serve_floor(kind: str, port: int) -> None:
     """uvicorn with the options `mysoulmate serve` passes (runtime/cli/server.py)."""
     import uvicorn
     from mysoulmate.runtime.http_protocol import GuardedHttpToolsProtocol
 
     uvicorn.run(
-        floor_app,
+        fastapi_floor_app() if kind == "fastapi" else floor_app,
         http=GuardedHttpToolsProtocol,
         host="127.0.0.1",
         port=port,
@@ -408,14 +466,17 @@ def _start_servers(tmp: Path, base_env: dict[str, str]) -> dict[str, Any]:
             }
         )
         servers[shape] = {"server": Server(env, data_dir), "data_dir": data_dir}
-    home = tmp / "floor"
-    data_dir = home / "data"
-    data_dir.mkdir(parents=True)
-    env = server_env(base_env, data_dir)
-    env.update({"JWT_SECRET": JWT_SECRET, "BENCH_FLOOR_DB": str(data_dir / "floor.db")})
-    floor = Server(env, data_dir)
-    floor.command = [sys.executable, "-m", "bench.http_ingest", "--floor-server", str(floor.port)]
-    servers[FLOOR] = {"server": floor, "data_dir": data_dir}
+    for shape, kind in ((FLOOR, "fastapi"), (RAW_FLOOR, "raw")):
+        data_dir = tmp / f"floor-{kind}" / "data"
+        data_dir.mkdir(parents=True)
+        env = server_env(base_env, data_dir)
+        env.update({"JWT_SECRET": JWT_SECRET, "BENCH_FLOOR_DB": str(data_dir / "floor.db")})
+        floor = Server(env, data_dir)
+        floor.command = [
+            sys.executable,
+            *("-m", "bench.http_ingest", "--floor-server", kind, str(floor.port)),
+        ]
+        servers[shape] = {"server": floor, "data_dir": data_dir}
     for entry in servers.values():
         entry["server"].start()
     return servers
@@ -428,7 +489,7 @@ def _start_servers(tmp: Path, base_env: dict[str, str]) -> dict[str, Any]:
 CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("in-process worker (receive, IngestBatch, store, delete)", ("LocalWorker._run",)),
     ("queue send, bulkhead thread (group commit, INSERT, COMMIT)", ("Bulkhead._in_thread",)),
-    ("floor: INSERT + COMMIT, pool thread", ("FloorApp.insert",)),
+    ("floors: INSERT + COMMIT, pool thread", ("FloorApp.insert",)),
     ("worker threads waking and waiting (outside the call)", ("WorkerThread.run", "_worker")),
     (
         "body read (+ nesting scan) + JSON + TrackRequest validation",
@@ -452,12 +513,16 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
             "_answer",
         ),
     ),
+    (
+        "floor (FastAPI): route's own work, hop to the pool thread and back",
+        ("fastapi_floor_track",),
+    ),
     ("FastAPI/Starlette routing and endpoint wrappers", ("ExceptionMiddleware.__call__",)),
     (
         "RequestContextMiddleware's own work (ids, log, metrics)",
         ("RequestContextMiddleware._handle",),
     ),
-    ("floor: route's own work, hop to the pool thread and back", ("FloorApp.__call__",)),
+    ("raw floor: route's own work, hop to the pool thread and back", ("FloorApp.__call__",)),
     ("outer middleware (errors, body limit, telemetry, proxy)", ("RequestResponseCycle.run_asgi",)),
     ("HTTP parsing (httptools protocol callbacks)", (".data_received", ".on_headers_complete")),
 )
@@ -573,14 +638,15 @@ def run(quick: bool) -> dict[str, Any]:
     stored_cpu: list[float] = []  # ours: CPU per event including the worker's drain
     drain_seconds: list[float] = []
     latencies: dict[str, list[float]] = {s: [] for s in SHAPES}
-    round_ratios: list[float] = []
+    round_ratios: list[float] = []  # ours ÷ the FastAPI floor: the goal
+    raw_ratios: list[float] = []  # ours ÷ the raw-ASGI floor (info)
     loads: list[list[float]] = []
     profile: dict[str, Any] | None = None
     with tempfile.TemporaryDirectory(prefix="mysoulmate-bench-http-") as tmp_name:
         tmp = Path(tmp_name)
         servers = _start_servers(tmp, base_env)
         makers = {
-            s: Requests(servers[s]["server"].port, None if s == FLOOR else tokens) for s in SHAPES
+            s: Requests(servers[s]["server"].port, None if s in FLOORS else tokens) for s in SHAPES
         }
         queue_db = servers[OURS]["data_dir"] / "queue.db"
         try:
@@ -609,19 +675,21 @@ def run(quick: bool) -> dict[str, Any]:
                         drain_seconds.append(waited)
                         stored_cpu.append((out["server_cpu"] + cpu) / per_round * 1e6)
                 round_ratios.append(ratio(eps[OURS], eps[FLOOR]))
+                raw_ratios.append(ratio(eps[OURS], eps[RAW_FLOOR]))
                 print(
                     f"  round {r + 1}/{rounds}: "
-                    + ", ".join(f"{s.split(':')[0]} {eps[s]:,.0f}/s" for s in SHAPES)
-                    + f", ours/floor {round_ratios[-1]:.2f}; load {loads[-1][0]:.2f}",
+                    + ", ".join(f"{SHORT[s]} {eps[s]:,.0f}/s" for s in SHAPES)
+                    + f", ours/floor {round_ratios[-1]:.2f}, ours/raw-asgi {raw_ratios[-1]:.2f}"
+                    + f"; load {loads[-1][0]:.2f}",
                     flush=True,
                 )
             py_spy = os.environ.get("BENCH_PY_SPY")
             if py_spy:
                 profile = {}
-                for shape in (OURS, FLOOR):
+                for shape in (OURS, FLOOR, RAW_FLOOR):
                     server = servers[shape]["server"]
                     raw = Path(os.environ.get("BENCH_PY_SPY_DIR") or tmp) / (
-                        f"http_ingest.{shape.split(':')[0]}.pyspy.txt"
+                        f"http_ingest.{SHORT[shape]}.pyspy.txt"
                     )
                     per_client = makers[shape].take(max(per_round, 12_000), sent[shape])
                     profile[shape] = profile_server(py_spy, server, per_client, raw)
@@ -635,6 +703,7 @@ def run(quick: bool) -> dict[str, Any]:
             OURS: check_ours(servers[OURS]["data_dir"], sent[OURS]),
             NO_WORKER: check_no_worker(servers[NO_WORKER]["data_dir"], sent[NO_WORKER]),
             FLOOR: check_floor(servers[FLOOR]["data_dir"] / "floor.db", sent[FLOOR]),
+            RAW_FLOOR: check_floor(servers[RAW_FLOOR]["data_dir"] / "floor.db", sent[RAW_FLOOR]),
         }
     loads.append(list(os.getloadavg()))
     for shape, result in checks.items():
@@ -642,7 +711,9 @@ def run(quick: bool) -> dict[str, Any]:
             raise RuntimeError(f"{shape}: storage check failed: {result}\n{tails[shape]}")
 
     floor_eps = median(samples[FLOOR]["events_per_second"])
+    raw_eps = median(samples[RAW_FLOOR]["events_per_second"])
     value = median(round_ratios)
+    raw_value = median(raw_ratios)
     shapes: dict[str, Any] = {}
     rows = []
     for shape in SHAPES:
@@ -661,6 +732,7 @@ def run(quick: bool) -> dict[str, Any]:
             "server_cores_busy": summary(s["server_cores"]),
             "client_cpu_us_per_request": median(s["client_cpu_us_per_request"]),
             "ratio_vs_floor": ratio(eps_s["median"], floor_eps),
+            "ratio_vs_raw_asgi": ratio(eps_s["median"], raw_eps),
         }
         rows.append(
             [
@@ -675,6 +747,7 @@ def run(quick: bool) -> dict[str, Any]:
                 median(s["server_cores"]),
                 median(s["client_cpu_us_per_request"]),
                 ratio(eps_s["median"], floor_eps),
+                ratio(eps_s["median"], raw_eps),
             ]
         )
     shapes[OURS]["server_cpu_us_per_event_stored"] = summary(stored_cpu)
@@ -693,6 +766,7 @@ def run(quick: bool) -> dict[str, Any]:
             "cores",
             "client µs/req",
             "x floor",
+            "x raw ASGI",
         ],
         rows,
         title=f"HTTP ingest, one event per request, median of {rounds} interleaved round(s)",
@@ -703,12 +777,17 @@ def run(quick: bool) -> dict[str, Any]:
         f"goal ≥ {TARGET} x: {verdict}"
     )
     print(
+        f"ours ÷ raw-ASGI floor (info), median of the per-round ratios: {raw_value:.2f} "
+        f"(p25 {summary(raw_ratios)['p25']:.2f}, p75 {summary(raw_ratios)['p75']:.2f}); "
+        f"FastAPI floor ÷ raw-ASGI floor: {ratio(floor_eps, raw_eps):.2f}"
+    )
+    print(
         f"ours, server CPU per event including the worker's drain after the round: "
         f"{median(stored_cpu):,.0f} µs; drain after a round: {median(drain_seconds):.2f} s"
     )
     for shape, result in checks.items():
         print(
-            f"check {shape.split(':')[0]}: {result['answered_202']:,} answered 202, "
+            f"check {SHORT[shape]}: {result['answered_202']:,} answered 202, "
             f"{result['stored']:,} in the {result['where']}, lost {result['lost']}, "
             f"duplicated {result['duplicated_or_unknown']}"
         )
@@ -717,9 +796,7 @@ def run(quick: bool) -> dict[str, Any]:
         flush=True,
     )
     for shape, figures in (profile or {}).items():
-        print_profile(
-            shape.split(":")[0], figures, median(samples[shape]["server_cpu_us_per_event"])
-        )
+        print_profile(SHORT[shape], figures, median(samples[shape]["server_cpu_us_per_event"]))
     return {
         "clients": CLIENTS,
         "route": ROUTE,
@@ -728,9 +805,12 @@ def run(quick: bool) -> dict[str, Any]:
         "requests_per_round": per_round,
         "ours": OURS,
         "floor": FLOOR,
+        "raw_asgi_floor": RAW_FLOOR,
         "shapes": shapes,
         "ratio_vs_floor": value,
         "ratio_per_round": summary(round_ratios),
+        "ratio_vs_raw_asgi": raw_value,
+        "ratio_vs_raw_asgi_per_round": summary(raw_ratios),
         "target": TARGET,
         "verdict": verdict,
         "checks": checks,
@@ -741,6 +821,7 @@ def run(quick: bool) -> dict[str, Any]:
 
 if __name__ == "__main__":
     if "--floor-server" in sys.argv:
-        serve_floor(int(sys.argv[sys.argv.index("--floor-server") + 1]))
+        at = sys.argv.index("--floor-server")
+        serve_floor(sys.argv[at + 1], int(sys.argv[at + 2]))
     else:
         standalone_main("http_ingest", run)

@@ -141,7 +141,7 @@ def run_parse(bodies: list[str]) -> float:
 
 # -- breakdown: timers around the adapter's steps, in this process only -------------------
 
-STEPS = ("_event_row", "rollup_delta", "_apply_delta", "_allocate_ordinals", "_merge_bitmaps")
+STEPS = ("_event_row", "rollup_delta", "_apply_delta", "_allocate_ordinals")
 
 
 @contextmanager
@@ -209,11 +209,9 @@ def breakdown(info: str, batches: list[list[Any]]) -> dict[str, Any]:
                 - apply,
                 "  rollup_delta (Python)": timers["rollup_delta"],
                 "  _apply_delta (rollup maintenance)": apply,
-                "    counts/revenue upserts, user-state lookup, first_seen": apply
-                - timers["_allocate_ordinals"]
-                - timers["_merge_bitmaps"],
+                "    counts/revenue upserts, user sets, first_seen, session marks": apply
+                - timers["_allocate_ordinals"],
                 "    _allocate_ordinals": timers["_allocate_ordinals"],
-                "    _merge_bitmaps": timers["_merge_bitmaps"],
             }
             for name, seconds in parts.items():
                 per_batch[name].append(seconds * 1000)

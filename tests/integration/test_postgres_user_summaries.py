@@ -148,6 +148,19 @@ def test_migration_0011_fills_the_summaries_from_the_stored_events() -> None:
             store.insert_events([in_session(track("ann", "buy", jan(3, 0, 20)), "s-2")])
             assert_rows_derive_from_events(info)
             assert_matches_reference(store, ["ann"])
+            # The previous release, still serving during a deploy, knows nothing of the
+            # summaries: its plain INSERT is counted all the same (the events trigger), and
+            # a row it sends again (ON CONFLICT DO NOTHING) is not.
+            with psycopg.connect(info) as conn:
+                for _ in range(2):
+                    conn.execute(
+                        "INSERT INTO events (user_id, message_id, type, event, ts, received_at, "
+                        "properties, context, session_id) VALUES ('ann', 'old-1', 'track', "
+                        "'buy', %s, %s, '{}', '{}', 's-2') ON CONFLICT DO NOTHING",
+                        (jan(3, 0, 30), jan(3, 0, 30)),
+                    )
+            assert_rows_derive_from_events(info)
+            assert store.user_summary("ann", None, 100).event_counts["buy"] == 4
         finally:
             store.close()
         alembic(info, "downgrade", "0010")
@@ -157,6 +170,11 @@ def test_migration_0011_fills_the_summaries_from_the_stored_events() -> None:
                 "to_regclass('events_without_session')"
             ).fetchone()
         assert gone == (None, None, None)
+        with psycopg.connect(info, autocommit=True) as conn:
+            triggers = conn.execute(
+                "SELECT count(*) FROM pg_trigger WHERE tgname = 'user_summaries_add'"
+            ).fetchone()
+        assert triggers == (0,)
 
 
 # -- the write paths --------------------------------------------------------------------------

@@ -63,15 +63,14 @@ _VISITOR_KEYS = (
 )
 # One statement: the visitor's events go, and come back under the user unless the user
 # already has their messageId (the primary key makes that a no-op, not a double); the user's
-# summaries gain exactly the events that came back.
+# summaries gain exactly the events that came back (the events trigger, migration 0011).
 _MOVE_EVENTS = (
-    "WITH gone AS (DELETE FROM events WHERE user_id = %(visitor)s RETURNING *), "  # noqa: S608 - constants
+    "WITH gone AS (DELETE FROM events WHERE user_id = %(visitor)s RETURNING *), "
     "moved AS (INSERT INTO events (user_id, message_id, type, event, ts, received_at, "
     "platform, anonymous_id, properties, context, session_id) "
     "SELECT %(user)s, message_id, type, event, ts, received_at, platform, anonymous_id, "
     "properties, context, session_id FROM gone ORDER BY message_id "
-    "ON CONFLICT DO NOTHING RETURNING user_id, event, ts, session_id), "
-    f"{user_summaries.adding('moved')} "
+    "ON CONFLICT DO NOTHING RETURNING 1) "
     "SELECT count(*) FROM moved"
 )
 _MOVE_FIRST_SEEN = (

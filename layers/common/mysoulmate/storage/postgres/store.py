@@ -62,14 +62,12 @@ from mysoulmate.storage.profile_updates import update_each
 
 PROFILE_ATTEMPTS = 5
 _STAGE_DDL = "CREATE TEMP TABLE IF NOT EXISTS events_stage (LIKE events) ON COMMIT DELETE ROWS"
-# The new rows, and in the same statement their figures added to the per-user summaries
-# (`user_summaries`): the server aggregates exactly the rows it inserted.
+# The per-user summaries follow in the same statement: the trigger of migration 0011 adds
+# the rows it really inserted (`user_summaries`).
 _INSERT_EVENTS = (
-    "WITH new AS (INSERT INTO events SELECT * FROM events_stage "  # noqa: S608 - constants
+    "INSERT INTO events SELECT * FROM events_stage "
     "ORDER BY user_id, message_id ON CONFLICT DO NOTHING "
-    "RETURNING user_id, message_id, event, ts, session_id), "
-    f"{user_summaries.adding('new')} "
-    "SELECT user_id, message_id FROM new"
+    "RETURNING user_id, message_id"
 )
 
 
@@ -165,8 +163,8 @@ class PostgresEventStore(PostgresReads, PostgresPerf):
 
         Round trips: BEGIN with the batch's user locks and tombstones (`erasures`), the
         COPY of the rows that survive them, then a pipeline (COPY cannot run in pipeline
-        mode, hence the explicit BEGIN/COMMIT): the user-state lookup; the INSERT (which
-        also upserts the per-user summaries); the counts/revenue upserts with the user-set
+        mode, hence the explicit BEGIN/COMMIT): the user-state lookup; the INSERT (whose
+        trigger upserts the per-user summaries); the counts/revenue upserts with the user-set
         chunks' INSERT and SELECT … FOR UPDATE (and, for users first seen earlier than
         stored, first_seen's); the user-set UPDATE (and the first-seen sets' lock and
         UPDATE), session_marks with the COMMIT. The rollups are worked out while the server

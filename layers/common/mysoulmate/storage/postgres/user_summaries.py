@@ -1,12 +1,12 @@
 """Per-user summaries in PostgreSQL (`analytics.user_summary`; migration 0011).
 
 ``user_day_counts`` holds each user's track events per (UTC day, event) with the first and
-last time; ``user_sessions`` one row per (user, session id). The statement that stores new
-events adds them (`adding`: ingest's INSERT, a link's move), so they count exactly once, as
-`summary_delta` would; an erasure deletes the user's rows (`remove`). Only transactions
-holding the user's advisory lock (`erasures`) write a user's rows: ingest batches (shared)
-upsert them in key order right after the events, so they queue rather than deadlock; links
-and erasures hold it exclusively. A read is one REPEATABLE READ snapshot.
+last time; ``user_sessions`` one row per (user, session id). A statement trigger on
+``events`` (migration 0011) adds the rows every INSERT really inserted, in its transaction:
+ingest's batch and a link's move alike, so they count exactly once, as `summary_delta` would,
+whichever release wrote them. Deletes are ours: an erasure's and a linked visitor's rows
+(`remove`). Rows are upserted in key order right after the events, so concurrent batches
+queue rather than deadlock. A read is one REPEATABLE READ snapshot.
 """
 
 from __future__ import annotations
@@ -26,27 +26,6 @@ from mysoulmate.analytics.user_summary import (
     unnamed_sessions,
 )
 from mysoulmate.storage.postgres.pooling import Conn
-
-
-def adding(source: str) -> str:
-    """Common table expressions that add the rows of the CTE ``source`` (user_id, event,
-    ts, session_id of events stored for the first time) to the summaries: aggregated by
-    the server in the statement that stores them, so Python builds and sends nothing.
-    Rows are upserted in key order (concurrent batches queue rather than deadlock)."""
-    return (
-        f"{source}_counts AS (INSERT INTO user_day_counts AS t "  # noqa: S608 - our CTE names
-        "SELECT user_id, (ts AT TIME ZONE 'UTC')::date, event, count(*), min(ts), max(ts) "
-        f"FROM {source} WHERE event IS NOT NULL GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 "
-        "ON CONFLICT (user_id, day, event) DO UPDATE SET events = t.events + excluded.events, "
-        "first_ts = LEAST(t.first_ts, excluded.first_ts), "
-        "last_ts = GREATEST(t.last_ts, excluded.last_ts)), "
-        f"{source}_sessions AS (INSERT INTO user_sessions AS t "
-        f"SELECT user_id, session_id, min(ts), max(ts), count(*) FROM {source} "
-        "WHERE event IS NOT NULL AND session_id IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2 "
-        "ON CONFLICT (user_id, session_id) DO UPDATE SET start = LEAST(t.start, excluded.start), "
-        "last = GREATEST(t.last, excluded.last), events = t.events + excluded.events)"
-    )
-
 
 # First and last seen over the whole history: the earliest and latest day rows only.
 _SEEN = (
