@@ -10,33 +10,16 @@ from datetime import date
 import psycopg
 import pytest
 from mysoulmate.storage.postgres.connection import HEAD_REVISION
-from mysoulmate.storage.postgres.migrate import alembic_config, migrate
+from mysoulmate.storage.postgres.migrate import migrate
 from mysoulmate.storage.postgres.store import PostgresEventStore
 
 from tests.support.messages import jan, track
-from tests.support.postgres import scratch_database
+from tests.support.postgres import alembic, scratch_database
 
 DAY, NEXT = date(2026, 1, 2), date(2026, 1, 3)
 # ordinal → user; 5 is an erasure's tombstone. 70,000 and 300,000 sit in legacy chunks 1 and 4,
 # which become rows 0 and 1 of 2^18 ordinals.
 PEOPLE = {0: "ann", 1: "bob", 5: None, 70_000: "cy", 300_000: "dee"}
-
-
-def alembic(info: str, action: str, revision: str) -> None:
-    from alembic import command
-    from sqlalchemy import create_engine
-    from sqlalchemy.pool import NullPool
-
-    engine = create_engine(
-        "postgresql+psycopg://", creator=lambda: psycopg.connect(info), poolclass=NullPool
-    )
-    try:
-        config = alembic_config()
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            getattr(command, action)(config, revision)
-    finally:
-        engine.dispose()
 
 
 def legacy_chunks(ordinals: list[int]) -> dict[int, bytes]:

@@ -19,11 +19,11 @@ from mysoulmate.analytics.models import QueuedMessage
 from mysoulmate.analytics.ports import UserSummary
 from mysoulmate.analytics.user_summary import summary_from_points
 from mysoulmate.storage.postgres.connection import HEAD_REVISION
-from mysoulmate.storage.postgres.migrate import alembic_config, migrate
+from mysoulmate.storage.postgres.migrate import migrate
 from mysoulmate.storage.postgres.store import PostgresEventStore
 
 from tests.support.messages import consume, identify, identify_as, jan, track, visit
-from tests.support.postgres import scratch_database
+from tests.support.postgres import alembic, scratch_database
 
 RANGES = (
     None,
@@ -50,23 +50,6 @@ def store(postgres_store: PostgresEventStore, postgres_database: str) -> Postgre
     with psycopg.connect(postgres_database, autocommit=True) as conn:
         conn.execute("TRUNCATE user_day_counts, user_sessions")
     return postgres_store
-
-
-def alembic(info: str, action: str, revision: str) -> None:
-    from alembic import command
-    from sqlalchemy import create_engine
-    from sqlalchemy.pool import NullPool
-
-    engine = create_engine(
-        "postgresql+psycopg://", creator=lambda: psycopg.connect(info), poolclass=NullPool
-    )
-    try:
-        config = alembic_config()
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            getattr(command, action)(config, revision)
-    finally:
-        engine.dispose()
 
 
 def in_session(message: QueuedMessage, session_id: str | None) -> QueuedMessage:

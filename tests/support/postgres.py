@@ -1,5 +1,5 @@
 """PostgreSQL helpers for any test package: the test server's conninfo, a throwaway database,
-and emptying the data tables.
+emptying the data tables, and moving a database to a given migration.
 
 The fixtures built on them (`postgres_database`, a migrated database per session, and
 `postgres_store`, a clean store per test) are in tests/conftest.py.
@@ -78,3 +78,23 @@ def truncate_all(conninfo: str) -> None:
 
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute(f"TRUNCATE {', '.join(DATA_TABLES)} RESTART IDENTITY")
+
+
+def alembic(info: str, action: str, revision: str) -> None:
+    """`alembic <action> <revision>` (upgrade, downgrade) on the database ``info``."""
+    import psycopg
+    from alembic import command
+    from mysoulmate.storage.postgres.migrate import alembic_config
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(
+        "postgresql+psycopg://", creator=lambda: psycopg.connect(info), poolclass=NullPool
+    )
+    try:
+        config = alembic_config()
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            getattr(command, action)(config, revision)
+    finally:
+        engine.dispose()
