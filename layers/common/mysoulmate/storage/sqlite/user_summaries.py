@@ -88,6 +88,9 @@ def rebuild(conn: sqlite3.Connection, user_id: str | None) -> None:
     where, args = ("user_id = ? AND", (user_id,)) if user_id else ("", ())
     if user_id is not None:
         remove(conn, [user_id])
+    else:  # a database opened by an older release after a newer one: start over
+        conn.execute("DELETE FROM user_day_counts")
+        conn.execute("DELETE FROM user_sessions")
     counts = "user_id, substr(ts, 1, 10), event, count(*), min(ts), max(ts)"
     conn.execute(
         f"INSERT INTO user_day_counts SELECT {counts} FROM events WHERE {where} "  # noqa: S608 - constants
