@@ -12,6 +12,7 @@ from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 
+from mysoulmate.analytics.cohorts import weekly_from_daily
 from mysoulmate.analytics.date_range import DateRange
 from mysoulmate.analytics.models import (
     ANONYMOUS_PREFIX,
@@ -266,6 +267,9 @@ class MemoryEventStore:
             if start <= day <= end:
                 by_day[day].add(user)
         return {day: _user_set(users) for day, users in by_day.items()}
+
+    def weekly_active_users(self, start: date, end: date) -> dict[date, UserSet]:
+        return weekly_from_daily(self, start, end)
 
     def empty_user_set(self) -> UserSet:
         return frozenset()

@@ -8,18 +8,72 @@ cost follows days and users, not events.
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 from mysoulmate.analytics.date_range import DateRange
-from mysoulmate.analytics.ports import EventStore, UserSet
+from mysoulmate.analytics.ports import EventStore, UserSet, UsersRow
 from mysoulmate.analytics.report_models import Cohort, CohortReport
 
 Period = Literal["day", "week"]
+_WEEK = timedelta(days=7)
 
 
 def period_start(day: date, period: Period) -> date:
     """Weeks start on Monday (ISO 8601)."""
     return day - timedelta(days=day.weekday()) if period == "week" else day
+
+
+class DailySets(Protocol):
+    """What `weekly_from_daily` reads: a store's daily sets."""
+
+    def rollup_users(self, start: date, end: date, *, by_event: bool) -> list[UsersRow]: ...
+    def empty_user_set(self) -> Any: ...
+
+
+def weekly_from_daily(store: DailySets, start: date, end: date) -> dict[date, UserSet]:
+    """`EventStore.weekly_active_users` for a backend without weekly sets: each week's
+    any-event daily sets (every platform), unioned."""
+    by_week: dict[date, list[UserSet]] = {}
+    for row in store.rollup_users(start, end + timedelta(days=6), by_event=False):
+        week = period_start(row.day, "week")
+        if start <= week <= end:
+            by_week.setdefault(week, []).append(row.users)
+    return {week: store.empty_user_set().union(*sets) for week, sets in by_week.items()}
+
+
+def _active_by_period(
+    store: EventStore, first: date, last_day: date, period: Period
+) -> dict[date, UserSet]:
+    """The users active in each period from ``first`` up to ``last_day``. Weeks are one
+    stored set each (`weekly_active_users`), the last one too unless it holds a day after
+    ``last_day`` (an event dated after today): then that week is the union of its days up
+    to ``last_day``, so a later day never counts."""
+    if last_day < first:
+        return {}
+    daily_from = first
+    active: dict[date, UserSet] = {}
+    if period == "week":
+        last_week = period_start(last_day, "week")
+        week_end = last_week + timedelta(days=6)
+        later = store.rollup_users(last_day + timedelta(days=1), week_end, by_event=False)
+        whole_until = last_week if last_day == week_end or not later else last_week - _WEEK
+        if whole_until >= first:
+            active = store.weekly_active_users(first, whole_until)
+        daily_from = whole_until + _WEEK
+    if daily_from <= last_day:
+        by_period: dict[date, list[UserSet]] = {}
+        for row in store.rollup_users(daily_from, last_day, by_event=False):
+            by_period.setdefault(period_start(row.day, period), []).append(row.users)
+        for start, sets in by_period.items():
+            active[start] = store.empty_user_set().union(*sets)
+    return active
+
+
+def _overlap(members: UserSet, active: UserSet) -> int:
+    """|members ∩ active|, without building the intersection where the set type can
+    (Roaring's ``intersection_cardinality``)."""
+    count = getattr(members, "intersection_cardinality", None)
+    return int(count(active)) if count is not None else len(members & active)
 
 
 def build_cohorts(
@@ -33,20 +87,16 @@ def build_cohorts(
         starts.append(cursor)
         cursor += length
     last_day = min(starts[-1] + length * periods - timedelta(days=1), today)
-    newcomers = store.first_seen_users(first, starts[-1] + length - timedelta(days=1))
-    active_rows = store.rollup_users(first, last_day, by_event=False) if last_day >= first else []
-
-    def union(sets: list[UserSet]) -> UserSet:
-        return store.empty_user_set().union(*sets)
-
-    active_by_period: dict[date, list[UserSet]] = {}
-    for row in active_rows:
-        active_by_period.setdefault(period_start(row.day, period), []).append(row.users)
-    active = {start: union(sets) for start, sets in active_by_period.items()}
+    newcomers_by_period: dict[date, list[UserSet]] = {}
+    for day, users in store.first_seen_users(
+        first, starts[-1] + length - timedelta(days=1)
+    ).items():
+        newcomers_by_period.setdefault(period_start(day, period), []).append(users)
+    active = _active_by_period(store, first, last_day, period)
 
     cohorts = []
     for start in starts:
-        members = union([s for day, s in newcomers.items() if period_start(day, period) == start])
+        members = store.empty_user_set().union(*newcomers_by_period.get(start, []))
         size = len(members)
         counts: list[int | None] = []
         for k in range(periods):
@@ -54,7 +104,7 @@ def build_cohorts(
             if at > today:
                 counts.append(None)
                 continue
-            counts.append(len(members & active[at]) if at in active else 0)
+            counts.append(_overlap(members, active[at]) if at in active else 0)
         cohorts.append(
             Cohort(
                 start=start,

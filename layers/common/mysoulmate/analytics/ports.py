@@ -265,6 +265,12 @@ class EventStore(PerfStore, Protocol):
         """Users whose first track event ever falls on a day in [start, end], by that day."""
         ...
 
+    def weekly_active_users(self, start: date, end: date) -> dict[date, UserSet]:
+        """Per ISO week (its Monday) in [start, end]: the users with a track event in it, on
+        any platform, i.e. the union of its days' any-event `rollup_users` sets
+        (`cohorts.weekly_from_daily`); one stored set per week where the backend keeps them."""
+        ...
+
     def empty_user_set(self) -> UserSet:
         """The empty set in this backend's representation."""
         ...

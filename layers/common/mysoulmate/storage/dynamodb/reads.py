@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from mysoulmate.analytics.cohorts import weekly_from_daily
 from mysoulmate.analytics.date_range import DateRange
 from mysoulmate.analytics.models import AuditEntry, AuditPage, EventPage, Profile, StoredEvent
 from mysoulmate.analytics.ports import (
@@ -232,6 +233,9 @@ class DynamoReads:
             if members:
                 days.setdefault(day, set()).update(members)
         return {day: _user_set(users) for day, users in sorted(days.items())}
+
+    def weekly_active_users(self, start: date, end: date) -> dict[date, UserSet]:
+        return weekly_from_daily(self, start, end)
 
     def empty_user_set(self) -> UserSet:
         return _user_set(())

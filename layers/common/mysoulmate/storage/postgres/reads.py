@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from psycopg import sql
 
+from mysoulmate.analytics.cohorts import weekly_from_daily
 from mysoulmate.analytics.date_range import DateRange
 from mysoulmate.analytics.models import AuditEntry, AuditPage, EventPage, Profile, SessionMark
 from mysoulmate.analytics.ports import (
@@ -216,6 +217,9 @@ class PostgresReads:
             if users:
                 found[day] = users
         return found
+
+    def weekly_active_users(self, start: date, end: date) -> dict[date, UserSet]:
+        return weekly_from_daily(self, start, end)
 
     def empty_user_set(self) -> bitmap.UserBitmap:
         return bitmap.UserBitmap()

@@ -12,8 +12,8 @@ from mysoulmate.analytics.ports import time_key
 # PRAGMA user_version: 1 = the spine's events/profiles only; 2 = rollups; 3 = erasure
 # tombstones and fixed-width time keys; 4 = session ids and marks; 5 = Roaring user sets
 # (daily_user_sets replaces the dense daily_users bitmaps) and first-seen sets per day;
-# 6 = per-user summaries (`user_summaries`).
-SCHEMA_VERSION = 6
+# 6 = per-user summaries (`user_summaries`); 7 = weekly user sets (`user_sets`).
+SCHEMA_VERSION = 7
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -63,6 +63,11 @@ CREATE TABLE IF NOT EXISTS daily_user_sets (
 CREATE TABLE IF NOT EXISTS first_seen (
     user_id TEXT PRIMARY KEY,
     day     TEXT NOT NULL
+) WITHOUT ROWID;
+-- The users with a track event in an ISO week (its Monday), any platform: weekly cohorts.
+CREATE TABLE IF NOT EXISTS weekly_user_sets (
+    week  TEXT PRIMARY KEY,
+    users BLOB NOT NULL
 ) WITHOUT ROWID;
 -- The users whose first_seen day it is, one set per day: what cohorts read.
 CREATE TABLE IF NOT EXISTS first_seen_sets (

@@ -84,6 +84,8 @@ class SqliteEventStore(SqlitePerf):
                 user_sets.convert_legacy(self._conn)
             if version < 6:
                 user_summaries.create(self._conn)
+            if version < 7:
+                user_sets.build_weekly(self._conn)
             if version < SCHEMA_VERSION:
                 self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
@@ -315,6 +317,14 @@ class SqliteEventStore(SqlitePerf):
         try:
             with self._lock:
                 return dict(user_sets.read_first_seen(self._conn, start, end))
+        except sqlite3.OperationalError as exc:
+            raise StorageUnavailableError(f"sqlite: {exc}") from exc
+
+    def weekly_active_users(self, start: date, end: date) -> dict[date, UserSet]:
+        """One row per week (`user_sets`: weekly_user_sets)."""
+        try:
+            with self._lock:
+                return dict(user_sets.read_weekly(self._conn, start, end))
         except sqlite3.OperationalError as exc:
             raise StorageUnavailableError(f"sqlite: {exc}") from exc
 

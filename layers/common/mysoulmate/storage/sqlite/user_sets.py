@@ -3,8 +3,11 @@ first seen per day, as Roaring bitmaps over the users' ordinals (`storage.bitmap
 
 ``daily_user_sets`` holds one set per (day, platform, event) and ``first_seen_sets`` one per
 day: a user is in the set of their ``first_seen`` day and in no other, so cohorts read one row
-per day. Every function runs inside the caller's write transaction (SQLite has one writer),
-so a set always agrees with the events and ``first_seen`` rows committed with it.
+per day. ``weekly_user_sets`` holds, per ISO week (its Monday), the users with any track event
+in it on any platform: the union of the week's any-event daily sets, which weekly cohorts read
+as one row instead of a row per day and platform. Every function runs inside the caller's
+write transaction (SQLite has one writer), so a set always agrees with the events and
+``first_seen`` rows committed with it.
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ from __future__ import annotations
 import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from datetime import date
+from datetime import date, timedelta
 
+from mysoulmate.analytics.ports import ANY_EVENT
 from mysoulmate.analytics.rollups import RollupDelta
 from mysoulmate.storage import bitmap
 from mysoulmate.storage.sqlite.connection import rows_by_key
@@ -23,6 +27,10 @@ SetKey = tuple[str, str, str]  # (day, platform, event)
 _DAILY_READ = "SELECT users FROM daily_user_sets WHERE day = ? AND platform = ? AND event = ?"
 _DAILY_WRITE = (
     "INSERT INTO daily_user_sets VALUES (?,?,?,?) ON CONFLICT DO UPDATE SET users = excluded.users"
+)
+_WEEKLY_READ = "SELECT users FROM weekly_user_sets WHERE week = ?"
+_WEEKLY_WRITE = (
+    "INSERT INTO weekly_user_sets VALUES (?,?) ON CONFLICT DO UPDATE SET users = excluded.users"
 )
 _FIRST_READ = "SELECT users FROM first_seen_sets WHERE day = ?"
 _FIRST_WRITE = (
@@ -39,8 +47,15 @@ def add_batch(conn: sqlite3.Connection, delta: RollupDelta) -> None:
         "INSERT OR IGNORE INTO user_ordinals (user_id) VALUES (?)", [(u,) for u in users]
     )
     ordinals: dict[str, int] = rows_by_key(conn, "user_ordinals", "user_id", "ordinal", users)
+    weekly: defaultdict[str, set[int]] = defaultdict(set)
     for (day, platform, event), members in sorted(delta.users.items()):
-        change_daily(conn, [(day.isoformat(), platform, event)], {ordinals[u] for u in members})
+        members_ordinals = {ordinals[u] for u in members}
+        key = (day.isoformat(), platform, event)
+        _change(conn, _DAILY_READ, _DAILY_WRITE, key, members_ordinals, None)
+        if event == ANY_EVENT:  # each week once below, not once per day and platform
+            weekly[week_of(day.isoformat())] |= members_ordinals
+    for week, week_ordinals in sorted(weekly.items()):
+        _change(conn, _WEEKLY_READ, _WEEKLY_WRITE, (week,), week_ordinals, None)
     known: dict[str, str] = rows_by_key(conn, "first_seen", "user_id", "day", users)
     added: defaultdict[str, set[int]] = defaultdict(set)
     removed: defaultdict[str, set[int]] = defaultdict(set)
@@ -66,22 +81,63 @@ def change_daily(
     add: set[int] | None = None,
     remove: int | None = None,
 ) -> None:
-    """Put ``add`` into each set of ``keys`` and take ``remove`` out."""
-    for key in sorted(keys):
-        row = conn.execute(_DAILY_READ, key).fetchone()
-        if row is None and not add:
-            continue
-        users = bitmap.decode(row[0] if row else None)
+    """Put ``add`` into each set of ``keys`` and take ``remove`` out; the weekly sets of
+    the any-event keys' days follow."""
+    keys = sorted(keys)
+    for key in keys:
+        _change(conn, _DAILY_READ, _DAILY_WRITE, key, add, remove)
+    for week in sorted({week_of(day) for day, _, event in keys if event == ANY_EVENT}):
+        _change(conn, _WEEKLY_READ, _WEEKLY_WRITE, (week,), add, remove)
+
+
+def _change(
+    conn: sqlite3.Connection,
+    read: str,
+    write: str,
+    key: tuple[str, ...],
+    add: set[int] | None,
+    remove: int | None,
+) -> None:
+    row = conn.execute(read, key).fetchone()
+    if row is None and not add:
+        return
+    users = bitmap.decode(row[0] if row else None)
+    before = len(users)
+    if remove is not None:
+        users.discard(remove)
+    changed = len(users) != before
+    if add:
         before = len(users)
-        if remove is not None:
-            users.discard(remove)
-        changed = len(users) != before
-        if add:
-            before = len(users)
-            users.update(add)
-            changed = changed or len(users) != before
-        if changed or row is None:
-            conn.execute(_DAILY_WRITE, (*key, bitmap.encode(users)))
+        users.update(add)
+        changed = changed or len(users) != before
+    if changed or row is None:
+        conn.execute(write, (*key, bitmap.encode(users)))
+
+
+def week_of(day: str) -> str:
+    """The Monday (ISO text) of the ISO week of ``day`` (ISO text)."""
+    moment = date.fromisoformat(day)
+    return (moment - timedelta(days=moment.weekday())).isoformat()
+
+
+def read_weekly(conn: sqlite3.Connection, start: date, end: date) -> dict[date, bitmap.UserBitmap]:
+    rows = conn.execute(
+        "SELECT week, users FROM weekly_user_sets WHERE week BETWEEN ? AND ?",
+        (start.isoformat(), end.isoformat()),
+    ).fetchall()
+    return {date.fromisoformat(week): bitmap.decode(data) for week, data in rows}
+
+
+def build_weekly(conn: sqlite3.Connection) -> None:
+    """Schema 7: the weekly sets from the any-event daily sets (one pass)."""
+    conn.execute("DELETE FROM weekly_user_sets")
+    weeks: defaultdict[str, list[bitmap.UserBitmap]] = defaultdict(list)
+    for day, data in conn.execute("SELECT day, users FROM daily_user_sets WHERE event = ''"):
+        weeks[week_of(day)].append(bitmap.decode(data))
+    conn.executemany(
+        _WEEKLY_WRITE,
+        [(week, bitmap.encode(bitmap.union_all(sets))) for week, sets in weeks.items()],
+    )
 
 
 def change_first_seen(
