@@ -146,3 +146,17 @@ def test_erasure_time_is_kept_in_utc(store: EventStore) -> None:
     result = store.insert_events([before, after])
     assert result.erased == {before.key}
     assert result.written == 1
+
+
+def test_an_erasure_empties_the_sets_of_events_with_an_empty_platform(store: EventStore) -> None:
+    # The API refuses "", a queued message can carry it: it counts as "unknown" everywhere.
+    consume(store, track("gus", "open", jan(5), platform=""), track("hal", "open", jan(5)))
+    assert active_users(store, date(2026, 1, 5)) == 2
+    store.delete_user("gus", ERASED_AT)
+    assert active_users(store, date(2026, 1, 5)) == 1
+    platforms = {
+        r.platform
+        for r in store.rollup_users(date(2026, 1, 5), date(2026, 1, 5), by_event=False)
+        if len(r.users)
+    }
+    assert platforms == {"web"}

@@ -4,11 +4,19 @@ person everywhere, exactly once, and never brought back by a link after an erasu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 
+import pytest
 from mysoulmate.analytics.date_range import DateRange
 from mysoulmate.analytics.models import QueuedMessage
-from mysoulmate.analytics.ports import ANY_EVENT, EventStore
+from mysoulmate.analytics.ports import (
+    ANY_EVENT,
+    EventStore,
+    LinkResult,
+    StorageUnavailableError,
+    StoreResult,
+)
 from mysoulmate.analytics.reporting import funnel_report
 
 from tests.support.messages import consume, identify, identify_as, jan, track, visit
@@ -166,3 +174,42 @@ def test_a_message_id_the_user_already_has_is_not_doubled(store: EventStore) -> 
     consume(store, identify_as("jo", "a-10", jan(15, 10)))
     assert events_of(store, "jo") == ["open"]
     assert events_of(store, "anon:a-10") == []
+
+
+def test_erasing_a_user_erases_what_a_cut_short_move_left_under_their_visitor(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A visitor's batch is stored while another consumer links the visitor to the user,
+    and the consumer's re-check (the link that would move it) fails: the redelivery is
+    stored under the user, the visitor's copy stays. Erasing the user takes it too."""
+    real_insert, real_link = store.insert_events, store.link_anonymous
+    calls = {"insert": 0, "link": 0}
+
+    def insert(messages: Sequence[QueuedMessage]) -> StoreResult:
+        calls["insert"] += 1
+        if calls["insert"] == 1:  # another consumer links v-1 to ann meanwhile
+            real_link("v-1", "ann", jan(5, 13))
+        return real_insert(messages)
+
+    def link(anonymous_id: str, user_id: str, received_at: datetime) -> LinkResult:
+        calls["link"] += 1
+        if calls["link"] == 1:
+            raise StorageUnavailableError("the re-check link failed this once")
+        return real_link(anonymous_id, user_id, received_at)
+
+    monkeypatch.setattr(store, "insert_events", insert)
+    monkeypatch.setattr(store, "link_anonymous", link)
+    message = visit("v-1", jan(5))
+    with pytest.raises(AssertionError):  # the record failed: the queue redelivers it
+        consume(store, message)
+    consume(store, message)
+    assert [p.event for p in store.user_event_points("ann")] == ["tick"]
+    assert store.user_event_points("anon:v-1")  # the cut-short move's leftover
+
+    store.delete_user("ann", jan(8))
+    assert store.user_event_points("anon:v-1") == []
+    assert store.list_events("anon:v-1", 10, None).events == []
+    assert active(store, date(2026, 1, 5)) == 0
+    assert not any(
+        len(users) for users in store.first_seen_users(jan(5).date(), jan(5).date()).values()
+    )

@@ -23,9 +23,10 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.pq import TransactionStatus
 
-from mysoulmate.analytics.models import AuditEntry, Profile, QueuedMessage
+from mysoulmate.analytics.models import ANONYMOUS_PREFIX, AuditEntry, Profile, QueuedMessage
 from mysoulmate.analytics.ports import (
     ANY_EVENT,
     ErasureResult,
@@ -43,6 +44,7 @@ from mysoulmate.storage.postgres.erasures import (
     erased_at_or_after,
     erased_keys,
     lock_and_read,
+    lock_exclusive,
     lock_for_erasure,
 )
 from mysoulmate.storage.postgres.perf import PostgresPerf
@@ -288,46 +290,30 @@ class PostgresEventStore(PostgresReads, PostgresPerf):
     # -- GDPR --------------------------------------------------------------------------------
 
     def delete_user(self, user_id: str, erased_at: datetime) -> ErasureResult:
+        """Everything stored of the user, and of each visitor linked to them (what a move
+        cut short, a failed link re-check, left under the visitor is theirs too), in one
+        transaction; the links go last."""
         if not _storable_text(user_id):  # nothing of such a user can ever be stored
             return ErasureResult(events=0, profile=False)
         with self._conn() as conn, conn.transaction():
             # First: waits for in-flight writes about the user, keeps new ones out until
             # commit, after which they see the tombstone.
             lock_for_erasure(conn, user_id, erased_at)
-            # The user can only be in the sets of (day, platform, event) keys their stored
-            # events roll up to: find those instead of scanning every set.
-            keys = conn.execute(
-                "SELECT DISTINCT (ts AT TIME ZONE 'UTC')::date, "
-                "COALESCE(NULLIF(platform, ''), %s), event FROM events "
-                "WHERE user_id = %s AND event IS NOT NULL",
-                (UNKNOWN_PLATFORM, user_id),
-            ).fetchall()
-            found = conn.execute(
-                "SELECT ordinal FROM user_ordinals WHERE user_id = %s", (user_id,)
-            ).fetchone()
-            if found is not None and keys:
-                ordinal = int(found[0])
-                day_keys = {(d, p, e) for d, p, e in keys} | {(d, p, ANY_EVENT) for d, p, _ in keys}
-                user_sets.move_daily(conn, sorted(day_keys), ordinal, None)
-            seen = conn.execute(
-                "DELETE FROM first_seen WHERE user_id = %s RETURNING day", (user_id,)
-            ).fetchone()
-            if found is not None and seen is not None:
-                user_sets.change_first_seen(conn, [], [(seen[0], int(found[0]))])
-            deleted = conn.execute("DELETE FROM events WHERE user_id = %s", (user_id,)).rowcount
-            profile = conn.execute("DELETE FROM profiles WHERE user_id = %s", (user_id,)).rowcount
-            conn.execute("DELETE FROM session_marks WHERE user_id = %s", (user_id,))
-            conn.execute("DELETE FROM forward_ledger WHERE user_id = %s", (user_id,))
-            conn.execute("DELETE FROM perf_ledger WHERE user_id = %s", (user_id,))
-            user_summaries.remove(conn, user_id)
+            visitors = [
+                ANONYMOUS_PREFIX + anonymous_id
+                for (anonymous_id,) in conn.execute(
+                    "SELECT anonymous_id FROM identity_links WHERE user_id = %s", (user_id,)
+                ).fetchall()
+            ]
+            if visitors:  # no new link can appear: a link takes the user's lock
+                lock_exclusive(conn, sorted(visitors))
+            events, profile = 0, False
+            for person in [user_id, *visitors]:
+                erased_events, erased_profile = _erase_person(conn, person)
+                events, profile = events + erased_events, profile or erased_profile
             # Their anonymous ids' history was merged into theirs: those ids are forgotten too.
             identity.forget_links(conn, user_id)
-            # Tombstone: the identifier goes, the ordinal stays taken forever.
-            conn.execute(
-                "UPDATE user_ordinals SET user_id = NULL, erased_at = now() WHERE user_id = %s",
-                (user_id,),
-            )
-        return ErasureResult(events=deleted, profile=profile > 0)
+        return ErasureResult(events=events, profile=profile)
 
     def append_audit(self, entry: AuditEntry) -> None:
         with self._conn() as conn:
@@ -426,3 +412,40 @@ def _allocate_ordinals(conn: Conn, users: list[str]) -> dict[str, int]:
             ).fetchall()
         )
     return found
+
+
+def _erase_person(conn: Conn, person: str) -> tuple[int, bool]:
+    """Delete what is stored of ``person`` (caller's transaction, their lock held):
+    (events deleted, whether a profile was)."""
+    # The person can only be in the sets of (day, platform, event) keys their stored events
+    # roll up to: find those instead of scanning every set.
+    keys = conn.execute(
+        "SELECT DISTINCT (ts AT TIME ZONE 'UTC')::date, "
+        "COALESCE(NULLIF(platform, ''), %s), event FROM events "
+        "WHERE user_id = %s AND event IS NOT NULL",
+        (UNKNOWN_PLATFORM, person),
+    ).fetchall()
+    found = conn.execute(
+        "SELECT ordinal FROM user_ordinals WHERE user_id = %s", (person,)
+    ).fetchone()
+    if found is not None and keys:
+        day_keys = {(d, p, e) for d, p, e in keys} | {(d, p, ANY_EVENT) for d, p, _ in keys}
+        user_sets.move_daily(conn, sorted(day_keys), int(found[0]), None)
+    seen = conn.execute(
+        "DELETE FROM first_seen WHERE user_id = %s RETURNING day", (person,)
+    ).fetchone()
+    if found is not None and seen is not None:
+        user_sets.change_first_seen(conn, [], [(seen[0], int(found[0]))])
+    deleted = conn.execute("DELETE FROM events WHERE user_id = %s", (person,)).rowcount
+    profile = conn.execute("DELETE FROM profiles WHERE user_id = %s", (person,)).rowcount
+    for table in ("session_marks", "forward_ledger", "perf_ledger"):
+        conn.execute(
+            sql.SQL("DELETE FROM {} WHERE user_id = %s").format(sql.Identifier(table)), (person,)
+        )
+    user_summaries.remove(conn, person)
+    # Tombstone: the identifier goes, the ordinal stays taken forever.
+    conn.execute(
+        "UPDATE user_ordinals SET user_id = NULL, erased_at = now() WHERE user_id = %s",
+        (person,),
+    )
+    return deleted, profile > 0

@@ -48,7 +48,7 @@ def link(
 def set_keys(conn: sqlite3.Connection, user_id: str) -> set[SetKey]:
     """Every user set the user belongs to, derived from their counted events."""
     keys = conn.execute(
-        "SELECT DISTINCT substr(ts, 1, 10), coalesce(platform, ?), event "
+        "SELECT DISTINCT substr(ts, 1, 10), coalesce(nullif(platform, ''), ?), event "
         "FROM events WHERE user_id = ? AND event IS NOT NULL",
         (UNKNOWN_PLATFORM, user_id),
     ).fetchall()

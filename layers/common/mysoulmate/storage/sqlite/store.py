@@ -47,7 +47,7 @@ from mysoulmate.analytics.user_summary import summary_delta
 from mysoulmate.storage import bitmap
 from mysoulmate.storage.paging import decode_cursor, next_page_cursor
 from mysoulmate.storage.profile_updates import update_each
-from mysoulmate.storage.sqlite import funnel_reads, identity, user_sets, user_summaries
+from mysoulmate.storage.sqlite import erasure, funnel_reads, identity, user_sets, user_summaries
 from mysoulmate.storage.sqlite.connection import (
     CHUNK,
     open_sqlite,
@@ -388,23 +388,8 @@ class SqliteEventStore(SqlitePerf):
     # -- GDPR ---------------------------------------------------------------------------
 
     def delete_user(self, user_id: str, erased_at: datetime) -> ErasureResult:
-        conn = self._conn
-        with write_transaction(conn, self._lock):
-            conn.execute(
-                "INSERT INTO erasures VALUES (?, ?) ON CONFLICT DO UPDATE "
-                "SET erased_at = max(erased_at, excluded.erased_at)",
-                (user_id, time_key(erased_at)),
-            )
-            identity.remove_from_sets(conn, user_id)
-            conn.execute("DELETE FROM identity_links WHERE user_id = ?", (user_id,))
-            events = conn.execute("DELETE FROM events WHERE user_id = ?", (user_id,)).rowcount
-            profile = conn.execute("DELETE FROM profiles WHERE user_id = ?", (user_id,)).rowcount
-            conn.execute("DELETE FROM first_seen WHERE user_id = ?", (user_id,))
-            conn.execute("DELETE FROM session_marks WHERE user_id = ?", (user_id,))
-            conn.execute("DELETE FROM user_ordinals WHERE user_id = ?", (user_id,))
-            conn.execute("DELETE FROM perf_ledger WHERE user_id = ?", (user_id,))
-            user_summaries.remove(conn, [user_id])
-        return ErasureResult(events=events, profile=profile > 0)
+        with write_transaction(self._conn, self._lock):
+            return erasure.erase(self._conn, user_id, erased_at)
 
     def erased_users(self, users: Collection[str]) -> dict[str, datetime]:
         with self._lock:
