@@ -28,7 +28,7 @@ from mysoulmate.analytics.ports import PERF_LEDGER_DAYS, StoreResult
 from mysoulmate.storage.dynamodb.store import DynamoEventStore, table_schema
 
 from tests.contract.conftest import BACKENDS
-from tests.support.messages import jan
+from tests.support.messages import consume, identify_as, jan
 from tests.support.perf_stores import (
     Opened,
     expected,
@@ -398,3 +398,18 @@ def test_dynamodb_an_erasure_landing_before_the_transaction_cancels_only_its_use
     result = store.record_perf([erin, fay])
     assert (result.erased, result.new_keys, result.failed) == ({erin.key}, {fay.key}, {})
     assert stored(store) == expected([fay])
+
+
+def test_a_visitors_message_redelivered_after_the_visitor_signed_in_counts_once(
+    opened: Opened,
+) -> None:
+    store = opened.store
+    message = perf("anon:x", [render(10), render(20)], at=jan(5)).model_copy(
+        update={"anonymousId": "x"}
+    )
+    consume(store, message)
+    consume(store, identify_as("ann", "x", jan(5, 13)))  # the visitor signs in: linked
+    consume(store, message)  # redelivered (at least once), now from a linked visitor
+    assert stored(store) == expected([message])
+    store.delete_user("ann", jan(6))  # the visitor's ledger entry goes with the user
+    assert store.record_perf([message]).written == 1

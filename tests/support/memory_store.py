@@ -326,17 +326,21 @@ class MemoryEventStore:
 
     def delete_user(self, user_id: str, erased_at: datetime) -> ErasureResult:
         self._erasures[user_id] = max(erased_at, self._erasures.get(user_id, erased_at))
-        mine = [m.key for m in self._of_user(user_id)]
-        for key in mine:
-            del self._events[key]
-        for members in self._users.values():
-            members.discard(user_id)
-        self._first_seen.pop(user_id, None)
-        self._marks.pop(user_id, None)
-        self._perf_ledger = {key for key in self._perf_ledger if key[0] != user_id}
+        visitors = [ANONYMOUS_PREFIX + a for a, u in self._links.items() if u == user_id]
+        events, profile = 0, False
+        for person in [user_id, *visitors]:  # a cut-short move's leftovers are the user's
+            mine = [m.key for m in self._of_user(person)]
+            for key in mine:
+                del self._events[key]
+            for members in self._users.values():
+                members.discard(person)
+            self._first_seen.pop(person, None)
+            self._marks.pop(person, None)
+            self._perf_ledger = {key for key in self._perf_ledger if key[0] != person}
+            events += len(mine)
+            profile = self._profiles.pop(person, None) is not None or profile
         self._links = {a: u for a, u in self._links.items() if u != user_id}
-        profile = self._profiles.pop(user_id, None)
-        return ErasureResult(events=len(mine), profile=profile is not None)
+        return ErasureResult(events=events, profile=profile)
 
     def erased_users(self, users: Collection[str]) -> dict[str, datetime]:
         return {user: self._erasures[user] for user in users if user in self._erasures}

@@ -174,16 +174,18 @@ class IngestBatch:
 
     def _resolved_visitors(self) -> list[QueuedMessage]:
         """The batch, with each anonymous visitor already linked to a user stored as that
-        user (their records follow); a messageId the user already has is one message."""
+        user (their records follow); a messageId the user already has is one message.
+        Perf messages keep the visitor: their ledger entry (person, messageId) must be the
+        same on every delivery, before a link or after it, or a redelivery counts twice."""
         messages = list(self._messages.values())
-        visitors = {m.anonymousId for m in messages if _is_visitor(m) and m.anonymousId}
+        visitors = {m.anonymousId for m in messages if _resolvable(m) and m.anonymousId}
         links = self._store.linked_users(visitors) if visitors else {}
         if not links:
             return messages
         resolved: dict[MessageKey, QueuedMessage] = {}
         records: dict[MessageKey, list[str]] = defaultdict(list)
         for message in messages:
-            user = links.get(message.anonymousId or "") if _is_visitor(message) else None
+            user = links.get(message.anonymousId or "") if _resolvable(message) else None
             moved = message.model_copy(update={"userId": user}) if user else message
             resolved.setdefault(moved.key, moved)
             records[moved.key].extend(self._records[message.key])
@@ -249,6 +251,10 @@ class IngestBatch:
             except Exception as exc:  # noqa: BLE001 - reported per record, retried by the queue
                 for message in linking:
                     failed[message.key] = f"identity link failed: {exc}"
+
+
+def _resolvable(message: QueuedMessage) -> bool:
+    return message.type != "perf" and _is_visitor(message)
 
 
 def _is_visitor(message: QueuedMessage) -> bool:
