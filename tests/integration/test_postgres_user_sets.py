@@ -5,10 +5,12 @@ behind the new ones' back."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import date
 
 import psycopg
 import pytest
+from mysoulmate.storage import bitmap
 from mysoulmate.storage.postgres.connection import HEAD_REVISION
 from mysoulmate.storage.postgres.migrate import migrate
 from mysoulmate.storage.postgres.store import PostgresEventStore
@@ -92,3 +94,47 @@ def test_migration_0010_converts_the_sets_and_fences_the_old_table() -> None:
         with psycopg.connect(info) as conn:
             assert conn.execute("SELECT to_regclass('daily_user_sets')").fetchone() == (None,)
             conn.execute("UPDATE daily_users SET bits = bits WHERE false")  # writable again
+
+
+def test_migration_0012_builds_the_weekly_sets_and_fences_daily_user_sets() -> None:
+    monday, wednesday, next_monday = date(2026, 1, 5), date(2026, 1, 7), date(2026, 1, 12)
+    daily = [  # (day, platform, event, members) as release 0011 stored them
+        (monday, "web", "", [1, 2]),
+        (monday, "web", "buy", [2]),
+        (wednesday, "ios", "", [2, 3, 300_000]),
+        (next_monday, "web", "", [4]),
+    ]
+    with scratch_database() as info:
+        alembic(info, "upgrade", "0011")
+        with psycopg.connect(info) as conn, conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO daily_user_sets (day, platform, event, chunk, users) "
+                "VALUES (%s, %s, %s, %s, %s)",
+                [
+                    (day, platform, event, chunk, bitmap.encode(bitmap.of(ords)))
+                    for day, platform, event, members in daily
+                    for chunk, ords in itertools.groupby(members, key=lambda o: o >> 18)
+                ],
+            )
+        assert migrate(info) == HEAD_REVISION
+        store = PostgresEventStore(info)
+        try:
+            weeks = store.weekly_active_users(monday, next_monday)
+            assert {w: set(u) for w, u in weeks.items()} == {  # type: ignore[call-overload]
+                monday: {1, 2, 3, 300_000},
+                next_monday: {4},
+            }
+            platforms = {r.platform for r in store.rollup_users(monday, next_monday, by_event=True)}
+            assert platforms == {"web", "ios"}  # the weekly rows are no platform's
+            with (
+                psycopg.connect(info) as conn,
+                pytest.raises(psycopg.errors.ReadOnlySqlTransaction),
+                conn.transaction(),
+            ):
+                conn.execute("UPDATE daily_user_sets SET users = users WHERE false")
+        finally:
+            store.close()
+        alembic(info, "downgrade", "0011")
+        with psycopg.connect(info) as conn:
+            assert conn.execute("SELECT to_regclass('activity_sets')").fetchone() == (None,)
+            conn.execute("UPDATE daily_user_sets SET users = users WHERE false")  # writable again

@@ -26,6 +26,7 @@ DATA_TABLES = (
     "daily_revenue",
     "daily_users",
     "daily_user_sets",
+    "activity_sets",
     "user_day_counts",
     "user_sessions",
     "first_seen",

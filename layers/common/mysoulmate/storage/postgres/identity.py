@@ -8,7 +8,7 @@ profile updates and with an erasure of the user: a batch storing visitor events 
 commits before the link looks (and the link moves them), or waits and stores them after
 the link committed (and the consumer, looking the link up again after its batch, links
 again, which moves them). Statements touch the tables in the order ingest does (events and
-the per-user summaries, user_ordinals, daily_user_sets, first_seen, first_seen_sets,
+the per-user summaries, user_ordinals, activity_sets, first_seen, first_seen_sets,
 session_marks), and the rows of a user-set table in key order, all in one statement, so a
 link queues behind concurrent batches instead of deadlocking.
 

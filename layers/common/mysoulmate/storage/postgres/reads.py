@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, cast
 
 from psycopg import sql
 
-from mysoulmate.analytics.cohorts import weekly_from_daily
 from mysoulmate.analytics.date_range import DateRange
 from mysoulmate.analytics.models import AuditEntry, AuditPage, EventPage, Profile, SessionMark
 from mysoulmate.analytics.ports import (
@@ -36,6 +35,7 @@ from mysoulmate.storage import bitmap
 from mysoulmate.storage.paging import decode_cursor, next_page_cursor
 from mysoulmate.storage.postgres import user_summaries
 from mysoulmate.storage.postgres.pooling import Conn
+from mysoulmate.storage.postgres.rollups import WEEK_PLATFORM
 from mysoulmate.storage.postgres.rows import (
     _STORED_COLUMNS,
     _cursor_text,
@@ -191,10 +191,10 @@ class PostgresReads:
     def rollup_users(self, start: date, end: date, *, by_event: bool) -> list[UsersRow]:
         with self._conn() as conn:
             rows = conn.execute(
-                "SELECT day, platform, event, users FROM daily_user_sets "
-                "WHERE day BETWEEN %s AND %s AND (%s OR event = %s) "
+                "SELECT day, platform, event, users FROM activity_sets "
+                "WHERE day BETWEEN %s AND %s AND (%s OR event = %s) AND platform <> %s "
                 "ORDER BY day, platform, event, chunk",
-                (start, end, by_event, ANY_EVENT),
+                (start, end, by_event, ANY_EVENT, WEEK_PLATFORM),
             ).fetchall()
         result: list[UsersRow] = []
         for (day, platform, event), chunks in itertools.groupby(rows, key=lambda r: r[:3]):
@@ -219,7 +219,19 @@ class PostgresReads:
         return found
 
     def weekly_active_users(self, start: date, end: date) -> dict[date, UserSet]:
-        return weekly_from_daily(self, start, end)
+        """One row per week and chunk of 2^18 users (activity_sets, migration 0012)."""
+        with self._conn() as conn:
+            rows = conn.execute(
+                "SELECT day, users FROM activity_sets WHERE platform = %s AND event = %s "
+                "AND day BETWEEN %s AND %s ORDER BY day, chunk",
+                (WEEK_PLATFORM, ANY_EVENT, start, end),
+            ).fetchall()
+        found: dict[date, UserSet] = {}
+        for week, chunks in itertools.groupby(rows, key=lambda r: r[0]):
+            users = bitmap.union_all([bitmap.decode(data) for _, data in chunks])
+            if users:
+                found[week] = users
+        return found
 
     def empty_user_set(self) -> bitmap.UserBitmap:
         return bitmap.UserBitmap()

@@ -7,12 +7,13 @@ moves, user-set chunks, session marks, as the column lists `unnest` takes) that 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from mysoulmate.analytics.models import SessionMark
+from mysoulmate.analytics.ports import ANY_EVENT
 from mysoulmate.analytics.rollups import RollupDelta
 from mysoulmate.storage import bitmap
 
@@ -22,6 +23,26 @@ from mysoulmate.storage import bitmap
 CHUNK_SHIFT = 18
 
 ChunkKey = tuple[date, str, str, int]
+DayKey = tuple[date, str, str]
+
+# Weekly sets (migration 0012) are rows of activity_sets too: (Monday, WEEK_PLATFORM, ANY_EVENT)
+# holds who had a track event that ISO week on any platform. No client can send the name (a
+# platform never holds a control character), and every change to a day's any-event set
+# changes its week's set the same way (`with_weeks`), in the same statements.
+WEEK_PLATFORM = "\x1fweek"
+
+
+def week_of(day: date) -> date:
+    return day - timedelta(days=day.weekday())
+
+
+def with_weeks(keys: Iterable[DayKey]) -> list[DayKey]:
+    """``keys`` and the weekly set of each any-event key's day, sorted."""
+    found = set(keys)
+    found |= {
+        (week_of(day), WEEK_PLATFORM, ANY_EVENT) for day, _, event in found if event == ANY_EVENT
+    }
+    return sorted(found)
 
 
 @dataclass
@@ -70,12 +91,17 @@ def _plan(delta: RollupDelta, state: Sequence[Sequence[Any]]) -> _Plan | None:
 def _chunks(
     users: Mapping[tuple[date, str, str], set[str]], ordinals: dict[str, int]
 ) -> dict[ChunkKey, bitmap.UserBitmap]:
-    """The batch's user sets, per chunk row of daily_user_sets they are OR-ed into."""
+    """The batch's user sets, per chunk row of activity_sets they are OR-ed into (a day's
+    any-event users go into its week's set too)."""
     positions: dict[ChunkKey, list[int]] = {}
     for (day, platform, event), members in users.items():
+        keys = [(day, platform, event)]
+        if event == ANY_EVENT:
+            keys.append((week_of(day), WEEK_PLATFORM, ANY_EVENT))
         for user in members:
             ordinal = ordinals[user]
-            positions.setdefault((day, platform, event, ordinal >> CHUNK_SHIFT), []).append(ordinal)
+            for key in keys:
+                positions.setdefault((*key, ordinal >> CHUNK_SHIFT), []).append(ordinal)
     return {key: bitmap.of(found) for key, found in positions.items()}
 
 

@@ -1,8 +1,9 @@
 """User sets in PostgreSQL: Roaring bitmaps (`storage.bitmap`) over `user_ordinals`, each set
-split in rows of 2^`rollups.CHUNK_SHIFT` ordinals (migration 0010):
+split in rows of 2^`rollups.CHUNK_SHIFT` ordinals (migrations 0010, 0012):
 
-- ``daily_user_sets (day, platform, event, chunk, users)``: who had a track event on that day
-  and platform, with that event name (ANY_EVENT: any);
+- ``activity_sets (day, platform, event, chunk, users)``: who had a track event on that day
+  and platform, with that event name (ANY_EVENT: any); and, under `rollups.WEEK_PLATFORM`
+  with the Monday as the day, who had one that ISO week on any platform;
 - ``first_seen_sets (day, chunk, users)``: whose ``first_seen`` day it is. A user is in the
   set of their first-seen day and in no other, so cohorts read one row per day (and chunk).
 
@@ -23,9 +24,14 @@ import psycopg
 
 from mysoulmate.storage import bitmap
 from mysoulmate.storage.postgres.pooling import Conn
-from mysoulmate.storage.postgres.rollups import CHUNK_SHIFT, ChunkKey, _columns
+from mysoulmate.storage.postgres.rollups import (
+    CHUNK_SHIFT,
+    ChunkKey,
+    DayKey,
+    _columns,
+    with_weeks,
+)
 
-DayKey = tuple[date, str, str]
 Cursor = psycopg.Cursor[tuple[Any, ...]]
 
 
@@ -40,13 +46,13 @@ def lock_daily(conn: Conn, wanted: Mapping[ChunkKey, bitmap.UserBitmap]) -> Curs
     keys = sorted(wanted)
     columns = _columns([(*k, bitmap.encode(wanted[k])) for k in keys], 5)
     conn.execute(
-        "INSERT INTO daily_user_sets (day, platform, event, chunk, users) "
+        "INSERT INTO activity_sets (day, platform, event, chunk, users) "
         "SELECT * FROM unnest(%s::date[], %s::text[], %s::text[], %s::int[], %s::bytea[]) "
         "ON CONFLICT DO NOTHING",
         columns,
     )
     return conn.execute(
-        "SELECT day, platform, event, chunk, users FROM daily_user_sets "
+        "SELECT day, platform, event, chunk, users FROM activity_sets "
         "WHERE (day, platform, event, chunk) IN "
         "(SELECT * FROM unnest(%s::date[], %s::text[], %s::text[], %s::int[])) "
         "ORDER BY day, platform, event, chunk FOR UPDATE",
@@ -72,7 +78,7 @@ def write_daily(conn: Conn, changed: Sequence[Sequence[Any]]) -> None:
     if not changed:
         return
     conn.execute(
-        "UPDATE daily_user_sets t SET users = v.users FROM unnest("
+        "UPDATE activity_sets t SET users = v.users FROM unnest("
         "%s::date[], %s::text[], %s::text[], %s::int[], %s::bytea[]) "
         "AS v(day, platform, event, chunk, users) WHERE t.day = v.day "
         "AND t.platform = v.platform AND t.event = v.event AND t.chunk = v.chunk",
@@ -81,21 +87,22 @@ def write_daily(conn: Conn, changed: Sequence[Sequence[Any]]) -> None:
 
 
 def move_daily(conn: Conn, keys: Sequence[DayKey], source: int, target: int | None) -> None:
-    """In the sets ``keys``: take ordinal ``source`` out and put ``target`` in (unless None).
-    The rows of both (their chunks may differ) are locked in one sorted statement."""
-    columns = _columns(keys, 3)
+    """In the sets ``keys`` (and the weeks of their any-event days): take ordinal ``source``
+    out and put ``target`` in (unless None). The rows of both (their chunks may differ) are
+    locked in one sorted statement."""
+    columns = _columns(with_weeks(keys), 3)
     chunks = [source >> CHUNK_SHIFT]
     if target is not None:
         chunks.append(target >> CHUNK_SHIFT)
         # Rows of the target's chunk that do not exist yet start with just the target.
         conn.execute(
-            "INSERT INTO daily_user_sets (day, platform, event, chunk, users) "
+            "INSERT INTO activity_sets (day, platform, event, chunk, users) "
             "SELECT d, p, e, %s, %s FROM unnest(%s::date[], %s::text[], %s::text[]) "
             "AS k(d, p, e) ORDER BY d, p, e ON CONFLICT DO NOTHING",
             (chunks[-1], bitmap.encode(bitmap.of([target])), *columns),
         )
     rows = conn.execute(
-        "SELECT day, platform, event, chunk, users FROM daily_user_sets "
+        "SELECT day, platform, event, chunk, users FROM activity_sets "
         "WHERE chunk = ANY(%s::int[]) AND (day, platform, event) IN "
         "(SELECT * FROM unnest(%s::date[], %s::text[], %s::text[])) "
         "ORDER BY day, platform, event, chunk FOR UPDATE",
