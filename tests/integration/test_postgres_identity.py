@@ -24,11 +24,11 @@ from mysoulmate.analytics.ports import ANY_EVENT, EventStore
 from mysoulmate.storage.bitmap import UserBitmap
 from mysoulmate.storage.postgres import erasures
 from mysoulmate.storage.postgres.connection import HEAD_REVISION
-from mysoulmate.storage.postgres.migrate import alembic_config, current_revision, migrate
+from mysoulmate.storage.postgres.migrate import current_revision, migrate
 from mysoulmate.storage.postgres.store import PostgresEventStore
 
 from tests.support.messages import consume, identify_as, jan, track, visit
-from tests.support.postgres import scratch_database
+from tests.support.postgres import alembic, scratch_database
 
 WAIT_SECONDS = 10.0
 IDENTITY = "mysoulmate.storage.postgres.identity"  # where the link looks its helpers up
@@ -284,21 +284,8 @@ def test_a_link_to_a_visitor_is_refused(postgres_store: PostgresEventStore) -> N
 
 
 def test_migration_0005_adds_identity_links_to_a_database_at_0004() -> None:
-    from alembic import command
-    from sqlalchemy import create_engine
-    from sqlalchemy.pool import NullPool
-
     with scratch_database() as info:
-        engine = create_engine(
-            "postgresql+psycopg://", creator=lambda: psycopg.connect(info), poolclass=NullPool
-        )
-        try:
-            config = alembic_config()
-            with engine.begin() as connection:
-                config.attributes["connection"] = connection
-                command.upgrade(config, "0004")
-        finally:
-            engine.dispose()
+        alembic(info, "upgrade", "0004")
         assert current_revision(info) == "0004"
         assert migrate(info) == HEAD_REVISION
         store = PostgresEventStore(info)

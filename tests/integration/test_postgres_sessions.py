@@ -21,11 +21,11 @@ from mysoulmate.analytics.ports import SessionRow
 from mysoulmate.analytics.rollups import SESSION_EVENTS, SESSION_MS_EVENT, SESSIONS_EVENT
 from mysoulmate.analytics.sessions import assign_sessions
 from mysoulmate.storage.postgres.connection import HEAD_REVISION
-from mysoulmate.storage.postgres.migrate import alembic_config, current_revision, migrate
+from mysoulmate.storage.postgres.migrate import current_revision, migrate
 from mysoulmate.storage.postgres.store import PostgresEventStore
 
 from tests.support.messages import consume, identify, identify_as, jan, track, visit
-from tests.support.postgres import scratch_database
+from tests.support.postgres import alembic, scratch_database
 
 JAN = (date(2026, 1, 1), date(2026, 1, 31))
 MINUTE_MS = 60_000
@@ -68,20 +68,7 @@ def session_state(store: PostgresEventStore, conninfo: str, users: Sequence[str]
 
 
 def upgrade_to(info: str, revision: str) -> None:
-    from alembic import command
-    from sqlalchemy import create_engine
-    from sqlalchemy.pool import NullPool
-
-    engine = create_engine(
-        "postgresql+psycopg://", creator=lambda: psycopg.connect(info), poolclass=NullPool
-    )
-    try:
-        config = alembic_config()
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, revision)
-    finally:
-        engine.dispose()
+    alembic(info, "upgrade", revision)
 
 
 # -- migration 0005 → 0006 --------------------------------------------------------------------

@@ -8,7 +8,7 @@ streamed in user order, and audit pages.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Collection, Generator, Iterator
+from collections.abc import Collection, Generator, Iterator, Sequence
 from contextlib import AbstractContextManager, closing
 from datetime import UTC, date, datetime
 from operator import itemgetter
@@ -211,12 +211,7 @@ class PostgresReads:
                 "ORDER BY day, chunk",
                 (start, end),
             ).fetchall()
-        found: dict[date, UserSet] = {}
-        for day, chunks in itertools.groupby(rows, key=lambda r: r[0]):
-            users = bitmap.union_all([bitmap.decode(data) for _, data in chunks])
-            if users:
-                found[day] = users
-        return found
+        return _sets_by_day(rows)
 
     def weekly_active_users(self, start: date, end: date) -> dict[date, UserSet]:
         """One row per week and chunk of 2^18 users (activity_sets, migration 0012)."""
@@ -226,12 +221,7 @@ class PostgresReads:
                 "AND day BETWEEN %s AND %s ORDER BY day, chunk",
                 (WEEK_PLATFORM, ANY_EVENT, start, end),
             ).fetchall()
-        found: dict[date, UserSet] = {}
-        for week, chunks in itertools.groupby(rows, key=lambda r: r[0]):
-            users = bitmap.union_all([bitmap.decode(data) for _, data in chunks])
-            if users:
-                found[week] = users
-        return found
+        return _sets_by_day(rows)
 
     def empty_user_set(self) -> bitmap.UserBitmap:
         return bitmap.UserBitmap()
@@ -349,3 +339,14 @@ class PostgresReads:
         ]
         next_cursor = next_page_cursor(entries, limit, lambda e: {"at": time_key(e.at), "id": e.id})
         return AuditPage(entries=entries[:limit], next_cursor=next_cursor)
+
+
+def _sets_by_day(rows: Sequence[Sequence[Any]]) -> dict[date, UserSet]:
+    """(day, chunk's users) rows in day order → each day's set, its chunks unioned; a set
+    emptied by erasures is no data."""
+    found: dict[date, UserSet] = {}
+    for day, chunks in itertools.groupby(rows, key=lambda r: r[0]):
+        users = bitmap.union_all([bitmap.decode(data) for _, data in chunks])
+        if users:
+            found[day] = users
+    return found
