@@ -1,5 +1,5 @@
 """Weekly user sets on every backend: each ISO week's set is exactly the union of its days'
-any-event sets (`cohorts.weekly_from_daily`) through deliveries in any order, redelivery,
+any-event sets (`rollups.weekly_from_daily`) through deliveries in any order, redelivery,
 identity links, erasure and late events; weekly cohorts read them, and a week cut short by
 today still counts only its days up to today."""
 
@@ -8,9 +8,10 @@ from __future__ import annotations
 import random
 from datetime import UTC, date, datetime, timedelta
 
-from mysoulmate.analytics.cohorts import build_cohorts, weekly_from_daily
+from mysoulmate.analytics.cohorts import build_cohorts
 from mysoulmate.analytics.date_range import DateRange
 from mysoulmate.analytics.ports import EventStore
+from mysoulmate.analytics.rollups import weekly_from_daily
 
 from tests.support.messages import consume, identify_as, jan, track, visit
 

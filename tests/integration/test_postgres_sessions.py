@@ -9,7 +9,6 @@ consumers race, and gone with an erasure).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Any
@@ -25,7 +24,7 @@ from mysoulmate.storage.postgres.migrate import current_revision, migrate
 from mysoulmate.storage.postgres.store import PostgresEventStore
 
 from tests.support.messages import consume, identify, identify_as, jan, track, visit
-from tests.support.postgres import alembic, scratch_database
+from tests.support.postgres import alembic, insert_from_both_ends, scratch_database
 
 JAN = (date(2026, 1, 1), date(2026, 1, 31))
 MINUTE_MS = 60_000
@@ -242,25 +241,8 @@ def test_concurrent_consumers_leave_each_person_at_their_latest_session(
     for m in messages:
         latest[m.userId] = max(latest.get(m.userId, m.timestamp), m.timestamp)
     pooled = PostgresEventStore(postgres_database, pool_size=4)
-    errors: list[BaseException] = []
-
-    def consume_in(order: list[QueuedMessage]) -> None:
-        try:
-            for start in range(0, len(order), 30):
-                assert not pooled.insert_events(order[start : start + 30]).failed
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
-            errors.append(exc)
-
     try:
-        threads = [
-            threading.Thread(target=consume_in, args=(messages,)),
-            threading.Thread(target=consume_in, args=(messages[::-1],)),
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        assert errors == []
+        insert_from_both_ends(pooled, messages, 30)
         marks = pooled.session_marks(latest)
         assert {user: mark.last for user, mark in marks.items()} == latest
         started = sum(1 for m in messages if m.session_tally and m.session_tally.started)

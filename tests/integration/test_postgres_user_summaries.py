@@ -8,7 +8,6 @@ transaction."""
 
 from __future__ import annotations
 
-import threading
 from datetime import date, timedelta
 from typing import Any
 
@@ -23,7 +22,7 @@ from mysoulmate.storage.postgres.migrate import migrate
 from mysoulmate.storage.postgres.store import PostgresEventStore
 
 from tests.support.messages import consume, identify, identify_as, jan, track, visit
-from tests.support.postgres import alembic, scratch_database
+from tests.support.postgres import alembic, insert_from_both_ends, scratch_database
 
 RANGES = (
     None,
@@ -45,10 +44,8 @@ STORED_SESSIONS = "SELECT * FROM user_sessions ORDER BY 1, 2"
 
 
 @pytest.fixture
-def store(postgres_store: PostgresEventStore, postgres_database: str) -> PostgresEventStore:
-    """The emptied store, summary tables included (in case `truncate_all` predates them)."""
-    with psycopg.connect(postgres_database, autocommit=True) as conn:
-        conn.execute("TRUNCATE user_day_counts, user_sessions")
+def store(postgres_store: PostgresEventStore) -> PostgresEventStore:
+    """The emptied store (`truncate_all` empties the summary tables too)."""
     return postgres_store
 
 
@@ -257,25 +254,8 @@ def test_concurrent_consumers_add_each_event_once(
         for i in range(300)
     ]
     pooled = PostgresEventStore(postgres_database, pool_size=4)
-    errors: list[BaseException] = []
-
-    def consume_in(order: list[QueuedMessage]) -> None:
-        try:
-            for start in range(0, len(order), 25):
-                assert not pooled.insert_events(order[start : start + 25]).failed
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
-            errors.append(exc)
-
     try:
-        threads = [
-            threading.Thread(target=consume_in, args=(messages,)),
-            threading.Thread(target=consume_in, args=(messages[::-1],)),
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        assert errors == []
+        insert_from_both_ends(pooled, messages, 25)
     finally:
         pooled.close()
     assert_rows_derive_from_events(postgres_database)

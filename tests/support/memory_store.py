@@ -12,7 +12,6 @@ from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 
-from mysoulmate.analytics.cohorts import weekly_from_daily
 from mysoulmate.analytics.date_range import DateRange
 from mysoulmate.analytics.models import (
     ANONYMOUS_PREFIX,
@@ -44,7 +43,13 @@ from mysoulmate.analytics.ports import (
     time_key,
 )
 from mysoulmate.analytics.profiles import merge_profiles
-from mysoulmate.analytics.rollups import DayKey, RevenueKey, rollup_delta, split_session_rows
+from mysoulmate.analytics.rollups import (
+    DayKey,
+    RevenueKey,
+    rollup_delta,
+    split_session_rows,
+    weekly_from_daily,
+)
 from mysoulmate.analytics.user_summary import summary_from_points
 from mysoulmate.storage.paging import decode_cursor, next_page_cursor
 from mysoulmate.storage.perf_batch import perf_batch, perf_result

@@ -10,8 +10,10 @@ tests skip without it, and fail under CI=true.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 from tests.support.helpers import require_service
 
@@ -99,3 +101,26 @@ def alembic(info: str, action: str, revision: str) -> None:
             getattr(command, action)(config, revision)
     finally:
         engine.dispose()
+
+
+def insert_from_both_ends(store: Any, messages: Sequence[Any], batch: int) -> None:
+    """Two consumers (threads) store the same messages through ``store``, one in order and one
+    reversed, ``batch`` at a time: every batch stored, nothing raised, or the test fails."""
+    errors: list[BaseException] = []
+
+    def consume_in(order: Sequence[Any]) -> None:
+        try:
+            for start in range(0, len(order), batch):
+                assert not store.insert_events(order[start : start + batch]).failed
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=consume_in, args=(messages,)),
+        threading.Thread(target=consume_in, args=(messages[::-1],)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []

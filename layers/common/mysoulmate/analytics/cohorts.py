@@ -8,10 +8,10 @@ cost follows days and users, not events.
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Any, Literal, Protocol
+from typing import Literal
 
-from mysoulmate.analytics.date_range import DateRange
-from mysoulmate.analytics.ports import EventStore, UserSet, UsersRow
+from mysoulmate.analytics.date_range import DateRange, week_start
+from mysoulmate.analytics.ports import EventStore, UserSet
 from mysoulmate.analytics.report_models import Cohort, CohortReport
 
 Period = Literal["day", "week"]
@@ -20,25 +20,7 @@ _WEEK = timedelta(days=7)
 
 def period_start(day: date, period: Period) -> date:
     """Weeks start on Monday (ISO 8601)."""
-    return day - timedelta(days=day.weekday()) if period == "week" else day
-
-
-class DailySets(Protocol):
-    """What `weekly_from_daily` reads: a store's daily sets."""
-
-    def rollup_users(self, start: date, end: date, *, by_event: bool) -> list[UsersRow]: ...
-    def empty_user_set(self) -> Any: ...
-
-
-def weekly_from_daily(store: DailySets, start: date, end: date) -> dict[date, UserSet]:
-    """`EventStore.weekly_active_users` for a backend without weekly sets: each week's
-    any-event daily sets (every platform), unioned."""
-    by_week: dict[date, list[UserSet]] = {}
-    for row in store.rollup_users(start, end + timedelta(days=6), by_event=False):
-        week = period_start(row.day, "week")
-        if start <= week <= end:
-            by_week.setdefault(week, []).append(row.users)
-    return {week: store.empty_user_set().union(*sets) for week, sets in by_week.items()}
+    return week_start(day) if period == "week" else day
 
 
 def _active_by_period(

@@ -39,6 +39,11 @@ class DateRange:
         return datetime.combine(self.end, time.max, UTC)
 
 
+def week_start(day: date) -> date:
+    """The Monday of ``day``'s ISO week."""
+    return day - timedelta(days=day.weekday())
+
+
 def today_utc() -> date:
     return datetime.now(UTC).date()
 

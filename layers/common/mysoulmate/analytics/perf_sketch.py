@@ -73,7 +73,6 @@ def perf_delta(messages: Iterable[QueuedMessage]) -> PerfDelta:
     version, platform and device class, so each (day, metric, name) builds its cell once, and
     the counts go into a plain dict (a Counter's ``+=`` on a new key costs a Python call)."""
     counts: dict[tuple[PerfCell, int], int] = {}
-    key_of, smallest = _MAPPING.key, _MAPPING.min_possible
     for message in messages:
         payload = payload_of(message)
         platform = message.platform or "unknown"
@@ -87,8 +86,7 @@ def perf_delta(messages: Iterable[QueuedMessage]) -> PerfDelta:
             if cell is None:
                 cell = PerfCell(day, metric, name, version, platform, device)
                 cells[(day, metric, name)] = cell
-            # bucket_of, inlined
-            counter = (cell, int(key_of(value)) if value > smallest else ZERO_BUCKET)
+            counter = (cell, bucket_of(value))
             counts[counter] = counts.get(counter, 0) + 1
             counter = (cell, SUM_BUCKET)
             counts[counter] = counts.get(counter, 0) + round(value * SUM_SCALE)

@@ -268,7 +268,7 @@ class EventStore(PerfStore, Protocol):
     def weekly_active_users(self, start: date, end: date) -> dict[date, UserSet]:
         """Per ISO week (its Monday) in [start, end]: the users with a track event in it, on
         any platform, i.e. the union of its days' any-event `rollup_users` sets
-        (`cohorts.weekly_from_daily`); one stored set per week where the backend keeps them."""
+        (`rollups.weekly_from_daily`); one stored set per week where the backend keeps them."""
         ...
 
     def empty_user_set(self) -> UserSet:

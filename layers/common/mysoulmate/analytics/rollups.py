@@ -13,11 +13,13 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
+from typing import Any, Protocol
 
+from mysoulmate.analytics.date_range import week_start
 from mysoulmate.analytics.models import QueuedMessage, SessionMark
-from mysoulmate.analytics.ports import ANY_EVENT, CountRow, SessionRow
+from mysoulmate.analytics.ports import ANY_EVENT, CountRow, SessionRow, UserSet, UsersRow
 from mysoulmate.analytics.sessions import session_delta
 
 UNKNOWN_PLATFORM = "unknown"
@@ -130,3 +132,21 @@ def split_session_rows(rows: Iterable[CountRow]) -> tuple[list[CountRow], list[S
         SessionRow(day, platform, started, millis)
         for (day, platform), (started, millis) in sorted(sessions.items())
     ]
+
+
+class DailySets(Protocol):
+    """What `weekly_from_daily` reads: a store's daily sets."""
+
+    def rollup_users(self, start: date, end: date, *, by_event: bool) -> list[UsersRow]: ...
+    def empty_user_set(self) -> Any: ...
+
+
+def weekly_from_daily(store: DailySets, start: date, end: date) -> dict[date, UserSet]:
+    """`EventStore.weekly_active_users` for a backend without weekly sets: each week's
+    any-event daily sets (every platform), unioned."""
+    by_week: dict[date, list[UserSet]] = {}
+    for row in store.rollup_users(start, end + timedelta(days=6), by_event=False):
+        week = week_start(row.day)
+        if start <= week <= end:
+            by_week.setdefault(week, []).append(row.users)
+    return {week: store.empty_user_set().union(*sets) for week, sets in by_week.items()}

@@ -37,7 +37,6 @@ from mysoulmate.storage.dynamodb.states import PREFETCH_SECONDS
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-BATCH_GET_KEYS = 100  # BatchGetItem's limit
 USERS_PER_TRANSACTION = 50  # two actions each, TransactWriteItems' 100
 TRANSACTION_BYTES = 3_500_000  # of AWS's 4 MB per transaction, with headroom
 
@@ -63,6 +62,7 @@ class DynamoProfiles:
     _table: str
     _sleep: Callable[[float], None]
     _prefetched: threading.local
+    _batch_get: Callable[..., dict[tuple[str, str], dict[str, Any]]]  # DynamoIdentity's
 
     def update_profiles(
         self, updates: Mapping[str, tuple[ProfileUpdate, datetime]]
@@ -133,31 +133,15 @@ class DynamoProfiles:
         return {user: profile for user, profile in profiles.items() if user in users}
 
     def _read_profiles(self, users: list[str]) -> dict[str, Profile]:
-        """The stored profiles of ``users`` (consistent reads), 100 keys per call."""
-        found: dict[str, Profile] = {}
-        for start in range(0, len(users), BATCH_GET_KEYS):
-            keys: list[dict[str, Any]] = [
-                {"pk": {"S": user_pk(user_id)}, "sk": {"S": PROFILE_SK}}
-                for user_id in users[start : start + BATCH_GET_KEYS]
-            ]
-            for attempt in range(MAX_WRITE_ATTEMPTS):
-                try:
-                    response = self._client.batch_get_item(
-                        RequestItems={self._table: {"Keys": keys, "ConsistentRead": True}}
-                    )
-                except (BotoCoreError, ClientError) as exc:
-                    raise StorageUnavailableError(f"dynamodb: {exc}") from exc
-                for item in response.get("Responses", {}).get(self._table, []):
-                    profile = Profile.model_validate_json(item["doc"]["S"])
-                    found[item["pk"]["S"]] = profile
-                unprocessed = response.get("UnprocessedKeys", {}).get(self._table)
-                if not unprocessed:
-                    break
-                keys = list(unprocessed["Keys"])
-                self._sleep(backoff_delay(attempt))
-            else:
-                raise StorageUnavailableError("dynamodb: profiles still unprocessed; gave up")
-        return {user_id: found[user_pk(user_id)] for user_id in users if user_pk(user_id) in found}
+        """The stored profiles of ``users`` (`DynamoIdentity._batch_get`: consistent reads,
+        100 keys per call, unprocessed keys retried)."""
+        keys = [{"pk": {"S": user_pk(user_id)}, "sk": {"S": PROFILE_SK}} for user_id in users]
+        items = self._batch_get(keys)
+        return {
+            user_id: Profile.model_validate_json(item["doc"]["S"])
+            for user_id in users
+            if (item := items.get((user_pk(user_id), PROFILE_SK))) is not None
+        }
 
 
 def _chunks(

@@ -14,8 +14,6 @@ from typing import TYPE_CHECKING, Any, cast
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from mysoulmate.analytics.cohorts import weekly_from_daily
-from mysoulmate.analytics.date_range import DateRange
 from mysoulmate.analytics.models import AuditEntry, AuditPage, EventPage, Profile, StoredEvent
 from mysoulmate.analytics.ports import (
     ANY_EVENT,
@@ -29,8 +27,7 @@ from mysoulmate.analytics.ports import (
     UserSummary,
     time_key,
 )
-from mysoulmate.analytics.rollups import split_session_rows
-from mysoulmate.analytics.user_summary import summary_from_points
+from mysoulmate.analytics.rollups import split_session_rows, weekly_from_daily
 from mysoulmate.storage.dynamodb.keys import (
     AUDIT_PK,
     BY_USER_TIME,
@@ -43,6 +40,8 @@ from mysoulmate.storage.paging import decode_cursor, next_page_cursor
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+
+    from mysoulmate.analytics.date_range import DateRange
 
 _INDEX_KEYS = ("pk", "sk", "gsi1pk", "gsi1sk")
 _CURSOR_KEYS = {*_INDEX_KEYS, "q"}
@@ -167,7 +166,10 @@ class DynamoReads:
 
     def user_summary(self, user_id: str, days: DateRange | None, max_sessions: int) -> UserSummary:
         """From the user's events: this table keeps no per-user summaries (they would add
-        write actions to every event's transaction; docs/performance.md)."""
+        write actions to every event's transaction; docs/performance.md). Imported here:
+        the consumer, which loads this module at cold start, never reads summaries."""
+        from mysoulmate.analytics.user_summary import summary_from_points
+
         return summary_from_points(self.user_event_points(user_id), days, max_sessions)
 
     # -- rollups ------------------------------------------------------------------------

@@ -31,12 +31,13 @@ from datetime import date, datetime
 from typing import Any
 
 from mysoulmate.analytics.models import ANONYMOUS_PREFIX, Profile
-from mysoulmate.analytics.ports import ANY_EVENT, LinkResult, StorageUnavailableError
+from mysoulmate.analytics.ports import LinkResult, StorageUnavailableError
 from mysoulmate.analytics.profiles import merge_profiles
 from mysoulmate.analytics.rollups import UNKNOWN_PLATFORM
 from mysoulmate.storage.postgres import user_sets, user_summaries
 from mysoulmate.storage.postgres.erasures import erased_since, lock_exclusive
 from mysoulmate.storage.postgres.pooling import Conn
+from mysoulmate.storage.postgres.rollups import PERSON_KEYS, DayKey
 from mysoulmate.storage.postgres.rows import _storable_text
 
 # A link looks its anonymous id up before locking (the user to lock may be an earlier
@@ -45,7 +46,6 @@ from mysoulmate.storage.postgres.rows import _storable_text
 LINK_ATTEMPTS = 5
 PROFILE_ATTEMPTS = 5
 
-DayKey = tuple[date, str, str]
 
 _LINKED = "SELECT anonymous_id, user_id FROM identity_links WHERE anonymous_id = ANY(%s::text[])"
 # The link, and whether anything at all is stored under the visitor.
@@ -54,12 +54,6 @@ _STATE = (
     "EXISTS (SELECT 1 FROM events WHERE user_id = %(visitor)s) "
     "OR EXISTS (SELECT 1 FROM profiles WHERE user_id = %(visitor)s) "
     "OR EXISTS (SELECT 1 FROM user_ordinals WHERE user_id = %(visitor)s)"
-)
-# The (day, platform, event) keys the visitor's events roll up to: the only user sets the
-# visitor's bit can be in (as in `delete_user`).
-_VISITOR_KEYS = (
-    "SELECT DISTINCT (ts AT TIME ZONE 'UTC')::date, COALESCE(NULLIF(platform, ''), %s), event "
-    "FROM events WHERE user_id = %s AND event IS NOT NULL"
 )
 # One statement: the visitor's events go, and come back under the user unless the user
 # already has their messageId (the primary key makes that a no-op, not a double); the user's
@@ -143,7 +137,8 @@ def move_visitor(conn: Conn, visitor: str, user_id: str) -> int:
     """Move everything stored under ``visitor`` to ``user_id``; the events moved. The
     caller holds both locks exclusively."""
     with conn.pipeline():
-        keys = conn.execute(_VISITOR_KEYS, (UNKNOWN_PLATFORM, visitor))
+        # The only user sets the visitor's bit can be in (`rollups.memberships`).
+        keys = conn.execute(PERSON_KEYS, (UNKNOWN_PLATFORM, visitor))
         ordinals = conn.execute(
             "SELECT user_id, ordinal FROM user_ordinals WHERE user_id = ANY(%s::text[])",
             ([visitor, user_id],),
@@ -170,9 +165,8 @@ def _move_user_sets(
     if target is None:  # the user is in no set yet: they take the visitor's bits as they are
         conn.execute("UPDATE user_ordinals SET user_id = %s WHERE ordinal = %s", (user_id, source))
         return
-    day_keys = {(d, p, e) for d, p, e in keys} | {(d, p, ANY_EVENT) for d, p, _ in keys}
-    if day_keys:
-        user_sets.move_daily(conn, sorted(day_keys), source, target)
+    if keys:
+        user_sets.move_daily(conn, keys, source, target)
     # As an erasure leaves it: the identifier gone, the ordinal never handed out again.
     conn.execute(
         "UPDATE user_ordinals SET user_id = NULL, erased_at = now() WHERE ordinal = %s",

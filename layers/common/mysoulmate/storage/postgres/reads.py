@@ -30,7 +30,6 @@ from mysoulmate.analytics.ports import (
     time_key,
 )
 from mysoulmate.analytics.rollups import split_session_rows
-from mysoulmate.analytics.user_summary import summary_from_points
 from mysoulmate.storage import bitmap
 from mysoulmate.storage.paging import decode_cursor, next_page_cursor
 from mysoulmate.storage.postgres import user_summaries
@@ -129,7 +128,7 @@ class PostgresReads:
     def user_summary(self, user_id: str, days: DateRange | None, max_sessions: int) -> UserSummary:
         """From the summary rows, in one read-only snapshot (`user_summaries`)."""
         if not _storable_text(user_id):  # nothing of such a user can be stored
-            return summary_from_points([], days, max_sessions)
+            return UserSummary(None, None, {}, 0, [])
         with self._conn() as conn:
             return user_summaries.read(conn, user_id, days, max_sessions)
 

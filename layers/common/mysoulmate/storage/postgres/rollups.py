@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
+from mysoulmate.analytics.date_range import week_start
 from mysoulmate.analytics.models import SessionMark
 from mysoulmate.analytics.ports import ANY_EVENT
 from mysoulmate.analytics.rollups import RollupDelta
@@ -28,20 +29,21 @@ DayKey = tuple[date, str, str]
 # Weekly sets (migration 0012) are rows of activity_sets too: (Monday, WEEK_PLATFORM, ANY_EVENT)
 # holds who had a track event that ISO week on any platform. No client can send the name (a
 # platform never holds a control character), and every change to a day's any-event set
-# changes its week's set the same way (`with_weeks`), in the same statements.
+# changes its week's set the same way (`memberships`), in the same statements.
 WEEK_PLATFORM = "\x1fweek"
+# The (day, platform, event) keys a person's stored events roll up to (`memberships`).
+PERSON_KEYS = (
+    "SELECT DISTINCT (ts AT TIME ZONE 'UTC')::date, COALESCE(NULLIF(platform, ''), %s), event "
+    "FROM events WHERE user_id = %s AND event IS NOT NULL"
+)
 
 
-def week_of(day: date) -> date:
-    return day - timedelta(days=day.weekday())
-
-
-def with_weeks(keys: Iterable[DayKey]) -> list[DayKey]:
-    """``keys`` and the weekly set of each any-event key's day, sorted."""
+def memberships(keys: Iterable[DayKey]) -> list[DayKey]:
+    """Every set a person whose events roll up to ``keys`` is in: those, each day's
+    any-event set on that platform, and each day's week set; sorted."""
     found = set(keys)
-    found |= {
-        (week_of(day), WEEK_PLATFORM, ANY_EVENT) for day, _, event in found if event == ANY_EVENT
-    }
+    found |= {(day, platform, ANY_EVENT) for day, platform, _ in found}
+    found |= {(week_start(day), WEEK_PLATFORM, ANY_EVENT) for day, _, _ in keys}
     return sorted(found)
 
 
@@ -97,7 +99,7 @@ def _chunks(
     for (day, platform, event), members in users.items():
         keys = [(day, platform, event)]
         if event == ANY_EVENT:
-            keys.append((week_of(day), WEEK_PLATFORM, ANY_EVENT))
+            keys.append((week_start(day), WEEK_PLATFORM, ANY_EVENT))
         for user in members:
             ordinal = ordinals[user]
             for key in keys:

@@ -28,7 +28,6 @@ from psycopg.pq import TransactionStatus
 
 from mysoulmate.analytics.models import ANONYMOUS_PREFIX, AuditEntry, Profile, QueuedMessage
 from mysoulmate.analytics.ports import (
-    ANY_EVENT,
     ErasureResult,
     LinkResult,
     MessageKey,
@@ -50,7 +49,7 @@ from mysoulmate.storage.postgres.erasures import (
 from mysoulmate.storage.postgres.perf import PostgresPerf
 from mysoulmate.storage.postgres.pooling import Conn, _Connections, _Pool, _ProcessConnection
 from mysoulmate.storage.postgres.reads import PostgresReads
-from mysoulmate.storage.postgres.rollups import _chunks, _Plan, _plan
+from mysoulmate.storage.postgres.rollups import PERSON_KEYS, _chunks, _Plan, _plan
 from mysoulmate.storage.postgres.rows import (
     _EVENT_COLUMNS,
     _EVENT_TYPES,
@@ -417,20 +416,14 @@ def _allocate_ordinals(conn: Conn, users: list[str]) -> dict[str, int]:
 def _erase_person(conn: Conn, person: str) -> tuple[int, bool]:
     """Delete what is stored of ``person`` (caller's transaction, their lock held):
     (events deleted, whether a profile was)."""
-    # The person can only be in the sets of (day, platform, event) keys their stored events
-    # roll up to: find those instead of scanning every set.
-    keys = conn.execute(
-        "SELECT DISTINCT (ts AT TIME ZONE 'UTC')::date, "
-        "COALESCE(NULLIF(platform, ''), %s), event FROM events "
-        "WHERE user_id = %s AND event IS NOT NULL",
-        (UNKNOWN_PLATFORM, person),
-    ).fetchall()
+    # The person can only be in the sets their stored events roll up to: find those instead
+    # of scanning every set.
+    keys = conn.execute(PERSON_KEYS, (UNKNOWN_PLATFORM, person)).fetchall()
     found = conn.execute(
         "SELECT ordinal FROM user_ordinals WHERE user_id = %s", (person,)
     ).fetchone()
     if found is not None and keys:
-        day_keys = {(d, p, e) for d, p, e in keys} | {(d, p, ANY_EVENT) for d, p, _ in keys}
-        user_sets.move_daily(conn, sorted(day_keys), int(found[0]), None)
+        user_sets.move_daily(conn, keys, int(found[0]), None)
     seen = conn.execute(
         "DELETE FROM first_seen WHERE user_id = %s RETURNING day", (person,)
     ).fetchone()

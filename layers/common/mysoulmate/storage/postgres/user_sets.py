@@ -29,7 +29,7 @@ from mysoulmate.storage.postgres.rollups import (
     ChunkKey,
     DayKey,
     _columns,
-    with_weeks,
+    memberships,
 )
 
 Cursor = psycopg.Cursor[tuple[Any, ...]]
@@ -87,10 +87,10 @@ def write_daily(conn: Conn, changed: Sequence[Sequence[Any]]) -> None:
 
 
 def move_daily(conn: Conn, keys: Sequence[DayKey], source: int, target: int | None) -> None:
-    """In the sets ``keys`` (and the weeks of their any-event days): take ordinal ``source``
-    out and put ``target`` in (unless None). The rows of both (their chunks may differ) are
-    locked in one sorted statement."""
-    columns = _columns(with_weeks(keys), 3)
+    """In every set of a person whose events roll up to ``keys`` (`rollups.memberships`):
+    take ordinal ``source`` out and put ``target`` in (unless None). The rows of both (their
+    chunks may differ) are locked in one sorted statement."""
+    columns = _columns(memberships(keys), 3)
     chunks = [source >> CHUNK_SHIFT]
     if target is not None:
         chunks.append(target >> CHUNK_SHIFT)

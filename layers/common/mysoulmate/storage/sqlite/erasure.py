@@ -40,5 +40,5 @@ def _erase_person(conn: sqlite3.Connection, person: str) -> tuple[int, bool]:
     profile = conn.execute("DELETE FROM profiles WHERE user_id = ?", (person,)).rowcount
     for table in ("first_seen", "session_marks", "user_ordinals", "perf_ledger"):
         conn.execute(f"DELETE FROM {table} WHERE user_id = ?", (person,))  # noqa: S608 - constants
-    user_summaries.remove(conn, [person])
+    user_summaries.remove(conn, person)
     return events, profile > 0

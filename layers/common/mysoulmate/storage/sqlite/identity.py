@@ -94,7 +94,7 @@ def move_person(conn: sqlite3.Connection, visitor: str, user_id: str) -> int:
         "UPDATE events SET user_id = ? WHERE user_id = ?", (user_id, visitor)
     ).rowcount
     # Summaries are derived again rather than merged: a session can span the two histories.
-    user_summaries.remove(conn, [visitor])
+    user_summaries.remove(conn, visitor)
     if moved:
         user_summaries.rebuild(conn, user_id)
     _move_profile(conn, visitor, user_id)

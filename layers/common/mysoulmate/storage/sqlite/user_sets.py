@@ -15,8 +15,9 @@ from __future__ import annotations
 import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from datetime import date, timedelta
+from datetime import date
 
+from mysoulmate.analytics.date_range import week_start
 from mysoulmate.analytics.ports import ANY_EVENT
 from mysoulmate.analytics.rollups import RollupDelta
 from mysoulmate.storage import bitmap
@@ -116,8 +117,7 @@ def _change(
 
 def week_of(day: str) -> str:
     """The Monday (ISO text) of the ISO week of ``day`` (ISO text)."""
-    moment = date.fromisoformat(day)
-    return (moment - timedelta(days=moment.weekday())).isoformat()
+    return week_start(date.fromisoformat(day)).isoformat()
 
 
 def read_weekly(conn: sqlite3.Connection, start: date, end: date) -> dict[date, bitmap.UserBitmap]:

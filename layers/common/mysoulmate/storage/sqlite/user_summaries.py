@@ -77,17 +77,16 @@ def add(conn: sqlite3.Connection, delta: SummaryDelta) -> None:
     )
 
 
-def remove(conn: sqlite3.Connection, user_ids: Sequence[str]) -> None:
-    for user_id in user_ids:
-        conn.execute("DELETE FROM user_day_counts WHERE user_id = ?", (user_id,))
-        conn.execute("DELETE FROM user_sessions WHERE user_id = ?", (user_id,))
+def remove(conn: sqlite3.Connection, user_id: str) -> None:
+    conn.execute("DELETE FROM user_day_counts WHERE user_id = ?", (user_id,))
+    conn.execute("DELETE FROM user_sessions WHERE user_id = ?", (user_id,))
 
 
 def rebuild(conn: sqlite3.Connection, user_id: str | None) -> None:
     """Derive the summaries of one user (None: everyone) from their stored events again."""
     where, args = ("user_id = ? AND", (user_id,)) if user_id else ("", ())
     if user_id is not None:
-        remove(conn, [user_id])
+        remove(conn, user_id)
     else:  # a database opened by an older release after a newer one: start over
         conn.execute("DELETE FROM user_day_counts")
         conn.execute("DELETE FROM user_sessions")
