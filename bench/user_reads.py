@@ -84,10 +84,9 @@ def before(store: Any, user: str, days: Any) -> Any:
     from mysoulmate.analytics.user_summary import MAX_LISTED_SESSIONS, summary_from_points
 
     store.get_profile(user)
-    span = days
-    summary = summary_from_points(store.user_event_points(user), span, MAX_LISTED_SESSIONS)
-    first = span.first_moment if span else None
-    last = span.last_moment if span else None
+    summary = summary_from_points(store.user_event_points(user), days, MAX_LISTED_SESSIONS)
+    first = days.first_moment if days else None
+    last = days.last_moment if days else None
     store.list_events(user, 1, None, start=first, end=last)
     return summary
 
