@@ -36,6 +36,7 @@ BENCHMARKS = {
     "media": "images resized/s vs Pillow directly; cache-hit µs through the Lambda; peak memory",
     "perf": "perf measurements/s: consumer vs raw rows, summary at 100k/1M, POST /api/v1/perf",
     "user_reads": "GET /user/{id}?limit=1 for a user with 20k vs 40k events, SQLite and PostgreSQL",
+    "dynamo_sets": "a DynamoDB user set filled to 1M users (moto); 10M placed; spill calls",
 }
 
 

@@ -198,6 +198,19 @@ def _user_reads(result: dict[str, Any]) -> Iterator[Goal]:
         )
 
 
+def _dynamo_sets(result: dict[str, Any]) -> Iterator[Goal]:
+    for placed in result["placed"]:
+        yield Goal(
+            "dynamo_sets",
+            f"DynamoDB set of 10M users, ids of {placed['id_bytes']} B: fullest item (KB)",
+            round(placed["fullest_item_bytes"] / 1024, 1),
+            None,
+            None,
+            "< 400",
+            placed["under_limit"],
+        )
+
+
 EXTRACTORS: dict[str, Callable[[dict[str, Any]], Iterator[Goal]]] = {
     "cold_start": _cold_start,
     "warm": _warm,
@@ -209,6 +222,7 @@ EXTRACTORS: dict[str, Callable[[dict[str, Any]], Iterator[Goal]]] = {
     "media": _media,
     "perf": _perf,
     "user_reads": _user_reads,
+    "dynamo_sets": _dynamo_sets,
 }
 
 

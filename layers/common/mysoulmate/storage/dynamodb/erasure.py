@@ -36,6 +36,7 @@ from mysoulmate.storage.dynamodb.rollups import (
     user_shard,
     users_sk,
 )
+from mysoulmate.storage.dynamodb.set_spill import removals
 
 # What an erasure clears on the SEEN item (the tombstone stays).
 SEEN_STATE = ("first", "day", "keys", *MARK_ATTRIBUTES)
@@ -130,21 +131,18 @@ def event_sets(item: Mapping[str, Any]) -> set[tuple[date, str, str]]:
     return {(day, platform, item["event"]["S"]), (day, platform, ANY_EVENT)}
 
 
-def set_removals(table: str, user_id: str, set_keys: Iterable[tuple[str, str]]) -> list[Any]:
-    """Transaction actions taking the user out of the named sets."""
+def set_removals(
+    table: str, user_id: str, set_keys: Iterable[tuple[str, str]], *, spilled: bool = False
+) -> list[Any]:
+    """Transaction actions taking the user out of the named sets (their shard items). Each
+    is conditioned on its item existing, so no empty item is created for a set that does
+    not exist, and, unless ``spilled``, on the set never having spilled (`set_spill`): a
+    failed one is tried again with ``spilled``, which adds the cold item's removal after
+    the shard item's (run them in this order); failing again, the set does not exist."""
     return [
-        {
-            "Update": {
-                "TableName": table,
-                "Key": {"pk": {"S": set_pk}, "sk": {"S": set_sk}},
-                "UpdateExpression": "DELETE #users :u",
-                # Never create an empty item for a set that does not exist.
-                "ConditionExpression": "attribute_exists(pk)",
-                "ExpressionAttributeNames": {"#users": "users"},
-                "ExpressionAttributeValues": {":u": {"SS": [user_id]}},
-            }
-        }
+        action
         for set_pk, set_sk in sorted(set_keys)
+        for action in removals(table, set_pk, set_sk, [user_id], spilled=spilled, existing=True)
     ]
 
 

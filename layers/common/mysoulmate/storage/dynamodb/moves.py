@@ -54,13 +54,17 @@ from mysoulmate.storage.dynamodb.rollups import (
     user_shard,
     users_sk,
 )
+from mysoulmate.storage.dynamodb.set_spill import BYTES, member_bytes, removals
+from mysoulmate.storage.dynamodb.set_spill import SPILLED as SPILLED_MARK
 
 SetKey = tuple[date, str, str]  # a user set: (day, platform, event name or ANY_EVENT)
 _STATE = ("first", "day", "keys")  # the SEEN attributes a move takes away from the visitor
 
 # What a failed condition of an action means: a duplicate event (drop its Put), a set that
-# does not exist (drop the removal), or a change since the reads (read again and re-plan).
-PUT, SET_REMOVAL, STALE = "put", "set-removal", "stale"
+# does not exist (drop the removal), a set that has spilled (take the step's fallback, which
+# also removes from the cold item: `set_spill`), or a change since the reads (read again
+# and re-plan).
+PUT, SET_REMOVAL, SPILLED, STALE = "put", "set-removal", "spilled", "stale"
 
 
 # -- the link -------------------------------------------------------------------------------
@@ -150,6 +154,7 @@ class Step:
     sets: frozenset[SetKey] = frozenset()
     moves: int = 0  # events it moves to the user
     size: int = 0  # bytes of the items it puts
+    fallback: Step | None = None  # the step again for spilled sets, if a SPILLED one fails
 
     def without_put(self) -> Step:
         """The step of a duplicate event: only the visitor's copy is deleted."""
@@ -174,10 +179,8 @@ def plan_move(
     user_id, visitor, received = move.user_id, move.visitor, move.received
     shard = user_shard(visitor)
     sets = set().union(*(event_sets(item) for item in found.events))
-    removals = set_removals(
-        table, visitor, {(rollup_pk(d), users_sk(p, shard, e)) for d, p, e in sets}
-    )
-    steps = [Step((action,), (SET_REMOVAL,)) for action in removals]
+    keys = sorted({(rollup_pk(d), users_sk(p, shard, e)) for d, p, e in sets})
+    steps = [_set_removal(table, visitor, key) for key in keys]
     if found.first is not None:
         steps += _user_first(table, user_id, user_state, found.first, received)
     steps += _visitor_first(table, visitor, found)
@@ -191,15 +194,44 @@ def _update(table: str, key: dict[str, Any], expression: str, **extra: Any) -> d
     return {"Update": {"TableName": table, "Key": key, "UpdateExpression": expression, **extra}}
 
 
-def _first_set(table: str, person: str, day: date, verb: str) -> dict[str, Any]:
+def _first_addition(table: str, person: str, day: date) -> dict[str, Any]:
     key = {"pk": {"S": rollup_pk(day)}, "sk": {"S": first_sk(user_shard(person))}}
     return _update(
         table,
         key,
-        f"{verb} #users :u",
-        ExpressionAttributeNames={"#users": "users"},
-        ExpressionAttributeValues={":u": {"SS": [person]}},
+        f"ADD #users :u, #{BYTES} :b",
+        ExpressionAttributeNames={"#users": "users", f"#{BYTES}": BYTES},
+        ExpressionAttributeValues={
+            ":u": {"SS": [person]},
+            ":b": {"N": str(member_bytes([person]))},
+        },
     )
+
+
+def _set_removal(table: str, visitor: str, key: tuple[str, str]) -> Step:
+    """The visitor out of one user set: one action if the set never spilled, else (the
+    fallback) out of the shard item and then its cold item."""
+    guess = set_removals(table, visitor, [key])
+    spilled = set_removals(table, visitor, [key], spilled=True)
+    kinds = (SET_REMOVAL,) + ("rollup",) * (len(spilled) - 1)
+    return Step(tuple(guess), (SPILLED,), fallback=Step(tuple(spilled), kinds))
+
+
+def _first_removal(table: str, person: str, day: date, *, spilled: bool) -> list[dict[str, Any]]:
+    """Out of the day's FIRST# shard item (and, if it spilled, out of its cold item)."""
+    key = first_sk(user_shard(person))
+    return removals(table, rollup_pk(day), key, [person], spilled=spilled, existing=False)
+
+
+def _kinds(actions: Sequence[dict[str, Any]], last: str) -> tuple[str, ...]:
+    """Each action's kind in a first-seen step: a shard removal conditioned on the set not
+    having spilled is SPILLED, the last action ``last``, the others have no condition."""
+
+    def kind(action: dict[str, Any]) -> str:
+        condition = action.get("Update", {}).get("ConditionExpression", "")
+        return SPILLED if f"#{SPILLED_MARK}" in condition else "rollup"
+
+    return (*(kind(action) for action in actions[:-1]), last)
 
 
 def _user_first(
@@ -209,12 +241,21 @@ def _user_first(
     the value read and on the tombstone, like the consumer's own SEEN updates)."""
     if state.first is not None and state.first <= first:
         return []
-    actions = [_first_set(table, user_id, first, "ADD")]
+    guess = _user_first_actions(table, user_id, state, first, received, spilled=False)
+    spilled = _user_first_actions(table, user_id, state, first, received, spilled=True)
+    fallback = Step(spilled, _kinds(spilled, STALE))
+    return [Step(guess, _kinds(guess, STALE), fallback=fallback)]
+
+
+def _user_first_actions(
+    table: str, user_id: str, state: UserState, first: date, received: str, *, spilled: bool
+) -> tuple[dict[str, Any], ...]:
+    actions = [_first_addition(table, user_id, first)]
     values: dict[str, Any] = {":f": {"S": first.isoformat()}, ":received": {"S": received}}
     if state.first is None:
         condition = "attribute_not_exists(#first)"
     else:
-        actions.append(_first_set(table, user_id, state.first, "DELETE"))
+        actions += _first_removal(table, user_id, state.first, spilled=spilled)
         condition = "#first = :old"
         values[":old"] = {"S": state.first.isoformat()}
     seen = _update(
@@ -225,20 +266,28 @@ def _user_first(
         ExpressionAttributeNames={"#first": "first", "#erased": ERASED},
         ExpressionAttributeValues=values,
     )
-    return [Step((*actions, seen), ("add",) * len(actions) + (STALE,))]
+    return (*actions, seen)
 
 
 def _visitor_first(table: str, visitor: str, found: Visitor) -> list[Step]:
     """The visitor leaves its FIRST# set, and its SEEN state goes (the item too, unless it
     holds a tombstone), conditioned on the first-seen day read."""
-    seen = found.seen
-    if seen is None or not _holds_state(seen):
+    if found.seen is None or not _holds_state(found.seen):
         return []
+    guess = _visitor_first_actions(table, visitor, found, found.seen, spilled=False)
+    spilled = _visitor_first_actions(table, visitor, found, found.seen, spilled=True)
+    fallback = Step(spilled, _kinds(spilled, STALE))
+    return [Step(guess, _kinds(guess, STALE), fallback=fallback)]
+
+
+def _visitor_first_actions(
+    table: str, visitor: str, found: Visitor, seen: Mapping[str, Any], *, spilled: bool
+) -> tuple[dict[str, Any], ...]:
     actions: list[dict[str, Any]] = []
     extra: dict[str, Any] = {"ExpressionAttributeNames": {"#first": "first"}}
     condition = "attribute_not_exists(#first)"
     if found.first is not None:
-        actions.append(_first_set(table, visitor, found.first, "DELETE"))
+        actions += _first_removal(table, visitor, found.first, spilled=spilled)
         condition = "#first = :first"
         extra["ExpressionAttributeValues"] = {":first": {"S": found.first.isoformat()}}
     if ERASED in seen:
@@ -255,7 +304,7 @@ def _visitor_first(table: str, visitor: str, found: Visitor) -> list[Step]:
         condition += " AND attribute_not_exists(#erased)"
         delete = {"TableName": table, "Key": seen_key(visitor), "ConditionExpression": condition}
         actions.append({"Delete": delete | extra})
-    return [Step(tuple(actions), ("rollup",) * (len(actions) - 1) + (STALE,))]
+    return tuple(actions)
 
 
 def _profile_step(
@@ -360,11 +409,15 @@ def _set_addition(table: str, user_id: str, key: SetKey) -> dict[str, Any]:
     """The user into a day's set, written as the consumer writes it (platform and event
     attributes for the readers)."""
     day, platform, event = key
-    values: dict[str, Any] = {":u": {"SS": [user_id]}, ":p": {"S": platform}}
-    names = {"#users": "users", "#platform": "platform"}
-    expression = "SET #platform = :p ADD #users :u"
+    values: dict[str, Any] = {
+        ":u": {"SS": [user_id]},
+        ":b": {"N": str(member_bytes([user_id]))},
+        ":p": {"S": platform},
+    }
+    names = {"#users": "users", "#platform": "platform", f"#{BYTES}": BYTES}
+    expression = f"SET #platform = :p ADD #users :u, #{BYTES} :b"
     if event != ANY_EVENT:
-        expression = "SET #platform = :p, #event = :e ADD #users :u"
+        expression = f"SET #platform = :p, #event = :e ADD #users :u, #{BYTES} :b"
         values[":e"] = {"S": event}
         names["#event"] = "event"
     item_key = {
@@ -390,13 +443,17 @@ def after_failed_conditions(
     steps: Sequence[Step], tx: Transaction, failed: Iterable[int]
 ) -> list[Step] | None:
     """The pending steps once the transaction's failed conditions are taken into account:
-    duplicate events keep only their visitor delete, missing sets are no longer removed.
-    None when a failure means something changed since the reads (re-read and re-plan)."""
+    duplicate events keep only their visitor delete, missing sets are no longer removed,
+    spilled sets are removed from with their cold items too. None when a failure means
+    something changed since the reads (re-read and re-plan)."""
     pending = list(steps)
     for position in failed:
         owner, kind = tx.owners[position], tx.kinds[position]
-        if owner is None or kind not in (PUT, SET_REMOVAL):
+        if owner is None or kind not in (PUT, SET_REMOVAL, SPILLED):
             return None
         step = pending[owner]
+        if kind == SPILLED and step.fallback is not None:
+            pending[owner] = step.fallback
+            continue
         pending[owner] = step.without_put() if kind == PUT else Step((), ())
     return [step for step in pending if step.actions]

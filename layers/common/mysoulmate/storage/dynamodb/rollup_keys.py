@@ -18,6 +18,9 @@ from mysoulmate.analytics.ports import ANY_EVENT
 from mysoulmate.storage.dynamodb.keys import ERASED, MARK_ID, MARK_LAST, MARK_START
 
 USER_SET_SHARDS = 16  # user-set items per (day, platform, event): see docs/dynamodb.md
+# Spilled ("cold") items behind each shard item: a full shard item moves its users into
+# these (`set_spill`), so a set holds 16 x 512 items of users (docs/dynamodb.md, Capacity).
+COLD_SETS_PER_SHARD = 512
 _LONG_NAME_BYTES = 200  # longer event names are hashed in sort keys (1,024-byte sk limit)
 
 
@@ -46,6 +49,24 @@ def rollup_pk(day: date) -> str:
 def user_shard(user_id: str) -> int:
     """Stable across processes and versions (unlike hash()), so delete_user finds the item."""
     return zlib.crc32(user_id.encode()) % USER_SET_SHARDS
+
+
+def user_cold_set(user_id: str) -> int:
+    """Which of its shard's cold items holds the user: bits of the same CRC above the
+    shard's, so the users of one shard spread over all of its cold items."""
+    return (zlib.crc32(user_id.encode()) // USER_SET_SHARDS) % COLD_SETS_PER_SHARD
+
+
+def cold_sk(hot_sk: str, user_id: str) -> str:
+    """The cold item of the user set ``hot_sk`` (an ACTIVE#, USERS# or FIRST# shard item)
+    that holds ``user_id`` once spilled: the shard part gains the cold item's number
+    (`07` → `07-123`), so the set's readers, which read every item under the prefix,
+    read the cold items too."""
+    kind, _, rest = hot_sk.partition("#")
+    at = 0 if kind == "FIRST" else 1  # the shard's position after the kind
+    parts = rest.split("#", at + 1)  # an event name may hold '#': it stays one part
+    parts[at] = f"{parts[at]}-{user_cold_set(user_id):03d}"
+    return "#".join([kind, *parts])
 
 
 def _platform_part(platform: str) -> str:

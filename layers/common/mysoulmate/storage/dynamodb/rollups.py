@@ -44,8 +44,10 @@ from mysoulmate.storage.dynamodb.rollup_keys import membership_key as membership
 from mysoulmate.storage.dynamodb.rollup_keys import parse_state as parse_state
 from mysoulmate.storage.dynamodb.rollup_keys import revenue_sk as revenue_sk
 from mysoulmate.storage.dynamodb.rollup_keys import rollup_pk as rollup_pk
+from mysoulmate.storage.dynamodb.rollup_keys import user_cold_set
 from mysoulmate.storage.dynamodb.rollup_keys import user_shard as user_shard
 from mysoulmate.storage.dynamodb.rollup_keys import users_sk as users_sk
+from mysoulmate.storage.dynamodb.set_spill import BYTES, member_bytes, removals, room_condition
 
 TRANSACT_LIMIT = 100  # actions per TransactWriteItems (AWS); moto accepts more
 TRANSACT_BYTES_BUDGET = 3_500_000  # AWS caps a transaction at 4 MB of items; keep headroom
@@ -68,6 +70,7 @@ class _UserContribution:
     first_add: tuple[date, int] | None
     first_del: tuple[date, int] | None
     item_update: bool
+    first_del_cold: tuple[date, int, int] | None = None  # the cold item it also leaves
 
 
 def _contribution(
@@ -80,19 +83,24 @@ def _contribution(
             marked = day == state.day and membership_key(platform, event) in state.keys
             if not marked:
                 set_items.add((day, platform, shard, event))
-    first_add = first_del = None
+    first_add = first_del = first_del_cold = None
     chunk_first = min(days)
     if state.first is None or chunk_first < state.first:
         first_add = (chunk_first, shard)
         if state.first is not None:
             first_del = (state.first, shard)
+            first_del_cold = (state.first, shard, user_cold_set(user_id))
     latest = max(days)
     marker_moves = state.day is None or latest > state.day
     marker_grows = latest == state.day and any(
         membership_key(p, e) not in state.keys for p, e in days[latest]
     )
     return _UserContribution(
-        set_items, first_add, first_del, first_add is not None or marker_moves or marker_grows
+        set_items,
+        first_add,
+        first_del,
+        first_add is not None or marker_moves or marker_grows,
+        first_del_cold,
     )
 
 
@@ -129,6 +137,7 @@ class ChunkPlan:
     _set_items: Counter[tuple[date, str, int, str]] = field(default_factory=Counter)
     _first_add: Counter[tuple[date, int]] = field(default_factory=Counter)
     _first_del: Counter[tuple[date, int]] = field(default_factory=Counter)
+    _first_del_cold: Counter[tuple[date, int, int]] = field(default_factory=Counter)
     # Every user of the chunk costs one action on their SEEN item (update or tombstone check).
     _users: Counter[str] = field(default_factory=Counter)
 
@@ -139,6 +148,7 @@ class ChunkPlan:
             + len(self._set_items)
             + len(self._first_add)
             + len(self._first_del)
+            + len(self._first_del_cold)
             + len(self._users)
         )
 
@@ -160,7 +170,9 @@ class ChunkPlan:
             self._first_add[contribution.first_add] += sign
         if contribution.first_del:
             self._first_del[contribution.first_del] += sign
-        for counter in (self._set_items, self._first_add, self._first_del):
+        if contribution.first_del_cold:
+            self._first_del_cold[contribution.first_del_cold] += sign
+        for counter in (self._set_items, self._first_add, self._first_del, self._first_del_cold):
             _drop_zeros(counter)
 
     def _counter_keys(self, message: QueuedMessage) -> list[tuple[Any, ...]]:
@@ -227,9 +239,12 @@ def _drop_zeros(counter: Counter[Any]) -> None:
 class ActionRole:
     """Why an action is in a transaction, to act on its CancellationReason."""
 
-    kind: str  # "event", "seen" (first-seen or tombstone condition) or "rollup"
+    # "event", "seen" (first-seen or tombstone condition), "set" (a full shard item),
+    # "spilled" (a FIRST# set that has spilled) or "rollup"
+    kind: str
     message: QueuedMessage | None = None
     user_id: str | None = None
+    key: tuple[str, str] | None = None  # a "set" action's shard item: full when it fails
 
 
 @dataclass
@@ -245,6 +260,7 @@ def build_transaction(
     states: Mapping[str, UserState],
     *,
     counter_shard: int | None = None,
+    spilled_sets: frozenset[tuple[str, str]] | set[tuple[str, str]] = frozenset(),
 ) -> Transaction:
     """The actions storing ``events`` (message, item) and the rollups of exactly them, and
     each user's SEEN state once it commits."""
@@ -276,7 +292,17 @@ def build_transaction(
         if extra.get("cond"):
             action["ConditionExpression"] = extra["cond"]
         actions.append({"Update": action})
-        roles.append(ActionRole(extra.get("role", "rollup"), user_id=extra.get("user")))
+        role = extra.get("role", "rollup")
+        key = (pk, sk) if role == "set" else None
+        roles.append(ActionRole(role, user_id=extra.get("user"), key=key))
+
+    room, room_values = room_condition()
+
+    def add_users(pk: str, sk: str, members: set[str], sets: str, values: dict[str, Any]) -> None:
+        """An ADD to a shard item, with the ids' bytes, refused when the item is full."""
+        values |= {":u": {"SS": sorted(members)}, ":b": {"N": str(member_bytes(members))}}
+        expression = f"{sets} ADD #users :u, #{BYTES} :b".strip()
+        update(pk, sk, expression, values | room_values, cond=room, role="set")
 
     rollup_messages = [m for m, _ in events if is_rollup_event(m)]
     delta = rollup_delta(rollup_messages)
@@ -337,27 +363,26 @@ def build_transaction(
         values[":received"] = {"S": received[user]}
         update(f"USER#{user}", SEEN_SK, expression, values, cond=cond, role="seen", user=user)
     for (day, platform, user_shard_, event), members in sorted(set_members.items()):
-        values = {":u": {"SS": sorted(members)}, ":p": {"S": platform}}
-        if event == ANY_EVENT:
-            expression = "SET #platform = :p ADD #users :u"
-        else:
-            expression = "SET #platform = :p, #event = :e ADD #users :u"
-            values[":e"] = {"S": event}
-        update(rollup_pk(day), users_sk(platform, user_shard_, event), expression, values)
+        attributes: dict[str, Any] = {":p": {"S": platform}}
+        sets = "SET #platform = :p"
+        if event != ANY_EVENT:
+            sets += ", #event = :e"
+            attributes[":e"] = {"S": event}
+        sk = users_sk(platform, user_shard_, event)
+        add_users(rollup_pk(day), sk, members, sets, attributes)
     for (day, user_shard_), members in sorted(first_add.items()):
-        update(
-            rollup_pk(day),
-            first_sk(user_shard_),
-            "ADD #users :u",
-            {":u": {"SS": sorted(members)}},
-        )
+        add_users(rollup_pk(day), first_sk(user_shard_), members, "", {})
     for (day, user_shard_), members in sorted(first_del.items()):
-        update(
-            rollup_pk(day),
-            first_sk(user_shard_),
-            "DELETE #users :u",
-            {":u": {"SS": sorted(members)}},
-        )
+        # Out of the shard item; out of the cold items too once the set has spilled (the
+        # guess that it has not fails the transaction, and the store plans again).
+        first_key = (rollup_pk(day), first_sk(user_shard_))
+        spilled = first_key in spilled_sets
+        for index, action in enumerate(
+            removals(table, *first_key, members, spilled=spilled, existing=False)
+        ):
+            actions.append(action)
+            guess = index == 0 and not spilled
+            roles.append(ActionRole("spilled", key=first_key) if guess else ActionRole("rollup"))
     if len(actions) > TRANSACT_LIMIT or first_add.keys() & first_del.keys():
         # ChunkPlan guarantees neither; sending it would only earn a ValidationException.
         raise RuntimeError(f"transaction plan broke its limits ({len(actions)} actions)")

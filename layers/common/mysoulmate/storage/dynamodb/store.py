@@ -73,6 +73,7 @@ from mysoulmate.storage.dynamodb.rollups import (
     event_item_bytes,
     pack_order,
 )
+from mysoulmate.storage.dynamodb.set_spill import spill
 from mysoulmate.storage.dynamodb.states import STATE_NAMES, DynamoUserStates
 
 if TYPE_CHECKING:
@@ -205,6 +206,7 @@ class DynamoEventStore(DynamoUserStates, DynamoIdentity, DynamoPerf, DynamoProfi
         """Write one chunk (retrying), record the outcome; return events it could not fit
         after a rebuild (fresh first-seen states can need more actions)."""
         overflow: list[QueuedMessage] = []
+        spilled: set[tuple[str, str]] = set()  # FIRST# sets found spilled
 
         def fail(reason: str) -> list[QueuedMessage]:
             for message in chunk:
@@ -214,7 +216,9 @@ class DynamoEventStore(DynamoUserStates, DynamoIdentity, DynamoPerf, DynamoProfi
         for attempt in range(MAX_WRITE_ATTEMPTS):
             if not chunk:
                 return overflow
-            tx = build_transaction(self._table, [(m, items[m.key]) for m in chunk], states)
+            tx = build_transaction(
+                self._table, [(m, items[m.key]) for m in chunk], states, spilled_sets=spilled
+            )
             try:
                 self._client.transact_write_items(TransactItems=tx.actions)  # type: ignore[arg-type]
             except BotoCoreError as exc:
@@ -233,8 +237,15 @@ class DynamoEventStore(DynamoUserStates, DynamoIdentity, DynamoPerf, DynamoProfi
                 if code == "TransactionCanceledException" and failed_conditions:
                     existing = {r.message.key for r in failed_conditions if r.message}
                     stale = {r.user_id for r in failed_conditions if r.kind == "seen" and r.user_id}
+                    full = {r.key for r in failed_conditions if r.kind == "set" and r.key}
+                    spilled |= {r.key for r in failed_conditions if r.kind == "spilled" and r.key}
                     result.duplicates += len(existing)
                     chunk = [m for m in chunk if m.key not in existing]
+                    try:
+                        for key in sorted(full):  # make room, then plan again
+                            spill(self._client, self._table, key, self._sleep)
+                    except StorageUnavailableError as spill_error:
+                        return fail(str(spill_error))
                     if stale:
                         try:
                             states.update(self._read_states(stale))
@@ -278,9 +289,11 @@ class DynamoEventStore(DynamoUserStates, DynamoIdentity, DynamoPerf, DynamoProfi
             else:
                 raise StorageUnavailableError("dynamodb: writes still unprocessed after retries")
 
-    def _transact_updates(self, actions: list[dict[str, Any]]) -> None:
+    def _transact_updates(self, actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Idempotent conditional updates, ≤100 per transaction; actions whose condition
-        fails are dropped (nothing to do), contention is retried after a backoff."""
+        fails are dropped (nothing to do) and returned, contention is retried after a
+        backoff."""
+        dropped: list[dict[str, Any]] = []
         for start in range(0, len(actions), TRANSACT_LIMIT):
             todo = actions[start : start + TRANSACT_LIMIT]
             for attempt in range(MAX_WRITE_ATTEMPTS):
@@ -294,8 +307,9 @@ class DynamoEventStore(DynamoUserStates, DynamoIdentity, DynamoPerf, DynamoProfi
                 except ClientError as exc:
                     reasons = cancellation_reasons(exc)
                     if "ConditionalCheckFailed" in reasons:
-                        kept = zip(todo, reasons, strict=False)
-                        todo = [a for a, r in kept if r != "ConditionalCheckFailed"]
+                        outcomes = list(zip(todo, reasons, strict=False))
+                        dropped += [a for a, r in outcomes if r == "ConditionalCheckFailed"]
+                        todo = [a for a, r in outcomes if r != "ConditionalCheckFailed"]
                         continue
                     if not is_retryable(exc):
                         raise StorageUnavailableError(f"dynamodb: {exc}") from exc
@@ -304,6 +318,7 @@ class DynamoEventStore(DynamoUserStates, DynamoIdentity, DynamoPerf, DynamoProfi
             else:
                 if todo:
                     raise StorageUnavailableError("dynamodb: updates still conflicting")
+        return dropped
 
     def update_profile(
         self, user_id: str, update: ProfileUpdate, *, received_at: datetime | None = None
@@ -377,7 +392,10 @@ class DynamoEventStore(DynamoUserStates, DynamoIdentity, DynamoPerf, DynamoProfi
         )
 
     def _erase(self, user_id: str, plan: ErasurePlan) -> None:
-        self._transact_updates(set_removals(self._table, user_id, plan.set_keys))
+        failed = self._transact_updates(set_removals(self._table, user_id, plan.set_keys))
+        # A set that has spilled (or does not exist) failed the first guess: try once more.
+        again = {(a["Update"]["Key"]["pk"]["S"], a["Update"]["Key"]["sk"]["S"]) for a in failed}
+        self._transact_updates(set_removals(self._table, user_id, again, spilled=True))
         self._batch_write([{"DeleteRequest": {"Key": key}} for key in plan.deletes])
         if plan.seen:
             self._update_item(seen_reset(self._table, user_id))
