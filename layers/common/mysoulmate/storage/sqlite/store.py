@@ -65,10 +65,19 @@ from mysoulmate.storage.sqlite.schema import (
     repair_time_keys,
 )
 
+# SQLite's page cache, in KiB (a negative cache_size), instead of its default 2 MB.
+PAGE_CACHE_KIB = 64 * 1024
+
 
 class SqliteEventStore(SqlitePerf):
     def __init__(self, path: Path) -> None:
         self._conn = open_sqlite(path, synchronous="NORMAL")
+        # One scan of the events table (a funnel, a dashboard's rows) empties the default
+        # 2 MB cache, and the Roaring sets live in overflow pages: at 1M events a cohort read
+        # then loaded ~70 pages again per call (weekly cohorts right after a dashboard: 1.59
+        # -> 1.37 ms at 1M, 10k unchanged). Pages are allocated as used, up to 64 MB. (A
+        # memory map did as well, but turns a disk error into a SIGBUS.)
+        self._conn.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
         self._lock = threading.Lock()
         with self._lock:
             self._conn.executescript(SCHEMA)
