@@ -12,27 +12,61 @@ import pytest
 
 
 def one_rollback_copy_per_transaction(monkeypatch: pytest.MonkeyPatch) -> None:
-    """moto backs up a table for rollback with one deepcopy *per action* of a
-    TransactWriteItems call (100 whole-table copies per call); the copies are identical, so
-    make one per call. Only speed changes: moto still checks and applies every action."""
+    """moto backs up every table a TransactWriteItems call names with a deepcopy of the whole
+    table, once per action, to put it back if the call is cancelled: a cost that grows with
+    everything the test stored, paid on every call. Back up only the items the call names
+    instead (a call can change nothing else), and put those back if it raises. moto still
+    checks and applies every action; what a cancelled call leaves is the same."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.table import Table
+
     real_deepcopy = copy.deepcopy
     original = moto_dynamodb.DynamoDBBackend.transact_write_items
 
+    def table_kept(value: Any, memo: Any = None) -> Any:
+        return value if isinstance(value, Table) else real_deepcopy(value, memo)
+
     def transact_write_items(self: Any, transact_items: Any) -> Any:
-        copies: dict[int, Any] = {}
-
-        def deepcopy(value: Any, memo: Any = None) -> Any:
-            if id(value) not in copies:
-                copies[id(value)] = real_deepcopy(value, memo)
-            return copies[id(value)]
-
-        monkeypatch.setattr(moto_dynamodb, "copy", SimpleNamespace(deepcopy=deepcopy))
+        saved: list[tuple[Any, Any, Any, Any]] = []
+        for action in transact_items:
+            op = next(iter(action.values()))
+            table = self.tables.get(op.get("TableName"))
+            key = op.get("Item") or op.get("Key") or {}
+            if table is None or table.hash_key_attr not in key:
+                continue  # moto refuses the call before changing anything
+            hash_key = DynamoType(key[table.hash_key_attr])
+            range_key = None
+            if table.range_key_attr is not None:
+                if table.range_key_attr not in key:
+                    continue
+                range_key = DynamoType(key[table.range_key_attr])
+            item = table.get_item(hash_key, range_key)
+            saved.append((table, hash_key, range_key, real_deepcopy(item)))
+        monkeypatch.setattr(moto_dynamodb, "copy", SimpleNamespace(deepcopy=table_kept))
         try:
             return original(self, transact_items)
+        except Exception:
+            for table, hash_key, range_key, item in reversed(saved):
+                _restore(table, hash_key, range_key, item)
+            raise
         finally:
             monkeypatch.setattr(moto_dynamodb, "copy", copy)
 
     monkeypatch.setattr(moto_dynamodb.DynamoDBBackend, "transact_write_items", transact_write_items)
+
+
+def _restore(table: Any, hash_key: Any, range_key: Any, item: Any) -> None:
+    """Put one item back as it was before a cancelled transaction (None: absent)."""
+    if range_key is None:
+        if item is None:
+            table.items.pop(hash_key, None)
+        else:
+            table.items[hash_key] = item
+        return
+    if item is None:
+        table.items[hash_key].pop(range_key, None)
+    else:
+        table.items[hash_key][range_key] = item
 
 
 _moto_lock = threading.RLock()
