@@ -143,23 +143,18 @@ def _fill(client: Any, table: str, users: int) -> dict[str, Any]:
 def _read_back(client: Any, table: str, users: int) -> dict[str, Any]:
     from mysoulmate.storage.dynamodb.store import DynamoEventStore
 
-    items: list[dict[str, Any]] = []
-    query: dict[str, Any] = {
-        "TableName": table,
-        "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
-        "ExpressionAttributeValues": {
-            ":pk": {"S": f"ROLLUP#{DAY.isoformat()}"},
-            ":prefix": {"S": "ACTIVE#"},
-        },
-    }
-    while True:
-        page = client.query(**query)
-        items += page["Items"]
-        if "LastEvaluatedKey" not in page:
-            break
-        query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-    sizes = sorted(_item_bytes(item) for item in items)
     store = DynamoEventStore(table, client)
+    items = list(
+        store._query_all(  # the store's own paginated Query
+            TableName=table,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues={
+                ":pk": {"S": f"ROLLUP#{DAY.isoformat()}"},
+                ":prefix": {"S": "ACTIVE#"},
+            },
+        )
+    )
+    sizes = sorted(_item_bytes(item) for item in items)
     started = time.perf_counter()
     [row] = store.rollup_users(DAY, DAY, by_event=False)
     read_seconds = time.perf_counter() - started

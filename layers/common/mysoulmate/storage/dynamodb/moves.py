@@ -24,7 +24,7 @@ check, so a move racing an erasure either commits before it (and is erased) or i
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
@@ -55,7 +55,6 @@ from mysoulmate.storage.dynamodb.rollups import (
     users_sk,
 )
 from mysoulmate.storage.dynamodb.set_spill import BYTES, member_bytes, removals
-from mysoulmate.storage.dynamodb.set_spill import SPILLED as SPILLED_MARK
 
 SetKey = tuple[date, str, str]  # a user set: (day, platform, event name or ANY_EVENT)
 _STATE = ("first", "day", "keys")  # the SEEN attributes a move takes away from the visitor
@@ -217,21 +216,14 @@ def _set_removal(table: str, visitor: str, key: tuple[str, str]) -> Step:
     return Step(tuple(guess), (SPILLED,), fallback=Step(tuple(spilled), kinds))
 
 
-def _first_removal(table: str, person: str, day: date, *, spilled: bool) -> list[dict[str, Any]]:
-    """Out of the day's FIRST# shard item (and, if it spilled, out of its cold item)."""
+def _first_removal(
+    table: str, person: str, day: date, *, spilled: bool
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Out of the day's FIRST# shard item (and, if it spilled, out of its cold item), with
+    each action's kind: the guess that it never spilled fails as SPILLED."""
     key = first_sk(user_shard(person))
-    return removals(table, rollup_pk(day), key, [person], spilled=spilled, existing=False)
-
-
-def _kinds(actions: Sequence[dict[str, Any]], last: str) -> tuple[str, ...]:
-    """Each action's kind in a first-seen step: a shard removal conditioned on the set not
-    having spilled is SPILLED, the last action ``last``, the others have no condition."""
-
-    def kind(action: dict[str, Any]) -> str:
-        condition = action.get("Update", {}).get("ConditionExpression", "")
-        return SPILLED if f"#{SPILLED_MARK}" in condition else "rollup"
-
-    return (*(kind(action) for action in actions[:-1]), last)
+    actions = removals(table, rollup_pk(day), key, [person], spilled=spilled, existing=False)
+    return actions, ["rollup"] * len(actions) if spilled else [SPILLED]
 
 
 def _user_first(
@@ -241,21 +233,23 @@ def _user_first(
     the value read and on the tombstone, like the consumer's own SEEN updates)."""
     if state.first is not None and state.first <= first:
         return []
-    guess = _user_first_actions(table, user_id, state, first, received, spilled=False)
-    spilled = _user_first_actions(table, user_id, state, first, received, spilled=True)
-    fallback = Step(spilled, _kinds(spilled, STALE))
-    return [Step(guess, _kinds(guess, STALE), fallback=fallback)]
+    guess = _user_first_step(table, user_id, state, first, received, spilled=False)
+    fallback = _user_first_step(table, user_id, state, first, received, spilled=True)
+    return [replace(guess, fallback=fallback)]
 
 
-def _user_first_actions(
+def _user_first_step(
     table: str, user_id: str, state: UserState, first: date, received: str, *, spilled: bool
-) -> tuple[dict[str, Any], ...]:
+) -> Step:
     actions = [_first_addition(table, user_id, first)]
+    kinds = ["add"]
     values: dict[str, Any] = {":f": {"S": first.isoformat()}, ":received": {"S": received}}
     if state.first is None:
         condition = "attribute_not_exists(#first)"
     else:
-        actions += _first_removal(table, user_id, state.first, spilled=spilled)
+        removal, removal_kinds = _first_removal(table, user_id, state.first, spilled=spilled)
+        actions += removal
+        kinds += removal_kinds
         condition = "#first = :old"
         values[":old"] = {"S": state.first.isoformat()}
     seen = _update(
@@ -266,7 +260,7 @@ def _user_first_actions(
         ExpressionAttributeNames={"#first": "first", "#erased": ERASED},
         ExpressionAttributeValues=values,
     )
-    return (*actions, seen)
+    return Step((*actions, seen), (*kinds, STALE))
 
 
 def _visitor_first(table: str, visitor: str, found: Visitor) -> list[Step]:
@@ -274,20 +268,20 @@ def _visitor_first(table: str, visitor: str, found: Visitor) -> list[Step]:
     holds a tombstone), conditioned on the first-seen day read."""
     if found.seen is None or not _holds_state(found.seen):
         return []
-    guess = _visitor_first_actions(table, visitor, found, found.seen, spilled=False)
-    spilled = _visitor_first_actions(table, visitor, found, found.seen, spilled=True)
-    fallback = Step(spilled, _kinds(spilled, STALE))
-    return [Step(guess, _kinds(guess, STALE), fallback=fallback)]
+    guess = _visitor_first_step(table, visitor, found, found.seen, spilled=False)
+    fallback = _visitor_first_step(table, visitor, found, found.seen, spilled=True)
+    return [replace(guess, fallback=fallback)]
 
 
-def _visitor_first_actions(
+def _visitor_first_step(
     table: str, visitor: str, found: Visitor, seen: Mapping[str, Any], *, spilled: bool
-) -> tuple[dict[str, Any], ...]:
+) -> Step:
     actions: list[dict[str, Any]] = []
+    kinds: list[str] = []
     extra: dict[str, Any] = {"ExpressionAttributeNames": {"#first": "first"}}
     condition = "attribute_not_exists(#first)"
     if found.first is not None:
-        actions += _first_removal(table, visitor, found.first, spilled=spilled)
+        actions, kinds = _first_removal(table, visitor, found.first, spilled=spilled)
         condition = "#first = :first"
         extra["ExpressionAttributeValues"] = {":first": {"S": found.first.isoformat()}}
     if ERASED in seen:
@@ -304,7 +298,7 @@ def _visitor_first_actions(
         condition += " AND attribute_not_exists(#erased)"
         delete = {"TableName": table, "Key": seen_key(visitor), "ConditionExpression": condition}
         actions.append({"Delete": delete | extra})
-    return tuple(actions)
+    return Step(tuple(actions), (*kinds, STALE))
 
 
 def _profile_step(

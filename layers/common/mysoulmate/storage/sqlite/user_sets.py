@@ -132,7 +132,8 @@ def build_weekly(conn: sqlite3.Connection) -> None:
     """Schema 7: the weekly sets from the any-event daily sets (one pass)."""
     conn.execute("DELETE FROM weekly_user_sets")
     weeks: defaultdict[str, list[bitmap.UserBitmap]] = defaultdict(list)
-    for day, data in conn.execute("SELECT day, users FROM daily_user_sets WHERE event = ''"):
+    rows = conn.execute("SELECT day, users FROM daily_user_sets WHERE event = ?", (ANY_EVENT,))
+    for day, data in rows:
         weeks[week_of(day)].append(bitmap.decode(data))
     conn.executemany(
         _WEEKLY_WRITE,
