@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from functools import lru_cache
@@ -163,6 +164,9 @@ def unroute_package_loggers() -> None:
 def get_metrics() -> Metrics:
     from aws_lambda_powertools import Metrics
 
+    # Our signals print their own EMF documents (`signals`), so the set `log_metrics` flushes
+    # is usually empty, which Powertools would report as a UserWarning on every cold start.
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
     return Metrics(
         namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE_DEFAULT),
         service=os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE_DEFAULT),
