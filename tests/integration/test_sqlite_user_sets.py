@@ -91,3 +91,42 @@ def test_a_schema_4_database_is_converted_on_open_and_answers_as_before(tmp_path
     first_seen = store.first_seen_users(date(2026, 1, 3), date(2026, 1, 3))
     assert len(first_seen[date(2026, 1, 3)]) == 2  # bob and dee
     store.close()
+
+
+def test_cached_reads_follow_this_store_s_writes_and_another_connection_s(
+    tmp_path: Path,
+) -> None:
+    """Reads of an unchanged database are cached (`user_sets.ReadCache`): a write through
+    this store, an erasure, a link or another connection's commit must be seen at once."""
+    path = tmp_path / "events.db"
+    store = SqliteEventStore(path)
+    other = SqliteEventStore(path)
+
+    def fresh() -> dict[str, Any]:
+        reader = SqliteEventStore(path)  # no cache of its own yet
+        try:
+            return answers(reader)
+        finally:
+            reader.close()
+
+    consume(store, track("ann", "open", jan(2)), visit("a-1", jan(3), "open"))
+    assert answers(store) == fresh()
+    assert store.rollup_users(*JAN, by_event=True)[0].users is (
+        store.rollup_users(*JAN, by_event=True)[0].users
+    )  # unchanged: the cached sets
+    consume(store, track("bob", "open", jan(2), platform="ios"))
+    assert answers(store) == fresh()
+    before = store.rollup_users(*JAN, by_event=True)
+    consume(other, track("cy", "buy", jan(4)))
+    assert answers(store) == fresh()
+    after = store.rollup_users(*JAN, by_event=True)
+    kept = {id(row.users) for row in before}
+    assert 0 < sum(id(row.users) in kept for row in after) < len(after)  # only changes decoded
+    consume(other, identify_as("cy", "a-1", jan(5)))
+    assert answers(store) == fresh()
+    other.delete_user("ann", jan(6))
+    assert answers(store) == fresh()
+    store.delete_user("bob", jan(6))
+    assert answers(store) == fresh()
+    store.close()
+    other.close()

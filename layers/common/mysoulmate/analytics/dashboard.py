@@ -8,8 +8,10 @@ time-ordered funnel with a window is `funnel.py`'s, behind its own endpoint.
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
-from collections.abc import Iterable
+import functools
+import threading
+from collections import Counter, OrderedDict, defaultdict
+from collections.abc import Iterable, Sequence
 from datetime import date
 from decimal import Decimal
 from typing import Any, Literal
@@ -38,6 +40,79 @@ VIEW_KINDS: dict[str, Literal["page", "screen"]] = {"$page": "page", "$screen": 
 def union(store: EventStore, sets: Iterable[UserSet]) -> UserSet:
     """One call for all the sets: pairwise ORs would build a growing set per set."""
     return store.empty_user_set().union(*sets)
+
+
+@functools.cache
+def _frozen_roaring(kind: type) -> bool:
+    """Roaring (`cohorts._overlap`'s test) and frozen: no ``add``, so its members never change."""
+    return hasattr(kind, "intersection_cardinality") and not hasattr(kind, "add")
+
+
+class FrozenUnions:
+    """Unions of frozen Roaring sets, remembered by the identity of their inputs.
+
+    The SQL stores hand out the same frozen sets while the rows behind them are unchanged
+    (their read caches), and the union of the same sets is the same set. An entry holds its
+    inputs, so no other object can take their ids while it lives. A range's union is that of
+    (the days before the last) and (the last day): ingest changes the latest day, the rest is
+    reused. At 1M events the dashboard's unions took 1.2-1.5 ms (0.3 at 10k). Other sets
+    are unioned each time."""
+
+    MEMBERS = 1 << 24  # of the kept unions and their inputs: at most ~32 MB of Roaring
+
+    def __init__(self) -> None:
+        self._kept: OrderedDict[tuple[int, ...], tuple[tuple[UserSet, ...], UserSet, int]] = (
+            OrderedDict()
+        )
+        self._members = 0
+        self._lock = threading.Lock()
+
+    def of(self, store: EventStore, sets: Sequence[UserSet]) -> UserSet:
+        if not sets or not all(_frozen_roaring(type(s)) for s in sets):
+            return union(store, sets)
+        if len(sets) == 1:
+            return sets[0]
+        key = tuple(map(id, sets))
+        with self._lock:
+            if (kept := self._kept.get(key)) is not None:
+                self._kept.move_to_end(key)
+                return kept[1]
+        result = sets[0].union(*sets[1:])
+        weight = len(result) + sum(map(len, sets))
+        with self._lock:
+            if key not in self._kept:
+                self._kept[key] = (tuple(sets), result, weight)
+                self._members += weight
+            while self._members > self.MEMBERS and self._kept:
+                self._members -= self._kept.popitem(last=False)[1][2]
+        return result
+
+    def over_days(self, store: EventStore, dated: Sequence[tuple[date, UserSet]]) -> UserSet:
+        if not all(_frozen_roaring(type(users)) for _, users in dated):
+            return union(store, (users for _, users in dated))  # one union, nothing kept
+        last = max((day for day, _ in dated), default=None)
+        earlier = [users for day, users in dated if day != last]
+        latest = [users for day, users in dated if day == last]
+        return self.of(store, [self.of(store, earlier), *latest] if earlier else latest)
+
+
+_UNIONS = FrozenUnions()
+
+
+class EventUsers:
+    """Who sent each event in the range: the union of its daily sets, built on first use."""
+
+    def __init__(
+        self, store: EventStore, sets_by_name: dict[str, list[tuple[date, UserSet]]]
+    ) -> None:
+        self._store = store
+        self._sets = sets_by_name
+        self._built: dict[str, UserSet] = {}
+
+    def __call__(self, name: str) -> UserSet:
+        if name not in self._built:
+            self._built[name] = _UNIONS.over_days(self._store, self._sets.get(name, ()))
+        return self._built[name]
 
 
 def amount(micros: int) -> float:
@@ -71,16 +146,24 @@ def build_dashboard(
         events_by_platform[row.platform] += row.events
 
     active_by_day: defaultdict[date, list[UserSet]] = defaultdict(list)
-    active_by_platform: defaultdict[str, list[UserSet]] = defaultdict(list)
-    users_by_name: defaultdict[str, list[UserSet]] = defaultdict(list)
+    active_by_platform: defaultdict[str, list[tuple[date, UserSet]]] = defaultdict(list)
+    users_by_name: defaultdict[str, list[tuple[date, UserSet]]] = defaultdict(list)
     for users_row in users:
         if users_row.event == ANY_EVENT:
             active_by_day[users_row.day].append(users_row.users)
-            active_by_platform[users_row.platform].append(users_row.users)
+            active_by_platform[users_row.platform].append((users_row.day, users_row.users))
         else:
-            users_by_name[users_row.event].append(users_row.users)
+            users_by_name[users_row.event].append((users_row.day, users_row.users))
 
-    active_users = len(union(store, (s for sets in active_by_day.values() for s in sets)))
+    # Each union is built once (`FrozenUnions`): the range's from the platforms' (a few
+    # inputs, not one per day and platform), an event's once for the top events, the views
+    # and the funnel.
+    day_users = {day: len(_UNIONS.of(store, sets)) for day, sets in active_by_day.items()}
+    platform_users = {
+        name: _UNIONS.over_days(store, dated) for name, dated in active_by_platform.items()
+    }
+    active_users = len(_UNIONS.of(store, list(platform_users.values())))
+    event_users = EventUsers(store, users_by_name)
     top_names = sorted(events_by_name, key=lambda name: (-events_by_name[name], name))[:top]
     revenue_totals: Counter[str] = Counter()
     revenue_by_day: defaultdict[date, Counter[str]] = defaultdict(Counter)
@@ -95,14 +178,13 @@ def build_dashboard(
         totalEvents=sum(events_by_day.values()),
         activeUsers=active_users,
         dailyActiveUsers=[
-            DayUsers(date=day, users=len(union(store, active_by_day.get(day, ()))))
-            for day in period.each_day()
+            DayUsers(date=day, users=day_users.get(day, 0)) for day in period.each_day()
         ],
         topEvents=[
             TopEvent(
                 event=name,
                 count=events_by_name[name],
-                users=len(union(store, users_by_name[name])),
+                users=len(event_users(name)),
             )
             for name in top_names
         ],
@@ -112,7 +194,7 @@ def build_dashboard(
                 PlatformStats(
                     platform=name,
                     events=events_by_platform[name],
-                    users=len(union(store, active_by_platform[name])),
+                    users=len(platform_users.get(name, ())),
                 )
                 for name in events_by_platform
             ),
@@ -134,8 +216,8 @@ def build_dashboard(
                 for day in period.each_day()
             ],
         ),
-        funnel=set_funnel(store, funnel_steps, users_by_name),
-        **view_figures(store, events_by_name, users_by_name, top),
+        funnel=set_funnel(funnel_steps, event_users),
+        **view_figures(events_by_name, event_users, top),
         **session_figures([r for r in all_sessions if wanted(r.platform)], active_users),
         slowScreens=screens_in(store, period.start, period.end, platform, top),
     )
@@ -152,12 +234,7 @@ def session_figures(rows: list[SessionRow], active_users: int) -> dict[str, Any]
     }
 
 
-def view_figures(
-    store: EventStore,
-    events_by_name: Counter[str],
-    users_by_name: dict[str, list[UserSet]],
-    top: int,
-) -> dict[str, Any]:
+def view_figures(events_by_name: Counter[str], event_users: EventUsers, top: int) -> dict[str, Any]:
     """Page and screen views, counted by name (their events are `$page:<name>` and
     `$screen:<name>`, so the same rollups count them)."""
     views: list[ViewCount] = []
@@ -167,7 +244,7 @@ def view_figures(
         if kind not in VIEW_KINDS:
             continue
         totals[kind] += count
-        users = len(union(store, users_by_name.get(event, ())))
+        users = len(event_users(event))
         views.append(ViewCount(kind=VIEW_KINDS[kind], name=name or None, views=count, users=users))
     views.sort(key=lambda v: (-v.views, v.kind, v.name or ""))
     return {
@@ -177,15 +254,13 @@ def view_figures(
     }
 
 
-def set_funnel(
-    store: EventStore, steps: list[str], users_by_name: dict[str, list[UserSet]]
-) -> DashboardFunnel:
+def set_funnel(steps: list[str], event_users: EventUsers) -> DashboardFunnel:
     """Step k = users who sent steps 1..k in the range: an intersection of exact sets. The
     per-step lines are the funnel engine's own (`funnel_steps`), without times."""
     reached: UserSet | None = None
     counts: list[int] = []
     for name in steps:
-        sent = union(store, users_by_name.get(name, ()))
+        sent = event_users(name)
         reached = sent if reached is None else reached & sent
         counts.append(len(reached))
     entered = counts[0] if counts else 0

@@ -8,6 +8,7 @@ streamed in user order, and audit pages.
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Collection, Generator, Iterator, Sequence
 from contextlib import AbstractContextManager, closing
 from datetime import UTC, date, datetime
@@ -32,7 +33,7 @@ from mysoulmate.analytics.ports import (
 from mysoulmate.analytics.rollups import split_session_rows
 from mysoulmate.storage import bitmap
 from mysoulmate.storage.paging import decode_cursor, next_page_cursor
-from mysoulmate.storage.postgres import user_summaries
+from mysoulmate.storage.postgres import user_sets, user_summaries
 from mysoulmate.storage.postgres.pooling import Conn
 from mysoulmate.storage.postgres.rollups import WEEK_PLATFORM
 from mysoulmate.storage.postgres.rows import (
@@ -45,6 +46,7 @@ from mysoulmate.storage.postgres.rows import (
 )
 
 FUNNEL_FETCH_ROWS = 2000
+_CACHE_LOCK = threading.Lock()
 # `ports.time_key` in to_char's words (on the UTC wall time): the keys the funnel engine compares.
 _TIME_KEY_FORMAT = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
 
@@ -188,19 +190,40 @@ class PostgresReads:
         return [RevenueRow(day, platform, cur, int(micros)) for day, platform, cur, micros in rows]
 
     def rollup_users(self, start: date, end: date, *, by_event: bool) -> list[UsersRow]:
+        """Through the store's `user_sets.DailySetCache`: unchanged rows are not fetched."""
+        params = {
+            "start": start,
+            "end": end,
+            "all": by_event,
+            "any": ANY_EVENT,
+            "week": WEEK_PLATFORM,
+        }
         with self._conn() as conn:
-            rows = conn.execute(
-                "SELECT day, platform, event, users FROM activity_sets "
-                "WHERE day BETWEEN %s AND %s AND (%s OR event = %s) AND platform <> %s "
-                "ORDER BY day, platform, event, chunk",
-                (start, end, by_event, ANY_EVENT, WEEK_PLATFORM),
-            ).fetchall()
+            rows = user_sets.read_daily(
+                conn,
+                self._daily_sets(),
+                sql.SQL(
+                    "day BETWEEN %(start)s AND %(end)s AND (%(all)s OR event = %(any)s) "
+                    "AND platform <> %(week)s"
+                ),
+                params,
+                recent=end,  # ingest writes today's rows: a range's last day may have changed
+                read=(start, end, by_event),
+            )
         result: list[UsersRow] = []
-        for (day, platform, event), chunks in itertools.groupby(rows, key=lambda r: r[:3]):
-            users = bitmap.union_all([bitmap.decode(data) for *_, data in chunks])
+        for (day, platform, event), chunks in itertools.groupby(rows, key=itemgetter(0, 1, 2)):
+            users = user_sets.union_frozen([chunk[4] for chunk in chunks])
             if users:  # a set emptied by erasures is no data
                 result.append(UsersRow(day, platform, event, users))
         return result
+
+    def _daily_sets(self) -> user_sets.DailySetCache:
+        """The store's cache, made on first use (the store's constructor does not know it)."""
+        cache: user_sets.DailySetCache | None = self.__dict__.get("_daily_set_cache")
+        if cache is None:
+            with _CACHE_LOCK:
+                cache = self.__dict__.setdefault("_daily_set_cache", user_sets.DailySetCache())
+        return cache
 
     def first_seen_users(self, start: date, end: date) -> dict[date, UserSet]:
         """One row per day and chunk of 2^18 users (first_seen_sets), not one per user."""
@@ -209,6 +232,7 @@ class PostgresReads:
                 "SELECT day, users FROM first_seen_sets WHERE day BETWEEN %s AND %s "
                 "ORDER BY day, chunk",
                 (start, end),
+                binary=True,
             ).fetchall()
         return _sets_by_day(rows)
 
@@ -219,6 +243,7 @@ class PostgresReads:
                 "SELECT day, users FROM activity_sets WHERE platform = %s AND event = %s "
                 "AND day BETWEEN %s AND %s ORDER BY day, chunk",
                 (WEEK_PLATFORM, ANY_EVENT, start, end),
+                binary=True,
             ).fetchall()
         return _sets_by_day(rows)
 

@@ -80,6 +80,7 @@ class SqliteEventStore(SqlitePerf):
         # that a disk error while reading is a SIGBUS instead of an exception.
         self._conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
         self._lock = threading.Lock()
+        self._users_read = user_sets.ReadCache()
         with self._lock:
             self._conn.executescript(SCHEMA)
         with write_transaction(self._conn, self._lock):
@@ -316,11 +317,18 @@ class SqliteEventStore(SqlitePerf):
         return [RevenueRow(date.fromisoformat(d), p, c, n) for d, p, c, n in rows]
 
     def rollup_users(self, start: date, end: date, *, by_event: bool) -> list[UsersRow]:
-        query = "SELECT day, platform, event, users FROM daily_user_sets WHERE day BETWEEN ? AND ?"
-        if not by_event:
-            query += " AND event = ''"
-        rows = self._read(query, (start.isoformat(), end.isoformat()))
-        return [UsersRow(date.fromisoformat(d), p, e, bitmap.decode(b)) for d, p, e, b in rows]
+        """A read of an unchanged database is the cached one (`user_sets.ReadCache`)."""
+        key = (start, end, by_event)
+        try:
+            with self._lock:  # the generation first: a write after it makes the next read miss
+                generation = self._users_read.generation(self._conn)
+                rows = self._users_read.get(generation, key)
+                if rows is None:
+                    rows = self._users_read.read(self._conn, start, end, by_event)
+                    self._users_read.put(generation, key, rows)
+        except sqlite3.OperationalError as exc:
+            raise StorageUnavailableError(f"sqlite: {exc}") from exc
+        return list(rows)
 
     def first_seen_users(self, start: date, end: date) -> dict[date, UserSet]:
         """One row per day (`user_sets`: first_seen_sets), not one per user."""

@@ -16,9 +16,12 @@ import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from datetime import date
+from typing import Any
+
+from pyroaring import FrozenBitMap
 
 from mysoulmate.analytics.date_range import week_start
-from mysoulmate.analytics.ports import ANY_EVENT
+from mysoulmate.analytics.ports import ANY_EVENT, UsersRow
 from mysoulmate.analytics.rollups import RollupDelta
 from mysoulmate.storage import bitmap
 from mysoulmate.storage.sqlite.connection import rows_by_key
@@ -113,6 +116,61 @@ def _change(
         changed = changed or len(users) != before
     if changed or row is None:
         conn.execute(write, (*key, bitmap.encode(users)))
+
+
+class ReadCache:
+    """The latest reads of the daily sets (`rollup_users`), under the database's generation
+    at the time: ``PRAGMA data_version`` (changes with every commit of another connection)
+    and the connection's ``total_changes`` (with every row it writes). While both stay, no
+    set changed, and a read is the cached one: at 1M events a 30-day dashboard's 838 sets
+    (2.6 MB in overflow pages) took 2.2 ms to fetch and 1.7 ms to decode (0.9 and 0.8 at
+    10k). After a change, a set whose bytes are those already decoded is that same frozen
+    set (not decoded again; `dashboard.FrozenUnions` keeps its unions). Callers share them."""
+
+    SIZE = 8  # reads kept: one dashboard, a cohort table and the active-user windows need 4
+    BYTES = 64 << 20  # decoded sets kept for their bytes (1M events' 30 days: 2.6 MiB)
+
+    def __init__(self) -> None:
+        self._generation: tuple[int, int] | None = None
+        self._reads: dict[tuple[Any, ...], list[UsersRow]] = {}
+        self._sets: dict[tuple[str, str, str], tuple[bytes, FrozenBitMap]] = {}
+        self._bytes = 0
+
+    @staticmethod
+    def generation(conn: sqlite3.Connection) -> tuple[int, int]:
+        return conn.execute("PRAGMA data_version").fetchone()[0], conn.total_changes
+
+    def get(self, generation: tuple[int, int], key: tuple[Any, ...]) -> list[UsersRow] | None:
+        return self._reads.get(key) if generation == self._generation else None
+
+    def read(
+        self, conn: sqlite3.Connection, start: date, end: date, by_event: bool
+    ) -> list[UsersRow]:
+        """The daily sets of the days, frozen; the caller holds the connection's lock."""
+        query = "SELECT day, platform, event, users FROM daily_user_sets WHERE day BETWEEN ? AND ?"
+        if not by_event:
+            query += " AND event = ''"
+        found = []
+        for day, platform, event, data in conn.execute(query, (start.isoformat(), end.isoformat())):
+            known = self._sets.get((day, platform, event))
+            if known is not None and known[0] == data:
+                users = known[1]
+            else:
+                users = FrozenBitMap.deserialize(data) if data else FrozenBitMap()
+                self._bytes -= len(known[0]) if known else 0
+                if self._bytes + len(data) > self.BYTES:
+                    self._sets, self._bytes = {}, 0
+                self._sets[(day, platform, event)] = (data, users)
+                self._bytes += len(data)
+            found.append(UsersRow(date.fromisoformat(day), platform, event, users))
+        return found
+
+    def put(self, generation: tuple[int, int], key: tuple[Any, ...], rows: list[UsersRow]) -> None:
+        if generation != self._generation:
+            self._generation, self._reads = generation, {}
+        elif len(self._reads) >= self.SIZE:
+            del self._reads[next(iter(self._reads))]  # the oldest
+        self._reads[key] = rows
 
 
 def week_of(day: str) -> str:
