@@ -4,9 +4,11 @@ plain union."""
 
 from __future__ import annotations
 
+import gc
+import weakref
 from datetime import date
 
-from mysoulmate.analytics.dashboard import FrozenUnions
+from mysoulmate.analytics.dashboard import FrozenUnions, unions_of
 from pyroaring import BitMap, FrozenBitMap
 
 
@@ -63,3 +65,14 @@ def test_what_is_kept_stays_within_its_budget() -> None:
         sets = [FrozenBitMap(range(n, n + 3)), FrozenBitMap(range(n + 2, n + 5))]
         assert unions.of(STORE, sets) == BitMap(range(n, n + 5))  # type: ignore[arg-type]
         assert unions._members <= 20
+
+
+def test_each_store_keeps_its_own_unions_and_they_go_with_it() -> None:
+    """One store's reads never push out another's kept unions, and a closed store's are freed."""
+    first, second = Store(), Store()
+    assert unions_of(first) is unions_of(first)  # type: ignore[arg-type]
+    assert unions_of(first) is not unions_of(second)  # type: ignore[arg-type]
+    kept = weakref.ref(unions_of(second))  # type: ignore[arg-type]
+    del second
+    gc.collect()
+    assert kept() is None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import weakref
 from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import date
@@ -96,7 +97,19 @@ class FrozenUnions:
         return self.of(store, [self.of(store, earlier), *latest] if earlier else latest)
 
 
-_UNIONS = FrozenUnions()
+_UNIONS: weakref.WeakKeyDictionary[EventStore, FrozenUnions] = weakref.WeakKeyDictionary()
+_UNIONS_LOCK = threading.Lock()
+
+
+def unions_of(store: EventStore) -> FrozenUnions:
+    """The store's kept unions, gone with the store: each store's budget is its own, so one
+    store's reads never push out another's (a process may hold several, e.g. one per size in
+    a benchmark, or a store reopened)."""
+    with _UNIONS_LOCK:
+        unions = _UNIONS.get(store)
+        if unions is None:
+            unions = _UNIONS[store] = FrozenUnions()
+        return unions
 
 
 class EventUsers:
@@ -111,7 +124,9 @@ class EventUsers:
 
     def __call__(self, name: str) -> UserSet:
         if name not in self._built:
-            self._built[name] = _UNIONS.over_days(self._store, self._sets.get(name, ()))
+            self._built[name] = unions_of(self._store).over_days(
+                self._store, self._sets.get(name, ())
+            )
         return self._built[name]
 
 
@@ -158,11 +173,12 @@ def build_dashboard(
     # Each union is built once (`FrozenUnions`): the range's from the platforms' (a few
     # inputs, not one per day and platform), an event's once for the top events, the views
     # and the funnel.
-    day_users = {day: len(_UNIONS.of(store, sets)) for day, sets in active_by_day.items()}
+    unions = unions_of(store)
+    day_users = {day: len(unions.of(store, sets)) for day, sets in active_by_day.items()}
     platform_users = {
-        name: _UNIONS.over_days(store, dated) for name, dated in active_by_platform.items()
+        name: unions.over_days(store, dated) for name, dated in active_by_platform.items()
     }
-    active_users = len(_UNIONS.of(store, list(platform_users.values())))
+    active_users = len(unions.of(store, list(platform_users.values())))
     event_users = EventUsers(store, users_by_name)
     top_names = sorted(events_by_name, key=lambda name: (-events_by_name[name], name))[:top]
     revenue_totals: Counter[str] = Counter()
