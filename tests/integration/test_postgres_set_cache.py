@@ -125,7 +125,7 @@ def test_a_cache_smaller_than_the_sets_still_answers_exactly(
 ) -> None:
     consume(postgres_store, *[track(f"u{n}", "a", jan(d)) for n in range(50) for d in (2, 3)])
     cache = user_sets.DailySetCache(max_bytes=40)
-    postgres_store.__dict__["_daily_set_cache"] = cache
+    postgres_store._daily_set_cache = cache
     for by_event in (True, False, True):
         assert read(postgres_store, by_event) == table(postgres_database, by_event)
     assert cache._bytes <= 40

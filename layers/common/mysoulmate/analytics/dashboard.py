@@ -116,17 +116,19 @@ class EventUsers:
     """Who sent each event in the range: the union of its daily sets, built on first use."""
 
     def __init__(
-        self, store: EventStore, sets_by_name: dict[str, list[tuple[date, UserSet]]]
+        self,
+        store: EventStore,
+        unions: FrozenUnions,
+        sets_by_name: dict[str, list[tuple[date, UserSet]]],
     ) -> None:
         self._store = store
+        self._unions = unions
         self._sets = sets_by_name
         self._built: dict[str, UserSet] = {}
 
     def __call__(self, name: str) -> UserSet:
         if name not in self._built:
-            self._built[name] = unions_of(self._store).over_days(
-                self._store, self._sets.get(name, ())
-            )
+            self._built[name] = self._unions.over_days(self._store, self._sets.get(name, ()))
         return self._built[name]
 
 
@@ -179,7 +181,7 @@ def build_dashboard(
         name: unions.over_days(store, dated) for name, dated in active_by_platform.items()
     }
     active_users = len(unions.of(store, list(platform_users.values())))
-    event_users = EventUsers(store, users_by_name)
+    event_users = EventUsers(store, unions, users_by_name)
     top_names = sorted(events_by_name, key=lambda name: (-events_by_name[name], name))[:top]
     revenue_totals: Counter[str] = Counter()
     revenue_by_day: defaultdict[date, Counter[str]] = defaultdict(Counter)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from pyroaring import BitMap
+from pyroaring import BitMap, FrozenBitMap
 
 # pyroaring's BitMap holds 32-bit values: ordinals are handed out densely from 0 or 1, so
 # this is four billion people ever seen.
@@ -29,6 +29,11 @@ _BITS_OF_BYTE = [tuple(bit for bit in range(8) if value >> bit & 1) for value in
 def decode(data: bytes | None) -> BitMap:
     """A stored set (None or empty bytes: the empty set)."""
     return BitMap.deserialize(data) if data else BitMap()
+
+
+def decode_frozen(data: bytes | None) -> FrozenBitMap:
+    """A stored set that nobody may change, so read caches can hand the same one out."""
+    return FrozenBitMap.deserialize(data) if data else FrozenBitMap()
 
 
 def encode(users: BitMap) -> bytes:
@@ -47,6 +52,13 @@ def union_all(sets: Sequence[BitMap]) -> BitMap:
     if len(sets) == 1:
         return sets[0]
     return BitMap.union(*sets) if sets else BitMap()
+
+
+def union_frozen(sets: Sequence[FrozenBitMap]) -> FrozenBitMap:
+    """`union_all` of frozen sets, frozen."""
+    if len(sets) == 1:
+        return sets[0]
+    return FrozenBitMap.union(*sets) if sets else FrozenBitMap()
 
 
 def from_dense(data: bytes, offset: int = 0) -> BitMap:

@@ -8,7 +8,6 @@ streamed in user order, and audit pages.
 from __future__ import annotations
 
 import itertools
-import threading
 from collections.abc import Collection, Generator, Iterator, Sequence
 from contextlib import AbstractContextManager, closing
 from datetime import UTC, date, datetime
@@ -46,7 +45,6 @@ from mysoulmate.storage.postgres.rows import (
 )
 
 FUNNEL_FETCH_ROWS = 2000
-_CACHE_LOCK = threading.Lock()
 # `ports.time_key` in to_char's words (on the UTC wall time): the keys the funnel engine compares.
 _TIME_KEY_FORMAT = 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'
 
@@ -59,7 +57,10 @@ def _stream(cur: Any, query: Any, params: Any) -> Generator[tuple[Any, ...], Non
 
 
 class PostgresReads:
-    """Queries of PostgresEventStore that only read; the store supplies `_conn`."""
+    """Queries of PostgresEventStore that only read; the store supplies `_conn` and
+    `_daily_set_cache`."""
+
+    _daily_set_cache: user_sets.DailySetCache
 
     if TYPE_CHECKING:
 
@@ -201,7 +202,7 @@ class PostgresReads:
         with self._conn() as conn:
             rows = user_sets.read_daily(
                 conn,
-                self._daily_sets(),
+                self._daily_set_cache,
                 sql.SQL(
                     "day BETWEEN %(start)s AND %(end)s AND (%(all)s OR event = %(any)s) "
                     "AND platform <> %(week)s"
@@ -212,18 +213,10 @@ class PostgresReads:
             )
         result: list[UsersRow] = []
         for (day, platform, event), chunks in itertools.groupby(rows, key=itemgetter(0, 1, 2)):
-            users = user_sets.union_frozen([chunk[4] for chunk in chunks])
+            users = bitmap.union_frozen([chunk[4] for chunk in chunks])
             if users:  # a set emptied by erasures is no data
                 result.append(UsersRow(day, platform, event, users))
         return result
-
-    def _daily_sets(self) -> user_sets.DailySetCache:
-        """The store's cache, made on first use (the store's constructor does not know it)."""
-        cache: user_sets.DailySetCache | None = self.__dict__.get("_daily_set_cache")
-        if cache is None:
-            with _CACHE_LOCK:
-                cache = self.__dict__.setdefault("_daily_set_cache", user_sets.DailySetCache())
-        return cache
 
     def first_seen_users(self, start: date, end: date) -> dict[date, UserSet]:
         """One row per day and chunk of 2^18 users (first_seen_sets), not one per user."""

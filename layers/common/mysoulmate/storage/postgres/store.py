@@ -95,6 +95,7 @@ class PostgresEventStore(PostgresReads, PostgresPerf):
                 f"cannot reach PostgreSQL database {database} on {host}: {safe_error(exc)}"
             ) from None
         self._staged: weakref.WeakSet[Conn] = weakref.WeakSet()
+        self._daily_set_cache = user_sets.DailySetCache()
 
     def close(self) -> None:
         self._connections.close()

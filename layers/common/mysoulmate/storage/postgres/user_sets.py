@@ -189,7 +189,7 @@ class DailySetCache:
                     self._rows.move_to_end(key)
                     users = cached[2]
                 elif data is not None:
-                    users = FrozenBitMap.deserialize(data) if data else FrozenBitMap()
+                    users = bitmap.decode_frozen(data)
                     if cached is not None:
                         self._bytes -= cached[1]
                         del self._rows[key]
@@ -257,11 +257,6 @@ def _read_versions(
                 return found
     every = conn.execute(fetch.format(_VERSIONED, sql.SQL("TRUE"), rows), params, binary=True)
     return cache.resolve(every.fetchall())[0]
-
-
-def union_frozen(sets: Sequence[FrozenBitMap]) -> FrozenBitMap:
-    """A set's chunks as one set; a single chunk as it is (`bitmap.union_all`, frozen)."""
-    return sets[0] if len(sets) == 1 else FrozenBitMap.union(*sets)
 
 
 # -- first-seen sets ----------------------------------------------------------------------------

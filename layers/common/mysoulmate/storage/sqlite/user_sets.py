@@ -156,7 +156,7 @@ class ReadCache:
             if known is not None and known[0] == data:
                 users = known[1]
             else:
-                users = FrozenBitMap.deserialize(data) if data else FrozenBitMap()
+                users = bitmap.decode_frozen(data)
                 self._bytes -= len(known[0]) if known else 0
                 if self._bytes + len(data) > self.BYTES:
                     self._sets, self._bytes = {}, 0
