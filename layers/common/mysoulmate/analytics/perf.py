@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mysoulmate.analytics.models import QueuedMessage
 from mysoulmate.analytics.normalize import corrected_timestamp
@@ -29,7 +29,6 @@ from mysoulmate.analytics.perf_models import (
     SlowScreens,
     VersionQuantiles,
 )
-from mysoulmate.analytics.perf_sketch import RELATIVE_ACCURACY, PerfRow, Tally
 from mysoulmate.analytics.ports import MessageQueue, PerfStore
 from mysoulmate.analytics.service import enqueue
 from mysoulmate.analytics.validation import Problem, check_timestamp
@@ -37,6 +36,11 @@ from mysoulmate.core.errors import InvalidRequestError
 from mysoulmate.core.principal import Principal
 from mysoulmate.core.settings import get_settings
 from mysoulmate.observability import count
+
+# For annotations only: the sketches (and ddsketch) are imported by the functions that read
+# them, not when the analytics API's cold start imports this module through its routes.
+if TYPE_CHECKING:
+    from mysoulmate.analytics.perf_sketch import PerfRow, Tally
 
 RENDER: Metric = "render"
 DEFAULT_THRESHOLD = 0.2  # a p90 20 % slower than the version before is a regression
@@ -139,6 +143,9 @@ class PerfFilter:
 def perf_summary(store: PerfStore, wanted: PerfFilter) -> PerfSummary:
     """p50, p90, p99, count and mean over the range, per app version, and per day and
     app version (newest version first; days in order)."""
+    # On first use, not at cold start: the sketches load ddsketch.
+    from mysoulmate.analytics.perf_sketch import RELATIVE_ACCURACY, Tally
+
     overall = Tally()
     by_version: dict[str, Tally] = defaultdict(Tally)
     by_day: dict[tuple[date, str], Tally] = defaultdict(Tally)
@@ -197,6 +204,8 @@ def slow_screens(store: PerfStore, query: ScreensQuery) -> SlowScreens:
     """The slowest screens by p90 render time in their latest app version (per platform),
     each against the version before it: a regression when the p90 grew by more than the
     threshold. Versions with fewer than ``min_count`` measurements are not compared."""
+    from mysoulmate.analytics.perf_sketch import Tally  # on first use: not at cold start
+
     tallies: dict[tuple[str, str], dict[str, Tally]] = defaultdict(lambda: defaultdict(Tally))
     for row in store.perf_rows(RENDER, query.start, query.end, None):
         if query.platform is None or row.cell.platform == query.platform:

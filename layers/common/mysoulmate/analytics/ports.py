@@ -20,10 +20,12 @@ from mysoulmate.analytics.models import (
     QueuedMessage,
     SessionMark,
 )
-from mysoulmate.analytics.perf_sketch import PerfRow
 
+# For annotations only. PerfRow at runtime would load ddsketch and the perf models into every
+# cold start that imports the ports (the consumer's, the API's), perf message or not.
 if TYPE_CHECKING:
     from mysoulmate.analytics.date_range import DateRange
+    from mysoulmate.analytics.perf_sketch import PerfRow
 
 MessageKey = tuple[str, str]  # (userId, messageId)
 # Days a perf message id is remembered: longer than SQS (14 days at most) or RabbitMQ keep it.

@@ -1,5 +1,6 @@
 """Client performance telemetry on DynamoDB: `record_perf` and `perf_rows` of
-`DynamoEventStore` (the items and the transaction plan are in `perf_plan`).
+`DynamoEventStore` (the items, the transaction plan and the parts' outcome are in
+`perf_plan`, imported on first use: the store is built at every cold start, perf or not).
 
 `record_perf` reads the batch's tombstones (SEEN items) up front and drops what they cover,
 then writes the messages' parts in transactions of at most 100 actions. A cancelled
@@ -20,31 +21,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from mysoulmate.analytics.models import QueuedMessage
-from mysoulmate.analytics.perf_sketch import PerfRow
-from mysoulmate.analytics.ports import (
-    PERF_LEDGER_DAYS,
-    MessageKey,
-    StorageUnavailableError,
-    StoreResult,
-)
-from mysoulmate.storage.dynamodb.keys import receipt_key
-from mysoulmate.storage.dynamodb.perf_plan import (
-    PERF_SHARDS,
-    PerfPart,
-    PerfTransaction,
-    cell_prefix,
-    item_rows,
-    message_parts,
-    pack,
-    perf_pk,
-)
+from mysoulmate.analytics.ports import PERF_LEDGER_DAYS, StorageUnavailableError, StoreResult
 from mysoulmate.storage.dynamodb.retry import (
     MAX_WRITE_ATTEMPTS,
     backoff_delay,
@@ -52,25 +35,14 @@ from mysoulmate.storage.dynamodb.retry import (
     is_retryable,
 )
 from mysoulmate.storage.dynamodb.rollup_keys import UserState, days_between
-from mysoulmate.storage.perf_batch import all_failed, perf_batch, perf_result
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
+    from mysoulmate.analytics.perf_sketch import PerfRow
+    from mysoulmate.storage.dynamodb.perf_plan import PerfOutcome, PerfPart, PerfTransaction
+
 READ_THREADS = 8  # a summary's Queries (4 per day) run this many at a time
-
-
-@dataclass
-class _Outcome:
-    """What became of each message's parts."""
-
-    counted: set[MessageKey] = field(default_factory=set)  # a part committed by this call
-    erased: set[MessageKey] = field(default_factory=set)
-    failed: dict[MessageKey, str] = field(default_factory=dict)
-
-    def fail(self, parts: Sequence[PerfPart], reason: str) -> None:
-        for part in parts:
-            self.failed[part.message.key] = reason
 
 
 class DynamoPerf:
@@ -87,8 +59,13 @@ class DynamoPerf:
         def _query_all(self, **query: Any) -> Iterator[dict[str, Any]]: ...
 
     def record_perf(self, messages: Sequence[QueuedMessage]) -> StoreResult:
+        # Imported on the first perf message: every cold start that builds the store (the
+        # analytics API, the consumer) would otherwise load the plan, the sketches, ddsketch.
+        from mysoulmate.storage.dynamodb.perf_plan import PerfOutcome, message_parts, pack
+        from mysoulmate.storage.perf_batch import all_failed, perf_batch, perf_result
+
         batch = perf_batch(messages, "dynamodb")
-        outcome = _Outcome(failed=dict(batch.failed))
+        outcome = PerfOutcome(failed=dict(batch.failed))
         if not batch.messages:
             return perf_result(messages, (), (), outcome.failed)
         try:
@@ -102,7 +79,7 @@ class DynamoPerf:
         ]
         expires_at = int(time.time()) + PERF_LEDGER_DAYS * 86400
         while pending:
-            pending = _without_erased(pending, states, outcome)
+            pending = outcome.without_erased(pending, states)
             if not pending:
                 break
             transaction, pending = pack(pending)
@@ -115,7 +92,7 @@ class DynamoPerf:
         transaction: PerfTransaction,
         states: dict[str, UserState],
         expires_at: int,
-        outcome: _Outcome,
+        outcome: PerfOutcome,
     ) -> list[PerfPart]:
         """Commit one transaction (retrying contention); after a cancellation that rules
         some parts out, return the others to be planned again."""
@@ -145,7 +122,7 @@ class DynamoPerf:
                             outcome.fail(parts, str(read_error))
                             return []
                     rest = [p for p in parts if id(p) not in counted_before]
-                    rest = _without_erased(rest, states, outcome)
+                    rest = outcome.without_erased(rest, states)
                     if len(rest) == len(parts):  # nothing ruled out: not a cancellation we know
                         outcome.fail(parts, f"dynamodb: {exc}")
                         return []
@@ -164,6 +141,14 @@ class DynamoPerf:
     def perf_rows(self, metric: str, start: date, end: date, name: str | None) -> list[PerfRow]:
         """One Query per day and shard (``begins_with`` the metric's or name's sort-key
         prefix), paginated, a few at a time."""
+        # Imported on the first summary read: not at cold start (the consumer never reads).
+        from mysoulmate.storage.dynamodb.perf_plan import (
+            PERF_SHARDS,
+            cell_prefix,
+            item_rows,
+            perf_pk,
+        )
+
         prefix = cell_prefix(metric, name)
         wanted = [(day, shard) for day in days_between(start, end) for shard in range(PERF_SHARDS)]
 
@@ -185,18 +170,3 @@ class DynamoPerf:
             return [row for day_shard in wanted for row in read(day_shard)]
         with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
             return [row for rows in pool.map(read, wanted) for row in rows]
-
-
-def _without_erased(
-    parts: list[PerfPart], states: dict[str, UserState], outcome: _Outcome
-) -> list[PerfPart]:
-    """The parts no tombstone covers (erased at or after the message's receipt); the keys
-    of the others go to ``outcome.erased``."""
-    kept: list[PerfPart] = []
-    for part in parts:
-        tombstone = states.get(part.message.userId, UserState()).erased
-        if tombstone is not None and receipt_key(part.message) <= tombstone:
-            outcome.erased.add(part.message.key)
-        else:
-            kept.append(part)
-    return kept

@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import zlib
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
 from mysoulmate.analytics.models import QueuedMessage
 from mysoulmate.analytics.perf_sketch import PerfCell, PerfDelta, PerfRow, delta_rows
+from mysoulmate.analytics.ports import MessageKey
 from mysoulmate.storage.dynamodb.keys import not_erased_check, receipt_key, user_pk
+from mysoulmate.storage.dynamodb.rollup_keys import UserState
 from mysoulmate.storage.dynamodb.rollups import TRANSACT_LIMIT
 
 PERF_SHARDS = 4
@@ -221,3 +224,31 @@ def pack(parts: list[PerfPart]) -> tuple[PerfTransaction, list[PerfPart]]:
         if transaction.actions() >= TRANSACT_LIMIT or not transaction.try_add(part):
             rest.append(part)
     return transaction, rest
+
+
+# -- what became of the parts --------------------------------------------------------------
+
+
+@dataclass
+class PerfOutcome:
+    """What became of each message's parts (`DynamoPerf.record_perf`)."""
+
+    counted: set[MessageKey] = field(default_factory=set)  # a part committed by this call
+    erased: set[MessageKey] = field(default_factory=set)
+    failed: dict[MessageKey, str] = field(default_factory=dict)
+
+    def fail(self, parts: Sequence[PerfPart], reason: str) -> None:
+        for part in parts:
+            self.failed[part.message.key] = reason
+
+    def without_erased(self, parts: list[PerfPart], states: dict[str, UserState]) -> list[PerfPart]:
+        """The parts no tombstone covers (erased at or after the message's receipt); the keys
+        of the others go to ``erased``."""
+        kept: list[PerfPart] = []
+        for part in parts:
+            tombstone = states.get(part.message.userId, UserState()).erased
+            if tombstone is not None and receipt_key(part.message) <= tombstone:
+                self.erased.add(part.message.key)
+            else:
+                kept.append(part)
+        return kept
