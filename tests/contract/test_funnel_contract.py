@@ -9,16 +9,22 @@ import pytest
 from mysoulmate.analytics.date_range import DateRange
 from mysoulmate.analytics.funnel import Order
 from mysoulmate.analytics.models import QueuedMessage
-from mysoulmate.analytics.ports import EventPoint, EventStore, time_key
+from mysoulmate.analytics.ports import EventPoint, EventStore, FunnelSeeks, time_key
 from mysoulmate.analytics.reporting import funnel_report
 from mysoulmate.storage.postgres import reads as postgres_reads
 from mysoulmate.storage.sqlite import funnel_reads as sqlite_funnel
 
 from tests.support.funnel_reference import reference_steps
-from tests.support.funnel_streams import random_streams, store_step_times, stream_messages
+from tests.support.funnel_streams import (
+    random_streams,
+    store_next_times,
+    store_step_times,
+    stream_messages,
+)
 from tests.support.messages import consume, identify_as, jan
 
-STEP_LISTS = (("open", "view", "cart", "pay"), ("view", "cart", "view"))
+# Distinct names (the SQL stores seek next times) and a repeated one (step times).
+STEP_LISTS = (("open", "view", "cart", "pay"), ("cart", "open", "view"), ("view", "cart", "view"))
 ORDERS: tuple[Order, ...] = ("ordered", "strict", "any")
 
 
@@ -141,3 +147,44 @@ def test_an_abandoned_step_times_stream_leaves_the_store_usable(store: EventStor
     assert store.user_event_points(user)  # another read while the stream is open
     stream.close()  # type: ignore[attr-defined]
     assert len(list(store.funnel_step_times(*args))) >= 1
+
+
+@pytest.mark.parametrize("seed", [37])
+def test_next_times_are_each_steps_first_event_at_or_after_its_anchor(
+    store: EventStore, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not isinstance(store, FunnelSeeks):
+        pytest.skip("this store has no index seeks: its funnels read step times")
+    # Small pages and fetches, so the SQLite pages and the PostgreSQL stream turn over often.
+    monkeypatch.setattr(sqlite_funnel, "FUNNEL_PAGE_STARTS", 7)
+    monkeypatch.setattr(postgres_reads, "FUNNEL_FETCH_ROWS", 5)
+    data = random_streams(seed, users=80)
+    messages = stream_messages(data.streams)
+    random.Random(seed).shuffle(messages)  # arrival order is not time order
+    assert not store.insert_events(messages).failed
+    for steps in (("open", "view", "cart"), ("view", "open", "share", "pay")):
+        for chained in (True, False):
+            rows = list(store.funnel_next_times(steps, chained, data.starts_from, data.starts_to))
+            users = [user for user, _, _ in rows]
+            runs = [user for i, user in enumerate(users) if not i or users[i - 1] != user]
+            assert len(runs) == len(set(users))  # each user's starts together
+            got = sorted(
+                (user, time_key(start), [None if t is None else time_key(t) for t in later])
+                for user, start, later in rows
+            )
+            expected = store_next_times(data, steps, chained)
+            assert got == expected, f"steps={steps} chained={chained}"
+            assert len(expected) >= 20  # starts on several pages
+    # A name no event can carry (PostgreSQL refuses NUL in text) ends every list there.
+    rows = list(
+        store.funnel_next_times(
+            ("open", "bad\x00name", "view"), True, data.starts_from, data.starts_to
+        )
+    )
+    assert len(rows) == len(store_next_times(data, ("open",), chained=True))
+    assert all(len(later) <= 2 and set(later) <= {None} for _, _, later in rows)
+    # An abandoned stream leaves the store usable.
+    stream = store.funnel_next_times(("open", "view"), True, data.starts_from, data.starts_to)
+    user, _start, _later = next(stream)
+    assert store.user_event_points(user)
+    stream.close()  # type: ignore[attr-defined]

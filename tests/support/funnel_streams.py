@@ -160,6 +160,31 @@ def store_step_times(
             yield user, times
 
 
+def store_next_times(
+    data: RandomStreams, steps: Sequence[str], chained: bool
+) -> list[tuple[str, str, list[str | None]]]:
+    """What a store's ``funnel_next_times`` returns for this query, as time keys, sorted: per
+    distinct (user, step-1 time in [starts_from, starts_to]), each later step's first event
+    at or after the previous step's time (``chained``) or the start's, None where none."""
+    low, high = time_key(data.starts_from), time_key(data.starts_to)
+    rows: list[tuple[str, str, list[str | None]]] = []
+    for user, points in data.streams.items():
+        starts = sorted({p.ts for p in points if p.event == steps[0] and low <= p.ts <= high})
+        for start in starts:
+            later: list[str | None] = []
+            anchor: str | None = start
+            for name in steps[1:]:
+                reached = None
+                if anchor is not None:
+                    reached = min(
+                        (p.ts for p in points if p.event == name and p.ts >= anchor), default=None
+                    )
+                later.append(reached)
+                anchor = reached if chained else start
+            rows.append((user, start, later))
+    return sorted(rows, key=lambda row: (row[0], row[1]))
+
+
 def stream_messages(streams: dict[str, list[EventPoint]]) -> list[QueuedMessage]:
     """The streams as track messages to insert into a store (messageId = the point's)."""
     messages = []

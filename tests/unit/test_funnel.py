@@ -23,12 +23,14 @@ from mysoulmate.analytics.funnel import (
     reads_step_times,
     user_conversion,
 )
+from mysoulmate.analytics.funnel_next import compute_funnel_next, reads_next_times
 from mysoulmate.analytics.ports import EventPoint, time_key
 
 from tests.support.funnel_reference import reference_steps, reference_user
 from tests.support.funnel_streams import (
     random_streams,
     store_candidates,
+    store_next_times,
     store_step_times,
     stream_messages,
 )
@@ -43,6 +45,10 @@ STEP_LISTS = (
 )
 
 # -- randomized: the engine over store-filtered candidates == brute force over full streams --
+
+
+def _moment(key: str) -> datetime:
+    return datetime.fromisoformat(key)
 
 
 @pytest.mark.parametrize(
@@ -86,6 +92,15 @@ def test_engine_matches_brute_force_reference_on_random_streams(
                     order,
                 )
                 assert from_times == tally, context
+            if reads_next_times(steps, order):  # distinct names: from one event per step
+                rows = store_next_times(data, steps, chained=order == "ordered")
+                parsed = (
+                    (user, _moment(start), [None if k is None else _moment(k) for k in later])
+                    for user, start, later in rows
+                )
+                from_next = compute_funnel_next(parsed, steps, data.window, order)
+                assert from_next.users_entered == entered, context
+                assert funnel_steps(from_next, steps) == expected, context
 
 
 def test_random_streams_exercise_the_edge_cases_they_exist_for() -> None:

@@ -415,6 +415,7 @@ def funnel_steps(tally: FunnelTally, steps: Sequence[str]) -> list[FunnelStep]:
     for k, name in enumerate(steps):
         users = tally.users[k]
         previous = tally.users[k - 1] if k else users
+        times = sorted(tally.micros[k])  # once: percentile_seconds' own sort is then linear
         result.append(
             FunnelStep(
                 step=k + 1,
@@ -423,8 +424,8 @@ def funnel_steps(tally: FunnelTally, steps: Sequence[str]) -> list[FunnelStep]:
                 conversionFromStart=_fraction(users, entered),
                 conversionFromPrevious=_fraction(users, previous),
                 dropOff=previous - users,
-                medianSecondsToConvert=percentile_seconds(tally.micros[k], MEDIAN) if k else None,
-                p90SecondsToConvert=percentile_seconds(tally.micros[k], P90) if k else None,
+                medianSecondsToConvert=percentile_seconds(times, MEDIAN) if k else None,
+                p90SecondsToConvert=percentile_seconds(times, P90) if k else None,
             )
         )
     return result

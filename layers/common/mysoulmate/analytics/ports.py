@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, Self
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, Self, runtime_checkable
 
 from mysoulmate.analytics.models import (
     AuditEntry,
@@ -358,6 +358,24 @@ class EventStore(PerfStore, Protocol):
 
 class StorageUnavailableError(RuntimeError):
     """The storage backend could not be reached or refused the operation."""
+
+
+@runtime_checkable
+class FunnelSeeks(Protocol):
+    """A store that finds a user's first event of a name at or after a time with one index
+    seek (the SQL stores), so an ``ordered`` or ``any`` funnel of distinct step names reads
+    one event per start and step (`analytics.funnel_next`) instead of every step event."""
+
+    def funnel_next_times(
+        self, steps: Sequence[str], chained: bool, starts_from: datetime, starts_to: datetime
+    ) -> Iterator[tuple[str, datetime, list[datetime | None]]]:
+        """Per start (a ``steps[0]`` track event with time in [starts_from, starts_to], one
+        per user and time): the user, the start's time and, for each later step k, the time
+        of the user's first track event named ``steps[k]`` at or after step k-1's time
+        (``chained``; None from the first step with none on) or at or after the start's (not
+        chained; None where there is none). A step name no event can carry ends the list
+        there. Aware datetimes; each user's starts together (users in any order)."""
+        ...
 
 
 def time_key(moment: Any) -> str:

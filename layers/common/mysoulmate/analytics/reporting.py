@@ -24,9 +24,10 @@ from mysoulmate.analytics.funnel import (
     names_needed,
     reads_step_times,
 )
+from mysoulmate.analytics.funnel_next import compute_funnel_next, reads_next_times
 from mysoulmate.analytics.perf import PerfFilter, ScreensQuery
 from mysoulmate.analytics.perf_models import Metric, PerfSummary, SlowScreens
-from mysoulmate.analytics.ports import EventStore, StorageUnavailableError
+from mysoulmate.analytics.ports import EventStore, FunnelSeeks, StorageUnavailableError
 from mysoulmate.analytics.report_models import (
     AuditLogPage,
     CohortReport,
@@ -82,7 +83,11 @@ def funnel_report(
     store: EventStore, steps: list[str], span: DateRange, window: timedelta, order: Order
 ) -> FunnelReport:
     first, last, until = span.first_moment, span.last_moment, span.last_moment + window
-    if reads_step_times(order):  # ordered, any: the step events alone, one ordered pass
+    if reads_next_times(steps, order) and isinstance(store, FunnelSeeks):
+        # Distinct step names, a store with index seeks: one event per start and step.
+        rows = store.funnel_next_times(steps, order == "ordered", first, last)
+        tally = compute_funnel_next(rows, steps, window, order)
+    elif reads_step_times(order):  # ordered, any: the step events alone, one ordered pass
         times = store.funnel_step_times(steps[0], first, last, until, frozenset(steps))
         tally = compute_funnel_times(times, steps, first, last, window, order)
     else:  # strict: every event of the users with a start (any event breaks a chain)

@@ -327,6 +327,52 @@ class PostgresReads:
                     keys.sort()  # the scan's order, but string_agg does not promise it
                 yield user_id, times
 
+    def funnel_next_times(
+        self, steps: Sequence[str], chained: bool, starts_from: datetime, starts_to: datetime
+    ) -> Iterator[tuple[str, datetime, list[datetime | None]]]:
+        """One query streamed: the distinct starts from an index-only scan of
+        `events_by_name_user_time`, then per step a LATERAL seek in the same index (the
+        first time of that user and name at or after the anchor: LIMIT 1 on the index order)."""
+        names = list(itertools.takewhile(_storable_text, steps))  # no event can carry the rest
+        if not names:
+            return
+        seek = sql.SQL(
+            "LEFT JOIN LATERAL (SELECT ts FROM events WHERE event IS NOT NULL "
+            "AND event = {name} AND user_id = s.user_id AND ts >= {anchor} "
+            "ORDER BY ts LIMIT 1) {alias} ON true"
+        )
+        seeks = [
+            seek.format(
+                name=sql.Literal(name),
+                anchor=sql.Identifier(f"x{k - 1}" if chained and k > 1 else "s", "ts"),
+                alias=sql.Identifier(f"x{k}"),
+            )
+            for k, name in enumerate(names[1:], 1)
+        ]
+        query = sql.SQL(
+            "SELECT s.user_id, s.ts{later} FROM (SELECT DISTINCT user_id, ts FROM events "
+            "WHERE event IS NOT NULL AND event = {first} AND ts BETWEEN %(from)s AND %(to)s) s "
+            "{seeks} ORDER BY s.user_id, s.ts"  # (the planner then reads starts in index order)
+        ).format(
+            later=sql.SQL("").join(
+                sql.SQL(", {}").format(sql.Identifier(f"x{k}", "ts")) for k in range(1, len(names))
+            ),
+            first=sql.Literal(names[0]),
+            seeks=sql.SQL(" ").join(seeks),
+        )
+        params = {"from": _utc(starts_from), "to": _utc(starts_to)}
+        with (  # closing(): as in funnel_candidates
+            self._conn() as conn,
+            conn.transaction(),
+            conn.cursor() as cur,
+        ):
+            # The seeks' estimated cost passes jit_above_cost, and compiling took 580 ms of
+            # a 1.0 s run at 1M events (600 ms without): JIT is off for this query only.
+            cur.execute("SET LOCAL jit = off")
+            with closing(_stream(cur, query, params)) as rows:
+                for user_id, start, *later in rows:
+                    yield user_id, start, later
+
     # -- audit -------------------------------------------------------------------------------
 
     def list_audit(self, limit: int, cursor: str | None, subject: str | None = None) -> AuditPage:

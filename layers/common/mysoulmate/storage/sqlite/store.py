@@ -49,7 +49,6 @@ from mysoulmate.storage.paging import decode_cursor, next_page_cursor
 from mysoulmate.storage.profile_updates import update_each
 from mysoulmate.storage.sqlite import erasure, funnel_reads, identity, user_sets, user_summaries
 from mysoulmate.storage.sqlite.connection import (
-    CHUNK,
     open_sqlite,
     rows_by_key,
     write_transaction,
@@ -357,41 +356,9 @@ class SqliteEventStore(SqlitePerf):
         until: datetime,
         events: frozenset[str] | None,
     ) -> Iterator[tuple[str, list[EventPoint]]]:
-        users = [
-            row[0]
-            for row in self._read(
-                "SELECT DISTINCT user_id FROM events WHERE event = ? AND event IS NOT NULL "
-                "AND ts BETWEEN ? AND ? ORDER BY user_id",
-                (first_event, time_key(starts_from), time_key(starts_to)),
-            )
-        ]
-        names = sorted(events) if events is not None else None
-        for start in range(0, len(users), CHUNK):
-            chunk = users[start : start + CHUNK]
-            marks = ",".join("?" * len(chunk))
-            # INDEXED BY: with an `event IN (...)` term the planner prefers the (event, ts)
-            # index and scans every matching event of everyone per chunk, which grows with
-            # users x events (measured: 0.7 s -> 18 s per chunk at 1M events).
-            query = (
-                "SELECT user_id, ts, event, message_id FROM events "  # noqa: S608 - placeholders only
-                "INDEXED BY events_by_user_time "
-                f"WHERE user_id IN ({marks}) AND event IS NOT NULL AND ts BETWEEN ? AND ?"
-            )
-            args: list[Any] = [*chunk, time_key(starts_from), time_key(until)]
-            if names is not None:
-                query += f" AND event IN ({','.join('?' * len(names))})"
-                args += names
-            query += " ORDER BY user_id, ts, message_id"
-            current: str | None = None
-            points: list[EventPoint] = []
-            for user, ts, name, mid in self._read(query, args):
-                if user != current:
-                    if current is not None:
-                        yield current, points
-                    current, points = user, []
-                points.append(EventPoint(ts, name, mid))
-            if current is not None:
-                yield current, points
+        return funnel_reads.candidates(
+            self._read, first_event, starts_from, starts_to, until, events
+        )
 
     def funnel_step_times(
         self,
@@ -402,6 +369,11 @@ class SqliteEventStore(SqlitePerf):
         events: frozenset[str],
     ) -> Iterator[tuple[str, dict[str, list[str]]]]:
         return funnel_reads.step_times(self._read, events, starts_from, until)
+
+    def funnel_next_times(
+        self, steps: Sequence[str], chained: bool, starts_from: datetime, starts_to: datetime
+    ) -> Iterator[tuple[str, datetime, list[datetime | None]]]:
+        return funnel_reads.next_times(self._read, steps, chained, starts_from, starts_to)
 
     # -- GDPR ---------------------------------------------------------------------------
 
