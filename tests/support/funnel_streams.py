@@ -165,7 +165,8 @@ def store_next_times(
 ) -> list[tuple[str, str, list[str | None]]]:
     """What a store's ``funnel_next_times`` returns for this query, as time keys, sorted: per
     distinct (user, step-1 time in [starts_from, starts_to]), each later step's first event
-    at or after the previous step's time (``chained``) or the start's, None where none."""
+    at or after the previous step's time (``chained``) or the start's; None from the first
+    step with none on."""
     low, high = time_key(data.starts_from), time_key(data.starts_to)
     rows: list[tuple[str, str, list[str | None]]] = []
     for user, points in data.streams.items():
@@ -180,7 +181,7 @@ def store_next_times(
                         (p.ts for p in points if p.event == name and p.ts >= anchor), default=None
                     )
                 later.append(reached)
-                anchor = reached if chained else start
+                anchor = None if reached is None else reached if chained else start
             rows.append((user, start, later))
     return sorted(rows, key=lambda row: (row[0], row[1]))
 

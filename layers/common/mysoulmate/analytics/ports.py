@@ -372,9 +372,9 @@ class FunnelSeeks(Protocol):
         """Per start (a ``steps[0]`` track event with time in [starts_from, starts_to], one
         per user and time): the user, the start's time and, for each later step k, the time
         of the user's first track event named ``steps[k]`` at or after step k-1's time
-        (``chained``; None from the first step with none on) or at or after the start's (not
-        chained; None where there is none). A step name no event can carry ends the list
-        there. Aware datetimes; each user's starts together (users in any order)."""
+        (``chained``) or at or after the start's (not chained); None from the first step with
+        none on. A step name no event can carry ends the list there. Aware datetimes; each
+        user's starts together (users in any order)."""
         ...
 
 

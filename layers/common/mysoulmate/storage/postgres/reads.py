@@ -338,13 +338,19 @@ class PostgresReads:
             return
         seek = sql.SQL(
             "LEFT JOIN LATERAL (SELECT ts FROM events WHERE event IS NOT NULL "
-            "AND event = {name} AND user_id = s.user_id AND ts >= {anchor} "
+            "AND event = {name} AND user_id = s.user_id AND ts >= {anchor}{gate} "
             "ORDER BY ts LIMIT 1) {alias} ON true"
         )
+        # Not chained, a step after a missing one is not sought (a one-time filter); chained,
+        # its NULL anchor finds nothing anyway.
+        gate = sql.SQL(" AND {} IS NOT NULL")
         seeks = [
             seek.format(
                 name=sql.Literal(name),
                 anchor=sql.Identifier(f"x{k - 1}" if chained and k > 1 else "s", "ts"),
+                gate=gate.format(sql.Identifier(f"x{k - 1}", "ts"))
+                if not chained and k > 1
+                else sql.SQL(""),
                 alias=sql.Identifier(f"x{k}"),
             )
             for k, name in enumerate(names[1:], 1)

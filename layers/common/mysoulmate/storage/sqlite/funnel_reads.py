@@ -69,7 +69,8 @@ def next_times(
 ) -> Iterator[tuple[str, datetime, list[datetime | None]]]:
     """Per start (a ``steps[0]`` event in [start, end], one per user and time): the user, its
     time, and per later step the time of the user's first event of that name at or after the
-    previous step's (``chained``) or the start's; in (user, start) order."""
+    previous step's (``chained``) or the start's, None from the first step with none on; in
+    (user, start) order."""
     query = _next_times_query(len(steps), chained)
     lo, hi = time_key(start), time_key(end)
     after = ("", "")  # (user, time) of the previous page's last start; "" sorts first
@@ -94,11 +95,12 @@ def _next_times_query(n: int, chained: bool) -> str:
     ]
     for k in range(2, n + 1):
         anchor = f"t{k - 1}" if chained else "t1"
+        # No seek once a step is missing (chained, the NULL anchor finds nothing anyway).
         ctes.append(
-            f"p{k} AS MATERIALIZED (SELECT p{k - 1}.*, (SELECT ts FROM events "  # noqa: S608 - aliases and placeholders only
-            "INDEXED BY events_by_name_user_time "
+            f"p{k} AS MATERIALIZED (SELECT p{k - 1}.*, CASE WHEN p{k - 1}.t{k - 1} IS NOT NULL "  # noqa: S608 - aliases and placeholders only
+            "THEN (SELECT ts FROM events INDEXED BY events_by_name_user_time "
             f"WHERE event = ? AND user_id = p{k - 1}.user_id AND ts >= p{k - 1}.{anchor} "
-            f"ORDER BY ts LIMIT 1) AS t{k} FROM p{k - 1})"
+            f"ORDER BY ts LIMIT 1) END AS t{k} FROM p{k - 1})"
         )
     return f"WITH {', '.join(ctes)} SELECT * FROM p{n} ORDER BY user_id, t1"  # noqa: S608 - placeholders only
 
