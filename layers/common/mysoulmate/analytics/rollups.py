@@ -17,7 +17,6 @@ from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
-from mysoulmate.analytics.date_range import week_start
 from mysoulmate.analytics.models import QueuedMessage, SessionMark
 from mysoulmate.analytics.ports import ANY_EVENT, CountRow, SessionRow, UserSet, UsersRow
 from mysoulmate.analytics.sessions import session_delta
@@ -144,6 +143,9 @@ class DailySets(Protocol):
 def weekly_from_daily(store: DailySets, start: date, end: date) -> dict[date, UserSet]:
     """`EventStore.weekly_active_users` for a backend without weekly sets: each week's
     any-event daily sets (every platform), unioned."""
+    # Read side only: the consumer imports this module at cold start, never `date_range`.
+    from mysoulmate.analytics.date_range import week_start
+
     by_week: dict[date, list[UserSet]] = {}
     for row in store.rollup_users(start, end + timedelta(days=6), by_event=False):
         week = week_start(row.day)

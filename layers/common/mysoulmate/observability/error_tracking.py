@@ -21,8 +21,6 @@ from collections.abc import Iterator, MutableMapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
-from mysoulmate.observability.scrubbing import scrub, scrub_text, scrub_user
-
 if TYPE_CHECKING:
     from asyncio import AbstractEventLoop
 
@@ -297,7 +295,9 @@ def install_asyncio_exception_handler(loop: AbstractEventLoop) -> None:
     previous = loop.get_exception_handler()
 
     def handle(loop: AbstractEventLoop, context: dict[str, Any]) -> None:
+        # Both on first use: `scrubbing` compiles its patterns at import (cold start).
         from mysoulmate.observability.powertools import get_logger
+        from mysoulmate.observability.scrubbing import scrub_text
 
         exc = context.get("exception")
         message = scrub_text(str(context.get("message") or "unhandled asyncio error"))
@@ -331,6 +331,9 @@ def _before_send_transaction(event: Event, hint: Hint) -> Event | None:
 
 def _clean(event: Event) -> Event:
     """The event scrubbed throughout, its user reduced to the id."""
+    # Sentry only: a function without a DSN never loads `scrubbing` at cold start.
+    from mysoulmate.observability.scrubbing import scrub, scrub_user
+
     cleaned: Event = scrub(event)
     user = scrub_user(event.get("user"))
     if user:
@@ -341,6 +344,9 @@ def _clean(event: Event) -> Event:
 
 
 def _before_breadcrumb(crumb: Breadcrumb, hint: BreadcrumbHint) -> Breadcrumb | None:
+    # Sentry only: a function without a DSN never loads `scrubbing` at cold start.
+    from mysoulmate.observability.scrubbing import scrub
+
     cleaned: Breadcrumb = scrub(crumb)
     return cleaned
 
@@ -416,6 +422,9 @@ _VARIABLE_PARTS = (
 def message_template(message: str) -> str:
     """``message`` with what varies between occurrences (ids, numbers, quoted values)
     replaced, so "user 41 not found" and "user 42 not found" group together."""
+    # Sentry only: a function without a DSN never loads `scrubbing` at cold start.
+    from mysoulmate.observability.scrubbing import scrub_text
+
     text = scrub_text(message)
     for pattern, replacement in _VARIABLE_PARTS:
         text = pattern.sub(replacement, text)

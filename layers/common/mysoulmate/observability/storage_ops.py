@@ -7,6 +7,7 @@ one slower than ``SLOW_QUERY_MS`` is logged as a warning and counted
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -29,6 +30,10 @@ class StorageOperation:
 
 def _sentry_span(operation: str, backend: str) -> Any:
     """A span of the current Sentry transaction, or None when Sentry is off or not tracing."""
+    # Never imported means no client was started: the SDK's import (≈ 30 ms) stays out of
+    # a function without a DSN (the consumer's first batch paid it here).
+    if "sentry_sdk" not in sys.modules:
+        return None
     import sentry_sdk
 
     if not sentry_sdk.get_client().is_active():

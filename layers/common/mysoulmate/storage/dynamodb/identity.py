@@ -23,15 +23,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 from mysoulmate.analytics.models import ANONYMOUS_PREFIX
 from mysoulmate.analytics.ports import LinkResult, StorageUnavailableError
 from mysoulmate.storage.dynamodb.keys import link_key, seen_key, user_pk
-from mysoulmate.storage.dynamodb.moves import (
-    Move,
-    SetKey,
-    after_failed_conditions,
-    link_actions,
-    next_transaction,
-    plan_move,
-    read_visitor,
-)
 from mysoulmate.storage.dynamodb.reads import DynamoReads, _utc_key
 from mysoulmate.storage.dynamodb.retry import (
     MAX_WRITE_ATTEMPTS,
@@ -43,6 +34,8 @@ from mysoulmate.storage.dynamodb.rollups import UserState, parse_state
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+
+    from mysoulmate.storage.dynamodb.moves import Move, SetKey
 
 BATCH_GET_LIMIT = 100  # keys per BatchGetItem (AWS)
 _FAILED = "ConditionalCheckFailed"
@@ -66,6 +59,10 @@ class DynamoIdentity(DynamoReads):
         visitor = ANONYMOUS_PREFIX + anonymous_id
         if user_id.startswith(ANONYMOUS_PREFIX):
             return LinkResult(None)  # a visitor is linked to a user, never to a visitor
+        # `moves` only when a visitor is linked: most batches link no one, and the consumer
+        # builds this store at every cold start.
+        from mysoulmate.storage.dynamodb.moves import Move
+
         received = _utc_key(received_at)
         linked = self._link(anonymous_id, user_id, received)
         if linked is None:
@@ -79,6 +76,9 @@ class DynamoIdentity(DynamoReads):
     def _link(self, anonymous_id: str, user_id: str, received: str) -> tuple[str, UserState] | None:
         """The user the anonymous id is linked to (linking it to ``user_id`` if it is not
         yet) and their SEEN state; None when that user's tombstone covers ``received``."""
+        # Not at module level: see `link_anonymous` (cold start).
+        from mysoulmate.storage.dynamodb.moves import link_actions
+
         for attempt in range(MAX_WRITE_ATTEMPTS):
             found = self._batch_get([link_key(anonymous_id), seen_key(user_id)])
             link = found.get(_pair(link_key(anonymous_id)))
@@ -112,6 +112,9 @@ class DynamoIdentity(DynamoReads):
         """Move what is stored under the visitor to the user; the number of events moved,
         or None when the user was erased meanwhile. A failed condition that means the
         reads are stale (first-seen, profile version, tombstone) makes it read again."""
+        # Not at module level: see `link_anonymous` (cold start).
+        from mysoulmate.storage.dynamodb.moves import plan_move, read_visitor
+
         moved = 0
         for attempt in range(MAX_WRITE_ATTEMPTS):
             if _erased(state, move.received):
@@ -139,6 +142,9 @@ class DynamoIdentity(DynamoReads):
 
     def _commit(self, move: Move) -> tuple[int, bool]:
         """Commit the move's steps in order: (events moved, whether every step committed)."""
+        # Not at module level: see `link_anonymous` (cold start).
+        from mysoulmate.storage.dynamodb.moves import after_failed_conditions, next_transaction
+
         added: set[SetKey] = set()
         moved = retries = 0
         steps = move.steps

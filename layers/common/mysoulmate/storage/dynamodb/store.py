@@ -51,7 +51,6 @@ from mysoulmate.storage.dynamodb.keys import (
     event_sk,
     user_pk,
 )
-from mysoulmate.storage.dynamodb.moves import link_deletions
 from mysoulmate.storage.dynamodb.perf import DynamoPerf
 from mysoulmate.storage.dynamodb.profiles import DynamoProfiles, profile_put
 from mysoulmate.storage.dynamodb.reads import _utc_key
@@ -365,6 +364,9 @@ class DynamoEventStore(DynamoUserStates, DynamoIdentity, DynamoPerf, DynamoProfi
         tombstone excepted. The anonymous ids linked to the user are forgotten before the
         user's LINKED# items go: what a move cut short left under each visitor is erased,
         then the LINK# item. Re-running after a crash redoes it all."""
+        # Erasure only: the consumer builds this store at every cold start without `moves`.
+        from mysoulmate.storage.dynamodb.moves import link_deletions
+
         self._record_tombstone(user_id, _utc_key(erased_at))
         plan = self._plan_erasure(user_id)
         events, profile = plan.events, plan.profile
