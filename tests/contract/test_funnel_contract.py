@@ -16,6 +16,7 @@ from mysoulmate.storage.sqlite import funnel_reads as sqlite_funnel
 
 from tests.support.funnel_reference import reference_steps
 from tests.support.funnel_streams import (
+    RandomStreams,
     random_streams,
     store_next_times,
     store_step_times,
@@ -110,17 +111,26 @@ def test_funnels_count_a_merged_visitor_as_one_person(store: EventStore, seed: i
     assert entered >= users // 6
 
 
+def _stored_in_small_pages(
+    store: EventStore, seed: int, monkeypatch: pytest.MonkeyPatch, sqlite_page: str
+) -> RandomStreams:
+    """80 users' random streams stored in shuffled order (arrival order is not time order),
+    with small SQLite pages (``sqlite_page`` of `funnel_reads`) and PostgreSQL fetches, so
+    both turn over often."""
+    monkeypatch.setattr(sqlite_funnel, sqlite_page, 7)
+    monkeypatch.setattr(postgres_reads, "FUNNEL_FETCH_ROWS", 5)
+    data = random_streams(seed, users=80)
+    messages = stream_messages(data.streams)
+    random.Random(seed).shuffle(messages)
+    assert not store.insert_events(messages).failed
+    return data
+
+
 @pytest.mark.parametrize("seed", [31])
 def test_step_times_are_the_step_events_in_range_by_user_and_name(
     store: EventStore, seed: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Small pages and fetches, so the SQLite pages and the PostgreSQL stream turn over often.
-    monkeypatch.setattr(sqlite_funnel, "FUNNEL_PAGE_USERS", 7)
-    monkeypatch.setattr(postgres_reads, "FUNNEL_FETCH_ROWS", 5)
-    data = random_streams(seed, users=80)
-    messages = stream_messages(data.streams)
-    random.Random(seed).shuffle(messages)  # arrival order is not time order
-    assert not store.insert_events(messages).failed
+    data = _stored_in_small_pages(store, seed, monkeypatch, "FUNNEL_PAGE_USERS")
     steps = ("view", "cart", "view")
     got = list(
         store.funnel_step_times(
@@ -155,13 +165,7 @@ def test_next_times_are_each_steps_first_event_at_or_after_its_anchor(
 ) -> None:
     if not isinstance(store, FunnelSeeks):
         pytest.skip("this store has no index seeks: its funnels read step times")
-    # Small pages and fetches, so the SQLite pages and the PostgreSQL stream turn over often.
-    monkeypatch.setattr(sqlite_funnel, "FUNNEL_PAGE_STARTS", 7)
-    monkeypatch.setattr(postgres_reads, "FUNNEL_FETCH_ROWS", 5)
-    data = random_streams(seed, users=80)
-    messages = stream_messages(data.streams)
-    random.Random(seed).shuffle(messages)  # arrival order is not time order
-    assert not store.insert_events(messages).failed
+    data = _stored_in_small_pages(store, seed, monkeypatch, "FUNNEL_PAGE_STARTS")
     for steps in (("open", "view", "cart"), ("view", "open", "share", "pay")):
         for chained in (True, False):
             rows = list(store.funnel_next_times(steps, chained, data.starts_from, data.starts_to))
