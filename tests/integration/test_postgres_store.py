@@ -377,6 +377,33 @@ def test_abandoned_funnel_stream_leaves_the_lambda_connection_usable(
         store.close()
 
 
+def test_funnel_reads_turn_jit_off_for_their_own_transaction_only(
+    postgres_database: str,
+) -> None:
+    # JIT compiling cost more than it saved on every funnel read measured (performance.md);
+    # a read that set it for the session would change every later query on the connection.
+    truncate_all(postgres_database)
+    store = PostgresEventStore(postgres_database, pool_size=None)  # one connection, reused
+    try:
+        store.insert_events(
+            [track(f"user-{i}", "signup") for i in range(5)]
+            + [track(f"user-{i}", "purchase", BASE + timedelta(hours=1)) for i in range(5)]
+        )
+        with store._conn() as conn:
+            server_default = conn.execute("SELECT current_setting('jit')").fetchone()
+        steps = ("signup", "purchase")
+        rows = list(store.funnel_next_times(steps, True, BASE, BASE))
+        assert sorted(user for user, _, _ in rows) == [f"user-{i}" for i in range(5)]
+        stream = store.funnel_step_times("signup", BASE, BASE, BASE, frozenset(steps))
+        next(stream)
+        stream.close()  # type: ignore[attr-defined]
+        assert len(list(store.funnel_candidates("signup", BASE, BASE, BASE, None))) == 5
+        with store._conn() as conn:  # SET LOCAL: nothing left on the reused connection
+            assert conn.execute("SELECT current_setting('jit')").fetchone() == server_default
+    finally:
+        store.close()
+
+
 def test_lambda_connection_cut_while_frozen_is_replaced(
     postgres_store: PostgresEventStore, postgres_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
