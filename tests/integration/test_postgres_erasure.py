@@ -185,6 +185,44 @@ def test_a_batch_drops_only_the_erased_users_messages(
     assert users_on(postgres_store, DAY) == 1
 
 
+def _key_order(conninfo: str, people: list[str]) -> list[str]:
+    """``people`` in the order their advisory locks are taken (by lock key)."""
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT u FROM unnest(%s::text[]) AS u ORDER BY hashtextextended(u, %s::bigint)",
+            (people, erasures.LOCK_SEED),
+        ).fetchall()
+    return [u for (u,) in rows]
+
+
+def test_an_erasure_and_a_batch_of_the_user_and_their_visitor_never_deadlock(
+    three_connections: PostgresEventStore, postgres_database: str
+) -> None:
+    """A batch share-locks its people in key order. An erasure that took the user's lock
+    first, then their visitor's, deadlocked with a batch holding the visitor's (lower key)
+    and waiting for the user's: PostgreSQL aborted one of them after `deadlock_timeout`."""
+    store = three_connections
+    user = unique_user()
+    while True:  # a visitor whose lock comes before the user's
+        anonymous_id = f"v-{uuid.uuid4().hex[:12]}"
+        visitor = "anon:" + anonymous_id
+        if _key_order(postgres_database, [user, visitor]) == [visitor, user]:
+            break
+    store.insert_events([track(user, "signup", RECEIVED)])
+    store.link_anonymous(anonymous_id, user, RECEIVED)
+    with psycopg.connect(postgres_database) as batch, ThreadPoolExecutor(1) as pool:
+        erasures.lock_and_read(batch, [visitor])  # a batch mid-way through its locks
+        eraser = pool.submit(store.delete_user, user, ERASED_AT)
+        wait_for_lock_waiters(postgres_database, 1)  # the erasure waits, for the visitor
+        # The batch's next lock: granted at once, as the erasure holds none of them yet.
+        tombstones = erasures.lock_and_read(batch, [user])
+        batch.commit()
+        erasure = eraser.result(timeout=WAIT_SECONDS)
+    assert tombstones == {}  # the batch ran first, before the tombstone
+    assert erasure.events == 1
+    assert store.list_events(user, 50, None).events == []
+
+
 def _merge_one(message: QueuedMessage, profile: Profile | None) -> Profile:
     return merge_identify(profile, message)
 

@@ -37,7 +37,6 @@ _LOCK_EXCLUSIVE = (
     "SELECT pg_advisory_xact_lock(k) FROM (SELECT DISTINCT "
     "hashtextextended(u, %s::bigint) AS k FROM unnest(%s::text[]) AS u ORDER BY 1) AS keys"
 )
-_LOCK_ONE_EXCLUSIVE = "SELECT pg_advisory_xact_lock(hashtextextended(%s, %s::bigint))"
 _READ = "SELECT user_id, erased_at FROM erasures WHERE user_id = ANY(%s::text[])"
 
 
@@ -68,10 +67,13 @@ def erased_since(conn: Conn, user_id: str, received_at: datetime) -> bool:
     return row is not None and _utc(received_at) <= row[0]
 
 
-def lock_for_erasure(conn: Conn, user_id: str, erased_at: datetime) -> None:
-    """Take the user's lock exclusively (waiting for every write about them in flight to
-    commit) and record the tombstone; a later erasure time wins, an earlier one is ignored."""
-    conn.execute(_LOCK_ONE_EXCLUSIVE, (user_id, LOCK_SEED))
+def lock_for_erasure(conn: Conn, user_id: str, visitors: list[str], erased_at: datetime) -> None:
+    """Take the locks of the user and of their linked ``visitors`` exclusively, in the key
+    order every writer takes them in (waiting for every write about them in flight to commit,
+    and, unlike the user's lock first, never holding one while a batch holds another and waits
+    for it: that deadlocked), then record the tombstone; a later erasure time wins, an earlier
+    one is ignored."""
+    lock_exclusive(conn, [user_id, *visitors])
     conn.execute(
         "INSERT INTO erasures AS t (user_id, erased_at) VALUES (%s, %s) "
         "ON CONFLICT (user_id) DO UPDATE SET erased_at = GREATEST(t.erased_at, excluded.erased_at)",

@@ -296,17 +296,15 @@ class PostgresEventStore(PostgresReads, PostgresPerf):
         if not _storable_text(user_id):  # nothing of such a user can ever be stored
             return ErasureResult(events=0, profile=False)
         with self._conn() as conn, conn.transaction():
-            # First: waits for in-flight writes about the user, keeps new ones out until
-            # commit, after which they see the tombstone.
-            lock_for_erasure(conn, user_id, erased_at)
-            visitors = [
-                ANONYMOUS_PREFIX + anonymous_id
-                for (anonymous_id,) in conn.execute(
-                    "SELECT anonymous_id FROM identity_links WHERE user_id = %s", (user_id,)
-                ).fetchall()
-            ]
-            if visitors:  # no new link can appear: a link takes the user's lock
-                lock_exclusive(conn, sorted(visitors))
+            # First: waits for in-flight writes about them, keeps new ones out until commit,
+            # after which they see the tombstone. The visitors are read before the locks,
+            # so all are taken in key order; once the user's is held no link can appear.
+            visitors = _linked_visitors(conn, user_id)
+            lock_for_erasure(conn, user_id, visitors, erased_at)
+            late = sorted(set(_linked_visitors(conn, user_id)) - set(visitors))
+            if late:  # linked between the read and the lock: correct, if out of key order
+                lock_exclusive(conn, late)
+                visitors += late
             events, profile = 0, False
             for person in [user_id, *visitors]:
                 erased_events, erased_profile = _erase_person(conn, person)
@@ -412,6 +410,14 @@ def _allocate_ordinals(conn: Conn, users: list[str]) -> dict[str, int]:
             ).fetchall()
         )
     return found
+
+
+def _linked_visitors(conn: Conn, user_id: str) -> list[str]:
+    """The people (``anon:`` ids) of the visitors linked to ``user_id``."""
+    rows = conn.execute(
+        "SELECT anonymous_id FROM identity_links WHERE user_id = %s", (user_id,)
+    ).fetchall()
+    return [ANONYMOUS_PREFIX + anonymous_id for (anonymous_id,) in rows]
 
 
 def _erase_person(conn: Conn, person: str) -> tuple[int, bool]:
