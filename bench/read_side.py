@@ -482,20 +482,18 @@ def _measure(
             start = time.perf_counter()
             try:
                 call()
+                elapsed = (time.perf_counter() - start) * 1000
             except Exception:
                 if not (timer and time.perf_counter() - start >= TIMEOUT_S):
                     raise
                 timed_out.add(cell)
                 print(f"  {backend} {op} {label(size)}: stopped after {TIMEOUT_S:g} s", flush=True)
-                if isinstance(call, FirstRead):
-                    call.finish()
                 continue
             finally:
                 if timer:
                     timer.cancel()
-            elapsed = (time.perf_counter() - start) * 1000
-            if isinstance(call, FirstRead):
-                call.finish()
+                if isinstance(call, FirstRead):
+                    call.finish()  # untimed: `elapsed` is taken first
             if r:
                 samples[cell].append(elapsed)
             else:

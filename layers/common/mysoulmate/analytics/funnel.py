@@ -201,7 +201,12 @@ def compute_funnel_times(
 
 
 def _tally(results: Iterable[list[timedelta]], query: _Query) -> FunnelTally:
-    n = len(query.steps)
+    return tally_micros(([_micros(e) for e in best] for best in results), len(query.steps))
+
+
+def tally_micros(results: Iterable[Sequence[int]], n: int) -> FunnelTally:
+    """Count per-user results of an ``n``-step funnel: each user's shortest time in µs to
+    each step reached, step 1 (0) first; an empty result is a user without a start."""
     users = [0] * n
     micros: list[list[int]] = [[] for _ in range(n)]
     entered = 0
@@ -212,7 +217,7 @@ def _tally(results: Iterable[list[timedelta]], query: _Query) -> FunnelTally:
         for k, elapsed in enumerate(best):
             users[k] += 1
             if k:
-                micros[k].append(_micros(elapsed))
+                micros[k].append(elapsed)
     return FunnelTally(users_entered=entered, users=users, micros=micros)
 
 

@@ -17,10 +17,12 @@ Funnels with a repeated step name (an event may then serve only one of the steps
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
+from operator import itemgetter
 
-from mysoulmate.analytics.funnel import FunnelTally, Order
+from mysoulmate.analytics.funnel import FunnelTally, Order, tally_micros
 
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -41,35 +43,28 @@ def compute_funnel_next(
     together; the store has kept only starts in the funnel's range. The same answer as
     `funnel`'s engines give for the same events."""
     assert reads_next_times(steps, order), "a repeated step name or strict: funnel's engines"
-    chained = order == "ordered"
-    n = len(steps)
-    users = [0] * n
-    micros: list[list[int]] = [[] for _ in range(n)]
-    best: list[int] = []  # the current user's shortest time per step reached, in µs
-    current: str | None = None
-    for user_id, start, next_times in rows:
-        if user_id != current:
-            _count(best, users, micros)
-            current, best = user_id, [0]
-        limit = start + window
-        latest = 0
-        for k, reached in enumerate(next_times, 1):
-            if reached is None or reached > limit:
-                break  # the first event of the name is too late: every later one is too
-            elapsed = (reached - start) // _MICROSECOND
-            if not chained:  # any: step k is reached when steps 2..k all are
-                latest = elapsed = max(latest, elapsed)
-            if k == len(best):
-                best.append(elapsed)
-            elif elapsed < best[k]:
-                best[k] = elapsed
-    _count(best, users, micros)
-    return FunnelTally(users_entered=users[0], users=users, micros=micros)
+    return tally_micros(_best_per_user(rows, window, order == "ordered"), len(steps))
 
 
-def _count(best: list[int], users: list[int], micros: list[list[int]]) -> None:
-    """Add one user's result (nothing before the first user)."""
-    for k, elapsed in enumerate(best):
-        users[k] += 1
-        if k:
-            micros[k].append(elapsed)
+def _best_per_user(
+    rows: Iterable[tuple[str, datetime, Sequence[datetime | None]]],
+    window: timedelta,
+    chained: bool,
+) -> Iterator[list[int]]:
+    """Per user, their shortest time per step reached over their starts, in µs (step 1: 0)."""
+    for _, starts in itertools.groupby(rows, key=itemgetter(0)):
+        best = [0]
+        for _, start, next_times in starts:
+            limit = start + window
+            latest = 0
+            for k, reached in enumerate(next_times, 1):
+                if reached is None or reached > limit:
+                    break  # the first event of the name is too late: every later one is too
+                elapsed = (reached - start) // _MICROSECOND
+                if not chained:  # any: step k is reached when steps 2..k all are
+                    latest = elapsed = max(latest, elapsed)
+                if k == len(best):
+                    best.append(elapsed)
+                elif elapsed < best[k]:
+                    best[k] = elapsed
+        yield best

@@ -140,13 +140,5 @@ def candidates(
             query += f" AND event IN ({','.join('?' * len(names))})"
             args += names
         query += " ORDER BY user_id, ts, message_id"
-        current: str | None = None
-        points: list[EventPoint] = []
-        for user, ts, name, mid in read(query, args):
-            if user != current:
-                if current is not None:
-                    yield current, points
-                current, points = user, []
-            points.append(EventPoint(ts, name, mid))
-        if current is not None:
-            yield current, points
+        for user, rows in itertools.groupby(read(query, args), key=itemgetter(0)):
+            yield user, [EventPoint(ts, name, mid) for _, ts, name, mid in rows]
