@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 
 from mysoulmate.api.dependencies import Adapters, provide_adapters
 from mysoulmate.api.error_handlers import install_error_handlers
+from mysoulmate.api.fast_ingest import FastIngest, fast_routes
 from mysoulmate.api.middleware import RequestContextMiddleware
 from mysoulmate.core.request_context import use_locale_negotiator
 from mysoulmate.core.settings import get_settings
@@ -45,6 +46,9 @@ def create_app(
     for router in routers:
         app.include_router(router)
     install_error_handlers(app)
+    fast = fast_routes(app)
+    if fast:  # innermost: CORS and the request context wrap it as they wrap the routes
+        app.add_middleware(FastIngest, routes=fast)
     if settings.cors_allow_origins:
         from starlette.middleware.cors import CORSMiddleware
 

@@ -17,6 +17,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
+from starlette.types import Scope
 
 from mysoulmate.core.errors import AuthenticationError
 from mysoulmate.core.principal import Principal, principal_from_claims
@@ -69,9 +70,9 @@ class _VerifiedTokens:
 VERIFIED = _VerifiedTokens(VERIFIED_CACHE_SIZE)
 
 
-def _bearer_token(request: Request) -> str:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+def _bearer_token(scope: Scope) -> str:
+    header = next((v for k, v in scope.get("headers", ()) if k == b"authorization"), b"")
+    scheme, _, token = header.decode("latin-1").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthenticationError()
     return token.strip()
@@ -151,8 +152,8 @@ def _reason_of(exc: Exception) -> str:
     return next((reason for kind, reason in reasons if isinstance(exc, kind)), "unverifiable")
 
 
-def _claims_from_api_gateway(request: Request) -> dict[str, Any]:
-    event = request.scope.get("aws.event") or {}
+def _claims_from_api_gateway(scope: Scope) -> dict[str, Any]:
+    event = scope.get("aws.event") or {}
     authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
     claims = (authorizer.get("jwt") or {}).get("claims")
     if not isinstance(claims, dict):
@@ -160,16 +161,27 @@ def _claims_from_api_gateway(request: Request) -> dict[str, Any]:
     return claims
 
 
-async def current_principal(request: Request) -> Principal:
-    """FastAPI dependency: the verified caller, or a 401 saying what was wrong."""
+def verified_caller(scope: Scope) -> Principal:
+    """The verified caller of the request ``scope``, or a 401 saying what was wrong; changes
+    nothing (`sign_in` records the caller)."""
     settings = get_settings()
     if settings.auth_mode == "apigateway":
-        claims = _claims_from_api_gateway(request)
+        claims = _claims_from_api_gateway(scope)
     else:
-        claims = verify_token(_bearer_token(request), settings)
-    principal = principal_from_claims(claims, settings)
-    request.state.principal = principal
+        claims = verify_token(_bearer_token(scope), settings)
+    return principal_from_claims(claims, settings)
+
+
+def sign_in(scope: Scope, principal: Principal) -> None:
+    """Record the request's caller: for the request's own events and for Sentry."""
+    scope.setdefault("state", {})["principal"] = principal
     tag_user(principal.subject)
+
+
+async def current_principal(request: Request) -> Principal:
+    """FastAPI dependency: the verified caller, or a 401 saying what was wrong."""
+    principal = verified_caller(request.scope)
+    sign_in(request.scope, principal)
     return principal
 
 

@@ -59,10 +59,12 @@ def _headers(limit: Limit, decision: Decision) -> dict[str, str]:
     }
 
 
-async def _check(name: str, key: str, response: Response) -> None:
+async def take(name: str, key: str) -> dict[str, str]:
+    """Take one request from ``key``'s bucket of policy ``name``: the headers that describe
+    the limit (none when the policy is off), or `RateLimitedError` when it is spent."""
     limit = _limit(name)
     if limit is None:
-        return
+        return {}
     decision = await _store.take(key, limit, time.time())
     headers = _headers(limit, decision)
     if not decision.allowed:
@@ -73,7 +75,11 @@ async def _check(name: str, key: str, response: Response) -> None:
             retry_after=retry_after,
             policy=name,
         )
-    response.headers.update(headers)
+    return headers
+
+
+async def _check(name: str, key: str, response: Response) -> None:
+    response.headers.update(await take(name, key))
 
 
 def client_ip(request: Request) -> str:
