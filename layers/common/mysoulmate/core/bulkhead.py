@@ -109,10 +109,13 @@ class Bulkhead:
             # Threads of our own, as many as slots: never anyio's pool shared by everyone.
             self._threads = anyio.CapacityLimiter(self.capacity)
         slots = self._slots
-        with anyio.move_on_after(self.wait_seconds) as waiting:
-            await slots.acquire()
-        if waiting.cancelled_caught:
-            raise self._refuse(self.wait_seconds)
+        try:
+            slots.acquire_nowait()  # the usual case: a free slot, no timer to arm
+        except anyio.WouldBlock:
+            with anyio.move_on_after(self.wait_seconds) as waiting:
+                await slots.acquire()
+            if waiting.cancelled_caught:
+                raise self._refuse(self.wait_seconds) from None
         try:
             return await to_thread.run_sync(call, limiter=self._threads)
         finally:

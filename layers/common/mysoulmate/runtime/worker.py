@@ -139,7 +139,10 @@ class LocalWorker(BackgroundLoop):
             except Exception:
                 logger.exception("local worker iteration failed; retrying")
                 handled = 0
-            if not handled:
+            if handled < self._batch_size:
+                # Caught up: let the next batch gather for a poll interval. Under a steady
+                # trickle, draining at once made batches of a few messages, each paying a
+                # batch's fixed cost (three transactions) for them.
                 self._stop.wait(self._poll_interval)
 
     def _storage_back(self, wait: float) -> bool:
