@@ -379,8 +379,10 @@ class FunnelSeeks(Protocol):
 
 
 def time_key(moment: Any) -> str:
-    """Fixed-width UTC text whose string order is time order (sort keys, SQL ordering)."""
-    return str(moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+    """Fixed-width UTC text whose string order is time order (sort keys, SQL ordering).
+    `isoformat`, not `strftime`: a third of the cost, and four-digit years below 1000 too
+    (glibc's ``%Y`` writes "999")."""
+    return str(moment.replace(tzinfo=None).isoformat(timespec="microseconds")) + "Z"
 
 
 class QueueError(RuntimeError):
