@@ -131,3 +131,19 @@ def test_a_failed_group_commit_fails_every_sender_of_the_group(tmp_path: Path) -
     assert len(errors) == 8
     assert all("disk full" in str(e) for e in errors)
     assert queue.depth() == (0, 0)
+
+
+def test_receipts_are_looked_up_by_index_in_queues_made_before_it(tmp_path: Path) -> None:
+    """Deleting a stored message by its receipt reads one index entry, not the whole queue
+    (a scan per message made the worker's deletes grow with the queue's depth)."""
+    import sqlite3
+
+    LocalQueue(tmp_path / "q.db").close()
+    older = sqlite3.connect(tmp_path / "q.db")
+    older.execute("DROP INDEX messages_receipt")  # as a queue file of an earlier release
+    older.close()
+    LocalQueue(tmp_path / "q.db").close()
+    with sqlite3.connect(tmp_path / "q.db") as conn:
+        plan = conn.execute("EXPLAIN QUERY PLAN DELETE FROM messages WHERE receipt = ?", ("r",))
+        details = " ".join(row[-1] for row in plan)
+    assert "USING INDEX messages_receipt" in details

@@ -34,6 +34,9 @@ CREATE TABLE IF NOT EXISTS messages (
     last_error    TEXT
 );
 CREATE INDEX IF NOT EXISTS messages_visible ON messages (visible_at, sent_at);
+-- Deletes, releases and failures name a message by its receipt: without this index each
+-- one scanned the whole queue (200 us per message at a depth of 5,000).
+CREATE INDEX IF NOT EXISTS messages_receipt ON messages (receipt);
 CREATE TABLE IF NOT EXISTS dead_letters (
     id            TEXT PRIMARY KEY,
     body          TEXT NOT NULL,
