@@ -19,9 +19,12 @@ Compared, interleaved round by round, with the same event through:
   queues, wrapped in `Mangum(lifespan="off")`: the bottom of the ladder;
 * a ladder from the bare route to the full handler, one thing added per step (body and
   response models; the route's dependencies; the package's route and service; `create_app`'s
-  middleware and handlers; the Powertools decorators), so the differences of the medians
+  middleware and handlers, whose fast ingest path then skips FastAPI's routing, dependency
+  solving and response model; the Powertools decorators), so the differences of the medians
   say where the time over the bare route goes;
-* the full handler with the `EventsAccepted` metric switched off (what the metric costs);
+* the full handler with the `EventsAccepted` metric switched off (what the metric costs), and
+  without the fast ingest path (`api/fast_ingest.py`: every request through FastAPI's
+  routing, dependencies and response model, as before that path existed);
 * the bare route inside the same decorators, and the full handler with the queue injected
   through `dependency_overrides` (a test-only cost), for information.
 
@@ -132,12 +135,13 @@ DECORATED = "bare + Logger/Metrics decorators"
 MODELS = "bare + TrackRequest body, Accepted response"
 DEPENDENCIES = "... + the route's 3 dependencies"
 ROUTER = "... + the package's track route (service, queue)"
-APP = "... + create_app (middleware, error handlers)"
+APP = "... + create_app (middleware, error handlers, fast ingest path)"
 MAIN = "analytics handler (full)"
+NO_FAST = "analytics handler without the fast ingest path"
 NO_METRIC = "analytics handler, EventsAccepted metric off"
 OVERRIDE = "analytics handler, dependency_overrides"
 # Variants that must put one message on the queue per request.
-QUEUEING = (ISSUE_FLOOR, ROUTER, APP, MAIN, NO_METRIC, OVERRIDE)
+QUEUEING = (ISSUE_FLOOR, ROUTER, APP, MAIN, NO_FAST, NO_METRIC, OVERRIDE)
 
 # The ladder from the bare route to the full handler: each step adds one thing, so the
 # differences of the medians add up to (full - floor) exactly.
@@ -149,7 +153,9 @@ STEPS = (
         DEPENDENCIES,
         ROUTER,
     ),
-    ("create_app: RequestContextMiddleware, exception handlers", ROUTER, APP),
+    # Negative since the fast ingest path: create_app's app answers an accepted track
+    # without FastAPI's routing, dependency solving and response model (api/fast_ingest.py).
+    ("create_app: middleware, handlers, minus what the fast path skips", ROUTER, APP),
     ("Powertools log_metrics + inject_lambda_context, EMF flush", APP, MAIN),
 )
 
@@ -191,6 +197,16 @@ def _lambda_variants() -> tuple[dict[str, Callable[[], Any]], list[str]]:
         return memory
 
     _find_in_closure(overridden, Mangum).app.dependency_overrides[get_queue] = memory_queue
+
+    # The full handler with FastAPI's own path for every request (the app as it was before
+    # the fast ingest path): taken out before the first request builds the middleware stack.
+    from mysoulmate.api.fast_ingest import FastIngest
+
+    no_fast = load_entry_point("analytics", "no_fast").handler
+    no_fast_app = _find_in_closure(no_fast, Mangum).app
+    no_fast_app.user_middleware = [
+        m for m in no_fast_app.user_middleware if m.cls is not FastIngest
+    ]
 
     bare_app = FastAPI()
 
@@ -274,6 +290,7 @@ def _lambda_variants() -> tuple[dict[str, Callable[[], Any]], list[str]]:
         ROUTER: lambda: router(event, context),
         APP: lambda: asgi(event, context),
         MAIN: lambda: handler(event, context),
+        NO_FAST: lambda: no_fast(event, context),
         NO_METRIC: without_metric,
         OVERRIDE: lambda: overridden(event, context),
     }
