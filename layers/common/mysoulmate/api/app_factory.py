@@ -12,11 +12,12 @@ from contextlib import AbstractAsyncContextManager
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 
 from mysoulmate.api.dependencies import Adapters, provide_adapters
 from mysoulmate.api.error_handlers import install_error_handlers
-from mysoulmate.api.fast_ingest import FastIngest, fast_routes
 from mysoulmate.api.middleware import RequestContextMiddleware
+from mysoulmate.api.request_events import INGEST_ROUTES
 from mysoulmate.core.request_context import use_locale_negotiator
 from mysoulmate.core.settings import get_settings
 from mysoulmate.i18n.negotiation import negotiate_with_settings
@@ -46,9 +47,13 @@ def create_app(
     for router in routers:
         app.include_router(router)
     install_error_handlers(app)
-    fast = fast_routes(app)
-    if fast:  # innermost: CORS and the request context wrap it as they wrap the routes
-        app.add_middleware(FastIngest, routes=fast)
+    if any(route.path in INGEST_ROUTES for route in iter_route_contexts(app.routes)):
+        # Loaded only by the apps that ingest (its auth and rate limits are not theirs).
+        from mysoulmate.api.fast_ingest import FastIngest, fast_routes
+
+        fast = fast_routes(app)
+        if fast:  # innermost: CORS and the request context wrap it as they wrap the routes
+            app.add_middleware(FastIngest, routes=fast)
     if settings.cors_allow_origins:
         from starlette.middleware.cors import CORSMiddleware
 

@@ -35,12 +35,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mysoulmate.api import rate_limit
 from mysoulmate.api.auth import current_principal, sign_in, verified_caller
 from mysoulmate.api.dependencies import get_queue
+from mysoulmate.api.request_events import INGEST_ROUTES
 from mysoulmate.api.strict_query import reject_unknown_query
 from mysoulmate.core.request_context import request_id_of
 
-INGEST_PATHS = ("/api/v1/analytics/track", "/api/v1/analytics/identify")
-# What those routes' dependencies are, every one replayed below; anything else and the
-# route keeps FastAPI's path.
+# The ingest routes' dependencies, every one replayed below; a route with any other keeps
+# FastAPI's path.
 REPLAYED: frozenset[Callable[..., Any]] = frozenset(
     {reject_unknown_query, rate_limit.limit_ingest, current_principal, get_queue}
 )
@@ -57,7 +57,7 @@ def fast_routes(app: FastAPI) -> dict[str, FastRoute]:
     found: dict[str, FastRoute] = {}
     for context in iter_route_contexts(app.routes):  # included routers expanded
         route = context.original_route  # what the router puts in the scope
-        if not isinstance(route, APIRoute) or route.path not in INGEST_PATHS:
+        if not isinstance(route, APIRoute) or route.path not in INGEST_ROUTES:
             continue
         model = route.body_field.field_info.annotation if route.body_field else None
         if (

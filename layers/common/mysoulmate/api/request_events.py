@@ -23,13 +23,14 @@ from mysoulmate.core.request_context import locale_of, request_id_of
 from mysoulmate.core.settings import get_settings
 from mysoulmate.observability import count, get_logger
 
-NOT_TRACKED = ("/api/v1/analytics/track", "/api/v1/analytics/identify")
+# The routes that are themselves ingest (their events are the caller's own).
+INGEST_ROUTES = ("/api/v1/analytics/track", "/api/v1/analytics/identify")
 NOT_TRACKED_PREFIXES = ("/health", "/metrics", "/api/v1/metrics", "/api-docs")
 
 
 def wanted(scope: Scope, route: str) -> bool:
     settings = get_settings()
-    if not settings.track_api_requests or route in NOT_TRACKED:
+    if not settings.track_api_requests or route in INGEST_ROUTES:
         return False
     if route.startswith(NOT_TRACKED_PREFIXES):
         return False
