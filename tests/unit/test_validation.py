@@ -128,18 +128,27 @@ def test_a_device_clock_stuck_in_1970_is_corrected_into_the_window() -> None:
     assert message.timestamp == NOW - timedelta(seconds=5)
 
 
-def feed(text: str, chunk: int) -> None:
+def feed(text: str, chunk: int, say_last: bool) -> None:
+    """``text`` in chunks; ``say_last``: the last chunk is fed as such (a request body's
+    final message), which may skip the scan when it cannot pass the limit."""
     scanner = NestingScanner()
     data = text.encode()
     for start in range(0, len(data), chunk):
-        scanner.feed(data[start : start + chunk])
+        scanner.feed(data[start : start + chunk], last=say_last and start + chunk >= len(data))
 
 
+@pytest.mark.parametrize("say_last", [False, True])
 @pytest.mark.parametrize("chunk", [1, 2, 3, 7, 1000])
-def test_the_body_scanner_counts_structure_not_string_content(chunk: int) -> None:
-    feed(json.dumps({"text": "[" * 500 + '\\"{' * 100, "k\\": ["\\\\"]}), chunk)
-    feed("[" * MAX_BODY_NESTING + "]" * MAX_BODY_NESTING, chunk)
+def test_the_body_scanner_counts_structure_not_string_content(chunk: int, say_last: bool) -> None:
+    feed(json.dumps({"text": "[" * 500 + '\\"{' * 100, "k\\": ["\\\\"]}), chunk, say_last)
+    feed("[" * MAX_BODY_NESTING + "]" * MAX_BODY_NESTING, chunk, say_last)
     with pytest.raises(NestingTooDeepError):
-        feed("[" * (MAX_BODY_NESTING + 1), chunk)
+        feed("[" * (MAX_BODY_NESTING + 1), chunk, say_last)
     with pytest.raises(NestingTooDeepError):
-        feed(json.dumps({"a": "\\"}) + "[" * (MAX_BODY_NESTING + 1), chunk)
+        feed(json.dumps({"a": "\\"}) + "[" * (MAX_BODY_NESTING + 1), chunk, say_last)
+    with pytest.raises(NestingTooDeepError):  # deep at the end of a long body
+        feed(
+            '{"pad": "' + "x" * 3000 + '", "a": ' + "[" * MAX_BODY_NESTING + "]" * 64 + "}",
+            chunk,
+            say_last,
+        )

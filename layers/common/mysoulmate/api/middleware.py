@@ -176,7 +176,7 @@ def _limited(receive: Receive, path: str, encoded: bool) -> Receive:
             if received > MAX_BODY_BYTES:
                 raise BodyTooLargeError(path)
             if not encoded:
-                nesting.feed(body)
+                nesting.feed(body, last=not message.get("more_body", False))
         return message
 
     return receive_limited

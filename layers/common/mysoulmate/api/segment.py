@@ -95,7 +95,7 @@ def parsed_json(body: bytes, *, scan_nesting: bool) -> dict[str, Any]:
     """The JSON object of the body. A decompressed body is scanned for nesting here, before
     json.loads, whose recursion it could exhaust (plain bodies were, as they arrived)."""
     if scan_nesting:
-        NestingScanner().feed(body)
+        NestingScanner().feed(body, last=True)
     try:
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError):

@@ -41,7 +41,12 @@ class NestingScanner:
         self._in_string = False
         self._skip_first = False  # the previous chunk ended with a backslash inside a string
 
-    def feed(self, chunk: bytes) -> None:
+    def feed(self, chunk: bytes, *, last: bool = False) -> None:
+        """Scan the next ``chunk``; ``last``: nothing follows it, so a chunk that does not
+        hold enough brackets to pass the limit (counted at C speed, those inside strings
+        too) needs no scan: the usual request body."""
+        if last and self._depth + chunk.count(b"[") + chunk.count(b"{") <= self._limit:
+            return
         escaped_at = 0 if self._skip_first else -1
         self._skip_first = False
         for match in _STRUCTURAL.finditer(chunk):

@@ -119,7 +119,7 @@ def parse_params(raw: str | None, pairs: Mapping[str, str]) -> dict[str, Any]:
     params: dict[str, Any] = {}
     if raw:
         try:
-            NestingScanner(limit=1).feed(raw.encode("utf-8", "surrogatepass"))
+            NestingScanner(limit=1).feed(raw.encode("utf-8", "surrogatepass"), last=True)
         except NestingTooDeepError:
             # Checked before decoding: a deep text would exhaust the decoder's recursion.
             raise _bad_params("not a flat JSON object of strings and numbers") from None

@@ -29,7 +29,6 @@ def http_handler(*routers: APIRouter) -> LambdaHandler:
     """Wrap the routers' FastAPI app with Mangum; correlation id = API Gateway request id."""
     import asyncio
 
-    from aws_lambda_powertools.logging import correlation_paths
     from mangum import Mangum
 
     from mysoulmate.api.app_factory import create_app
@@ -42,8 +41,14 @@ def http_handler(*routers: APIRouter) -> LambdaHandler:
     logger, metrics = get_logger(), get_metrics()
 
     @metrics.log_metrics(capture_cold_start_metric=True)
-    @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+    @logger.inject_lambda_context
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        # API Gateway's request id, as `correlation_paths.API_GATEWAY_HTTP` finds it, read
+        # directly: Powertools' JMESPath query of that path cost ~10 µs per request.
+        request_context = event.get("requestContext")
+        logger.set_correlation_id(
+            request_context.get("requestId") if isinstance(request_context, dict) else None
+        )
         return asgi(event, context)
 
     return traced(handler)
