@@ -12,7 +12,6 @@ from contextlib import AbstractAsyncContextManager
 
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
-from fastapi.routing import iter_route_contexts
 
 from mysoulmate.api.dependencies import Adapters, provide_adapters
 from mysoulmate.api.error_handlers import install_error_handlers
@@ -47,11 +46,11 @@ def create_app(
     for router in routers:
         app.include_router(router)
     install_error_handlers(app)
-    if any(route.path in INGEST_ROUTES for route in iter_route_contexts(app.routes)):
+    if any(getattr(r, "path", None) in INGEST_ROUTES for router in routers for r in router.routes):
         # Loaded only by the apps that ingest (its auth and rate limits are not theirs).
         from mysoulmate.api.fast_ingest import FastIngest, fast_routes
 
-        fast = fast_routes(app)
+        fast = fast_routes(routers)
         if fast:  # innermost: CORS and the request context wrap it as they wrap the routes
             app.add_middleware(FastIngest, routes=fast)
     if settings.cors_allow_origins:
