@@ -32,6 +32,7 @@ from pydantic import BaseModel
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mysoulmate.analytics import service
 from mysoulmate.api import rate_limit
 from mysoulmate.api.auth import current_principal, sign_in, verified_caller
 from mysoulmate.api.dependencies import get_queue
@@ -125,9 +126,6 @@ class FastIngest:
             {},
         )
         sign_in(scope, caller)
-        # Deferred: the analytics domain loads only where an ingest route exists.
-        from mysoulmate.analytics import service
-
         try:
             headers = await rate_limit.take("ingest", "user:" + caller.subject)
             accepted = await service.accept(
