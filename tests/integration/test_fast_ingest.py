@@ -66,10 +66,7 @@ def taken() -> list[dict[str, Any]]:
     queue = local_queue()
     received = queue.receive(100)
     queue.delete([m.receipt for m in received])
-    messages = [json.loads(m.body) for m in received]
-    for message in messages:
-        message.pop("receivedAt", None)
-    return messages
+    return [_without_receipt_time(json.loads(m.body)) for m in received]
 
 
 def send(client: TestClient, call: Call) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -370,5 +367,6 @@ def test_the_lambda_handler_answers_the_same_on_both_paths(
 
 
 def _without_receipt_time(message: dict[str, Any]) -> dict[str, Any]:
+    """A queued message without the time it was received (each path has its own)."""
     message.pop("receivedAt", None)
     return message

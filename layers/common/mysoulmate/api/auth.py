@@ -21,6 +21,7 @@ from starlette.types import Scope
 
 from mysoulmate.core.errors import AuthenticationError
 from mysoulmate.core.principal import Principal, principal_from_claims
+from mysoulmate.core.request_context import header_of
 from mysoulmate.core.settings import Settings, get_settings
 from mysoulmate.observability.error_tracking import tag_user
 
@@ -71,8 +72,7 @@ VERIFIED = _VerifiedTokens(VERIFIED_CACHE_SIZE)
 
 
 def _bearer_token(scope: Scope) -> str:
-    header = next((v for k, v in scope.get("headers", ()) if k == b"authorization"), b"")
-    scheme, _, token = header.decode("latin-1").partition(" ")
+    scheme, _, token = (header_of(scope, b"authorization") or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthenticationError()
     return token.strip()

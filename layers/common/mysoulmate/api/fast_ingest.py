@@ -25,20 +25,21 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, HTTPException
+from fastapi import APIRouter, HTTPException
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mysoulmate.analytics import service
 from mysoulmate.api import rate_limit
 from mysoulmate.api.auth import current_principal, sign_in, verified_caller
 from mysoulmate.api.dependencies import get_queue
+from mysoulmate.api.middleware import is_encoded
 from mysoulmate.api.request_events import INGEST_ROUTES
 from mysoulmate.api.strict_query import reject_unknown_query
-from mysoulmate.core.request_context import request_id_of
+from mysoulmate.core.request_context import header_of, request_id_of
 
 # The ingest routes' dependencies, every one replayed below; a route with any other keeps
 # FastAPI's path.
@@ -98,28 +99,27 @@ class FastIngest:
             or scope["method"] != "POST"
             or scope.get("root_path")  # mounted below a prefix: the router strips it
             or not _plain_json(scope)
+            or scope["app"].dependency_overrides  # a test swapped an adapter: FastAPI knows it
         ):
             await self.app(scope, receive, send)
             return
-        app: FastAPI = scope["app"]
-        if app.dependency_overrides:  # a test swapped an adapter: only FastAPI knows it
-            await self.app(scope, receive, send)
-            return
+        request = Request(scope, receive)
         try:
-            body = await _read_body(receive)
+            body = await request.body()
         except Exception as exc:  # noqa: BLE001 - FastAPI turns any of them into a 400
             # FastAPI's words for any failure while reading (the handler names our cause).
             error = HTTPException(status_code=400, detail="There was an error parsing the body")
             error.__cause__ = exc
-            await _answer_error(scope, receive, send, error)
+            await _answer_error(request, send, error)
             return
         replay = _replaying(body, receive)
         try:
-            request = fast.model.model_validate(json.loads(body))
+            payload = fast.model.model_validate(json.loads(body))
             caller = verified_caller(scope)
         except Exception:  # noqa: BLE001 - nothing changed yet: the app answers it
             await self.app(scope, replay, send)  # the app says what is wrong
             return
+        # As the router and the route's dependencies leave the scope.
         scope["route"], scope["endpoint"], scope["path_params"] = (
             fast.route,
             fast.route.endpoint,
@@ -129,13 +129,13 @@ class FastIngest:
         try:
             headers = await rate_limit.take("ingest", "user:" + caller.subject)
             accepted = await service.accept(
-                request,  # type: ignore[arg-type]  # the route's own model (fast_routes)
+                payload,  # type: ignore[arg-type]  # the route's own model (fast_routes)
                 caller,
                 request_id_of(scope),
                 await get_queue(),
             )
         except Exception as exc:  # noqa: BLE001 - answered by its handler, or re-raised
-            await _answer_error(scope, replay, send, exc)
+            await _answer_error(request, send, exc)
             return
         response = JSONResponse(accepted.model_dump(mode="json", by_alias=True), status_code=202)
         response.headers.update(headers)
@@ -143,26 +143,9 @@ class FastIngest:
 
 
 def _plain_json(scope: Scope) -> bool:
-    """A JSON body as is (no Content-Encoding): the only kind taken here."""
-    content_type = b""
-    for name, value in scope["headers"]:
-        if name == b"content-encoding":
-            return False
-        if name == b"content-type" and not content_type:
-            content_type = value
-    return content_type.partition(b";")[0].strip().lower() == b"application/json"
-
-
-async def _read_body(receive: Receive) -> bytes:
-    """The whole body, as Starlette's `Request.body` reads it."""
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    """A JSON body as is (not compressed): the only kind taken here."""
+    content_type = (header_of(scope, b"content-type") or "").partition(";")[0]
+    return content_type.strip().lower() == "application/json" and not is_encoded(scope)
 
 
 def _replaying(body: bytes, receive: Receive) -> Receive:
@@ -179,10 +162,10 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-async def _answer_error(scope: Scope, receive: Receive, send: Send, exc: Exception) -> None:
+async def _answer_error(request: Request, send: Send, exc: Exception) -> None:
     """Answer ``exc`` with the app's handler for it (looked up by class, as Starlette's
     `ExceptionMiddleware` does); re-raised when only the server's last resort handles it."""
-    handlers: dict[Any, Any] = scope["app"].exception_handlers
+    handlers: dict[Any, Any] = request.app.exception_handlers
     handler = next(
         (
             handlers[kind]
@@ -193,5 +176,5 @@ async def _answer_error(scope: Scope, receive: Receive, send: Send, exc: Excepti
     )
     if handler is None:
         raise exc
-    response = await handler(Request(scope, receive), exc)
-    await response(scope, receive, send)
+    response = await handler(request, exc)
+    await response(request.scope, request.receive, send)

@@ -115,7 +115,7 @@ class RequestContextMiddleware:
                 scope, receive, send_with_headers
             )
             return status
-        limited = _limited(receive, scope.get("path", ""), _is_encoded(scope))
+        limited = _limited(receive, scope.get("path", ""), is_encoded(scope))
         await self.app(scope, limited, send_with_headers)
         return status
 
@@ -152,7 +152,7 @@ def _declared_length(scope: Scope) -> int:
     return 0
 
 
-def _is_encoded(scope: Scope) -> bool:
+def is_encoded(scope: Scope) -> bool:
     """A compressed body (``Content-Encoding: gzip``): its route scans the decoded JSON."""
     for name, value in scope.get("headers", ()):
         if name == b"content-encoding":

@@ -55,7 +55,8 @@ def request_id_of(scope: Scope) -> str:
     return request_id
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+def header_of(scope: Scope, name: bytes) -> str | None:
+    """The first value of the request header ``name`` (lower case), as Starlette decodes it."""
     for key, value in scope.get("headers", ()):
         if key == name:
             return str(value.decode("latin-1"))
@@ -83,6 +84,8 @@ def locale_of(scope: Scope) -> str:
             locale = state["locale"] = get_settings().default_locale
         else:
             locale = state["locale"] = _negotiator(
-                _query_lang(scope), _header(scope, b"x-locale"), _header(scope, b"accept-language")
+                _query_lang(scope),
+                header_of(scope, b"x-locale"),
+                header_of(scope, b"accept-language"),
             )
     return locale
