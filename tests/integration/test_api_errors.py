@@ -121,6 +121,36 @@ def test_bad_tokens_get_401_with_a_challenge(
     assert response.headers["www-authenticate"].startswith("Bearer")
 
 
+@pytest.mark.parametrize("subject", ["a\u0001b", "x" * 256, "tab\there"])
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (TRACK, {"event": "x"}),
+        ("/api/v1/analytics/identify", {"traits": {"plan": "pro"}}),
+        (
+            "/api/v1/perf",
+            {
+                "appVersion": "2.4.0",
+                "platform": "ios",
+                "measurements": [{"metric": "render", "name": "ChatScreen", "value": 120.0}],
+            },
+        ),
+    ],
+)
+def test_a_token_whose_subject_cannot_be_a_user_id_gets_401_not_500(
+    client: TestClient, subject: str, path: str, body: dict[str, Any]
+) -> None:
+    # The issuer's rules for `sub` are not ours: such a caller can store nothing, and is
+    # told why in its language (a validation error of the queued message used to be a 500).
+    headers = {"Authorization": "Bearer " + forged({"sub": subject}), "Accept-Language": "de"}
+    response = client.post(path, json=body, headers=headers)
+    assert response.status_code == 401
+    error = envelope(response)
+    assert error["code"] == "invalid_token"
+    assert "Benutzer-ID" in error["message"]
+    assert response.headers["www-authenticate"].startswith("Bearer")
+
+
 def test_alg_none_tokens_are_refused(client: TestClient) -> None:
     token = jwt.encode(
         {"sub": "alice", "aud": "mysoulmate", "iss": "mysoulmate-local", "exp": 9999999999},

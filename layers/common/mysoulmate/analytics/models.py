@@ -30,6 +30,7 @@ from mysoulmate.analytics.validation import StorableIdentifier, StorableJson, St
 MAX_PROPERTIES_BYTES = 32 * 1024
 MAX_PROPERTIES_KEYS = 255
 MAX_CONTEXT_BYTES = 8 * 1024
+MAX_USER_ID_LENGTH = 255
 
 
 def dumps_compact(value: Any) -> str:
@@ -139,9 +140,9 @@ MessageId = Annotated[
 ]
 UserId = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=255),
+    StringConstraints(min_length=1, max_length=MAX_USER_ID_LENGTH),
     StorableIdentifier,
-    _identifier_schema(255),
+    _identifier_schema(MAX_USER_ID_LENGTH),
 ]
 AnonymousId = UserId  # the same rules: either may be the person key (`person_key`)
 # Stored as it arrived, but still free of what no backend can write.

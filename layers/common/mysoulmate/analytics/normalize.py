@@ -7,10 +7,10 @@ from datetime import datetime
 from typing import Any
 
 from mysoulmate.analytics.client_models import IdentifyRequest, TrackRequest
-from mysoulmate.analytics.models import QueuedMessage
+from mysoulmate.analytics.models import MAX_USER_ID_LENGTH, QueuedMessage
 from mysoulmate.analytics.pii import PiiPolicy, PiiReport, filter_event, filter_traits
-from mysoulmate.analytics.validation import Problem, check_timestamp
-from mysoulmate.core.errors import ForbiddenError, InvalidRequestError
+from mysoulmate.analytics.validation import Problem, check_identifier, check_timestamp
+from mysoulmate.core.errors import AuthenticationError, ForbiddenError, InvalidRequestError
 from mysoulmate.core.principal import Principal
 from mysoulmate.observability.signals import count
 
@@ -32,10 +32,27 @@ def corrected_timestamp(
 def effective_user_id(body_user_id: str | None, principal: Principal) -> str:
     """The token's subject, unless an admin or server token names another user."""
     if body_user_id is None or body_user_id == principal.subject:
-        return principal.subject
+        return storable_subject(principal)
     if principal.may_act_for_others:
         return body_user_id
     raise ForbiddenError(code="user_id_mismatch")
+
+
+def storable_subject(principal: Principal) -> str:
+    """The token's subject as a user id, or a 401 when it cannot be one: the issuer's rules
+    for ``sub`` are not ours (at most 255 characters, no control characters)."""
+    subject = principal.subject
+    try:
+        check_identifier(subject)
+    except Problem:
+        raise _bad_subject() from None
+    if not 0 < len(subject) <= MAX_USER_ID_LENGTH:
+        raise _bad_subject()
+    return subject
+
+
+def _bad_subject() -> AuthenticationError:
+    return AuthenticationError(code="invalid_token", reason_key="errors.tokenReasons.bad_subject")
 
 
 def _checked_time(

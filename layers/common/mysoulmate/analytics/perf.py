@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from mysoulmate.analytics.models import QueuedMessage
-from mysoulmate.analytics.normalize import corrected_timestamp
+from mysoulmate.analytics.normalize import corrected_timestamp, storable_subject
 from mysoulmate.analytics.perf_models import (
     UNITS,
     DayQuantiles,
@@ -76,7 +76,7 @@ def perf_message(
     return QueuedMessage(
         type="perf",
         messageId=request.messageId or str(uuid.uuid4()),
-        userId=principal.subject,
+        userId=storable_subject(principal),
         timestamp=batch_time,
         receivedAt=received_at,
         sentAt=request.sentAt,

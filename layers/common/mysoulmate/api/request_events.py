@@ -65,18 +65,18 @@ async def record(
     error_code = scope.get(ERROR_CODE_KEY)
     if error_code is not None:
         properties["code"] = error_code
-    message = QueuedMessage(
-        type="track",
-        messageId=str(uuid.uuid4()),
-        userId=scope["state"]["principal"].subject,
-        event="api_error" if status >= 400 else "api_request",
-        timestamp=now,
-        receivedAt=now,
-        platform="server",
-        properties=properties,
-        requestId=request_id_of(scope),
-    )
     try:
+        message = QueuedMessage(
+            type="track",
+            messageId=str(uuid.uuid4()),
+            userId=scope["state"]["principal"].subject,
+            event="api_error" if status >= 400 else "api_request",
+            timestamp=now,
+            receivedAt=now,
+            platform="server",
+            properties=properties,
+            requestId=request_id_of(scope),
+        )
         queue = await get_queue()
         await QUEUE.run(queue.send, message.model_dump_json(exclude_none=True))
     except Exception as exc:  # noqa: BLE001 - tracking must never fail the request it tracks
