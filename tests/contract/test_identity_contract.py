@@ -18,6 +18,7 @@ from mysoulmate.analytics.ports import (
     StoreResult,
 )
 from mysoulmate.analytics.reporting import funnel_report
+from mysoulmate.analytics.rollups import SESSION_EVENTS
 
 from tests.support.messages import consume, identify, identify_as, jan, track, visit
 
@@ -166,14 +167,50 @@ def test_erasure_covers_the_merged_history_and_a_late_link_never_resurrects_it(
 
 
 def test_a_message_id_the_user_already_has_is_not_doubled(store: EventStore) -> None:
+    day = jan(15).date()
     consume(
         store,
-        visit("a-10", jan(15, 9), "open").model_copy(update={"messageId": "same"}),
-        track("jo", "open", jan(15, 9), message_id="same"),
+        visit("a-10", jan(15, 9), "buy", revenue=5, currency="EUR").model_copy(
+            update={"messageId": "same"}
+        ),
+        track("jo", "buy", jan(15, 9), message_id="same", revenue=5, currency="EUR"),
+        visit("a-10", jan(15, 9, 5), "open"),
     )
+    # Two people, two stored copies: each counted.
+    assert counts(store, day) == {"buy": 2, "open": 1}
+    assert revenue(store, day) == {"EUR": 10_000_000}
     consume(store, identify_as("jo", "a-10", jan(15, 10)))
-    assert events_of(store, "jo") == ["open"]
+    assert sorted(events_of(store, "jo")) == ["buy", "open"]
     assert events_of(store, "anon:a-10") == []
+    # Once they are one person the copies are one message: the dropped one leaves the
+    # day's count and revenue with it, and a second link moves nothing more.
+    assert counts(store, day) == {"buy": 1, "open": 1}
+    assert revenue(store, day) == {"EUR": 5_000_000}
+    # Dropped to nothing, a count is no row at all: the day shows no event never stored.
+    consume(
+        store,
+        visit("a-11", jan(16, 9), "rare").model_copy(update={"messageId": "once"}),
+        track("kim", "rare", jan(16, 9), message_id="once"),
+    )
+    consume(store, identify_as("kim", "a-11", jan(16, 10)))
+    assert counts(store, jan(16).date()) == {"rare": 1}
+    assert store.link_anonymous("a-10", "jo", jan(15, 11)).moved_events == 0
+    assert counts(store, day) == {"buy": 1, "open": 1}
+
+
+def counts(store: EventStore, day: date) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for row in store.rollup_counts(day, day):
+        if row.event not in SESSION_EVENTS:
+            totals[row.event] = totals.get(row.event, 0) + row.events
+    return totals
+
+
+def revenue(store: EventStore, day: date) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for row in store.rollup_revenue(day, day):
+        totals[row.currency] = totals.get(row.currency, 0) + row.micros
+    return {currency: n for currency, n in totals.items() if n}
 
 
 def test_erasing_a_user_erases_what_a_cut_short_move_left_under_their_visitor(

@@ -104,6 +104,19 @@ def rollup_delta(new_messages: Iterable[QueuedMessage]) -> RollupDelta:
     return delta
 
 
+def copies_delta(copies: Iterable[tuple[date, str | None, str, dict[str, Any]]]) -> RollupDelta:
+    """The event counts and revenue that stored track events (day, platform, event name,
+    properties) added: what dropping them takes away again. A link's move drops the
+    visitor's copy of a message the user already has, and the two people are now one."""
+    delta = RollupDelta()
+    for day, platform, event, properties in copies:
+        delta.counts[(day, platform or UNKNOWN_PLATFORM, event)] += 1
+        revenue = revenue_of(properties)
+        if revenue is not None:
+            delta.revenue[(day, platform or UNKNOWN_PLATFORM, revenue[0])] += revenue[1]
+    return delta
+
+
 def session_counter_keys(message: QueuedMessage) -> list[DayKey]:
     """The session count rows storing ``message`` for the first time adds to."""
     tally = message.session_tally

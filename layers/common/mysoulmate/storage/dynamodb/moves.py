@@ -23,14 +23,16 @@ check, so a move racing an erasure either commits before it (and is erased) or i
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
+from functools import partial
 from typing import Any
 
 from mysoulmate.analytics.models import Profile
 from mysoulmate.analytics.ports import ANY_EVENT
 from mysoulmate.analytics.profiles import merge_profiles
+from mysoulmate.storage.dynamodb.dropped_copies import uncount_copy
 from mysoulmate.storage.dynamodb.erasure import SEEN_STATE, event_sets, set_removals
 from mysoulmate.storage.dynamodb.keys import (
     ERASED,
@@ -154,10 +156,15 @@ class Step:
     moves: int = 0  # events it moves to the user
     size: int = 0  # bytes of the items it puts
     fallback: Step | None = None  # the step again for spilled sets, if a SPILLED one fails
+    # A duplicate event's counter updates (built only then): its copy leaves the counts it
+    # added when stored.
+    uncount: Callable[[], tuple[dict[str, Any], ...]] = tuple
 
     def without_put(self) -> Step:
-        """The step of a duplicate event: only the visitor's copy is deleted."""
-        return Step(self.actions[1:], self.kinds[1:])
+        """The step of a duplicate event: the visitor's copy is deleted and uncounted, in one
+        transaction (a re-run finds no copy left to uncount)."""
+        updates = self.uncount()
+        return Step((*self.actions[1:], *updates), (*self.kinds[1:], *("rollup",) * len(updates)))
 
 
 @dataclass(frozen=True)
@@ -342,6 +349,7 @@ def _event_step(table: str, user_id: str, item: Mapping[str, Any]) -> Step:
         frozenset(event_sets(item)),
         moves=1,
         size=event_item_bytes(moved),
+        uncount=partial(uncount_copy, table, item),
     )
 
 

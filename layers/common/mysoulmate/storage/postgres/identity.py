@@ -16,7 +16,8 @@ The user's sets gain the user wherever the visitor was and lose the visitor, the
 day becomes the earlier of the two (and the first-seen sets follow); a user with no ordinal
 yet simply takes over the visitor's (and with it every membership). Event counts,
 revenue and session figures are sums over events, which the move keeps (each event with its
-session id), so they do not change. The per-user summaries (`user_summaries`) are sums,
+session id), so they do not change, except for a copy the move drops (the user has its
+messageId): it leaves its day's event count and revenue, as in every backend. The per-user summaries (`user_summaries`) are sums,
 minima and maxima too: the user's gain the events moved, the visitor's are deleted. The
 visitor's session mark is deleted, not merged into the user's: once linked, the visitor's
 messages are stored under the user and continue the user's own mark, so the visitor's is
@@ -33,7 +34,7 @@ from typing import Any
 from mysoulmate.analytics.models import ANONYMOUS_PREFIX, Profile
 from mysoulmate.analytics.ports import LinkResult, StorageUnavailableError
 from mysoulmate.analytics.profiles import merge_profiles
-from mysoulmate.analytics.rollups import UNKNOWN_PLATFORM
+from mysoulmate.analytics.rollups import UNKNOWN_PLATFORM, copies_delta
 from mysoulmate.storage.postgres import user_sets, user_summaries
 from mysoulmate.storage.postgres.erasures import erased_since, lock_exclusive
 from mysoulmate.storage.postgres.pooling import Conn
@@ -64,8 +65,12 @@ _MOVE_EVENTS = (
     "platform, anonymous_id, properties, context, session_id) "
     "SELECT %(user)s, message_id, type, event, ts, received_at, platform, anonymous_id, "
     "properties, context, session_id FROM gone ORDER BY message_id "
-    "ON CONFLICT DO NOTHING RETURNING 1) "
-    "SELECT count(*) FROM moved"
+    "ON CONFLICT DO NOTHING RETURNING message_id) "
+    "SELECT (SELECT count(*) FROM moved), "
+    # The copies dropped (the user has their messageId): counted once from now on.
+    "(SELECT json_agg(json_build_array((ts AT TIME ZONE 'UTC')::date, platform, event, "
+    "properties)) FROM gone WHERE event IS NOT NULL "
+    "AND message_id NOT IN (SELECT message_id FROM moved))"
 )
 _MOVE_FIRST_SEEN = (
     "WITH gone AS (DELETE FROM first_seen WHERE user_id = %(visitor)s RETURNING day) "
@@ -149,11 +154,40 @@ def move_visitor(conn: Conn, visitor: str, user_id: str) -> int:
         held: dict[str, int] = dict(ordinals.fetchall())
         row = moved.fetchone()
     source, target = held.get(visitor), held.get(user_id)
+    if row and row[1]:
+        _uncount(conn, row[1])
     _move_user_sets(conn, found, source, target, user_id)
     _move_first_seen(conn, visitor, user_id, source, target)
     conn.execute("DELETE FROM session_marks WHERE user_id = %s", (visitor,))
     _merge_profile(conn, visitor, user_id)
     return int(row[0]) if row else 0
+
+
+def _uncount(conn: Conn, dropped: list[list[Any]]) -> None:
+    """Take dropped copies ([day, platform, event, properties]) out of the day's event
+    counts and revenue, in key order as ingest writes them; a count that reaches zero goes."""
+    delta = copies_delta(
+        (date.fromisoformat(day), platform or None, event, properties or {})
+        for day, platform, event, properties in dropped
+    )
+    for (day, platform, event), n in sorted(delta.counts.items()):
+        key = (day, platform, event)
+        conn.execute(
+            "UPDATE daily_counts SET events = events - %s "
+            "WHERE day = %s AND platform = %s AND event = %s",
+            (n, *key),
+        )
+        conn.execute(
+            "DELETE FROM daily_counts WHERE day = %s AND platform = %s AND event = %s "
+            "AND events <= 0",
+            key,
+        )
+    for (day, platform, currency), micros in sorted(delta.revenue.items()):
+        conn.execute(
+            "UPDATE daily_revenue SET micros = micros - %s "
+            "WHERE day = %s AND platform = %s AND currency = %s",
+            (micros, day, platform, currency),
+        )
 
 
 def _move_user_sets(

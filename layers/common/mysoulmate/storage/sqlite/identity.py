@@ -6,14 +6,15 @@ visitor's history commit together (SQLite has one writer: no insert can slip in 
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Collection
-from datetime import datetime
+from datetime import date, datetime
 
 from mysoulmate.analytics.models import ANONYMOUS_PREFIX, Profile
 from mysoulmate.analytics.ports import ANY_EVENT, LinkResult, time_key
 from mysoulmate.analytics.profiles import merge_profiles
-from mysoulmate.analytics.rollups import UNKNOWN_PLATFORM
+from mysoulmate.analytics.rollups import UNKNOWN_PLATFORM, copies_delta
 from mysoulmate.storage.sqlite import user_sets, user_summaries
 from mysoulmate.storage.sqlite.connection import rows_by_key
 from mysoulmate.storage.sqlite.user_sets import SetKey
@@ -84,7 +85,16 @@ def move_person(conn: sqlite3.Connection, visitor: str, user_id: str) -> int:
         )
         _move_first_seen(conn, visitor, user_id, visitor_ordinal, user_ordinal)
         conn.execute("DELETE FROM user_ordinals WHERE user_id = ?", (visitor,))
-    # A messageId the user already has is the same message: keep one.
+    # A messageId the user already has is the same message: keep one, counted once.
+    _uncount(
+        conn,
+        conn.execute(
+            "SELECT ts, platform, event, properties FROM events WHERE user_id = ? "
+            "AND event IS NOT NULL AND message_id IN "
+            "(SELECT message_id FROM events WHERE user_id = ?)",
+            (visitor, user_id),
+        ).fetchall(),
+    )
     conn.execute(
         "DELETE FROM events WHERE user_id = ? AND message_id IN "
         "(SELECT message_id FROM events WHERE user_id = ?)",
@@ -99,6 +109,31 @@ def move_person(conn: sqlite3.Connection, visitor: str, user_id: str) -> int:
         user_summaries.rebuild(conn, user_id)
     _move_profile(conn, visitor, user_id)
     return moved
+
+
+def _uncount(conn: sqlite3.Connection, rows: list[tuple[str, str | None, str, str]]) -> None:
+    """Take dropped copies (ts, platform, event, properties) out of the day's event counts
+    and revenue; a count that reaches zero goes (as if the event had never been stored)."""
+    if not rows:
+        return
+    delta = copies_delta(
+        (date.fromisoformat(ts[:10]), platform, event, json.loads(properties))
+        for ts, platform, event, properties in rows
+    )
+    counts = [(d.isoformat(), p, e, n) for (d, p, e), n in delta.counts.items()]
+    conn.executemany(
+        "UPDATE daily_counts SET events = events - ? WHERE day = ? AND platform = ? AND event = ?",
+        [(n, d, p, e) for d, p, e, n in counts],
+    )
+    conn.executemany(
+        "DELETE FROM daily_counts WHERE day = ? AND platform = ? AND event = ? AND events <= 0",
+        [(d, p, e) for d, p, e, _ in counts],
+    )
+    conn.executemany(
+        "UPDATE daily_revenue SET micros = micros - ? "
+        "WHERE day = ? AND platform = ? AND currency = ?",
+        [(n, d.isoformat(), p, c) for (d, p, c), n in delta.revenue.items()],
+    )
 
 
 def _move_first_seen(
