@@ -14,15 +14,16 @@ link queues behind concurrent batches instead of deadlocking.
 
 The user's sets gain the user wherever the visitor was and lose the visitor, the first-seen
 day becomes the earlier of the two (and the first-seen sets follow); a user with no ordinal
-yet simply takes over the visitor's (and with it every membership). Event counts,
-revenue and session figures are sums over events, which the move keeps (each event with its
-session id), so they do not change, except for a copy the move drops (the user has its
-messageId): it leaves its day's event count and revenue, as in every backend. The per-user summaries (`user_summaries`) are sums,
-minima and maxima too: the user's gain the events moved, the visitor's are deleted. The
-visitor's session mark is deleted, not merged into the user's: once linked, the visitor's
-messages are stored under the user and continue the user's own mark, so the visitor's is
-never read again (which keeps session assignment the same as in the backends that leave it
-in place), and nothing of the visitor may outlive an erasure of the user.
+yet simply takes over the visitor's (and with it every membership). Event counts, revenue
+and session figures are sums over events, which the move keeps (each event with its session
+id), so they do not change, except for a copy the move drops (the user has its messageId):
+it leaves its day's event count and revenue, as in every backend. The per-user summaries
+(`user_summaries`) are sums, minima and maxima too: the user's gain the events moved, the
+visitor's are deleted. The visitor's session mark is deleted, not merged into the user's:
+once linked, the visitor's messages are stored under the user and continue the user's own
+mark, so the visitor's is never read again (which keeps session assignment the same as in
+the backends that leave it in place), and nothing of the visitor may outlive an erasure of
+the user.
 """
 
 from __future__ import annotations
