@@ -149,6 +149,19 @@ def test_track_with_claims_lacking_a_subject_is_401(
     assert receive_all(sqs, deployed.url) == []
 
 
+def test_track_with_a_subject_that_cannot_be_a_user_id_is_401_and_queues_nothing(
+    analytics: Handler, lambda_context: FakeLambdaContext, sqs: Any, deployed: Queues
+) -> None:
+    # Through the fast ingest path: the subject is checked after the rate-limit token is
+    # taken, and the app's own handler answers the error.
+    event = http_event("POST", TRACK, body={"event": "x"}, claims={"sub": "x" * 256})
+
+    response = analytics(event, lambda_context)
+
+    assert_error(response, 401, "invalid_token")
+    assert receive_all(sqs, deployed.url) == []
+
+
 def test_track_for_another_user_without_admin_is_403(
     analytics: Handler, lambda_context: FakeLambdaContext, sqs: Any, deployed: Queues
 ) -> None:
