@@ -133,8 +133,10 @@ def test_sigkill_while_the_worker_drains_stores_each_event_exactly_once(
 ) -> None:
     count = 400
     settings = {
-        # One message per receive, so draining 400 takes many transactions.
+        # One message per receive, so draining 400 takes many transactions (no growth under
+        # the backlog either).
         "WORKER_BATCH_SIZE": "1",
+        "WORKER_MAX_BATCH_SIZE": "1",
         "QUEUE_VISIBILITY_TIMEOUT_SECONDS": "1",
     }
     # Accept everything first, with the worker off: the kill below must land mid-drain

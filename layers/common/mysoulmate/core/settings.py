@@ -80,6 +80,8 @@ class Settings(BaseModel):
     queue_max_receive_count: int = Field(default=5, ge=1, le=1000)
     worker_enabled: bool = True
     worker_batch_size: int = Field(default=100, ge=1, le=10000)
+    # Under a backlog the local worker doubles its receive up to this (`runtime.worker`).
+    worker_max_batch_size: int = Field(default=500, ge=1, le=10000)
     worker_poll_interval_seconds: float = Field(default=0.2, gt=0, le=60)
     # `mysoulmate worker` serves /metrics on this port for Prometheus (0, the default: not at
     # all; the Helm chart sets 9102).

@@ -55,6 +55,7 @@ async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
                 local_queue(),
                 event_store(),
                 batch_size=settings.worker_batch_size,
+                max_batch_size=settings.worker_max_batch_size,
                 poll_interval=settings.worker_poll_interval_seconds,
                 forward=enqueue_hook([r.queue for r in forwarding]) if forwarding else None,
             )

@@ -1,0 +1,82 @@
+"""The in-process worker under a backlog: its receives grow up to WORKER_MAX_BATCH_SIZE, and
+shrink back once it has caught up; every message is stored exactly once either way."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from mysoulmate.queue.local import LocalQueue, ReceivedMessage
+from mysoulmate.runtime.worker import LocalWorker
+from mysoulmate.storage.sqlite.store import SqliteEventStore
+
+from tests.support.messages import track
+
+AT = datetime(2026, 1, 5, 12, tzinfo=UTC)
+
+
+def bodies(first: int, count: int) -> list[str]:
+    return [
+        track(f"user-{n % 7}", "open", AT, message_id=f"w-{n}").model_dump_json()
+        for n in range(first, first + count)
+    ]
+
+
+def stored(store: SqliteEventStore) -> int:
+    return sum(row.events for row in store.rollup_counts(AT.date(), AT.date()))
+
+
+class RecordedQueue(LocalQueue):
+    """The local queue, noting how many messages each receive asked for."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.sizes: list[int] = []
+
+    def receive(
+        self, max_messages: int, visibility_timeout: float | None = None
+    ) -> list[ReceivedMessage]:
+        self.sizes.append(max_messages)
+        return super().receive(max_messages, visibility_timeout)
+
+
+def wait_until_stored(store: SqliteEventStore, count: int, within: float = 30) -> None:
+    deadline = time.monotonic() + within
+    while stored(store) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert stored(store) == count
+
+
+def test_receives_grow_under_a_backlog_and_shrink_once_caught_up(tmp_path: Path) -> None:
+    queue = RecordedQueue(tmp_path / "queue.db")
+    store = SqliteEventStore(tmp_path / "events.db")
+    queue.send_batch(bodies(0, 1_500))  # the backlog a burst leaves
+    worker = LocalWorker(queue, store, batch_size=100, max_batch_size=500, poll_interval=0.05)
+    worker.start()
+    try:
+        wait_until_stored(store, 1_500)
+        # Full batches double the next receive, up to the maximum; 100 + 200 + 400 + 500
+        # leave 300, a partial batch: caught up.
+        assert queue.sizes[:5] == [100, 200, 400, 500, 500]
+        queue.send_batch(bodies(1_500, 30))
+        wait_until_stored(store, 1_530)
+        assert queue.sizes[-1] == 100  # back to WORKER_BATCH_SIZE
+    finally:
+        worker.stop()
+    assert queue.depth() == (0, 0)
+    events = store.list_events("user-0", 1_000, None).events
+    assert len(events) == len({e.messageId for e in events}) == len(range(0, 1_530, 7))
+
+
+def test_a_maximum_below_the_batch_size_means_no_growth(tmp_path: Path) -> None:
+    queue = RecordedQueue(tmp_path / "queue.db")
+    store = SqliteEventStore(tmp_path / "events.db")
+    queue.send_batch(bodies(0, 250))
+    worker = LocalWorker(queue, store, batch_size=50, max_batch_size=1, poll_interval=0.05)
+    worker.start()
+    try:
+        wait_until_stored(store, 250)
+    finally:
+        worker.stop()
+    assert set(queue.sizes) == {50}
