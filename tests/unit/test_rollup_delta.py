@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 from mysoulmate.analytics.models import QueuedMessage
 from mysoulmate.analytics.ports import ANY_EVENT
-from mysoulmate.analytics.rollups import platform_of, revenue_of, rollup_delta
+from mysoulmate.analytics.rollups import (
+    SESSION_EVENTS,
+    copies_delta,
+    platform_of,
+    revenue_of,
+    rollup_delta,
+)
 
 from tests.support.messages import identify, jan, track
 
@@ -196,3 +202,18 @@ def test_revenue_beyond_the_cap_carries_no_revenue() -> None:
     """Validation refuses it at the API; an older queued message is stored uncounted."""
     assert revenue_of({"revenue": 1e9 + 1}) is None
     assert revenue_of({"revenue": -1e16}) is None
+
+
+def test_dropped_copies_take_back_exactly_what_storing_them_added() -> None:
+    messages = [
+        track("anon:v", "buy", jan(1, 9), revenue=9.99, currency="eur"),
+        track("anon:v", "buy", jan(1, 10), platform=None, revenue="12"),  # text: no revenue
+        track("anon:v", "open", jan(2, 0, 0, 1), platform="ios"),
+    ]
+    stored = rollup_delta(messages)
+    copies = [(m.timestamp.date(), m.platform, m.event or "", m.properties) for m in messages]
+    dropped = copies_delta(copies)
+    event_counts = {k: n for k, n in stored.counts.items() if k[2] not in SESSION_EVENTS}
+    assert dict(dropped.counts) == event_counts
+    assert dict(dropped.revenue) == dict(stored.revenue) == {(JAN_1, "web", "EUR"): 9_990_000}
+    assert (JAN_1, "unknown", "buy") in dropped.counts
