@@ -326,9 +326,23 @@ def standalone_main(name: str, run: Callable[[bool], dict[str, Any]]) -> None:
     result["finished_at"] = now_iso()
     result["quick"] = args.quick
     if args.out:
-        args.out.write_text(json.dumps(result, indent=2, default=str))
+        args.out.write_text(json.dumps(relative_to_checkout(result), indent=2, default=str))
     else:
         merge_results({name: result})
+
+
+def relative_to_checkout(value: Any) -> Any:
+    """``value`` with the checkout's absolute path taken out of every string: results say
+    ``layers/common``, not where this clone happens to live."""
+    if isinstance(value, Path):
+        value = str(value)
+    if isinstance(value, str):
+        return value.replace(f"{ROOT}{os.sep}", "").replace(str(ROOT), ".")
+    if isinstance(value, dict):
+        return {key: relative_to_checkout(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [relative_to_checkout(item) for item in value]
+    return value
 
 
 def merge_results(results: dict[str, Any]) -> Path:
@@ -351,7 +365,7 @@ def merge_results(results: dict[str, Any]) -> Path:
     data["summary"] = headline(data["benchmarks"])
     data["updated_at"] = now_iso()
     tmp = LATEST.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    tmp.write_text(json.dumps(relative_to_checkout(data), indent=2, default=str) + "\n")
     tmp.replace(LATEST)
     return LATEST
 
