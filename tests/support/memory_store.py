@@ -46,6 +46,7 @@ from mysoulmate.analytics.profiles import merge_profiles
 from mysoulmate.analytics.rollups import (
     DayKey,
     RevenueKey,
+    copies_delta,
     rollup_delta,
     split_session_rows,
     weekly_from_daily,
@@ -368,6 +369,22 @@ class MemoryEventStore:
                     update={"userId": user_id}
                 )
                 moved += 1
+            elif message.event is not None:  # the same message: counted once from now on
+                dropped = copies_delta(
+                    [
+                        (
+                            message.timestamp.date(),
+                            message.platform,
+                            message.event,
+                            message.properties,
+                        )
+                    ]
+                )
+                self._counts.subtract(dropped.counts)
+                self._revenue.subtract(dropped.revenue)
+                for key in dropped.counts:
+                    if self._counts[key] <= 0:  # a count at zero is no row
+                        del self._counts[key]
         for members in self._users.values():
             if visitor in members:
                 members.discard(visitor)
