@@ -169,41 +169,51 @@ class LocalQueue:
     ) -> list[ReceivedMessage]:
         """Take up to ``max_messages`` visible messages and hide them for the timeout.
 
-        Messages already received ``max_receive_count`` times are moved to the
-        dead-letter table here, as SQS does on the receive that would exceed the count.
+        A message due that was already received ``max_receive_count`` times moves to the
+        dead-letter table instead of being delivered, as SQS does on the receive that would
+        exceed the count. Only the messages due are read, in the order they became visible
+        (for a message never received yet, the order it was sent): the index on
+        (visible_at, sent_at) gives them without looking at the rest of the queue, so a
+        receive costs its batch, not the queue's depth (49 ms at a depth of 100,000 when
+        it sorted every visible message).
         """
         timeout = self.visibility_timeout if visibility_timeout is None else visibility_timeout
         now = time.time()
+        received: list[ReceivedMessage] = []
+        dying: list[tuple[str, str, float, int, float, str]] = []
         with write_transaction(self._conn, self._lock):
-            dying = self._conn.execute(
-                "SELECT id, body, sent_at, receive_count, ?, coalesce(last_error, ?) "
-                "FROM messages WHERE visible_at <= ? AND receive_count >= ?",
-                (now, NO_REASON, now, self.max_receive_count),
-            ).fetchall()
+            while len(received) < max_messages:
+                wanted = max_messages - len(received)
+                rows = self._conn.execute(
+                    "SELECT id, body, receive_count, sent_at, coalesce(last_error, ?) "
+                    "FROM messages WHERE visible_at <= ? ORDER BY visible_at, sent_at LIMIT ?",
+                    (NO_REASON, now, wanted),
+                ).fetchall()
+                expired = [row for row in rows if row[2] >= self.max_receive_count]
+                for message_id, body, count, sent_at, _ in rows:
+                    if count >= self.max_receive_count:
+                        continue
+                    receipt = uuid.uuid4().hex
+                    self._conn.execute(
+                        "UPDATE messages SET visible_at = ?, receive_count = ?, receipt = ? "
+                        "WHERE id = ?",
+                        (now + timeout, count + 1, receipt, message_id),
+                    )
+                    received.append(ReceivedMessage(message_id, receipt, body, count + 1, sent_at))
+                if expired:  # rare: out of the queue, so the next read goes past them
+                    self._conn.executemany(
+                        "DELETE FROM messages WHERE id = ?", [(row[0],) for row in expired]
+                    )
+                    dying += [(i, b, sent, count, now, why) for i, b, count, sent, why in expired]
+                if not expired or len(rows) < wanted:
+                    break
             dead_lettered = 0
-            if dying:  # rare: the common receive costs this one query, not three
+            if dying:
                 before = self._conn.total_changes
                 self._conn.executemany(
                     "INSERT OR IGNORE INTO dead_letters VALUES (?,?,?,?,?,?)", dying
                 )
                 dead_lettered = self._conn.total_changes - before
-                self._conn.executemany(
-                    "DELETE FROM messages WHERE id = ?", [(row[0],) for row in dying]
-                )
-            rows = self._conn.execute(
-                "SELECT id, body, receive_count, sent_at FROM messages "
-                "WHERE visible_at <= ? ORDER BY sent_at LIMIT ?",
-                (now, max_messages),
-            ).fetchall()
-            received = []
-            for message_id, body, count, sent_at in rows:
-                receipt = uuid.uuid4().hex
-                self._conn.execute(
-                    "UPDATE messages SET visible_at = ?, receive_count = ?, receipt = ? "
-                    "WHERE id = ?",
-                    (now + timeout, count + 1, receipt, message_id),
-                )
-                received.append(ReceivedMessage(message_id, receipt, body, count + 1, sent_at))
         if dead_lettered > 0:
             count_signal(self._dead_letter_signal, dead_lettered, **self._signal_labels)
             logger = get_logger()
