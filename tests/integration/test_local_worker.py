@@ -80,3 +80,23 @@ def test_a_maximum_below_the_batch_size_means_no_growth(tmp_path: Path) -> None:
     finally:
         worker.stop()
     assert set(queue.sizes) == {50}
+
+
+def test_large_bodies_keep_the_batch_size(tmp_path: Path) -> None:
+    """Segment batches of up to 256 KiB per body: a grown receive would hold far more memory,
+    so the receive stays at WORKER_BATCH_SIZE (here 10 bodies of ~250 KB: 2.5 MB)."""
+    queue = RecordedQueue(tmp_path / "queue.db")
+    store = SqliteEventStore(tmp_path / "events.db")
+    padding = "x" * 250_000
+    large = [
+        track(f"user-{n % 7}", "open", AT, message_id=f"w-{n}", blob=padding).model_dump_json()
+        for n in range(40)
+    ]
+    queue.send_batch(large)
+    worker = LocalWorker(queue, store, batch_size=10, max_batch_size=500, poll_interval=0.05)
+    worker.start()
+    try:
+        wait_until_stored(store, 40)
+    finally:
+        worker.stop()
+    assert set(queue.sizes) == {10}

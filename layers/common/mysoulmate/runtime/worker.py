@@ -14,7 +14,7 @@ from mysoulmate.core.settings import get_settings
 from mysoulmate.observability import count, get_logger
 from mysoulmate.observability.process_logs import log_batch
 from mysoulmate.observability.storage_ops import storage_operation
-from mysoulmate.queue.local import LocalQueue
+from mysoulmate.queue.local import LocalQueue, ReceivedMessage
 
 
 def drain_once(
@@ -22,7 +22,16 @@ def drain_once(
 ) -> int:
     """Receive one batch, store it (and hand it to ``forward``, the providers' queues),
     delete what was stored; return messages handled."""
-    received = queue.receive(batch_size)
+    return handle_batch(queue, store, queue.receive(batch_size), forward)
+
+
+def handle_batch(
+    queue: LocalQueue,
+    store: EventStore,
+    received: list[ReceivedMessage],
+    forward: Forward | None = None,
+) -> int:
+    """Store a received batch (see `drain_once`); return messages handled."""
     if not received:
         return 0
     batch = IngestBatch(store, forward)
@@ -68,6 +77,9 @@ def drain_once(
 
 
 MAX_STORAGE_BACKOFF_SECONDS = 5.0
+# A receive grows under a backlog only while the doubled batch stays within this many bytes
+# of bodies: 500 track events are about 250 KB, 100 Segment batches can be 25 MB.
+GROWTH_BYTES = 4 * 1024 * 1024
 
 
 def _store_reachable(store: EventStore) -> bool:
@@ -134,8 +146,11 @@ class LocalWorker(BackgroundLoop):
                     continue
                 logger.info("storage is back; the local worker resumes")
                 backoff = 0.0
+            received_bytes = 0
             try:
-                handled = drain_once(self._queue, self._store, size, self._forward)
+                received = self._queue.receive(size)
+                received_bytes = sum(len(message.body) for message in received)
+                handled = handle_batch(self._queue, self._store, received, self._forward)
             except StorageUnavailableError:
                 handled = 0
                 backoff = self._poll_interval
@@ -148,10 +163,12 @@ class LocalWorker(BackgroundLoop):
                 # batch's fixed cost (three transactions) for them.
                 size = self._batch_size
                 self._stop.wait(self._poll_interval)
-            else:
-                # A backlog: take more per receive, up to WORKER_MAX_BATCH_SIZE. A batch's
-                # fixed costs (its transactions, the store's WAL commit) then spread over more
-                # events: 120-160 us of CPU per event at 100, 80-95 at 500 (docs/performance.md).
+            elif 2 * received_bytes <= GROWTH_BYTES:
+                # A backlog of small messages: take more per receive, up to
+                # WORKER_MAX_BATCH_SIZE. A batch's fixed costs (its transactions, the store's
+                # WAL commit) then spread over more events: 120-160 us of CPU per event at
+                # 100, 80-95 at 500 (docs/performance.md). Large bodies (Segment batches of
+                # up to 256 KiB) keep WORKER_BATCH_SIZE: a batch's memory stays bounded.
                 size = min(size * 2, self._max_batch_size)
 
     def _storage_back(self, wait: float) -> bool:
