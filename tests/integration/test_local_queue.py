@@ -185,3 +185,12 @@ def test_a_receive_costs_its_batch_not_the_depth_of_the_queue(tmp_path: Path) ->
 
     shallow, deep = steps_of_a_receive(1_000), steps_of_a_receive(20_000)
     assert deep < 1.5 * shallow, (shallow, deep)
+
+
+def test_a_receive_with_a_byte_budget_reads_no_more_than_it_takes(queue: LocalQueue) -> None:
+    queue.send_batch(["s1", "s2", "L" * 3_000, "s3", "L" * 3_000])
+    # Small bodies first, then one that would pass the budget: the receive stops before it.
+    assert [m.body for m in queue.receive(10, max_bytes=2_000)] == ["s1", "s2"]
+    # Alone, an oversized body still comes (a batch is never empty while messages wait).
+    assert [len(m.body) for m in queue.receive(10, max_bytes=2_000)] == [3_000]
+    assert [m.body for m in queue.receive(10)] == ["s3", "L" * 3_000]

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from mysoulmate.queue.local import LocalQueue, ReceivedMessage
-from mysoulmate.runtime.worker import LocalWorker
+from mysoulmate.runtime.worker import GROWTH_BYTES, LocalWorker
 from mysoulmate.storage.sqlite.store import SqliteEventStore
 
 from tests.support.messages import track
@@ -28,17 +28,24 @@ def stored(store: SqliteEventStore) -> int:
 
 
 class RecordedQueue(LocalQueue):
-    """The local queue, noting how many messages each receive asked for."""
+    """The local queue, noting how many messages each receive asked for, and the characters
+    of bodies it returned."""
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
         self.sizes: list[int] = []
+        self.taken: list[int] = []
 
     def receive(
-        self, max_messages: int, visibility_timeout: float | None = None
+        self,
+        max_messages: int,
+        visibility_timeout: float | None = None,
+        max_bytes: int | None = None,
     ) -> list[ReceivedMessage]:
         self.sizes.append(max_messages)
-        return super().receive(max_messages, visibility_timeout)
+        received = super().receive(max_messages, visibility_timeout, max_bytes)
+        self.taken.append(sum(len(message.body) for message in received))
+        return received
 
 
 def wait_until_stored(store: SqliteEventStore, count: int, within: float = 30) -> None:
@@ -100,3 +107,28 @@ def test_large_bodies_keep_the_batch_size(tmp_path: Path) -> None:
     finally:
         worker.stop()
     assert set(queue.sizes) == {10}
+
+
+def test_a_grown_receive_stops_at_its_byte_budget(tmp_path: Path) -> None:
+    """Small bodies grow the receive; large ones behind them are taken no more than the
+    budget allows per batch (bodies vary: the memory of a grown batch stays bounded)."""
+    queue = RecordedQueue(tmp_path / "queue.db")
+    store = SqliteEventStore(tmp_path / "events.db")
+    queue.send_batch(bodies(0, 300))
+    padding = "x" * 250_000
+    queue.send_batch(
+        [
+            track("user-1", "open", AT, message_id=f"big-{n}", blob=padding).model_dump_json()
+            for n in range(60)
+        ]
+    )
+    worker = LocalWorker(queue, store, batch_size=100, max_batch_size=500, poll_interval=0.05)
+    worker.start()
+    try:
+        wait_until_stored(store, 360)
+    finally:
+        worker.stop()
+    assert queue.sizes[:3] == [100, 200, 400]  # grown on the small ones
+    grown = [taken for size, taken in zip(queue.sizes, queue.taken, strict=False) if size > 100]
+    assert len(grown) >= 3  # the big bodies are taken grown, a budget's worth at a time
+    assert max(grown) <= GROWTH_BYTES

@@ -48,6 +48,9 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 """
 # Columns added after the first release: (table, column, declaration).
 _ADDED_COLUMNS = (("messages", "last_error", "TEXT"), ("dead_letters", "reason", "TEXT"))
+# What a receive reads of each message due; the first of them, in the order they became due.
+_DUE = "SELECT id, body, receive_count, sent_at, coalesce(last_error, ?) FROM messages"
+_DUE_FIRST = _DUE + " WHERE visible_at <= ? ORDER BY visible_at, sent_at LIMIT ?"
 NO_REASON = "no failure was recorded (the consumer may have stopped mid-batch)"
 
 
@@ -165,9 +168,13 @@ class LocalQueue:
     # -- consumer -----------------------------------------------------------------------
 
     def receive(
-        self, max_messages: int, visibility_timeout: float | None = None
+        self,
+        max_messages: int,
+        visibility_timeout: float | None = None,
+        max_bytes: int | None = None,
     ) -> list[ReceivedMessage]:
-        """Take up to ``max_messages`` visible messages and hide them for the timeout.
+        """Take up to ``max_messages`` visible messages and hide them for the timeout; with
+        ``max_bytes``, no more than that many characters of bodies (at least one message).
 
         A message due that was already received ``max_receive_count`` times moves to the
         dead-letter table instead of being delivered, as SQS does on the receive that would
@@ -181,14 +188,15 @@ class LocalQueue:
         now = time.time()
         received: list[ReceivedMessage] = []
         dying: list[tuple[str, str, float, int, float, str]] = []
+        taken = 0  # characters of bodies read
         with write_transaction(self._conn, self._lock):
             while len(received) < max_messages:
                 wanted = max_messages - len(received)
-                rows = self._conn.execute(
-                    "SELECT id, body, receive_count, sent_at, coalesce(last_error, ?) "
-                    "FROM messages WHERE visible_at <= ? ORDER BY visible_at, sent_at LIMIT ?",
-                    (NO_REASON, now, wanted),
-                ).fetchall()
+                if max_bytes is None:
+                    rows = self._conn.execute(_DUE_FIRST, (NO_REASON, now, wanted)).fetchall()
+                else:
+                    rows = self._due_within(now, wanted, max_bytes - taken, not received)
+                taken += sum(len(row[1]) for row in rows)
                 expired = [row for row in rows if row[2] >= self.max_receive_count]
                 for message_id, body, count, sent_at, _ in rows:
                     if count >= self.max_receive_count:
@@ -224,6 +232,33 @@ class LocalQueue:
                     extra={"queueMessageId": message_id, "receives": receives, "reason": reason},
                 )
         return received
+
+    def _due_within(
+        self, now: float, wanted: int, budget: int, first: bool
+    ) -> list[tuple[str, str, int, float, str]]:
+        """The messages due, as `receive` reads them, whose bodies fit ``budget`` characters
+        (one at least when ``first``): their lengths first, so what does not fit is never
+        read into memory (caller holds the write transaction)."""
+        heads = self._conn.execute(
+            "SELECT id, length(body) FROM messages WHERE visible_at <= ? "
+            "ORDER BY visible_at, sent_at LIMIT ?",
+            (now, wanted),
+        ).fetchall()
+        chosen: list[str] = []
+        for message_id, length in heads:
+            if length > budget and not (first and not chosen):
+                break
+            chosen.append(message_id)
+            budget -= length
+        if not chosen:
+            return []
+        marks = ",".join("?" * len(chosen))
+        rows = self._conn.execute(
+            f"{_DUE} WHERE id IN ({marks})",
+            (NO_REASON, *chosen),
+        ).fetchall()
+        order = {message_id: index for index, message_id in enumerate(chosen)}
+        return sorted(rows, key=lambda row: order[row[0]])
 
     def record_failures(self, reasons: dict[str, str]) -> None:
         """Remember why the messages of these receipts could not be stored: the reason a

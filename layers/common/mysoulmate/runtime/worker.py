@@ -14,6 +14,7 @@ from mysoulmate.core.settings import get_settings
 from mysoulmate.observability import count, get_logger
 from mysoulmate.observability.process_logs import log_batch
 from mysoulmate.observability.storage_ops import storage_operation
+from mysoulmate.queue.limits import MAX_MESSAGE_BYTES
 from mysoulmate.queue.local import LocalQueue, ReceivedMessage
 
 
@@ -77,8 +78,9 @@ def handle_batch(
 
 
 MAX_STORAGE_BACKOFF_SECONDS = 5.0
-# A receive grows under a backlog only while the doubled batch stays within this many bytes
-# of bodies: 500 track events are about 250 KB, 100 Segment batches can be 25 MB.
+# A receive grows under a backlog only while the doubled batch stays within this many
+# characters of bodies, and a grown receive takes no more (500 track events are about 250 KB;
+# 100 Segment batches, WORKER_BATCH_SIZE's worst case, up to 25 MB).
 GROWTH_BYTES = 4 * 1024 * 1024
 
 
@@ -146,9 +148,12 @@ class LocalWorker(BackgroundLoop):
                     continue
                 logger.info("storage is back; the local worker resumes")
                 backoff = 0.0
+            # A grown receive is bounded in characters of bodies too: bodies vary, and a
+            # batch's memory must stay within what WORKER_BATCH_SIZE allows.
+            budget = GROWTH_BYTES if size > self._batch_size else None
             received_bytes = 0
             try:
-                received = self._queue.receive(size)
+                received = self._queue.receive(size, max_bytes=budget)
                 received_bytes = sum(len(message.body) for message in received)
                 handled = handle_batch(self._queue, self._store, received, self._forward)
             except StorageUnavailableError:
@@ -157,7 +162,8 @@ class LocalWorker(BackgroundLoop):
             except Exception:
                 logger.exception("local worker iteration failed; retrying")
                 handled = 0
-            if handled < size:
+            cut_short = budget is not None and received_bytes > budget - MAX_MESSAGE_BYTES
+            if handled < size and not cut_short:
                 # Caught up: let the next batch gather for a poll interval. Under a steady
                 # trickle, draining at once made batches of a few messages, each paying a
                 # batch's fixed cost (three transactions) for them.
@@ -168,7 +174,7 @@ class LocalWorker(BackgroundLoop):
                 # WORKER_MAX_BATCH_SIZE. A batch's fixed costs (its transactions, the store's
                 # WAL commit) then spread over more events: 120-160 us of CPU per event at
                 # 100, 80-95 at 500 (docs/performance.md). Large bodies (Segment batches of
-                # up to 256 KiB) keep WORKER_BATCH_SIZE: a batch's memory stays bounded.
+                # up to 256 KiB) stop the growth, and the budget bounds a grown batch.
                 size = min(size * 2, self._max_batch_size)
 
     def _storage_back(self, wait: float) -> bool:
