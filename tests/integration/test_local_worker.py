@@ -55,6 +55,27 @@ def wait_until_stored(store: SqliteEventStore, count: int, within: float = 30) -
     assert stored(store) == count
 
 
+def drain(queue: LocalQueue, store: SqliteEventStore, count: int, batch: int, most: int) -> None:
+    """Run the in-process worker until ``count`` events are stored."""
+    worker = LocalWorker(queue, store, batch_size=batch, max_batch_size=most, poll_interval=0.05)
+    worker.start()
+    try:
+        wait_until_stored(store, count)
+    finally:
+        worker.stop()
+
+
+def large_bodies(prefix: str, count: int) -> list[str]:
+    """Bodies of about 250 KB, as Segment batches can be."""
+    padding = "x" * 250_000
+    return [
+        track(
+            f"user-{n % 7}", "open", AT, message_id=f"{prefix}-{n}", blob=padding
+        ).model_dump_json()
+        for n in range(count)
+    ]
+
+
 def test_receives_grow_under_a_backlog_and_shrink_once_caught_up(tmp_path: Path) -> None:
     queue = RecordedQueue(tmp_path / "queue.db")
     store = SqliteEventStore(tmp_path / "events.db")
@@ -80,12 +101,7 @@ def test_a_maximum_below_the_batch_size_means_no_growth(tmp_path: Path) -> None:
     queue = RecordedQueue(tmp_path / "queue.db")
     store = SqliteEventStore(tmp_path / "events.db")
     queue.send_batch(bodies(0, 250))
-    worker = LocalWorker(queue, store, batch_size=50, max_batch_size=1, poll_interval=0.05)
-    worker.start()
-    try:
-        wait_until_stored(store, 250)
-    finally:
-        worker.stop()
+    drain(queue, store, 250, batch=50, most=1)
     assert set(queue.sizes) == {50}
 
 
@@ -94,18 +110,8 @@ def test_large_bodies_keep_the_batch_size(tmp_path: Path) -> None:
     so the receive stays at WORKER_BATCH_SIZE (here 10 bodies of ~250 KB: 2.5 MB)."""
     queue = RecordedQueue(tmp_path / "queue.db")
     store = SqliteEventStore(tmp_path / "events.db")
-    padding = "x" * 250_000
-    large = [
-        track(f"user-{n % 7}", "open", AT, message_id=f"w-{n}", blob=padding).model_dump_json()
-        for n in range(40)
-    ]
-    queue.send_batch(large)
-    worker = LocalWorker(queue, store, batch_size=10, max_batch_size=500, poll_interval=0.05)
-    worker.start()
-    try:
-        wait_until_stored(store, 40)
-    finally:
-        worker.stop()
+    queue.send_batch(large_bodies("w", 40))
+    drain(queue, store, 40, batch=10, most=500)
     assert set(queue.sizes) == {10}
 
 
@@ -115,19 +121,8 @@ def test_a_grown_receive_stops_at_its_byte_budget(tmp_path: Path) -> None:
     queue = RecordedQueue(tmp_path / "queue.db")
     store = SqliteEventStore(tmp_path / "events.db")
     queue.send_batch(bodies(0, 300))
-    padding = "x" * 250_000
-    queue.send_batch(
-        [
-            track("user-1", "open", AT, message_id=f"big-{n}", blob=padding).model_dump_json()
-            for n in range(60)
-        ]
-    )
-    worker = LocalWorker(queue, store, batch_size=100, max_batch_size=500, poll_interval=0.05)
-    worker.start()
-    try:
-        wait_until_stored(store, 360)
-    finally:
-        worker.stop()
+    queue.send_batch(large_bodies("big", 60))
+    drain(queue, store, 360, batch=100, most=500)
     assert queue.sizes[:3] == [100, 200, 400]  # grown on the small ones
     grown = [taken for size, taken in zip(queue.sizes, queue.taken, strict=False) if size > 100]
     assert len(grown) >= 3  # the big bodies are taken grown, a budget's worth at a time
