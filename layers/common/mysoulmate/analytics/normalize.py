@@ -41,18 +41,17 @@ def effective_user_id(body_user_id: str | None, principal: Principal) -> str:
 def storable_subject(principal: Principal) -> str:
     """The token's subject as a user id, or a 401 when it cannot be one: the issuer's rules
     for ``sub`` are not ours (at most 255 characters, no control characters)."""
-    subject = principal.subject
+    subject = principal.subject  # never empty (`principal_from_claims`)
     try:
         check_identifier(subject)
+        storable = len(subject) <= MAX_USER_ID_LENGTH
     except Problem:
-        raise _bad_subject() from None
-    if not 0 < len(subject) <= MAX_USER_ID_LENGTH:
-        raise _bad_subject()
+        storable = False
+    if not storable:
+        raise AuthenticationError(
+            code="invalid_token", reason_key="errors.tokenReasons.bad_subject"
+        )
     return subject
-
-
-def _bad_subject() -> AuthenticationError:
-    return AuthenticationError(code="invalid_token", reason_key="errors.tokenReasons.bad_subject")
 
 
 def _checked_time(

@@ -92,15 +92,12 @@ def rollup_delta(new_messages: Iterable[QueuedMessage]) -> RollupDelta:
             continue
         day = message.timestamp.date()
         platform = platform_of(message)
-        delta.counts[(day, platform, message.event)] += 1
+        _count(delta, day, platform, message.event, message.properties)
         delta.users[(day, platform, message.event)].add(message.userId)
         delta.users[(day, platform, ANY_EVENT)].add(message.userId)
         seen = delta.first_seen.get(message.userId)
         if seen is None or day < seen:
             delta.first_seen[message.userId] = day
-        revenue = revenue_of(message.properties)
-        if revenue is not None:
-            delta.revenue[(day, platform, revenue[0])] += revenue[1]
     return delta
 
 
@@ -110,11 +107,18 @@ def copies_delta(copies: Iterable[tuple[date, str | None, str, dict[str, Any]]])
     visitor's copy of a message the user already has, and the two people are now one."""
     delta = RollupDelta()
     for day, platform, event, properties in copies:
-        delta.counts[(day, platform or UNKNOWN_PLATFORM, event)] += 1
-        revenue = revenue_of(properties)
-        if revenue is not None:
-            delta.revenue[(day, platform or UNKNOWN_PLATFORM, revenue[0])] += revenue[1]
+        _count(delta, day, platform or UNKNOWN_PLATFORM, event, properties)
     return delta
+
+
+def _count(
+    delta: RollupDelta, day: date, platform: str, event: str, properties: dict[str, Any]
+) -> None:
+    """One stored event in the day's event count and, when it carries some, revenue."""
+    delta.counts[(day, platform, event)] += 1
+    revenue = revenue_of(properties)
+    if revenue is not None:
+        delta.revenue[(day, platform, revenue[0])] += revenue[1]
 
 
 def session_counter_keys(message: QueuedMessage) -> list[DayKey]:

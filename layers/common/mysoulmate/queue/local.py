@@ -48,9 +48,10 @@ CREATE TABLE IF NOT EXISTS dead_letters (
 """
 # Columns added after the first release: (table, column, declaration).
 _ADDED_COLUMNS = (("messages", "last_error", "TEXT"), ("dead_letters", "reason", "TEXT"))
-# What a receive reads of each message due; the first of them, in the order they became due.
+# What a receive reads of each message due, and the first ones due (the index's order).
 _DUE = "SELECT id, body, receive_count, sent_at, coalesce(last_error, ?) FROM messages"
-_DUE_FIRST = _DUE + " WHERE visible_at <= ? ORDER BY visible_at, sent_at LIMIT ?"
+_FIRST_DUE = " WHERE visible_at <= ? ORDER BY visible_at, sent_at LIMIT ?"
+_LENGTHS = "SELECT id, length(body) FROM messages"  # a byte-budgeted receive reads these first
 NO_REASON = "no failure was recorded (the consumer may have stopped mid-batch)"
 
 
@@ -193,7 +194,8 @@ class LocalQueue:
             while len(received) < max_messages:
                 wanted = max_messages - len(received)
                 if max_bytes is None:
-                    rows = self._conn.execute(_DUE_FIRST, (NO_REASON, now, wanted)).fetchall()
+                    due = (NO_REASON, now, wanted)
+                    rows = self._conn.execute(_DUE + _FIRST_DUE, due).fetchall()
                 else:
                     rows = self._due_within(now, wanted, max_bytes - taken, not received)
                 taken += sum(len(row[1]) for row in rows)
@@ -239,11 +241,7 @@ class LocalQueue:
         """The messages due, as `receive` reads them, whose bodies fit ``budget`` characters
         (one at least when ``first``): their lengths first, so what does not fit is never
         read into memory (caller holds the write transaction)."""
-        heads = self._conn.execute(
-            "SELECT id, length(body) FROM messages WHERE visible_at <= ? "
-            "ORDER BY visible_at, sent_at LIMIT ?",
-            (now, wanted),
-        ).fetchall()
+        heads = self._conn.execute(_LENGTHS + _FIRST_DUE, (now, wanted)).fetchall()
         chosen: list[str] = []
         for message_id, length in heads:
             if length > budget and not (first and not chosen):

@@ -74,6 +74,10 @@ def _ordinal(conn: sqlite3.Connection, user_id: str, create: bool) -> int | None
     return int(row[0]) if row else None
 
 
+# The visitor's events whose messageId the user already has: (visitor, user).
+_COPIES = "user_id = ? AND message_id IN (SELECT message_id FROM events WHERE user_id = ?)"
+
+
 def move_person(conn: sqlite3.Connection, visitor: str, user_id: str) -> int:
     """Move the visitor's events, set memberships, first-seen day and profile to the user."""
     visitor_ordinal = _ordinal(conn, visitor, create=False)
@@ -89,17 +93,12 @@ def move_person(conn: sqlite3.Connection, visitor: str, user_id: str) -> int:
     _uncount(
         conn,
         conn.execute(
-            "SELECT ts, platform, event, properties FROM events WHERE user_id = ? "
-            "AND event IS NOT NULL AND message_id IN "
-            "(SELECT message_id FROM events WHERE user_id = ?)",
+            f"SELECT ts, platform, event, properties FROM events WHERE {_COPIES} "  # noqa: S608 - constants only
+            "AND event IS NOT NULL",
             (visitor, user_id),
         ).fetchall(),
     )
-    conn.execute(
-        "DELETE FROM events WHERE user_id = ? AND message_id IN "
-        "(SELECT message_id FROM events WHERE user_id = ?)",
-        (visitor, user_id),
-    )
+    conn.execute(f"DELETE FROM events WHERE {_COPIES}", (visitor, user_id))  # noqa: S608 - constants only
     moved = conn.execute(
         "UPDATE events SET user_id = ? WHERE user_id = ?", (user_id, visitor)
     ).rowcount
