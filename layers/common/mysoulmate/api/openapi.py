@@ -10,14 +10,16 @@ a deployment.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
+from fastapi.utils import create_model_field
 
 from mysoulmate.analytics.models import JSON_VALUE_SCHEMA_NAME, NO_NUL_PATTERN
 from mysoulmate.api import analytics, health, i18n, media, metrics, perf, segment, sources
-from mysoulmate.api.responses import ERROR_CODES
+from mysoulmate.api.responses import ERROR_CODES, ERROR_ENVELOPE_REF, ErrorEnvelope
 
 ROUTERS = (
     health.router,
@@ -67,7 +69,12 @@ with `Retry-After`, `RateLimit-Policy` and `RateLimit`.
 def canonical_spec() -> dict[str, Any]:
     """The document as generated from the routers, without what depends on a deployment
     (version, servers, contact): what `docs/openapi.json` holds."""
-    routes = [route for router in ROUTERS for route in router.routes if isinstance(route, APIRoute)]
+    routes = [
+        _with_error_fields(route)
+        for router in ROUTERS
+        for route in router.routes
+        if isinstance(route, APIRoute)
+    ]
     spec = get_openapi(
         title=TITLE,
         version="0.0.0",
@@ -136,3 +143,21 @@ def canonical_spec() -> dict[str, Any]:
         + "\n".join(f"- `{code}`: {meaning}" for code, meaning in sorted(ERROR_CODES.items())),
     }
     return spec
+
+
+def _with_error_fields(route: APIRoute) -> APIRoute:
+    """A copy of the route with a response field for each error it declares: FastAPI documents
+    a response's schema (and lists the envelope's components) from such fields. The routes
+    themselves reference the envelope without one (`responses.ERROR_ENVELOPE_REF`)."""
+    fields = dict(route.response_fields)
+    for status, entry in route.responses.items():
+        media = entry.get("content", {}).get("application/json", {})
+        if media.get("schema") == {"$ref": ERROR_ENVELOPE_REF}:
+            fields[status] = create_model_field(
+                name=f"Response_{status}_{route.unique_id}",
+                type_=ErrorEnvelope,
+                mode="serialization",
+            )
+    documented = copy.copy(route)
+    documented.response_fields = fields
+    return documented
