@@ -45,6 +45,7 @@ def lambda_env(function: str, layer: Path | None = None) -> dict[str, str]:
         "AWS_SESSION_TOKEN": "testing",
         "POWERTOOLS_SERVICE_NAME": function,
         "POWERTOOLS_METRICS_NAMESPACE": "MySoulmate",
+        "PYDANTIC_DISABLE_PLUGINS": "__all__",
         # One caller sends every request: limits high enough never to refuse, so the limiter
         # still runs (and is measured) on every request.
         "RATE_LIMIT_INGEST_PER_SECOND": "1000000000",

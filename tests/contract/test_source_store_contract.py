@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -97,7 +96,7 @@ def test_revoking_keeps_the_first_revocation_time(sources: SourceStore) -> None:
     first, later = T0 + timedelta(hours=1), T0 + timedelta(hours=5)
 
     revoked = sources.revoke_source(source.id, first)
-    assert revoked == replace(source, revoked_at=first)
+    assert revoked == source._replace(revoked_at=first)
     assert sources.revoke_source(source.id, later) == revoked
     # Both ways of reading the source agree (DynamoDB keeps two items per source).
     assert sources.find_source(hash_key(key)) == revoked
@@ -118,7 +117,7 @@ def test_a_duplicate_id_or_key_hash_is_rejected_and_stores_nothing(
     other, other_key = new_source("web", "server", T0)
 
     with pytest.raises(ValueError, match="already exists"):
-        sources.create_source(replace(other, id=source.id), hash_key(other_key))
+        sources.create_source(other._replace(id=source.id), hash_key(other_key))
     with pytest.raises(ValueError, match="already exists"):
         sources.create_source(other, hash_key(key))
 

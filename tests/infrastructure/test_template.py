@@ -134,6 +134,7 @@ REQUIRED_ENV = {
     "POWERTOOLS_LOG_LEVEL",
     "SENTRY_TRACES_SAMPLE_RATE",
     "PERF_REGRESSION_THRESHOLD",
+    "PYDANTIC_DISABLE_PLUGINS",
 }
 
 SECRETISH = re.compile(
@@ -1056,6 +1057,7 @@ def test_environment_variables(template: dict[str, Any], stack: dict[str, Any]) 
         assert variables["EVENTS_QUEUE_URL"] == {"Ref": "EventsQueue"}
         assert variables["POWERTOOLS_METRICS_NAMESPACE"] == "MySoulmate"
         assert variables["EVENT_RETENTION_DAYS"] == "730"
+        assert variables["PYDANTIC_DISABLE_PLUGINS"] == "__all__"
         for value in variables.values():
             # Lambda environment values must be strings once resolved.
             assert isinstance(value, (str, dict)), (name, value)

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import (
     AfterValidator,
@@ -177,8 +176,7 @@ def person_key(user_id: str | None, anonymous_id: str | None) -> str:
     return ANONYMOUS_PREFIX + anonymous_id
 
 
-@dataclass(frozen=True)
-class SessionMark:
+class SessionMark(NamedTuple):
     """A person's latest session: its id and the times of its first and last events."""
 
     session_id: str
@@ -208,8 +206,7 @@ def _ms(moment: datetime) -> int:
     return math.floor(moment.timestamp() * 1000)
 
 
-@dataclass(frozen=True)
-class SessionTally:
+class SessionTally(NamedTuple):
     """What storing one event for the first time adds to the session rollups: whether it
     started a session, how many ms it made its session longer, the day that session's
     figures are counted on (the day it started), and the person's current session after it."""

@@ -92,8 +92,7 @@ class EventPoint(NamedTuple):
     session_id: str | None = None  # filled by `user_event_points`, not by funnel reads
 
 
-@dataclass(frozen=True)
-class SessionFigures:
+class SessionFigures(NamedTuple):
     """One session of a user (`EventStore.user_summary`)."""
 
     session_id: str | None  # None: events from before session ids, grouped by the 30-min rule
@@ -102,8 +101,7 @@ class SessionFigures:
     events: int
 
 
-@dataclass(frozen=True)
-class UserSummary:
+class UserSummary(NamedTuple):
     """What `GET /user/{id}` shows besides its events (`analytics.user_summary`)."""
 
     first_seen: str | None  # time keys, over the user's whole history
@@ -113,8 +111,7 @@ class UserSummary:
     recent_sessions: list[SessionFigures]  # newest first, at most the asked number
 
 
-@dataclass(frozen=True)
-class LinkResult:
+class LinkResult(NamedTuple):
     """Outcome of `EventStore.link_anonymous`: the user the anonymous id belongs to now
     (None when the link was refused because that user was erased), and how many events
     this call moved from the anonymous visitor to them."""
@@ -132,8 +129,7 @@ class ProfileResults:
     failed: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class ErasureResult:
+class ErasureResult(NamedTuple):
     events: int
     profile: bool
 
@@ -405,8 +401,7 @@ class MessageQueue(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class Source:
+class Source(NamedTuple):
     """Where events come from (an app, a website, a backend) and the kind of its write key.
 
     Only the key's SHA-256 is stored; ``key_hint`` (its first characters) lets people tell

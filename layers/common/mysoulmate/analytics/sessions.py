@@ -17,8 +17,8 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime
+from typing import NamedTuple
 
 from mysoulmate.analytics.models import SESSION_GAP, QueuedMessage, SessionMark, SessionTally
 
@@ -123,8 +123,7 @@ def _taking(
     return None
 
 
-@dataclass(frozen=True)
-class SessionDelta:
+class SessionDelta(NamedTuple):
     """What newly stored events add: sessions and milliseconds per (day, platform), and
     each person's current session after them."""
 

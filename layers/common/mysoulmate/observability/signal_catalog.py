@@ -7,8 +7,7 @@ both read it without importing each other.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 Kind = Literal["counter", "histogram"]
 
@@ -18,8 +17,7 @@ UNMATCHED_ROUTE = "unmatched"
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-@dataclass(frozen=True, slots=True)
-class Signal:
+class Signal(NamedTuple):
     kind: Kind
     family: str  # Prometheus family; counters are exposed as ``<family>_total``
     help: str

@@ -9,9 +9,8 @@ from __future__ import annotations
 import hashlib
 import zlib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from mysoulmate.analytics.models import SessionMark
 from mysoulmate.analytics.ports import ANY_EVENT
@@ -24,8 +23,7 @@ COLD_SETS_PER_SHARD = 512
 _LONG_NAME_BYTES = 200  # longer event names are hashed in sort keys (1,024-byte sk limit)
 
 
-@dataclass(frozen=True)
-class UserState:
+class UserState(NamedTuple):
     """What the per-user SEEN item says: the first-seen day, and which user sets of the
     latest active day already hold the user (``keys``), so repeat activity skips the set
     write (a set ADD rewrites the whole set item, which costs its size in WCUs); the

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Any
+from typing import Any, NamedTuple
 
 from mysoulmate.analytics.models import QueuedMessage, SessionMark
 from mysoulmate.analytics.ports import ANY_EVENT, time_key
@@ -235,8 +235,7 @@ def _drop_zeros(counter: Counter[Any]) -> None:
         del counter[key]
 
 
-@dataclass(frozen=True)
-class ActionRole:
+class ActionRole(NamedTuple):
     """Why an action is in a transaction, to act on its CancellationReason."""
 
     # "event", "seen" (first-seen or tombstone condition), "set" (a full shard item),
