@@ -213,12 +213,10 @@ def revenue(store: EventStore, day: date) -> dict[str, int]:
     return {currency: n for currency, n in totals.items() if n}
 
 
-def test_erasing_a_user_erases_what_a_cut_short_move_left_under_their_visitor(
-    store: EventStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A visitor's batch is stored while another consumer links the visitor to the user,
-    and the consumer's re-check (the link that would move it) fails: the redelivery is
-    stored under the user, the visitor's copy stays. Erasing the user takes it too."""
+def _cut_short(store: EventStore, monkeypatch: pytest.MonkeyPatch) -> QueuedMessage:
+    """A visitor's message stored as the visitor while another consumer links the visitor
+    to ann, and the consumer's re-check (the link that would move it) fails: the record
+    fails, and the visitor's copy stays until the queue hands the record out again."""
     real_insert, real_link = store.insert_events, store.link_anonymous
     calls = {"insert": 0, "link": 0}
 
@@ -239,13 +237,43 @@ def test_erasing_a_user_erases_what_a_cut_short_move_left_under_their_visitor(
     message = visit("v-1", jan(5))
     with pytest.raises(AssertionError):  # the record failed: the queue redelivers it
         consume(store, message)
-    consume(store, message)
-    assert [p.event for p in store.user_event_points("ann")] == ["tick"]
-    assert store.user_event_points("anon:v-1")  # the cut-short move's leftover
+    assert events_of(store, "anon:v-1") == ["tick"]  # the cut-short move's leftover
+    assert events_of(store, "ann") == []
+    return message
+
+
+def test_the_redelivery_of_a_cut_short_move_moves_the_visitors_copy(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The redelivered message resolves to ann and is stored as hers; linking again moves
+    the visitor's copy, which is the same message: one event, counted once."""
+    message = _cut_short(store, monkeypatch)
+
+    consume(store, message, delivery=2)
+    assert events_of(store, "ann") == ["tick"]
+    assert events_of(store, "anon:v-1") == []
+    assert store.list_events("anon:v-1", 10, None).events == []
+    assert counts(store, date(2026, 1, 5)) == {"tick": 1}
+    assert active(store, date(2026, 1, 5)) == 1
+
+    consume(store, message, delivery=3)  # later deliveries change nothing
+    assert events_of(store, "ann") == ["tick"]
+    assert counts(store, date(2026, 1, 5)) == {"tick": 1}
+
+
+def test_erasing_a_user_erases_what_a_cut_short_move_left_under_their_visitor(
+    store: EventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Erased before the redelivery comes: the leftover goes with ann, and the redelivered
+    message (received before the erasure) is dropped."""
+    message = _cut_short(store, monkeypatch)
 
     store.delete_user("ann", jan(8))
     assert store.user_event_points("anon:v-1") == []
     assert store.list_events("anon:v-1", 10, None).events == []
+    consume(store, message, delivery=2)
+    assert store.user_event_points("ann") == []
+    assert store.user_event_points("anon:v-1") == []
     assert active(store, date(2026, 1, 5)) == 0
     assert not any(
         len(users) for users in store.first_seen_users(jan(5).date(), jan(5).date()).values()

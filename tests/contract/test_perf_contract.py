@@ -411,5 +411,10 @@ def test_a_visitors_message_redelivered_after_the_visitor_signed_in_counts_once(
     consume(store, identify_as("ann", "x", jan(5, 13)))  # the visitor signs in: linked
     consume(store, message)  # redelivered (at least once), now from a linked visitor
     assert stored(store) == expected([message])
-    store.delete_user("ann", jan(6))  # the visitor's ledger entry goes with the user
-    assert store.record_perf([message]).written == 1
+    store.delete_user("ann", jan(6))
+    # Received before the erasure: dropped, as the linked visitor's events are (its tombstone).
+    assert store.record_perf([message]).erased == {message.key}
+    # The visitor's ledger entry went with the user: the same messageId received after the
+    # erasure is new data, and counts.
+    later = message.model_copy(update={"receivedAt": jan(7)})
+    assert store.record_perf([later]).written == 1

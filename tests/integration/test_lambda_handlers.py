@@ -472,6 +472,30 @@ def test_a_poison_record_fails_alone_and_redelivery_stores_nothing_twice(
     assert stored_ids(dynamodb) == sorted(m.messageId for m in good)
 
 
+def test_a_redelivered_visitor_record_links_again_and_moves_what_its_first_delivery_left(
+    consumer: Handler, lambda_context: FakeLambdaContext, dynamodb: Any
+) -> None:
+    """A move cut short: the first delivery stored the visitor's message as the visitor, the
+    link to ann was then made but its move failed. SQS hands the record out again
+    (ApproximateReceiveCount 2): stored as ann, and linking again moves the visitor's copy of
+    the same message, so ann has it once and the visitor nothing."""
+    from mysoulmate.storage.dynamodb.moves import link_actions
+
+    visit = queued_message("anon:v-1", message_id="m-v", anonymousId="v-1")
+    event = sqs_event([visit.model_dump_json()])
+    assert consumer(event, lambda_context) == {"batchItemFailures": []}
+    dynamodb.transact_write_items(
+        TransactItems=link_actions(TABLE_NAME, "v-1", "ann", "2026-01-01T00:00:00.000000Z")
+    )
+
+    event["Records"][0]["attributes"]["ApproximateReceiveCount"] = "2"
+    assert consumer(event, lambda_context) == {"batchItemFailures": []}
+
+    owners = sorted(item["pk"]["S"] for item in event_items(dynamodb))
+    assert owners == ["USER#ann"]
+    assert stored_ids(dynamodb) == ["m-v"]
+
+
 def test_two_records_with_the_same_message_are_stored_once(
     consumer: Handler, lambda_context: FakeLambdaContext, dynamodb: Any
 ) -> None:

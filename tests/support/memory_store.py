@@ -331,10 +331,10 @@ class MemoryEventStore:
     # -- GDPR ---------------------------------------------------------------------------
 
     def delete_user(self, user_id: str, erased_at: datetime) -> ErasureResult:
-        self._erasures[user_id] = max(erased_at, self._erasures.get(user_id, erased_at))
         visitors = [ANONYMOUS_PREFIX + a for a, u in self._links.items() if u == user_id]
         events, profile = 0, False
         for person in [user_id, *visitors]:  # a cut-short move's leftovers are the user's
+            self._erasures[person] = max(erased_at, self._erasures.get(person, erased_at))
             mine = [m.key for m in self._of_user(person)]
             for key in mine:
                 del self._events[key]

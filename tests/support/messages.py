@@ -64,11 +64,11 @@ def identify_as(user: str, anonymous_id: str, at: datetime, **traits: Any) -> Qu
     return identify(user, at, **traits).model_copy(update={"anonymousId": anonymous_id})
 
 
-def consume(store: EventStore, *messages: QueuedMessage) -> None:
+def consume(store: EventStore, *messages: QueuedMessage, delivery: int = 1) -> None:
     """One delivery through the consumer's record handler (links and re-checks included);
-    every record must be stored."""
+    every record must be stored. ``delivery`` > 1: the queue hands the records out again."""
     batch = IngestBatch(store)
     for index, message in enumerate(messages):
-        batch.add(f"r{index}", message.model_dump_json())
+        batch.add(f"r{index}", message.model_dump_json(), delivery=delivery)
     outcome = batch.flush()
     assert not outcome.failed_records, outcome.failed_records

@@ -84,9 +84,13 @@ class IngestBatch:
         self._forward = forward
         self._messages: dict[MessageKey, QueuedMessage] = {}
         self._records: dict[MessageKey, list[str]] = defaultdict(list)
+        self._redelivered: set[MessageKey] = set()
+        # Redelivered visitor messages stored as their user: (anonymousId, userId) to link again.
+        self._relinks: dict[MessageKey, tuple[str, str]] = {}
 
-    def add(self, record_id: str, body: str) -> None:
-        """Parse one record; raise PoisonMessageError if it can never be stored."""
+    def add(self, record_id: str, body: str, *, delivery: int = 1) -> None:
+        """Parse one record; raise PoisonMessageError if it can never be stored.
+        ``delivery``: how many times the queue has handed this record out (1 the first time)."""
         try:
             messages = parse_body(body)
         except ValidationError as exc:
@@ -96,6 +100,8 @@ class IngestBatch:
         for message in messages:
             self._messages.setdefault(message.key, message)
             self._records[message.key].append(record_id)
+            if delivery > 1:
+                self._redelivered.add(message.key)
 
     def flush(self) -> FlushOutcome:
         """Store everything added; report the record ids whose message was not stored."""
@@ -131,6 +137,8 @@ class IngestBatch:
                 outcome.failed_records[record_id] = reason
         self._messages.clear()
         self._records.clear()
+        self._redelivered.clear()
+        self._relinks.clear()
         return outcome
 
     def _update_profiles(
@@ -187,6 +195,8 @@ class IngestBatch:
         for message in messages:
             user = links.get(message.anonymousId or "") if _resolvable(message) else None
             moved = message.model_copy(update={"userId": user}) if user else message
+            if user and message.anonymousId and message.key in self._redelivered:
+                self._relinks[moved.key] = (message.anonymousId, user)
             resolved.setdefault(moved.key, moved)
             records[moved.key].extend(self._records[message.key])
         self._records = records
@@ -228,7 +238,8 @@ class IngestBatch:
     ) -> None:
         """Link anonymous ids to users (identify with both ids, alias), moving the
         visitors' history; then re-check the visitors this batch stored, in case a link was
-        made concurrently (the link's move or this re-check sees each stored event)."""
+        made concurrently (the link's move or this re-check sees each stored event), and
+        link again for redelivered visitor messages that resolved to their user."""
         asked: dict[tuple[str, str], list[QueuedMessage]] = defaultdict(list)
         stored = [m for m in messages if m.key not in failed and m.key not in erased]
         for message in stored:
@@ -244,6 +255,12 @@ class IngestBatch:
         for anonymous_id, user_id in links.items():
             if anonymous_id in visitors:
                 wanted.setdefault((anonymous_id, user_id), []).append(visitors[anonymous_id])
+        # A redelivered visitor message, stored as its user now: an earlier delivery may have
+        # stored it as the visitor, its re-check link failing (a move cut short). Linking
+        # again moves that copy (a messageId the user already has stays one event).
+        for message in stored:
+            if message.key in self._relinks:
+                wanted.setdefault(self._relinks[message.key], []).append(message)
         for (anonymous_id, user_id), linking in wanted.items():
             received_at = min(m.receivedAt for m in linking)
             try:

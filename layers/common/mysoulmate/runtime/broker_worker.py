@@ -53,7 +53,7 @@ def ingest(
     for delivery in deliveries:
         record_id = str(delivery.tag)
         try:
-            batch.add(record_id, delivery.body)
+            batch.add(record_id, delivery.body, delivery=delivery.delivery)
             added[record_id] = delivery.tag
         except PoisonMessageError as exc:
             get_logger().warning(

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from mysoulmate.core.settings import SettingsError, get_settings
 from mysoulmate.observability import count, get_logger, get_metrics, init_error_tracking
-from mysoulmate.runtime.lambda_handlers import LambdaHandler, traced
+from mysoulmate.runtime.lambda_handlers import LambdaHandler, receive_count, traced
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -113,7 +113,7 @@ def _defer(sqs: SQSClient, queue_url: str, records: list[dict[str, Any]]) -> Non
         {
             "Id": str(i),
             "ReceiptHandle": r["receiptHandle"],
-            "VisibilityTimeout": deferral_seconds(_receive_count(r)),
+            "VisibilityTimeout": deferral_seconds(receive_count(r)),
         }
         for i, r in enumerate(records)
         if r.get("receiptHandle")
@@ -126,13 +126,6 @@ def _defer(sqs: SQSClient, queue_url: str, records: list[dict[str, Any]]) -> Non
             )
         except Exception as exc:  # noqa: BLE001 - the default visibility timeout applies
             get_logger().warning("could not defer records", extra={"error": type(exc).__name__})
-
-
-def _receive_count(record: dict[str, Any]) -> int:
-    try:
-        return int(record.get("attributes", {}).get("ApproximateReceiveCount", 1))
-    except (TypeError, ValueError):
-        return 1
 
 
 def _dead_letter(

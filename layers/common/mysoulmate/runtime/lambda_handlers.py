@@ -85,7 +85,7 @@ def sqs_consumer_handler() -> LambdaHandler:
         def record_handler(record: SQSRecord) -> None:
             by_id[record.message_id] = record
             try:
-                batch.add(record.message_id, record.body)
+                batch.add(record.message_id, record.body, delivery=receive_count(record.raw_event))
             except PoisonMessageError as exc:
                 logger.warning(
                     "poison record", extra={"sqsMessageId": record.message_id, "reason": str(exc)}
@@ -111,6 +111,14 @@ def sqs_consumer_handler() -> LambdaHandler:
         return dict(processor.response())
 
     return traced(handler)
+
+
+def receive_count(record: dict[str, Any]) -> int:
+    """How many times SQS has handed this record out (1 the first time, or if it did not say)."""
+    try:
+        return int(record.get("attributes", {}).get("ApproximateReceiveCount", 1))
+    except (TypeError, ValueError):
+        return 1
 
 
 def _forward_hook(settings: Settings) -> Forward | None:

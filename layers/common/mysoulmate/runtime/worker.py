@@ -41,7 +41,7 @@ def handle_batch(
     poison = 0
     for message in received:
         try:
-            batch.add(message.id, message.body)
+            batch.add(message.id, message.body, delivery=message.receive_count)
             receipts[message.id] = message.receipt
         except PoisonMessageError as exc:
             # Left in the queue: redelivered after the visibility timeout, then dead-lettered.

@@ -362,8 +362,9 @@ class DynamoEventStore(DynamoUserStates, DynamoIdentity, DynamoPerf, DynamoProfi
         it, see `dynamodb.erasure`), then read every item of the user (events tell which
         day sets hold them), take them out of those sets and delete the items, SEEN's
         tombstone excepted. The anonymous ids linked to the user are forgotten before the
-        user's LINKED# items go: what a move cut short left under each visitor is erased,
-        then the LINK# item. Re-running after a crash redoes it all."""
+        user's LINKED# items go: each visitor gets a tombstone too, what a move cut short
+        left under them is erased, then the LINK# item. Re-running after a crash redoes it
+        all."""
         # Erasure only: the consumer builds this store at every cold start without `moves`.
         from mysoulmate.storage.dynamodb.moves import link_deletions
 
@@ -371,6 +372,9 @@ class DynamoEventStore(DynamoUserStates, DynamoIdentity, DynamoPerf, DynamoProfi
         plan = self._plan_erasure(user_id)
         events, profile = plan.events, plan.profile
         for anonymous_id in plan.links:
+            # The visitor's own tombstone first, as the user's: a message of theirs received
+            # before the erasure and still queued is dropped, not stored as the visitor.
+            self._record_tombstone(ANONYMOUS_PREFIX + anonymous_id, _utc_key(erased_at))
             left = self._plan_erasure(ANONYMOUS_PREFIX + anonymous_id)
             self._erase(ANONYMOUS_PREFIX + anonymous_id, left)
             events, profile = events + left.events, profile or left.profile

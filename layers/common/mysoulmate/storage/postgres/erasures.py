@@ -71,13 +71,20 @@ def lock_for_erasure(conn: Conn, user_id: str, visitors: list[str], erased_at: d
     """Take the locks of the user and of their linked ``visitors`` exclusively, in the key
     order every writer takes them in (waiting for every write about them in flight to commit,
     and, unlike the user's lock first, never holding one while a batch holds another and waits
-    for it: that deadlocked), then record the tombstone; a later erasure time wins, an earlier
-    one is ignored."""
+    for it: that deadlocked), then record their tombstones."""
     lock_exclusive(conn, [user_id, *visitors])
+    record_tombstones(conn, [user_id, *visitors], erased_at)
+
+
+def record_tombstones(conn: Conn, people: list[str], erased_at: datetime) -> None:
+    """The tombstone of each of ``people`` (the caller holds their locks): a later erasure
+    time wins, an earlier one is ignored. A linked visitor gets one too, so that a message of
+    theirs received before the erasure and still queued is dropped."""
     conn.execute(
-        "INSERT INTO erasures AS t (user_id, erased_at) VALUES (%s, %s) "
+        "INSERT INTO erasures AS t (user_id, erased_at) "
+        "SELECT person, %s FROM unnest(%s::text[]) AS person ORDER BY 1 "
         "ON CONFLICT (user_id) DO UPDATE SET erased_at = GREATEST(t.erased_at, excluded.erased_at)",
-        (user_id, _utc(erased_at)),
+        (_utc(erased_at), people),
     )
 
 

@@ -45,6 +45,7 @@ from mysoulmate.storage.postgres.erasures import (
     lock_and_read,
     lock_exclusive,
     lock_for_erasure,
+    record_tombstones,
 )
 from mysoulmate.storage.postgres.perf import PostgresPerf
 from mysoulmate.storage.postgres.pooling import Conn, _Connections, _Pool, _ProcessConnection
@@ -304,6 +305,7 @@ class PostgresEventStore(PostgresReads, PostgresPerf):
             late = sorted(set(_linked_visitors(conn, user_id)) - set(visitors))
             if late:  # linked between the read and the lock: correct, if out of key order
                 lock_exclusive(conn, late)
+                record_tombstones(conn, late, erased_at)
                 visitors += late
             events, profile = 0, False
             for person in [user_id, *visitors]:

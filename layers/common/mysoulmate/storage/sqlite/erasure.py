@@ -11,20 +11,21 @@ from mysoulmate.storage.sqlite import identity, user_summaries
 
 
 def erase(conn: sqlite3.Connection, user_id: str, erased_at: datetime) -> ErasureResult:
-    """The tombstone, then everything stored of the user, and of each visitor linked to them:
-    what a move cut short (a failed link re-check) left under the visitor is theirs too. The
-    links go last."""
-    conn.execute(
-        "INSERT INTO erasures VALUES (?, ?) ON CONFLICT DO UPDATE "
-        "SET erased_at = max(erased_at, excluded.erased_at)",
-        (user_id, time_key(erased_at)),
-    )
+    """The tombstones, then everything stored of the user, and of each visitor linked to
+    them: what a move cut short (a failed link re-check) left under the visitor is theirs
+    too, and so is a visitor's message received before the erasure and still queued (its
+    tombstone drops it). The links go last."""
     visitors = [
         ANONYMOUS_PREFIX + anonymous_id
         for (anonymous_id,) in conn.execute(
             "SELECT anonymous_id FROM identity_links WHERE user_id = ?", (user_id,)
         ).fetchall()
     ]
+    conn.executemany(
+        "INSERT INTO erasures VALUES (?, ?) ON CONFLICT DO UPDATE "
+        "SET erased_at = max(erased_at, excluded.erased_at)",
+        [(person, time_key(erased_at)) for person in [user_id, *visitors]],
+    )
     events, profile = 0, False
     for person in [user_id, *visitors]:
         erased_events, erased_profile = _erase_person(conn, person)
