@@ -4,7 +4,6 @@ person everywhere, exactly once, and never brought back by a link after an erasu
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 
 import pytest
@@ -13,14 +12,19 @@ from mysoulmate.analytics.models import QueuedMessage
 from mysoulmate.analytics.ports import (
     ANY_EVENT,
     EventStore,
-    LinkResult,
-    StorageUnavailableError,
-    StoreResult,
 )
 from mysoulmate.analytics.reporting import funnel_report
 from mysoulmate.analytics.rollups import SESSION_EVENTS
 
-from tests.support.messages import consume, identify, identify_as, jan, track, visit
+from tests.support.messages import (
+    consume,
+    cut_short_links,
+    identify,
+    identify_as,
+    jan,
+    track,
+    visit,
+)
 
 
 def alias(user: str, previous_id: str, at: datetime) -> QueuedMessage:
@@ -214,26 +218,9 @@ def revenue(store: EventStore, day: date) -> dict[str, int]:
 
 
 def _cut_short(store: EventStore, monkeypatch: pytest.MonkeyPatch) -> QueuedMessage:
-    """A visitor's message stored as the visitor while another consumer links the visitor
-    to ann, and the consumer's re-check (the link that would move it) fails: the record
-    fails, and the visitor's copy stays until the queue hands the record out again."""
-    real_insert, real_link = store.insert_events, store.link_anonymous
-    calls = {"insert": 0, "link": 0}
-
-    def insert(messages: Sequence[QueuedMessage]) -> StoreResult:
-        calls["insert"] += 1
-        if calls["insert"] == 1:  # another consumer links v-1 to ann meanwhile
-            real_link("v-1", "ann", jan(5, 13))
-        return real_insert(messages)
-
-    def link(anonymous_id: str, user_id: str, received_at: datetime) -> LinkResult:
-        calls["link"] += 1
-        if calls["link"] == 1:
-            raise StorageUnavailableError("the re-check link failed this once")
-        return real_link(anonymous_id, user_id, received_at)
-
-    monkeypatch.setattr(store, "insert_events", insert)
-    monkeypatch.setattr(store, "link_anonymous", link)
+    """A visitor's message whose first delivery is cut short (`cut_short_links`): stored as
+    the visitor, its record failed, the visitor's copy stays until the redelivery."""
+    cut_short_links(store, monkeypatch)
     message = visit("v-1", jan(5))
     with pytest.raises(AssertionError):  # the record failed: the queue redelivers it
         consume(store, message)

@@ -10,44 +10,22 @@ so ann has it once). Only a redelivery links again: a first delivery costs no li
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 
 import pytest
-from mysoulmate.analytics.models import QueuedMessage
-from mysoulmate.analytics.ports import LinkResult, StorageUnavailableError, StoreResult
 from mysoulmate.queue.local import LocalQueue
 from mysoulmate.queue.rabbitmq_consumer import Delivery
 from mysoulmate.runtime.broker_worker import ingest
 from mysoulmate.runtime.worker import drain_once
 from mysoulmate.storage.sqlite.store import SqliteEventStore
 
-from tests.support.messages import jan, visit
+from tests.support.messages import cut_short_links, jan, visit
 
 
 @pytest.fixture
 def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SqliteEventStore:
-    """A store where another consumer links v-1 to ann during the first insert, and the
-    consumer's own re-check link fails once."""
     store = SqliteEventStore(tmp_path / "analytics.db")
-    real_insert, real_link = store.insert_events, store.link_anonymous
-    calls = {"insert": 0, "link": 0}
-
-    def insert(messages: Sequence[QueuedMessage]) -> StoreResult:
-        calls["insert"] += 1
-        if calls["insert"] == 1:
-            real_link("v-1", "ann", jan(5, 13))
-        return real_insert(messages)
-
-    def link(anonymous_id: str, user_id: str, received_at: datetime) -> LinkResult:
-        calls["link"] += 1
-        if calls["link"] == 1:
-            raise StorageUnavailableError("the re-check link failed this once")
-        return real_link(anonymous_id, user_id, received_at)
-
-    monkeypatch.setattr(store, "insert_events", insert)
-    monkeypatch.setattr(store, "link_anonymous", link)
+    cut_short_links(store, monkeypatch)
     return store
 
 
