@@ -14,8 +14,11 @@ Per round, kinds interleaved and the order rotated:
   `INSERT … SELECT … ON CONFLICT DO NOTHING` into `events_raw`, a copy of the events table
   (`LIKE events INCLUDING ALL`: same columns, keys and indexes; no rollups), same database,
   one transaction per batch.
-* **insert_events** (information): the next batch, already parsed, through
-  `store.insert_events` alone, so parsing and rollups can be told apart.
+* **insert_events** (information): the next batch, already parsed and given its sessions
+  (`assign_sessions` on the stored marks, outside the timer, as `IngestBatch` does before it
+  stores), through `store.insert_events` alone, so parsing and rollups can be told apart. The
+  seed's messages carry no session id: without that step this line skipped the session rollups
+  and the per-user session summaries the ingest path writes.
 * **parse** (information, no database): `QueuedMessage.model_validate_json` of the 1,000 bodies.
 
 Then, for information, a breakdown of `insert_events` (a few more batches through a subclass
@@ -93,7 +96,16 @@ def run_ingest(store: Any, bodies: list[str]) -> float:
     return elapsed
 
 
+def with_sessions(store: Any, messages: list[Any]) -> list[Any]:
+    """The messages with their sessions, as `IngestBatch` hands them to `insert_events`."""
+    from mysoulmate.analytics.sessions import assign_sessions
+
+    people = {m.userId for m in messages if m.event is not None}
+    return assign_sessions(messages, store.session_marks(people, set()))
+
+
 def run_insert_events(store: Any, messages: list[Any]) -> float:
+    messages = with_sessions(store, messages)
     gc.collect()
     start = time.perf_counter()
     result = store.insert_events(messages)
@@ -226,10 +238,11 @@ def profile(info: str, batches: list[list[Any]], top: int = 14) -> list[str]:
     store = PostgresEventStore(info)
     try:
         profiler = cProfile.Profile()
-        profiler.enable()
         for batch in batches:
-            store.insert_events(batch)
-        profiler.disable()
+            messages = with_sessions(store, batch)
+            profiler.enable()
+            store.insert_events(messages)
+            profiler.disable()
     finally:
         store.close()
     out = io.StringIO()
