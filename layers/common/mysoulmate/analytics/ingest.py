@@ -84,9 +84,8 @@ class IngestBatch:
         self._forward = forward
         self._messages: dict[MessageKey, QueuedMessage] = {}
         self._records: dict[MessageKey, list[str]] = defaultdict(list)
+        # Keys of redelivered messages as added: a visitor's under the visitor, before any link.
         self._redelivered: set[MessageKey] = set()
-        # Redelivered visitor messages stored as their user: (anonymousId, userId) to link again.
-        self._relinks: dict[MessageKey, tuple[str, str]] = {}
 
     def add(self, record_id: str, body: str, *, delivery: int = 1) -> None:
         """Parse one record; raise PoisonMessageError if it can never be stored.
@@ -138,7 +137,6 @@ class IngestBatch:
         self._messages.clear()
         self._records.clear()
         self._redelivered.clear()
-        self._relinks.clear()
         return outcome
 
     def _update_profiles(
@@ -195,8 +193,6 @@ class IngestBatch:
         for message in messages:
             user = links.get(message.anonymousId or "") if _resolvable(message) else None
             moved = message.model_copy(update={"userId": user}) if user else message
-            if user and message.anonymousId and message.key in self._redelivered:
-                self._relinks[moved.key] = (message.anonymousId, user)
             resolved.setdefault(moved.key, moved)
             records[moved.key].extend(self._records[message.key])
         self._records = records
@@ -259,8 +255,10 @@ class IngestBatch:
         # stored it as the visitor, its re-check link failing (a move cut short). Linking
         # again moves that copy (a messageId the user already has stays one event).
         for message in stored:
-            if message.key in self._relinks:
-                wanted.setdefault(self._relinks[message.key], []).append(message)
+            if message.anonymousId and not _is_visitor(message):
+                as_visitor = (ANONYMOUS_PREFIX + message.anonymousId, message.messageId)
+                if as_visitor in self._redelivered:
+                    wanted.setdefault((message.anonymousId, message.userId), []).append(message)
         for (anonymous_id, user_id), linking in wanted.items():
             received_at = min(m.receivedAt for m in linking)
             try:
