@@ -185,6 +185,26 @@ def test_an_erasure_deletes_the_persons_ledger_entries(opened: Opened) -> None:
     assert opened.ledger("erin") == set()
 
 
+def test_an_erasure_keeps_the_entries_of_messages_received_after_its_time(opened: Opened) -> None:
+    """An erasure is requested at its time and runs a moment later. A message received in
+    between and counted before it ran is new data, as it would be a moment later: its entry
+    stays, so that a redelivery still finds it and counts nothing."""
+    store = opened.store
+    before = perf("erin", [render(100)], at=jan(3))
+    between = perf("erin", [render(200)], at=jan(10, 13))
+    store.record_perf([before, between])
+    store.delete_user("erin", jan(10))
+    assert opened.ledger("erin") == {between.messageId}
+    again = store.record_perf([before, between])
+    assert again.erased == {before.key}
+    assert (again.written, again.duplicates, again.failed) == (0, 1, {})
+    assert stored(store) == expected([before, between])
+    # A later erasure covers it: its entry goes, and a redelivery is refused.
+    store.delete_user("erin", jan(11))
+    assert opened.ledger("erin") == set()
+    assert store.record_perf([between]).erased == {between.key}
+
+
 # -- reads ------------------------------------------------------------------------------------
 
 
@@ -313,14 +333,17 @@ def test_dynamodb_ledger_items_expire_after_the_ledger_days(
     assert int(before) + days <= int(put["expiresAt"]["N"]) <= int(after) + days
 
 
+_LEDGER_ROW = "INSERT INTO perf_ledger (user_id, message_id, recorded_at) VALUES ('ann', ?, ?)"
+
+
 def test_sqlite_prunes_ledger_entries_older_than_the_ledger_days(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     opened = open_backend("sqlite", request, tmp_path)
     old = time.time() - (PERF_LEDGER_DAYS + 1) * 86400
     with sqlite3.connect(tmp_path / "perf.db") as conn:
-        conn.execute("INSERT INTO perf_ledger VALUES ('ann', 'old', ?)", (old,))
-        conn.execute("INSERT INTO perf_ledger VALUES ('ann', 'recent', ?)", (old + 2 * 86400,))
+        conn.execute(_LEDGER_ROW, ("old", old))
+        conn.execute(_LEDGER_ROW, ("recent", old + 2 * 86400))
     opened.another().record_perf([perf("ann", [render(10)], message_id="new")])
     assert opened.ledger("ann") == {"recent", "new"}
 

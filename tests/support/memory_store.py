@@ -104,7 +104,8 @@ class MemoryEventStore:
         self._links: dict[str, str] = {}
         self._marks: dict[str, SessionMark] = {}
         self._perf: Counter[tuple[PerfCell, int]] = Counter()
-        self._perf_ledger: set[MessageKey] = set()  # kept forever: a test outlives no TTL
+        # Each counted message's receipt; kept forever: a test outlives no TTL.
+        self._perf_ledger: dict[MessageKey, datetime] = {}
 
     # -- writes -------------------------------------------------------------------------
 
@@ -145,7 +146,7 @@ class MemoryEventStore:
             if self._erased_since(message.userId, message.receivedAt):
                 erased.add(key)
             elif key not in self._perf_ledger:
-                self._perf_ledger.add(key)
+                self._perf_ledger[key] = message.receivedAt
                 new.append(key)
         self._perf.update(batch.delta_of(new))
         return perf_result(messages, new, erased, batch.failed)
@@ -342,7 +343,13 @@ class MemoryEventStore:
                 members.discard(person)
             self._first_seen.pop(person, None)
             self._marks.pop(person, None)
-            self._perf_ledger = {key for key in self._perf_ledger if key[0] != person}
+            # Entries of messages received after the erasure's time are new data: they stay.
+            tombstone = self._erasures[person]
+            self._perf_ledger = {
+                key: received
+                for key, received in self._perf_ledger.items()
+                if key[0] != person or received > tombstone
+            }
             events += len(mine)
             profile = self._profiles.pop(person, None) is not None or profile
         self._links = {a: u for a, u in self._links.items() if u != user_id}

@@ -23,7 +23,9 @@ from mysoulmate.storage.dynamodb.keys import (
     ERASED,
     LINKED_PREFIX,
     MARK_ATTRIBUTES,
+    PERF_LEDGER_PREFIX,
     PROFILE_SK,
+    RECEIVED,
     SEEN_SK,
     not_erased_check,
     receipt_key,
@@ -98,16 +100,24 @@ class ErasurePlan:
 def plan_erasure(user_id: str, items: Iterable[Mapping[str, Any]]) -> ErasurePlan:
     """The events tell which day sets hold the user, SEEN's `first` which FIRST# set, the
     LINKED# items which anonymous ids were linked to them; every item but SEEN is deleted
-    (SEEN keeps the tombstone)."""
+    (SEEN keeps the tombstone), and but the perf ledger items of messages received after
+    the tombstone: new data, possibly counted before the erasure ran, whose redelivery
+    would otherwise count again."""
     plan = ErasurePlan()
     shard = user_shard(user_id)
+    tombstone = ""
+    perf_ledger: list[Mapping[str, Any]] = []
     for item in items:
         sk = item["sk"]["S"]
         if sk == SEEN_SK:
             plan.seen = any(name in item for name in SEEN_STATE)
+            tombstone = item.get(ERASED, {}).get("S", "")
             if "first" in item:
                 day = date.fromisoformat(item["first"]["S"])
                 plan.set_keys.add((rollup_pk(day), first_sk(shard)))
+            continue
+        if sk.startswith(PERF_LEDGER_PREFIX):
+            perf_ledger.append(item)  # SEEN sorts after PERF: decided once it is read
             continue
         plan.deletes.append({"pk": item["pk"], "sk": item["sk"]})
         if sk == PROFILE_SK:
@@ -118,6 +128,11 @@ def plan_erasure(user_id: str, items: Iterable[Mapping[str, Any]]) -> ErasurePla
             plan.events += 1
             for day, platform, name in event_sets(item):
                 plan.set_keys.add((rollup_pk(day), users_sk(platform, shard, name)))
+    plan.deletes += [
+        {"pk": item["pk"], "sk": item["sk"]}
+        for item in perf_ledger
+        if item.get(RECEIVED, {}).get("S", "") <= tombstone  # none: written before receipts
+    ]
     return plan
 
 

@@ -27,7 +27,7 @@ from typing import Any
 from mysoulmate.analytics.models import QueuedMessage
 from mysoulmate.analytics.perf_sketch import PerfCell, PerfDelta, PerfRow, delta_rows
 from mysoulmate.analytics.ports import MessageKey
-from mysoulmate.storage.dynamodb.keys import not_erased_check, receipt_key, user_pk
+from mysoulmate.storage.dynamodb.keys import RECEIVED, not_erased_check, receipt_key, user_pk
 from mysoulmate.storage.dynamodb.rollup_keys import UserState
 from mysoulmate.storage.dynamodb.rollups import TRANSACT_LIMIT
 
@@ -186,6 +186,7 @@ class PerfTransaction:
                             "pk": {"S": pk},
                             "sk": {"S": sk},
                             EXPIRES: {"N": str(expires_at)},
+                            RECEIVED: {"S": receipt_key(part.message)},
                         },
                         "ConditionExpression": "attribute_not_exists(pk)",
                     }

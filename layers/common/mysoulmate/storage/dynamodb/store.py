@@ -48,6 +48,7 @@ from mysoulmate.storage.dynamodb.keys import (
     AUDIT_PK,
     BY_USER_TIME,
     EVENT_SESSION,
+    RECEIVED,
     event_sk,
     user_pk,
 )
@@ -73,7 +74,7 @@ from mysoulmate.storage.dynamodb.rollups import (
     pack_order,
 )
 from mysoulmate.storage.dynamodb.set_spill import spill
-from mysoulmate.storage.dynamodb.states import STATE_NAMES, DynamoUserStates
+from mysoulmate.storage.dynamodb.states import SEEN_NAMES, DynamoUserStates
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -390,9 +391,14 @@ class DynamoEventStore(DynamoUserStates, DynamoIdentity, DynamoPerf, DynamoProfi
                 KeyConditionExpression="pk = :pk",
                 ExpressionAttributeValues={":pk": {"S": user_pk(user_id)}},
                 ProjectionExpression=", ".join(
-                    ["pk", "sk", "#type", "#event", "platform", "ts", *STATE_NAMES]
+                    ["pk", "sk", "#type", "#event", "platform", "ts", "#received", *SEEN_NAMES]
                 ),
-                ExpressionAttributeNames={"#type": "type", "#event": "event", **STATE_NAMES},
+                ExpressionAttributeNames={
+                    "#type": "type",
+                    "#event": "event",
+                    "#received": RECEIVED,
+                    **SEEN_NAMES,
+                },
                 ConsistentRead=True,
             ),
         )

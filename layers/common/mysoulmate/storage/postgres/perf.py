@@ -44,8 +44,9 @@ from mysoulmate.storage.postgres.rollups import _columns
 from mysoulmate.storage.postgres.rows import _storable_text
 
 _LEDGER_INSERT = (
-    "INSERT INTO perf_ledger (user_id, message_id) "
-    "SELECT * FROM unnest(%s::text[], %s::text[]) AS k(user_id, message_id) "
+    "INSERT INTO perf_ledger (user_id, message_id, received_at) "
+    "SELECT * FROM unnest(%s::text[], %s::text[], %s::timestamptz[]) "
+    "AS k(user_id, message_id, received_at) "
     "ORDER BY k.user_id, k.message_id ON CONFLICT DO NOTHING RETURNING user_id, message_id"
 )
 _COUNTERS_ADD = (
@@ -132,7 +133,8 @@ def _record(conn: Conn, batch: PerfBatch) -> tuple[list[MessageKey], set[Message
         if not wanted:
             return [], erased
         users, message_ids = _columns(wanted, 2)
-        inserted = conn.execute(_LEDGER_INSERT, (users, message_ids)).fetchall()
+        received = [messages[key].receivedAt for key in wanted]
+        inserted = conn.execute(_LEDGER_INSERT, (users, message_ids, received)).fetchall()
         new_keys = [(str(user), str(message_id)) for user, message_id in inserted]
         rows = delta_rows(batch.delta_of(new_keys))
         if rows:

@@ -39,7 +39,14 @@ def _erase_person(conn: sqlite3.Connection, person: str) -> tuple[int, bool]:
     identity.remove_from_sets(conn, person)
     events = conn.execute("DELETE FROM events WHERE user_id = ?", (person,)).rowcount
     profile = conn.execute("DELETE FROM profiles WHERE user_id = ?", (person,)).rowcount
-    for table in ("first_seen", "session_marks", "user_ordinals", "perf_ledger"):
+    for table in ("first_seen", "session_marks", "user_ordinals"):
         conn.execute(f"DELETE FROM {table} WHERE user_id = ?", (person,))  # noqa: S608 - constants
+    # A perf message received after the erasure's time is new data, and may have been counted
+    # before the erasure ran: its entry stays, or its redelivery would count it again.
+    conn.execute(
+        "DELETE FROM perf_ledger WHERE user_id = ? AND (received_at IS NULL OR received_at <= "
+        "(SELECT erased_at FROM erasures WHERE user_id = ?))",
+        (person, person),
+    )
     user_summaries.remove(conn, person)
     return events, profile > 0

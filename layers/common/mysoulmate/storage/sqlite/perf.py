@@ -34,7 +34,10 @@ from mysoulmate.storage.perf_batch import (
 )
 from mysoulmate.storage.sqlite.connection import rows_by_key, write_transaction
 
-_LEDGER_INSERT = "INSERT OR IGNORE INTO perf_ledger VALUES (?,?,?)"
+_LEDGER_INSERT = (
+    "INSERT OR IGNORE INTO perf_ledger (user_id, message_id, recorded_at, received_at) "
+    "VALUES (?,?,?,?)"
+)
 _COUNTERS_ADD = (
     "INSERT INTO perf_counters VALUES (?,?,?,?,?,?,?,?) ON CONFLICT DO UPDATE "
     "SET count = count + excluded.count"
@@ -70,7 +73,7 @@ class SqlitePerf:
                     if erased_at is not None and time_key(message.receivedAt) <= erased_at:
                         erased.add(key)
                         continue
-                    row = (message.userId, message.messageId, now)
+                    row = (message.userId, message.messageId, now, time_key(message.receivedAt))
                     if self._conn.execute(_LEDGER_INSERT, row).rowcount == 1:
                         new.append(message)
                 rows = delta_rows(batch.delta_of(m.key for m in new))

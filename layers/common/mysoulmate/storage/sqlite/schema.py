@@ -12,8 +12,9 @@ from mysoulmate.analytics.ports import time_key
 # PRAGMA user_version: 1 = the spine's events/profiles only; 2 = rollups; 3 = erasure
 # tombstones and fixed-width time keys; 4 = session ids and marks; 5 = Roaring user sets
 # (daily_user_sets replaces the dense daily_users bitmaps) and first-seen sets per day;
-# 6 = per-user summaries (`user_summaries`); 7 = weekly user sets (`user_sets`).
-SCHEMA_VERSION = 7
+# 6 = per-user summaries (`user_summaries`); 7 = weekly user sets (`user_sets`); 8 = the
+# perf ledger's receipts (an erasure keeps the entries of messages received after it).
+SCHEMA_VERSION = 8
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -108,10 +109,12 @@ CREATE TABLE IF NOT EXISTS perf_counters (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS perf_counters_by_day ON perf_counters (metric, day);
 -- Perf messages already counted, by (user, message id); no measurement is kept here.
+-- received_at (a time key; NULL on rows of version 7 and before) is what an erasure compares.
 CREATE TABLE IF NOT EXISTS perf_ledger (
     user_id     TEXT NOT NULL,
     message_id  TEXT NOT NULL,
     recorded_at REAL NOT NULL,
+    received_at TEXT,
     PRIMARY KEY (user_id, message_id)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS perf_ledger_by_time ON perf_ledger (recorded_at);
@@ -137,11 +140,12 @@ EVENT_COLUMNS = (
 EVENT_INSERT = "INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?)"
 
 
-def add_session_column(conn: sqlite3.Connection) -> None:
-    """Before version 4 the events table had no session id (SCHEMA only creates tables)."""
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
-    if "session_id" not in columns:
-        conn.execute("ALTER TABLE events ADD COLUMN session_id TEXT")
+def add_column(conn: sqlite3.Connection, table: str, column: str) -> None:
+    """A nullable TEXT column SCHEMA has but an older file's table lacks (SCHEMA only
+    creates tables): events' session_id (version 4), perf_ledger's received_at (8)."""
+    columns = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+    if column not in columns:
+        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
 
 
 def event_row(m: QueuedMessage) -> tuple[Any, ...]:

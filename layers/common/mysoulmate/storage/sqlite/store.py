@@ -59,7 +59,7 @@ from mysoulmate.storage.sqlite.schema import (
     EVENT_INSERT,
     SCHEMA,
     SCHEMA_VERSION,
-    add_session_column,
+    add_column,
     event_row,
     repair_time_keys,
 )
@@ -89,13 +89,15 @@ class SqliteEventStore(SqlitePerf):
             if version < 3:
                 repair_time_keys(self._conn)
             if version < 4:
-                add_session_column(self._conn)
+                add_column(self._conn, "events", "session_id")
             if 2 <= version < 5:  # below 2, the backfill above built the sets
                 user_sets.convert_legacy(self._conn)
             if version < 6:
                 user_summaries.create(self._conn)
             if version < 7:
                 user_sets.build_weekly(self._conn)
+            if version < 8:
+                add_column(self._conn, "perf_ledger", "received_at")
             if version < SCHEMA_VERSION:
                 self._conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
