@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,6 +30,7 @@ from tests.support.messages import consume, identify_as, jan, track, visit
 from tests.support.postgres import scratch_database
 
 WEEK = 7 * 86400
+RECEIVED = jan(1, 9)
 # Keys a careless adapter would mangle: quotes, backslashes, separators its own keys use,
 # SQL and format placeholders, non-ASCII and astral characters.
 ODD_KEYS: list[MessageKey] = [
@@ -56,6 +58,11 @@ class Opened:
     backend: str
     ledger: Ledger
     another: Callable[[], Ledger]
+
+
+def received(keys: Iterable[MessageKey], at: datetime = RECEIVED) -> dict[MessageKey, datetime]:
+    """What `record` takes: each key with its message's receipt."""
+    return dict.fromkeys(keys, at)
 
 
 def keys(count: int, user: str = "u") -> list[MessageKey]:
@@ -113,45 +120,45 @@ def opened(request: pytest.FixtureRequest, tmp_path: Path) -> Opened:
 def test_an_empty_ledger_has_forwarded_nothing(opened: Opened) -> None:
     assert opened.ledger.forwarded("ga4", keys(10)) == set()
     assert opened.ledger.forwarded("ga4", []) == set()
-    opened.ledger.record("ga4", [])  # nothing to record is not an error
+    opened.ledger.record("ga4", received([]))  # nothing to record is not an error
     assert opened.ledger.forwarded("ga4", keys(10)) == set()
 
 
 def test_recorded_keys_are_forwarded_for_that_provider_only(opened: Opened) -> None:
     ledger = opened.ledger
     recorded = [("ann", "m1"), ("ann", "m2"), ("bob", "m1")]
-    ledger.record("ga4", recorded)
+    ledger.record("ga4", received(recorded))
     asked = [*recorded, ("ann", "m3"), ("bob", "m2"), ("carol", "m1")]
     assert ledger.forwarded("ga4", asked) == set(recorded)
     assert ledger.forwarded("mixpanel", asked) == set()
     # A message id is unique per user only: the same id of another user is another message.
     assert ledger.forwarded("ga4", [("carol", "m2"), ("bob", "m2")]) == set()
-    ledger.record("mixpanel", [("carol", "m1")])
+    ledger.record("mixpanel", received([("carol", "m1")]))
     assert ledger.forwarded("mixpanel", asked) == {("carol", "m1")}
     assert ledger.forwarded("ga4", asked) == set(recorded)
 
 
 def test_record_is_idempotent(opened: Opened) -> None:
     ledger = opened.ledger
-    ledger.record("ga4", [("ann", "m1"), ("ann", "m1"), ("ann", "m2")])  # a repeat in a batch
-    ledger.record("ga4", [("ann", "m1"), ("ann", "m2")])  # a redelivered batch
-    ledger.record("ga4", [("ann", "m2"), ("ann", "m3")])  # an overlapping one
+    ledger.record("ga4", received([("ann", "m1"), ("ann", "m2")]))
+    ledger.record("ga4", received([("ann", "m1"), ("ann", "m2")]))  # a redelivered batch
+    ledger.record("ga4", received([("ann", "m2"), ("ann", "m3")]))  # an overlapping one
     asked = [("ann", f"m{n}") for n in range(1, 6)]
     assert ledger.forwarded("ga4", asked) == {("ann", "m1"), ("ann", "m2"), ("ann", "m3")}
 
 
 def test_another_ledger_over_the_same_storage_sees_what_one_recorded(opened: Opened) -> None:
     other = opened.another()
-    opened.ledger.record("ga4", [("ann", "m1")])
+    opened.ledger.record("ga4", received([("ann", "m1")]))
     assert other.forwarded("ga4", [("ann", "m1"), ("ann", "m2")]) == {("ann", "m1")}
-    other.record("ga4", [("ann", "m2")])
+    other.record("ga4", received([("ann", "m2")]))
     assert opened.ledger.forwarded("ga4", [("ann", "m2")]) == {("ann", "m2")}
 
 
 def test_a_thousand_keys_round_trip_over_several_chunks(opened: Opened) -> None:
     ledger = opened.ledger
     recorded = keys(1_000)
-    ledger.record("ga4", recorded)
+    ledger.record("ga4", received(recorded))
     unrecorded = [(user, message.replace("m-", "n-")) for user, message in keys(500)]
     assert ledger.forwarded("ga4", [*unrecorded, *recorded]) == set(recorded)
     assert ledger.forwarded("ga4", recorded[::-1][:333]) == set(recorded[::-1][:333])
@@ -160,9 +167,9 @@ def test_a_thousand_keys_round_trip_over_several_chunks(opened: Opened) -> None:
 
 def test_keys_with_quotes_separators_and_unicode_round_trip(opened: Opened) -> None:
     ledger = opened.ledger
-    ledger.record("ga4", ODD_KEYS[::2])
+    ledger.record("ga4", received(ODD_KEYS[::2]))
     assert ledger.forwarded("ga4", ODD_KEYS) == set(ODD_KEYS[::2])
-    ledger.record("ga4", ODD_KEYS)
+    ledger.record("ga4", received(ODD_KEYS))
     assert ledger.forwarded("ga4", ODD_KEYS) == set(ODD_KEYS)
     # Near misses of odd keys are other keys.
     near = [(user, message + " ") for user, message in ODD_KEYS] + [
@@ -186,7 +193,7 @@ def dynamo() -> Iterator[tuple[Any, str]]:
 def test_dynamodb_entries_expire_a_week_after_they_are_recorded(dynamo: tuple[Any, str]) -> None:
     client, table = dynamo
     before = time.time()
-    DynamoForwardLedger(table, client).record("ga4", [("ann", "m1")])
+    DynamoForwardLedger(table, client).record("ga4", received([("ann", "m1")]))
     after = time.time()
     item = client.get_item(
         TableName=table, Key={"pk": {"S": "USER#ann"}, "sk": {"S": "FWD#ga4#m1"}}
@@ -194,14 +201,16 @@ def test_dynamodb_entries_expire_a_week_after_they_are_recorded(dynamo: tuple[An
     assert int(before) + WEEK <= int(item["expiresAt"]["N"]) <= int(after) + WEEK
     # The table's TTL attribute, as template.yaml declares it.
     assert "expiresAt" in item
-    assert set(item) == {"pk", "sk", "expiresAt"}
+    # Nothing of the message but its key and receipt (what an erasure compares).
+    assert set(item) == {"pk", "sk", "expiresAt", "received"}
+    assert item["received"] == {"S": "2026-01-01T09:00:00.000000Z"}
 
 
 def test_dynamodb_refuses_a_provider_name_that_could_collide(dynamo: tuple[Any, str]) -> None:
     client, table = dynamo
     ledger = DynamoForwardLedger(table, client)
     with pytest.raises(ValueError, match="must not contain '#'"):
-        ledger.record("ga4#x", [("ann", "m1")])
+        ledger.record("ga4#x", received([("ann", "m1")]))
 
 
 class StingyClient:
@@ -256,7 +265,7 @@ def test_dynamodb_keeps_to_aws_limits_and_retries_what_was_left(dynamo: tuple[An
     slept: list[float] = []
     ledger = DynamoForwardLedger(table, stingy, sleep=slept.append)  # type: ignore[arg-type]
     recorded = keys(130)
-    ledger.record("ga4", recorded)
+    ledger.record("ga4", received(recorded))
     # 130 puts: 6 calls of 25 and one of 5, each but the 5 cut in half once, plus the throttle.
     assert max(stingy.sizes["write"]) == 25
     assert len(stingy.sizes["write"]) > 130 // 25 + 1
@@ -278,7 +287,7 @@ def test_dynamodb_gives_up_on_what_stays_unprocessed(dynamo: tuple[Any, str]) ->
     slept: list[float] = []
     ledger = DynamoForwardLedger(table, Overloaded(), sleep=slept.append)  # type: ignore[arg-type]
     with pytest.raises(StorageUnavailableError, match="unprocessed"):
-        ledger.record("ga4", [("ann", "m1")])
+        ledger.record("ga4", received([("ann", "m1")]))
     assert len(slept) >= 3
 
 
@@ -300,8 +309,10 @@ def test_dynamodb_entries_go_with_an_erasure_and_trip_no_user_read(
         (ANONYMOUS_PREFIX + "v1", visitor_event.messageId),
         ("bob", "b1"),
     ]
-    ledger.record("ga4", forwarded)
-    ledger.record("mixpanel", forwarded)
+    ledger.record("ga4", received(forwarded))
+    ledger.record("mixpanel", received(forwarded))
+    # Received after the erasure's time, forwarded before it ran: new data, whose entry stays.
+    ledger.record("ga4", received([("ann", "a2")], at=jan(2, 13)))
     # Reads of the user's events and a visitor's move ignore the ledger's items.
     assert [e.messageId for e in store.list_events("ann", 10, None).events] == ["a1"]
     consume(store, identify_as("ann", "v1", jan(1, 10)))
@@ -312,13 +323,17 @@ def test_dynamodb_entries_go_with_an_erasure_and_trip_no_user_read(
     assert erased.events == 3  # ledger entries are not events
     for provider in ("ga4", "mixpanel"):
         assert ledger.forwarded(provider, forwarded) == {("bob", "b1")}
+    assert ledger.forwarded("ga4", [("ann", "a2")]) == {("ann", "a2")}
     left = client.query(
         TableName=table,
         KeyConditionExpression="pk = :pk",
         ExpressionAttributeValues={":pk": {"S": "USER#ann"}},
         ConsistentRead=True,
     )["Items"]
-    assert [item["sk"]["S"] for item in left] == ["SEEN"]  # only the tombstone stays
+    # The tombstone and the entry received after the erasure's time stay.
+    assert [item["sk"]["S"] for item in left] == ["FWD#ga4#a2", "SEEN"]
+    store.delete_user("ann", jan(3))  # a later erasure covers it
+    assert ledger.forwarded("ga4", [("ann", "a2")]) == set()
 
 
 # -- PostgreSQL: pruning, and the schema check ---------------------------------------------------
@@ -347,15 +362,15 @@ def test_postgres_prunes_entries_older_than_a_week_now_and_then(
     request.addfinalizer(ledger.close)
     age(8, "old")
     age(6.9, "recent")
-    ledger.record("ga4", [("ann", "new")])  # the first record of a process prunes
+    ledger.record("ga4", received([("ann", "new")]))  # the first record of a process prunes
     assert stored() == {"recent", "new"}
     assert ledger.forwarded("ga4", [("ann", "old"), ("ann", "recent")]) == {("ann", "recent")}
     age(9, "older")
     now[0] += 60  # not due yet: a record inserts only
-    ledger.record("ga4", [("ann", "newer")])
+    ledger.record("ga4", received([("ann", "newer")]))
     assert stored() == {"recent", "new", "older", "newer"}
     now[0] += 3600
-    ledger.record("ga4", [("ann", "newest")])
+    ledger.record("ga4", received([("ann", "newest")]))
     assert stored() == {"recent", "new", "newer", "newest"}
 
 
@@ -375,10 +390,15 @@ def test_postgres_entries_go_with_an_erasure(postgres_store: Any, postgres_datab
     try:
         consume(postgres_store, track("ann", "open", jan(1, 9), message_id="a1"))
         forwarded = [("ann", "a1"), ("bob", "b1")]
-        ledger.record("ga4", forwarded)
-        ledger.record("mixpanel", forwarded)
+        ledger.record("ga4", received(forwarded))
+        ledger.record("mixpanel", received(forwarded))
+        # Received after the erasure's time, forwarded before it ran: new data, kept.
+        ledger.record("ga4", received([("ann", "a2")], at=jan(2, 13)))
         postgres_store.delete_user("ann", jan(2))
         for provider in ("ga4", "mixpanel"):
             assert ledger.forwarded(provider, forwarded) == {("bob", "b1")}
+        assert ledger.forwarded("ga4", [("ann", "a2")]) == {("ann", "a2")}
+        postgres_store.delete_user("ann", jan(3))  # a later erasure covers it
+        assert ledger.forwarded("ga4", [("ann", "a2")]) == set()
     finally:
         ledger.close()

@@ -4,7 +4,8 @@ ledger that keeps a redelivered batch from being sent twice."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -46,13 +47,17 @@ class ScriptedProvider:
 
 class MemoryLedger:
     def __init__(self) -> None:
-        self.keys: set[tuple[str, MessageKey]] = set()
+        self.receipts: dict[tuple[str, MessageKey], datetime] = {}
+
+    @property
+    def keys(self) -> set[tuple[str, MessageKey]]:
+        return set(self.receipts)
 
     def forwarded(self, provider: str, keys: Collection[MessageKey]) -> set[MessageKey]:
-        return {key for key in keys if (provider, key) in self.keys}
+        return {key for key in keys if (provider, key) in self.receipts}
 
-    def record(self, provider: str, keys: Collection[MessageKey]) -> None:
-        self.keys.update((provider, key) for key in keys)
+    def record(self, provider: str, receipts: Mapping[MessageKey, datetime]) -> None:
+        self.receipts.update({(provider, key): at for key, at in receipts.items()})
 
 
 def forwarder(
@@ -198,12 +203,19 @@ def test_a_batch_that_stays_unavailable_is_deferred_not_lost(attempts: int) -> N
 def test_what_a_provider_accepted_before_failing_is_never_sent_again() -> None:
     """GA4 sends one person per request: a chunk can fail half-way through."""
     ledger = MemoryLedger()
-    messages = [track(user, "e", jan(1), message_id=user) for user in ("ann", "bob", "cy")]
+    messages = [
+        track(user, "e", jan(day), message_id=user)
+        for day, user in ((1, "ann"), (2, "bob"), (3, "cy"))
+    ]
     failure = ProviderUnavailableError("503 on the third request")
     failure.accepted = (messages[0].key, messages[1].key)
     provider = ScriptedProvider(failure)
     built, _ = forwarder(provider, ledger=ledger, attempts=1)
     outcome = built.forward(messages)
     assert (outcome.deferred, outcome.sent) == ("503 on the third request", 2)
+    # Each entry keeps its message's receipt, which an erasure compares with its time.
+    assert {key: at for (_, key), at in ledger.receipts.items()} == {
+        m.key: m.receivedAt for m in messages[:2]
+    }
     built.forward(messages)  # the redelivery, as another process would see it
     assert provider.sent == ["cy"]

@@ -114,6 +114,7 @@ class Forwarder:
         # A person's messages side by side (in time order): providers that send one
         # person per request (GA4) then need the fewest requests.
         eligible.sort(key=lambda m: m.userId)
+        receipts = {m.key: m.receivedAt for m in eligible}
         for chunk in _chunks(eligible, self._batch_size):
             try:
                 self._send(chunk, outcome)
@@ -122,7 +123,8 @@ class Forwarder:
                 break
             except ProviderUnavailableError as exc:
                 if self._ledger is not None and exc.accepted:
-                    self._ledger.record(self.provider.name, exc.accepted)
+                    accepted = {key: receipts[key] for key in exc.accepted}
+                    self._ledger.record(self.provider.name, accepted)
                     outcome.sent += len(exc.accepted)
                 outcome.deferred = str(exc)
                 break
@@ -201,7 +203,7 @@ class Forwarder:
         outcome.skipped.update(result.skipped)
         outcome.requests += result.requests
         if self._ledger is not None:
-            self._ledger.record(self.provider.name, [m.key for m in chunk])
+            self._ledger.record(self.provider.name, {m.key: m.receivedAt for m in chunk})
         lag = datetime.now(UTC) - min(m.receivedAt for m in chunk)
         observe("ForwardLag", lag.total_seconds(), provider=self.provider.name)
 

@@ -3,7 +3,7 @@ forwarding exactly-once for providers that cannot deduplicate (GA4)."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Protocol
 
@@ -29,6 +29,8 @@ class ForwardLedger(Protocol):
         """Those of ``keys`` already accepted by ``provider``."""
         ...
 
-    def record(self, provider: str, keys: Collection[MessageKey]) -> None:
-        """Remember that ``provider`` accepted ``keys`` (idempotent)."""
+    def record(self, provider: str, receipts: Mapping[MessageKey, datetime]) -> None:
+        """Remember that ``provider`` accepted these messages (idempotent). Each key comes with
+        its message's receipt: an erasure forgets the entries received at or before its
+        time, and keeps the others (new data, whose redelivery must still be recognised)."""
         ...

@@ -21,6 +21,7 @@ from mysoulmate.analytics.ports import ANY_EVENT, MessageKey
 from mysoulmate.analytics.rollups import UNKNOWN_PLATFORM
 from mysoulmate.storage.dynamodb.keys import (
     ERASED,
+    FORWARD_LEDGER_PREFIX,
     LINKED_PREFIX,
     MARK_ATTRIBUTES,
     PERF_LEDGER_PREFIX,
@@ -100,13 +101,13 @@ class ErasurePlan:
 def plan_erasure(user_id: str, items: Iterable[Mapping[str, Any]]) -> ErasurePlan:
     """The events tell which day sets hold the user, SEEN's `first` which FIRST# set, the
     LINKED# items which anonymous ids were linked to them; every item but SEEN is deleted
-    (SEEN keeps the tombstone), and but the perf ledger items of messages received after
-    the tombstone: new data, possibly counted before the erasure ran, whose redelivery
-    would otherwise count again."""
+    (SEEN keeps the tombstone), and but the ledger items (perf, forward) of messages
+    received after the tombstone: new data, possibly counted or forwarded before the
+    erasure ran, whose redelivery would otherwise count or go again."""
     plan = ErasurePlan()
     shard = user_shard(user_id)
     tombstone = ""
-    perf_ledger: list[Mapping[str, Any]] = []
+    ledger: list[Mapping[str, Any]] = []
     for item in items:
         sk = item["sk"]["S"]
         if sk == SEEN_SK:
@@ -116,8 +117,8 @@ def plan_erasure(user_id: str, items: Iterable[Mapping[str, Any]]) -> ErasurePla
                 day = date.fromisoformat(item["first"]["S"])
                 plan.set_keys.add((rollup_pk(day), first_sk(shard)))
             continue
-        if sk.startswith(PERF_LEDGER_PREFIX):
-            perf_ledger.append(item)  # SEEN sorts after PERF: decided once it is read
+        if sk.startswith((PERF_LEDGER_PREFIX, FORWARD_LEDGER_PREFIX)):
+            ledger.append(item)  # SEEN sorts after FWD# and PERF: decided once it is read
             continue
         plan.deletes.append({"pk": item["pk"], "sk": item["sk"]})
         if sk == PROFILE_SK:
@@ -130,7 +131,7 @@ def plan_erasure(user_id: str, items: Iterable[Mapping[str, Any]]) -> ErasurePla
                 plan.set_keys.add((rollup_pk(day), users_sk(platform, shard, name)))
     plan.deletes += [
         {"pk": item["pk"], "sk": item["sk"]}
-        for item in perf_ledger
+        for item in ledger
         if item.get(RECEIVED, {}).get("S", "") <= tombstone  # none: written before receipts
     ]
     return plan

@@ -32,9 +32,11 @@ NOT_ERASED = "(attribute_not_exists(#erased) OR #erased < :received)"
 # erasure find the links to forget.
 LINK_SK = "LINK"
 LINKED_PREFIX = "LINKED#"
-# A perf ledger item's sk starts so (`perf_plan.ledger_sk`); its RECEIVED attribute is the
-# message's receipt, which an erasure compares with its tombstone (`erasure.plan_erasure`).
+# A perf ledger item's sk starts so (`perf_plan.ledger_sk`), a forward ledger item's so
+# (`ledger.forward_sk`); their RECEIVED attribute is the message's receipt, which an erasure
+# compares with its tombstone (`erasure.plan_erasure`).
 PERF_LEDGER_PREFIX = "PERF"
+FORWARD_LEDGER_PREFIX = "FWD#"
 RECEIVED = "received"
 
 

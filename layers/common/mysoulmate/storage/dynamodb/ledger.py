@@ -21,19 +21,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Mapping
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from mysoulmate.analytics.ports import MessageKey, StorageUnavailableError
-from mysoulmate.storage.dynamodb.keys import user_pk
+from mysoulmate.analytics.ports import MessageKey, StorageUnavailableError, time_key
+from mysoulmate.storage.dynamodb.keys import FORWARD_LEDGER_PREFIX, RECEIVED, user_pk
 from mysoulmate.storage.dynamodb.retry import MAX_WRITE_ATTEMPTS, backoff_delay, is_retryable
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 KEEP_DAYS = 7
-FORWARD_PREFIX = "FWD#"
+FORWARD_PREFIX = FORWARD_LEDGER_PREFIX
 BATCH_GET_LIMIT = 100  # keys per BatchGetItem (AWS)
 BATCH_WRITE_LIMIT = 25  # items per BatchWriteItem; moto accepts more, AWS does not
 
@@ -76,11 +77,19 @@ class DynamoForwardLedger:
                     found.add(wanted[(item["pk"]["S"], item["sk"]["S"])])
         return found
 
-    def record(self, provider: str, keys: Collection[MessageKey]) -> None:
+    def record(self, provider: str, receipts: Mapping[MessageKey, datetime]) -> None:
         expires = str(int(self._clock()) + KEEP_DAYS * 86400)
         puts = [
-            {"PutRequest": {"Item": {**_key(pk, sk), "expiresAt": {"N": expires}}}}
-            for pk, sk in sorted(_item_keys(provider, keys))
+            {
+                "PutRequest": {
+                    "Item": {
+                        **_key(pk, sk),
+                        "expiresAt": {"N": expires},
+                        RECEIVED: {"S": time_key(receipts[key].astimezone(UTC))},
+                    }
+                }
+            }
+            for (pk, sk), key in sorted(_item_keys(provider, receipts).items())
         ]
         for start in range(0, len(puts), BATCH_WRITE_LIMIT):
             request = {self._table: puts[start : start + BATCH_WRITE_LIMIT]}

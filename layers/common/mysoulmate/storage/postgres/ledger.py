@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 
 import psycopg
 
@@ -33,9 +34,10 @@ _FORWARDED = (
 # Rows go in key order: two processes recording overlapping batches (a redelivery) then
 # wait for each other instead of deadlocking on each other's uncommitted keys.
 _RECORD = (
-    "INSERT INTO forward_ledger (provider, user_id, message_id, forwarded_at) "
-    "SELECT %s, k.user_id, k.message_id, now() "
-    "FROM unnest(%s::text[], %s::text[]) AS k(user_id, message_id) "
+    "INSERT INTO forward_ledger (provider, user_id, message_id, forwarded_at, received_at) "
+    "SELECT %s, k.user_id, k.message_id, now(), k.received_at "
+    "FROM unnest(%s::text[], %s::text[], %s::timestamptz[]) "
+    "AS k(user_id, message_id, received_at) "
     "ORDER BY k.user_id, k.message_id ON CONFLICT DO NOTHING"
 )
 _PRUNE = "DELETE FROM forward_ledger WHERE forwarded_at < now() - make_interval(days => %s)"
@@ -95,13 +97,12 @@ class PostgresForwardLedger:
             rows = conn.execute(_FORWARDED, (users, messages, provider)).fetchall()
         return {(str(user), str(message)) for user, message in rows}
 
-    def record(self, provider: str, keys: Collection[MessageKey]) -> None:
-        wanted = set(keys)
-        if not wanted:
+    def record(self, provider: str, receipts: Mapping[MessageKey, datetime]) -> None:
+        if not receipts:
             return
-        users, messages = _columns(wanted)
+        users, messages = _columns(receipts)
         with self._conn() as conn:
-            conn.execute(_RECORD, (provider, users, messages))
+            conn.execute(_RECORD, (provider, users, messages, list(receipts.values())))
             if self._prune_due():
                 conn.execute(_PRUNE, (KEEP_DAYS,))
 

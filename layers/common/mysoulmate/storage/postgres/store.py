@@ -440,17 +440,17 @@ def _erase_person(conn: Conn, person: str) -> tuple[int, bool]:
         user_sets.change_first_seen(conn, [], [(seen[0], int(found[0]))])
     deleted = conn.execute("DELETE FROM events WHERE user_id = %s", (person,)).rowcount
     profile = conn.execute("DELETE FROM profiles WHERE user_id = %s", (person,)).rowcount
-    for table in ("session_marks", "forward_ledger"):
+    conn.execute("DELETE FROM session_marks WHERE user_id = %s", (person,))
+    # A message received after the erasure's time is new data, and may have been counted or
+    # forwarded before the erasure ran: its entry stays, or its redelivery would go again.
+    for table in ("forward_ledger", "perf_ledger"):
         conn.execute(
-            sql.SQL("DELETE FROM {} WHERE user_id = %s").format(sql.Identifier(table)), (person,)
+            sql.SQL(
+                "DELETE FROM {} WHERE user_id = %(person)s AND (received_at IS NULL OR "
+                "received_at <= (SELECT erased_at FROM erasures WHERE user_id = %(person)s))"
+            ).format(sql.Identifier(table)),
+            {"person": person},
         )
-    # A perf message received after the erasure's time is new data, and may have been counted
-    # before the erasure ran: its entry stays, or its redelivery would count it again.
-    conn.execute(
-        "DELETE FROM perf_ledger WHERE user_id = %(person)s AND (received_at IS NULL OR "
-        "received_at <= (SELECT erased_at FROM erasures WHERE user_id = %(person)s))",
-        {"person": person},
-    )
     user_summaries.remove(conn, person)
     # Tombstone: the identifier goes, the ordinal stays taken forever.
     conn.execute(

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
+from datetime import datetime
 from pathlib import Path
 
 from mysoulmate.analytics.ports import MessageKey
@@ -50,12 +51,13 @@ class SqliteForwardLedger:
                 found.update((user, message) for user, message in rows)
         return found
 
-    def record(self, provider: str, keys: Collection[MessageKey]) -> None:
+    def record(self, provider: str, receipts: Mapping[MessageKey, datetime]) -> None:
+        """The receipts are not kept: this file is the laptop's, and no erasure reads it."""
         now = time.time()
         with write_transaction(self._conn, self._lock):
             self._conn.executemany(
                 "INSERT OR IGNORE INTO forward_ledger VALUES (?,?,?,?)",
-                [(provider, user, message, now) for user, message in keys],
+                [(provider, user, message, now) for user, message in receipts],
             )
             self._conn.execute(
                 "DELETE FROM forward_ledger WHERE forwarded_at < ?", (now - KEEP_DAYS * 86400,)

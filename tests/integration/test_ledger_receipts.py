@@ -1,8 +1,8 @@
-"""The perf ledger's receipts on the SQL stores' older data: a SQLite file of schema 7 and a
-PostgreSQL database at migration 0012 hold ledger rows without a receipt. After the upgrade
-an erasure still deletes those (they may be of messages it covers), new rows carry their
-receipt, and the row of a message received after the erasure's time stays (the contract
-suite checks that rule on every backend)."""
+"""The ledgers' receipts on the SQL stores' older data: a SQLite file of schema 7 and a
+PostgreSQL database at migration 0012 hold perf (and, on PostgreSQL, forward) ledger rows
+without a receipt. After the upgrade an erasure still deletes those (they may be of messages
+it covers), new rows carry their receipt, and the row of a message received after the
+erasure's time stays (the contract suites check that rule on every backend)."""
 
 from __future__ import annotations
 
@@ -46,6 +46,10 @@ def test_migration_0013_keeps_old_rows_and_an_erasure_deletes_them() -> None:
         alembic(info, "upgrade", "0012")
         with psycopg.connect(info, autocommit=True) as conn:
             conn.execute("INSERT INTO perf_ledger (user_id, message_id) VALUES ('erin', 'old')")
+            conn.execute(
+                "INSERT INTO forward_ledger (provider, user_id, message_id, forwarded_at) "
+                "VALUES ('ga4', 'erin', 'old', now())"
+            )
         assert migrate(info) == HEAD_REVISION
         store = PostgresEventStore(info)
         try:
@@ -58,6 +62,8 @@ def test_migration_0013_keeps_old_rows_and_an_erasure_deletes_them() -> None:
             store.delete_user("erin", jan(10))
             with psycopg.connect(info) as conn:
                 after = conn.execute("SELECT message_id FROM perf_ledger").fetchall()
+                forwarded = conn.execute("SELECT message_id FROM forward_ledger").fetchall()
             assert after == [("after",)]
+            assert forwarded == []
         finally:
             store.close()
