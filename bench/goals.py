@@ -196,6 +196,19 @@ def _user_reads(result: dict[str, Any]) -> Iterator[Goal]:
             f"≤ {target} x",
             ratio <= target,
         )
+    for measure, figures in result.get("dynamodb_items", {}).items():
+        if "target" not in figures:
+            continue
+        ratio, target = figures["ratio"], figures["target"]
+        yield Goal(
+            "user_reads",
+            f"{measure}: items read at 40k events, ÷ at 20k",
+            figures["items_40k"],
+            None,
+            ratio,
+            f"≤ {target} x",
+            ratio <= target,
+        )
 
 
 def _dynamo_sets(result: dict[str, Any]) -> Iterator[Goal]:

@@ -6,7 +6,7 @@
    only in length: sessions of 20 events a minute apart, one session every 43 minutes,
    20k events over 30 days and 40k over 60 days (`--quick`: 2k and 4k). Every event carries
    its session id, as the consumer assigns it.
-2. **Operations**, median of 15 runs after 2 warm-ups (`--quick`: 5), both users and both
+2. **Operations**, median of 31 runs after 2 warm-ups (`--quick`: 5), both users and both
    backends interleaved round by round: the route's work
    (`user_analytics.user_analytics(store, user, limit=1)`: profile, summaries, one event),
    all time and for the last 7 days of the user's history.
@@ -16,10 +16,19 @@
 
 Goal (issue 18): flat, the cost follows `limit`, not the user's history: 40k ÷ 20k ≤ 1.2 x
 (the run-to-run noise of a few-ms read on this machine), against the floor's ≈ 2 x.
+
+4. **DynamoDB** (moto): the same two users' events, as the store builds their items, written
+   with BatchWriteItem (the read path reads event items only; moto's transactions copy the
+   whole table for rollback, which would take hours here). moto's Query looks at every item
+   of the table whatever the key condition, so its time says nothing of DynamoDB's: what is
+   measured is what DynamoDB bills and pages through, the items each request reads
+   (`ScannedCount` of every Query, one per GetItem), counted by the client's own event hook.
+   The table keeps no per-user summaries: a range reads its own events, all time reads all.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import tempfile
 import time
@@ -107,7 +116,7 @@ def last_week(days_of_history: int) -> Any:
 def run(quick: bool) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="mysoulmate-bench-") as tmp:
         settings_env(tmp)
-        return _run(Path(tmp), QUICK if quick else HEAVY, 5 if quick else 15)
+        return _run(Path(tmp), QUICK if quick else HEAVY, 5 if quick else 31)
 
 
 def _run(tmp: Path, heavy: dict[str, tuple[int, int]], runs: int) -> dict[str, Any]:
@@ -156,7 +165,79 @@ def _run(tmp: Path, heavy: dict[str, tuple[int, int]], runs: int) -> dict[str, A
         for (backend, op, name), values in samples.items()
     }
     result["growth"] = _report(samples)
+    result["dynamodb_items"] = _dynamodb_items(heavy)
     return result
+
+
+def _dynamodb_items(heavy: dict[str, tuple[int, int]]) -> dict[str, Any]:
+    """Items read by one `GET /user/{id}?limit=1` on DynamoDB, and by the floor."""
+    import boto3
+    from moto import mock_aws
+    from mysoulmate.storage.dynamodb.store import DynamoEventStore, table_schema
+
+    for name, value in {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing"}.items():
+        os.environ.setdefault(name, value)
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    items: dict[tuple[str, str], int] = {}
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(TableName="user-reads", **table_schema())
+        store = DynamoEventStore("user-reads", client)
+        read = [0]
+
+        def on_query(parsed: dict[str, Any], **_: Any) -> None:
+            read[0] += int(parsed.get("ScannedCount", 0))
+
+        def on_get(parsed: dict[str, Any], **_: Any) -> None:
+            read[0] += 1 if "Item" in parsed else 0
+
+        client.meta.events.register("after-call.dynamodb.Query", on_query)
+        client.meta.events.register("after-call.dynamodb.GetItem", on_get)
+        for name, (events, days) in heavy.items():
+            user = f"heavy-{name}"
+            print(f"DynamoDB: writing {events:,} events of {user} …", flush=True)
+            batch = [store._event_item(m) for m in heavy_history(user, events)]
+            for start in range(0, len(batch), 25):
+                chunk = batch[start : start + 25]
+                client.batch_write_item(
+                    RequestItems={"user-reads": [{"PutRequest": {"Item": i}} for i in chunk]}
+                )
+            for span_name, span in (("all time", None), ("last 7 days", last_week(days))):
+                got, want = now(store, user, span), before(store, user, span)
+                if (got.sessions, got.eventCounts) != (want.sessions, want.event_counts):
+                    raise RuntimeError(f"dynamodb {user} {span_name}: answers differ")
+                for op, call in (("summaries", now), ("floor: every event", before)):
+                    read[0] = 0
+                    call(store, user, span)
+                    items[(f"{op}, {span_name}", name)] = read[0]
+    growth: dict[str, Any] = {}
+    rows = []
+    for op in sorted({op for op, _ in items}):
+        small, large = items[(op, "20k")], items[(op, "40k")]
+        grown = ratio(large, small)
+        is_goal = op.startswith("summaries")
+        growth[f"dynamodb: {op}"] = {
+            "items_20k": small,
+            "items_40k": large,
+            "ratio": grown,
+            **({"target": TARGET} if is_goal else {}),
+        }
+        rows.append(
+            [
+                "dynamodb",
+                op,
+                str(small),
+                str(large),
+                f"{grown:.2f}",
+                verdict(grown, TARGET) if is_goal else "—",
+            ]
+        )
+    print_table(
+        ["backend", "GET /user/{id}?limit=1", "20k events", "40k events", "40k ÷ 20k", "goal"],
+        rows,
+        title="Per-user read on DynamoDB (moto): items read per request",
+    )
+    return growth
 
 
 def _measure(
@@ -167,6 +248,7 @@ def _measure(
     for round_number in range(runs + 2):
         shift = round_number % len(keys)
         for key in keys[shift:] + keys[:shift]:
+            gc.collect()  # a floor's garbage is not collected inside the next read's timing
             started = time.perf_counter()
             ops[key]()
             elapsed = (time.perf_counter() - started) * 1000

@@ -13,7 +13,7 @@ from mysoulmate.analytics.models import QueuedMessage
 from mysoulmate.analytics.ports import EventStore, UserSummary
 from mysoulmate.analytics.user_summary import summary_from_points
 
-from tests.support.messages import consume, identify_as, jan, track, visit
+from tests.support.messages import consume, identify, identify_as, jan, track, visit
 
 EVENTS = ("open", "message_sent", "purchase", "screen_view")
 RANGES = (
@@ -102,6 +102,27 @@ def test_a_visitors_history_moves_into_the_users_summary(store: EventStore) -> N
     assert (summary.first_seen or "").startswith("2026-01-01T08:00")
     empty = store.user_summary("anon:v-1", None, 100)
     assert (empty.event_counts, empty.sessions, empty.first_seen) == ({}, 0, None)
+
+
+def test_first_and_last_seen_are_of_counted_events_whatever_the_range(store: EventStore) -> None:
+    """Identifies before the first and after the last event are not "seen" (DynamoDB reads
+    past them page by page); a range that holds none of the events still shows the whole
+    history's first and last seen."""
+    consume(
+        store,
+        *(identify("ann", jan(1, 8, n)) for n in range(30)),
+        track("ann", "open", jan(2, 9)),
+        track("ann", "buy", jan(4, 9)),
+        *(identify("ann", jan(6, 9, n)) for n in range(30)),
+    )
+    assert_matches_reference(store, ["ann"])
+    between = store.user_summary("ann", DateRange(date(2026, 1, 3), date(2026, 1, 3)), 100)
+    assert (between.first_seen, between.last_seen, between.event_counts, between.sessions) == (
+        "2026-01-02T09:00:00.000000Z",
+        "2026-01-04T09:00:00.000000Z",
+        {},
+        0,
+    )
 
 
 def test_an_erased_users_summary_is_gone(store: EventStore) -> None:

@@ -166,11 +166,44 @@ class DynamoReads:
 
     def user_summary(self, user_id: str, days: DateRange | None, max_sessions: int) -> UserSummary:
         """From the user's events: this table keeps no per-user summaries (they would add
-        write actions to every event's transaction; docs/performance.md). Imported here:
-        the consumer, which loads this module at cold start, never reads summaries."""
+        write actions to every event's transaction; docs/performance.md). A range reads
+        only its own events, and first and last seen are one short read each, so its cost
+        follows the range, not the history; all time reads every event. Imported here: the
+        consumer, which loads this module at cold start, never reads summaries."""
         from mysoulmate.analytics.user_summary import summary_from_points
 
-        return summary_from_points(self.user_event_points(user_id), days, max_sessions)
+        if days is None:
+            return summary_from_points(self.user_event_points(user_id), None, max_sessions)
+        bounds = _sk_bounds(days.first_moment, days.last_moment)
+        points = self._points(user_id, bounds) if bounds is not None else []
+        summary = summary_from_points(points, days, max_sessions)
+        first, last = self._edge_time(user_id, oldest=True), self._edge_time(user_id, oldest=False)
+        return summary._replace(first_seen=first, last_seen=last)
+
+    def _edge_time(self, user_id: str, *, oldest: bool) -> str | None:
+        """The time key of the user's oldest or newest counted event (track, page, screen).
+        Nearly always the first item read: pages start small and grow only past identifies."""
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": BY_USER_TIME,
+            "ScanIndexForward": oldest,
+            "ProjectionExpression": "gsi1sk",
+            "FilterExpression": "attribute_exists(#event)",
+            "ExpressionAttributeNames": {"#event": "event"},
+            "Limit": 4,
+            **_user_time_condition(user_pk(user_id), (None, None)),
+        }
+        while True:
+            try:
+                response = self._client.query(**query)
+            except (ClientError, BotoCoreError) as exc:
+                raise StorageUnavailableError(f"dynamodb: {exc}") from exc
+            if response["Items"]:
+                return str(response["Items"][0]["gsi1sk"]["S"].partition("#")[0])
+            if "LastEvaluatedKey" not in response:
+                return None
+            query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+            query["Limit"] = min(query["Limit"] * 4, 1_000)
 
     # -- rollups ------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 # `mysoulmate migrate` applies. A test checks it against Alembic's own computation.
 REVISIONS = (
     "0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010", "0011",
-    "0012", "0013",
+    "0012", "0013", "0014",
 )  # fmt: skip
 HEAD_REVISION = REVISIONS[-1]
 # Requests fail fast while the database is down (the storage bulkhead then answers 503 with
