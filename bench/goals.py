@@ -183,32 +183,20 @@ def _perf(result: dict[str, Any]) -> Iterator[Goal]:
 
 
 def _user_reads(result: dict[str, Any]) -> Iterator[Goal]:
-    for measure, figures in result["growth"].items():
-        if "target" not in figures:
-            continue
-        ratio, target = figures["ratio"], figures["target"]
-        yield Goal(
-            "user_reads",
-            f"{measure}: ms at 40k events, ÷ at 20k",
-            figures["ms_40k"],
-            None,
-            ratio,
-            f"≤ {target} x",
-            ratio <= target,
-        )
-    for measure, figures in result.get("dynamodb_items", {}).items():
-        if "target" not in figures:
-            continue
-        ratio, target = figures["ratio"], figures["target"]
-        yield Goal(
-            "user_reads",
-            f"{measure}: items read at 40k events, ÷ at 20k",
-            figures["items_40k"],
-            None,
-            ratio,
-            f"≤ {target} x",
-            ratio <= target,
-        )
+    for part, unit, what in (("growth", "ms", "ms"), ("dynamodb_items", "items", "items read")):
+        for measure, figures in result.get(part, {}).items():
+            if "target" not in figures:
+                continue
+            ratio, target = figures["ratio"], figures["target"]
+            yield Goal(
+                "user_reads",
+                f"{measure}: {what} at 40k events, ÷ at 20k",
+                figures[f"{unit}_40k"],
+                None,
+                ratio,
+                f"≤ {target} x",
+                ratio <= target,
+            )
 
 
 def _dynamo_sets(result: dict[str, Any]) -> Iterator[Goal]:

@@ -210,34 +210,12 @@ def _dynamodb_items(heavy: dict[str, tuple[int, int]]) -> dict[str, Any]:
                     read[0] = 0
                     call(store, user, span)
                     items[(f"{op}, {span_name}", name)] = read[0]
-    growth: dict[str, Any] = {}
-    rows = []
-    for op in sorted({op for op, _ in items}):
-        small, large = items[(op, "20k")], items[(op, "40k")]
-        grown = ratio(large, small)
-        is_goal = op.startswith("summaries")
-        growth[f"dynamodb: {op}"] = {
-            "items_20k": small,
-            "items_40k": large,
-            "ratio": grown,
-            **({"target": TARGET} if is_goal else {}),
-        }
-        rows.append(
-            [
-                "dynamodb",
-                op,
-                str(small),
-                str(large),
-                f"{grown:.2f}",
-                verdict(grown, TARGET) if is_goal else "—",
-            ]
-        )
-    print_table(
-        ["backend", "GET /user/{id}?limit=1", "20k events", "40k events", "40k ÷ 20k", "goal"],
-        rows,
-        title="Per-user read on DynamoDB (moto): items read per request",
+    return _growth(
+        {("dynamodb", op): (items[(op, "20k")], items[(op, "40k")]) for op, _ in items},
+        "items",
+        "d",
+        "Per-user read on DynamoDB (moto): items read per request",
     )
-    return growth
 
 
 def _measure(
@@ -258,15 +236,33 @@ def _measure(
 
 
 def _report(samples: dict[tuple[str, str, str], list[float]]) -> dict[str, Any]:
+    return _growth(
+        {
+            (backend, op): (
+                median(samples[(backend, op, "20k")]),
+                median(samples[(backend, op, "40k")]),
+            )
+            for backend, op, _ in samples
+        },
+        "ms",
+        ".2f",
+        f"Per-user read, median ms (goal: summaries ≤ {TARGET} x from 20k to 40k events)",
+    )
+
+
+def _growth(
+    figures: dict[tuple[str, str], tuple[float, float]], unit: str, spec: str, title: str
+) -> dict[str, Any]:
+    """Each (backend, read)'s figure at 20k and 40k events, its growth, and the goal for
+    the route's reads ("summaries"); printed as a table."""
     growth: dict[str, Any] = {}
     rows = []
-    for backend, op in sorted({(b, o) for b, o, _ in samples}):
-        small, large = median(samples[(backend, op, "20k")]), median(samples[(backend, op, "40k")])
+    for (backend, op), (small, large) in sorted(figures.items()):
         grown = ratio(large, small)
         is_goal = op.startswith("summaries")
         growth[f"{backend}: {op}"] = {
-            "ms_20k": small,
-            "ms_40k": large,
+            f"{unit}_20k": small,
+            f"{unit}_40k": large,
             "ratio": grown,
             **({"target": TARGET} if is_goal else {}),
         }
@@ -274,24 +270,14 @@ def _report(samples: dict[tuple[str, str, str], list[float]]) -> dict[str, Any]:
             [
                 backend,
                 op,
-                f"{small:.2f}",
-                f"{large:.2f}",
+                format(small, spec),
+                format(large, spec),
                 f"{grown:.2f}",
                 verdict(grown, TARGET) if is_goal else "—",
             ]
         )
-    print_table(
-        [
-            "backend",
-            "GET /user/{id}?limit=1",
-            "20k events ms",
-            "40k events ms",
-            "40k ÷ 20k",
-            "goal",
-        ],
-        rows,
-        title=f"Per-user read, median ms (goal: summaries ≤ {TARGET} x from 20k to 40k events)",
-    )
+    headers = ["backend", "GET /user/{id}?limit=1", f"20k events {unit}", f"40k events {unit}"]
+    print_table([*headers, "40k ÷ 20k", "goal"], rows, title=title)
     return growth
 
 
