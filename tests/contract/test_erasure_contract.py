@@ -78,6 +78,24 @@ def test_messages_received_after_an_erasure_are_new_data(store: EventStore) -> N
     assert active_users(store, date(2026, 1, 11)) == 1
 
 
+def test_an_erasure_covers_what_it_found_received_after_its_time(store: EventStore) -> None:
+    """Requested at its time, the erasure runs a moment later: an event received in between
+    and already stored is deleted with the rest, and the erasure's time moves up to it. So its
+    redelivery (a record stored but not yet acknowledged) is refused, not stored and counted
+    again; what is received later still is new data."""
+    before = track("ivy", "open", jan(3))
+    between = received(track("ivy", "open", jan(10, 13)), jan(10, 13))
+    consume(store, before, between)
+    assert store.delete_user("ivy", ERASED_AT).events == 2
+    assert store.erased_users(["ivy"]) == {"ivy": jan(10, 13)}
+    result = store.insert_events([between])
+    assert (result.written, result.erased) == (0, {between.key})
+    assert store.list_events("ivy", 10, None).events == []
+    assert store.rollup_counts(date(2026, 1, 10), date(2026, 1, 10))[0].events == 1
+    later = received(track("ivy", "open", jan(10, 14)), jan(10, 14))
+    assert store.insert_events([later]).written == 1
+
+
 def test_a_profile_update_for_messages_received_before_the_erasure_writes_nothing(
     store: EventStore,
 ) -> None:

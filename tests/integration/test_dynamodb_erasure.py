@@ -291,3 +291,34 @@ def test_points_of_an_old_row_with_a_short_time_prefix_stay_readable(
         "signup",
         "m#1",
     )
+
+
+def test_a_write_between_the_read_and_the_tombstones_move_is_erased_too(
+    store: DynamoEventStore, eraser: DynamoEventStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The erasure finds an event received after its time (sent while it was requested) and
+    moves its tombstone up to that receipt. A write received before the new time and
+    committed between the erasure's read and that move is found by reading again."""
+    stored = [
+        track_at("ivy", 0, received=BASE_TIME),
+        track_at("ivy", 1, received=ERASED_AT + timedelta(hours=2)),
+    ]
+    store.insert_events(stored)
+    slipped_in = track_at("ivy", 2, received=ERASED_AT + timedelta(hours=1))
+    real_plan = eraser._plan_erasure
+    reads: list[str] = []
+
+    def plan_then_write(person: str) -> Any:
+        plan = real_plan(person)
+        if not reads:  # the old tombstone lets it through
+            assert store.insert_events([slipped_in]).written == 1
+        reads.append(person)
+        return plan
+
+    monkeypatch.setattr(eraser, "_plan_erasure", plan_then_write)
+    assert eraser.delete_user("ivy", ERASED_AT).events == 3
+    assert reads == ["ivy", "ivy"]
+    assert store.erased_users(["ivy"]) == {"ivy": ERASED_AT + timedelta(hours=2)}
+    assert store.list_events("ivy", 50, None).events == []
+    again = store.insert_events([*stored, slipped_in])
+    assert again.erased == {m.key for m in [*stored, slipped_in]}

@@ -335,7 +335,11 @@ class MemoryEventStore:
         visitors = [ANONYMOUS_PREFIX + a for a, u in self._links.items() if u == user_id]
         events, profile = 0, False
         for person in [user_id, *visitors]:  # a cut-short move's leftovers are the user's
-            self._erasures[person] = max(erased_at, self._erasures.get(person, erased_at))
+            # The latest receipt among what it deletes, when later than its time, as the
+            # stores do: its redelivery is refused.
+            latest = max((m.receivedAt for m in self._of_user(person)), default=erased_at)
+            covered = max(erased_at, latest)
+            self._erasures[person] = max(covered, self._erasures.get(person, covered))
             mine = [m.key for m in self._of_user(person)]
             for key in mine:
                 del self._events[key]

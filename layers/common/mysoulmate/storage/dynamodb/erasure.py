@@ -11,13 +11,14 @@ consistent Query, which runs after the tombstone, finds and deletes what it wrot
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 from mysoulmate.analytics.models import QueuedMessage
-from mysoulmate.analytics.ports import ANY_EVENT, MessageKey
+from mysoulmate.analytics.ports import ANY_EVENT, MessageKey, time_key
 from mysoulmate.analytics.rollups import UNKNOWN_PLATFORM
 from mysoulmate.storage.dynamodb.keys import (
     ERASED,
@@ -96,6 +97,15 @@ class ErasurePlan:
     profile: bool = False
     seen: bool = False  # the SEEN item holds rollup state or a session mark to clear
     links: list[str] = field(default_factory=list)  # anonymous ids linked to the user
+    tombstone: str = ""  # the erasure time the items were read under (a time key)
+    latest: str = ""  # the latest receipt among the events found (a time key)
+
+    @property
+    def found_later(self) -> bool:
+        """An event received after the tombstone is among them: sent while the erasure was
+        requested and stored before it ran. The erasure covers it too (`delete_user` moves
+        the tombstone up to it and reads again), so that its redelivery is refused."""
+        return self.latest > self.tombstone
 
 
 def plan_erasure(user_id: str, items: Iterable[Mapping[str, Any]]) -> ErasurePlan:
@@ -127,6 +137,7 @@ def plan_erasure(user_id: str, items: Iterable[Mapping[str, Any]]) -> ErasurePla
             plan.links.append(sk.removeprefix(LINKED_PREFIX))
         elif sk.startswith("EVENT#"):
             plan.events += 1
+            plan.latest = max(plan.latest, _receipt(item))
             for day, platform, name in event_sets(item):
                 plan.set_keys.add((rollup_pk(day), users_sk(platform, shard, name)))
     plan.deletes += [
@@ -134,7 +145,15 @@ def plan_erasure(user_id: str, items: Iterable[Mapping[str, Any]]) -> ErasurePla
         for item in ledger
         if item.get(RECEIVED, {}).get("S", "") <= tombstone  # none: written before receipts
     ]
+    plan.tombstone = tombstone
     return plan
+
+
+def _receipt(item: Mapping[str, Any]) -> str:
+    """A stored event's receipt, as a time key (from its document: events carry no receipt
+    attribute of their own)."""
+    received = datetime.fromisoformat(json.loads(item["doc"]["S"])["receivedAt"])
+    return time_key(received.astimezone(UTC))
 
 
 def event_sets(item: Mapping[str, Any]) -> set[tuple[date, str, str]]:

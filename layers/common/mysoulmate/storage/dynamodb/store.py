@@ -80,6 +80,9 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 BATCH_WRITE_LIMIT = 25  # items per BatchWriteItem; moto accepts more, AWS does not
+# How often an erasure moves its tombstone up to a later receipt it found and reads again;
+# each move needs a new write of the person committed during the previous read.
+MAX_TOMBSTONE_MOVES = 5
 
 
 def table_schema() -> dict[str, Any]:
@@ -369,19 +372,31 @@ class DynamoEventStore(DynamoUserStates, DynamoIdentity, DynamoPerf, DynamoProfi
         # Erasure only: the consumer builds this store at every cold start without `moves`.
         from mysoulmate.storage.dynamodb.moves import link_deletions
 
-        self._record_tombstone(user_id, _utc_key(erased_at))
-        plan = self._plan_erasure(user_id)
+        plan = self._tombstone_and_plan(user_id, _utc_key(erased_at))
         events, profile = plan.events, plan.profile
         for anonymous_id in plan.links:
             # The visitor's own tombstone first, as the user's: a message of theirs received
             # before the erasure and still queued is dropped, not stored as the visitor.
-            self._record_tombstone(ANONYMOUS_PREFIX + anonymous_id, _utc_key(erased_at))
-            left = self._plan_erasure(ANONYMOUS_PREFIX + anonymous_id)
+            left = self._tombstone_and_plan(ANONYMOUS_PREFIX + anonymous_id, _utc_key(erased_at))
             self._erase(ANONYMOUS_PREFIX + anonymous_id, left)
             events, profile = events + left.events, profile or left.profile
         self._transact_updates(link_deletions(self._table, user_id, plan.links))
         self._erase(user_id, plan)
         return ErasureResult(events=events, profile=profile)
+
+    def _tombstone_and_plan(self, person: str, erased_key: str) -> ErasurePlan:
+        """Record the tombstone, then read what to erase. When an event received after it is
+        found (`ErasurePlan.found_later`), the tombstone moves up to that receipt and the items
+        are read again: a write received at or before the new time may have committed
+        between the read and the move, and none can after it."""
+        self._record_tombstone(person, erased_key)
+        plan = self._plan_erasure(person)
+        for _ in range(MAX_TOMBSTONE_MOVES):
+            if not plan.found_later:
+                break
+            self._record_tombstone(person, plan.latest)
+            plan = self._plan_erasure(person)
+        return plan
 
     def _plan_erasure(self, user_id: str) -> ErasurePlan:
         return plan_erasure(
@@ -391,11 +406,15 @@ class DynamoEventStore(DynamoUserStates, DynamoIdentity, DynamoPerf, DynamoProfi
                 KeyConditionExpression="pk = :pk",
                 ExpressionAttributeValues={":pk": {"S": user_pk(user_id)}},
                 ProjectionExpression=", ".join(
-                    ["pk", "sk", "#type", "#event", "platform", "ts", "#received", *SEEN_NAMES]
+                    [
+                        *("pk", "sk", "#type", "#event", "platform", "ts", "#doc", "#received"),
+                        *SEEN_NAMES,
+                    ]
                 ),
                 ExpressionAttributeNames={
                     "#type": "type",
                     "#event": "event",
+                    "#doc": "doc",
                     "#received": RECEIVED,
                     **SEEN_NAMES,
                 },

@@ -88,6 +88,19 @@ def record_tombstones(conn: Conn, people: list[str], erased_at: datetime) -> Non
     )
 
 
+def cover_what_was_received(conn: Conn, people: list[str]) -> None:
+    """Move each tombstone up to the latest receipt among the person's stored events when it
+    is later (the caller holds their locks): what the erasure deletes that was received after
+    its time (sent while it was requested) it covers too, so its redelivery is refused, not
+    stored and counted again."""
+    conn.execute(
+        "UPDATE erasures AS t SET erased_at = m.latest FROM (SELECT user_id, max(received_at) "
+        "AS latest FROM events WHERE user_id = ANY(%s::text[]) GROUP BY user_id) AS m "
+        "WHERE t.user_id = m.user_id AND m.latest > t.erased_at",
+        (people,),
+    )
+
+
 def erased_keys(
     messages: Iterable[QueuedMessage], erasures: Mapping[str, datetime]
 ) -> set[MessageKey]:

@@ -14,7 +14,8 @@ def erase(conn: sqlite3.Connection, user_id: str, erased_at: datetime) -> Erasur
     """The tombstones, then everything stored of the user, and of each visitor linked to
     them: what a move cut short (a failed link re-check) left under the visitor is theirs
     too, and so is a visitor's message received before the erasure and still queued (its
-    tombstone drops it). The links go last."""
+    tombstone drops it). A tombstone is the erasure's time, or the latest receipt among the
+    events it deletes when that is later. The links go last."""
     visitors = [
         ANONYMOUS_PREFIX + anonymous_id
         for (anonymous_id,) in conn.execute(
@@ -25,6 +26,13 @@ def erase(conn: sqlite3.Connection, user_id: str, erased_at: datetime) -> Erasur
         "INSERT INTO erasures VALUES (?, ?) ON CONFLICT DO UPDATE "
         "SET erased_at = max(erased_at, excluded.erased_at)",
         [(person, time_key(erased_at)) for person in [user_id, *visitors]],
+    )
+    # What it deletes that was received after its time (sent while it was requested) it
+    # covers too: its redelivery is then refused, not stored and counted again.
+    conn.executemany(
+        "UPDATE erasures SET erased_at = max(erased_at, coalesce("
+        "(SELECT max(received_at) FROM events WHERE user_id = ?), '')) WHERE user_id = ?",
+        [(person, person) for person in [user_id, *visitors]],
     )
     events, profile = 0, False
     for person in [user_id, *visitors]:
