@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 KEEP_DAYS = 7
-FORWARD_PREFIX = FORWARD_LEDGER_PREFIX
 BATCH_GET_LIMIT = 100  # keys per BatchGetItem (AWS)
 BATCH_WRITE_LIMIT = 25  # items per BatchWriteItem; moto accepts more, AWS does not
 
@@ -42,7 +41,7 @@ ItemKey = tuple[str, str]  # (pk, sk)
 
 
 def forward_sk(provider: str, message_id: str) -> str:
-    return f"{FORWARD_PREFIX}{provider}#{message_id}"
+    return f"{FORWARD_LEDGER_PREFIX}{provider}#{message_id}"
 
 
 class DynamoForwardLedger:
