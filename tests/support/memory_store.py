@@ -335,14 +335,13 @@ class MemoryEventStore:
         visitors = [ANONYMOUS_PREFIX + a for a, u in self._links.items() if u == user_id]
         events, profile = 0, False
         for person in [user_id, *visitors]:  # a cut-short move's leftovers are the user's
+            mine = self._of_user(person)
             # The latest receipt among what it deletes, when later than its time, as the
             # stores do: its redelivery is refused.
-            latest = max((m.receivedAt for m in self._of_user(person)), default=erased_at)
-            covered = max(erased_at, latest)
+            covered = max([erased_at, *(m.receivedAt for m in mine)])
             self._erasures[person] = max(covered, self._erasures.get(person, covered))
-            mine = [m.key for m in self._of_user(person)]
-            for key in mine:
-                del self._events[key]
+            for message in mine:
+                del self._events[message.key]
             for members in self._users.values():
                 members.discard(person)
             self._first_seen.pop(person, None)

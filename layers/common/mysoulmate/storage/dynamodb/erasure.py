@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 
 from mysoulmate.analytics.models import QueuedMessage
-from mysoulmate.analytics.ports import ANY_EVENT, MessageKey, time_key
+from mysoulmate.analytics.ports import ANY_EVENT, MessageKey
 from mysoulmate.analytics.rollups import UNKNOWN_PLATFORM
 from mysoulmate.storage.dynamodb.keys import (
     ERASED,
@@ -33,6 +33,7 @@ from mysoulmate.storage.dynamodb.keys import (
     receipt_key,
     user_pk,
 )
+from mysoulmate.storage.dynamodb.reads import _utc_key
 from mysoulmate.storage.dynamodb.rollups import (
     UserState,
     first_sk,
@@ -152,8 +153,7 @@ def plan_erasure(user_id: str, items: Iterable[Mapping[str, Any]]) -> ErasurePla
 def _receipt(item: Mapping[str, Any]) -> str:
     """A stored event's receipt, as a time key (from its document: events carry no receipt
     attribute of their own)."""
-    received = datetime.fromisoformat(json.loads(item["doc"]["S"])["receivedAt"])
-    return time_key(received.astimezone(UTC))
+    return _utc_key(datetime.fromisoformat(json.loads(item["doc"]["S"])["receivedAt"]))
 
 
 def event_sets(item: Mapping[str, Any]) -> set[tuple[date, str, str]]:

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from mysoulmate.analytics.ports import MessageKey, StorageUnavailableError, time_key
+from mysoulmate.analytics.ports import MessageKey, StorageUnavailableError
 from mysoulmate.storage.dynamodb.keys import FORWARD_LEDGER_PREFIX, RECEIVED, user_pk
+from mysoulmate.storage.dynamodb.reads import _utc_key
 from mysoulmate.storage.dynamodb.retry import MAX_WRITE_ATTEMPTS, backoff_delay, is_retryable
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ class DynamoForwardLedger:
                     "Item": {
                         **_key(pk, sk),
                         "expiresAt": {"N": expires},
-                        RECEIVED: {"S": time_key(receipts[key].astimezone(UTC))},
+                        RECEIVED: {"S": _utc_key(receipts[key])},
                     }
                 }
             }

@@ -128,8 +128,9 @@ class DynamoReads:
             query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
         return items
 
-    def _query_all(self, **query: Any) -> Iterator[dict[str, Any]]:
-        """Every item a query matches, page after page."""
+    def _query_all(self, *, growing: bool = False, **query: Any) -> Iterator[dict[str, Any]]:
+        """Every item a query matches, page after page (``growing``: each page's Limit four
+        times the last one's, up to 1,000, for a caller that stops at its first match)."""
         while True:
             try:
                 response = self._client.query(**query)
@@ -139,6 +140,8 @@ class DynamoReads:
             if "LastEvaluatedKey" not in response:
                 return
             query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+            if growing:
+                query["Limit"] = min(query["Limit"] * 4, 1_000)
 
     def _points(self, user_id: str, bounds: tuple[str | None, str | None]) -> list[EventPoint]:
         """The user's counted events (track, page, screen) within index bounds, oldest
@@ -183,27 +186,19 @@ class DynamoReads:
     def _edge_time(self, user_id: str, *, oldest: bool) -> str | None:
         """The time key of the user's oldest or newest counted event (track, page, screen).
         Nearly always the first item read: pages start small and grow only past identifies."""
-        query: dict[str, Any] = {
-            "TableName": self._table,
-            "IndexName": BY_USER_TIME,
-            "ScanIndexForward": oldest,
-            "ProjectionExpression": "gsi1sk",
-            "FilterExpression": "attribute_exists(#event)",
-            "ExpressionAttributeNames": {"#event": "event"},
-            "Limit": 4,
+        items = self._query_all(
+            growing=True,
+            TableName=self._table,
+            IndexName=BY_USER_TIME,
+            ScanIndexForward=oldest,
+            ProjectionExpression="gsi1sk",
+            FilterExpression="attribute_exists(#event)",
+            ExpressionAttributeNames={"#event": "event"},
+            Limit=4,
             **_user_time_condition(user_pk(user_id), (None, None)),
-        }
-        while True:
-            try:
-                response = self._client.query(**query)
-            except (ClientError, BotoCoreError) as exc:
-                raise StorageUnavailableError(f"dynamodb: {exc}") from exc
-            if response["Items"]:
-                return str(response["Items"][0]["gsi1sk"]["S"].partition("#")[0])
-            if "LastEvaluatedKey" not in response:
-                return None
-            query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-            query["Limit"] = min(query["Limit"] * 4, 1_000)
+        )
+        first = next(items, None)
+        return None if first is None else str(first["gsi1sk"]["S"].partition("#")[0])
 
     # -- rollups ------------------------------------------------------------------------
 

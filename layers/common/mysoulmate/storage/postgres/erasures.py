@@ -77,27 +77,18 @@ def lock_for_erasure(conn: Conn, user_id: str, visitors: list[str], erased_at: d
 
 
 def record_tombstones(conn: Conn, people: list[str], erased_at: datetime) -> None:
-    """The tombstone of each of ``people`` (the caller holds their locks): a later erasure
-    time wins, an earlier one is ignored. A linked visitor gets one too, so that a message of
-    theirs received before the erasure and still queued is dropped."""
+    """The tombstone of each of ``people`` (the caller holds their locks): the erasure's time,
+    or the latest receipt among the person's stored events when that is later (what the
+    erasure deletes that was sent while it was requested it covers too, so its redelivery is
+    refused, not stored and counted again). A later erasure time wins, an earlier one is
+    ignored. A linked visitor gets one too, so that a message of theirs received before the
+    erasure and still queued is dropped."""
     conn.execute(
         "INSERT INTO erasures AS t (user_id, erased_at) "
-        "SELECT person, %s FROM unnest(%s::text[]) AS person ORDER BY 1 "
+        "SELECT person, GREATEST(%s, (SELECT max(received_at) FROM events e "
+        "WHERE e.user_id = person)) FROM unnest(%s::text[]) AS person ORDER BY 1 "
         "ON CONFLICT (user_id) DO UPDATE SET erased_at = GREATEST(t.erased_at, excluded.erased_at)",
         (_utc(erased_at), people),
-    )
-
-
-def cover_what_was_received(conn: Conn, people: list[str]) -> None:
-    """Move each tombstone up to the latest receipt among the person's stored events when it
-    is later (the caller holds their locks): what the erasure deletes that was received after
-    its time (sent while it was requested) it covers too, so its redelivery is refused, not
-    stored and counted again."""
-    conn.execute(
-        "UPDATE erasures AS t SET erased_at = m.latest FROM (SELECT user_id, max(received_at) "
-        "AS latest FROM events WHERE user_id = ANY(%s::text[]) GROUP BY user_id) AS m "
-        "WHERE t.user_id = m.user_id AND m.latest > t.erased_at",
-        (people,),
     )
 
 

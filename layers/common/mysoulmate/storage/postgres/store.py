@@ -40,7 +40,6 @@ from mysoulmate.analytics.rollups import UNKNOWN_PLATFORM, rollup_delta
 from mysoulmate.storage.postgres import identity, user_sets, user_summaries
 from mysoulmate.storage.postgres.connection import describe, require_head, safe_error
 from mysoulmate.storage.postgres.erasures import (
-    cover_what_was_received,
     erased_at_or_after,
     erased_keys,
     lock_and_read,
@@ -308,7 +307,6 @@ class PostgresEventStore(PostgresReads, PostgresPerf):
                 lock_exclusive(conn, late)
                 record_tombstones(conn, late, erased_at)
                 visitors += late
-            cover_what_was_received(conn, [user_id, *visitors])
             events, profile = 0, False
             for person in [user_id, *visitors]:
                 erased_events, erased_profile = _erase_person(conn, person)

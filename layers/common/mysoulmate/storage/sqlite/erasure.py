@@ -22,17 +22,13 @@ def erase(conn: sqlite3.Connection, user_id: str, erased_at: datetime) -> Erasur
             "SELECT anonymous_id FROM identity_links WHERE user_id = ?", (user_id,)
         ).fetchall()
     ]
-    conn.executemany(
-        "INSERT INTO erasures VALUES (?, ?) ON CONFLICT DO UPDATE "
-        "SET erased_at = max(erased_at, excluded.erased_at)",
-        [(person, time_key(erased_at)) for person in [user_id, *visitors]],
-    )
     # What it deletes that was received after its time (sent while it was requested) it
     # covers too: its redelivery is then refused, not stored and counted again.
     conn.executemany(
-        "UPDATE erasures SET erased_at = max(erased_at, coalesce("
-        "(SELECT max(received_at) FROM events WHERE user_id = ?), '')) WHERE user_id = ?",
-        [(person, person) for person in [user_id, *visitors]],
+        "INSERT INTO erasures VALUES (?, max(?, coalesce("
+        "(SELECT max(received_at) FROM events WHERE user_id = ?), ''))) "
+        "ON CONFLICT DO UPDATE SET erased_at = max(erased_at, excluded.erased_at)",
+        [(person, time_key(erased_at), person) for person in [user_id, *visitors]],
     )
     events, profile = 0, False
     for person in [user_id, *visitors]:
