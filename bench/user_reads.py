@@ -175,9 +175,6 @@ def _dynamodb_items(heavy: dict[str, tuple[int, int]]) -> dict[str, Any]:
     from moto import mock_aws
     from mysoulmate.storage.dynamodb.store import DynamoEventStore, table_schema
 
-    for name, value in {"AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing"}.items():
-        os.environ.setdefault(name, value)
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
     items: dict[tuple[str, str], int] = {}
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")

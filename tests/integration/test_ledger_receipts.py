@@ -7,6 +7,7 @@ erasure's time stays (the contract suites check that rule on every backend)."""
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 import psycopg
@@ -28,10 +29,14 @@ def test_a_schema_7_file_gets_receipts_and_its_old_rows_go_with_an_erasure(
     SqliteEventStore(path).close()
     with sqlite3.connect(path) as conn:
         conn.execute("ALTER TABLE perf_ledger DROP COLUMN received_at")
-        conn.execute("INSERT INTO perf_ledger VALUES ('erin', 'old', 0)")
+        # Recorded now: the ledger's prune (rows older than the ledger days) leaves it alone.
+        conn.execute("INSERT INTO perf_ledger VALUES ('erin', 'old', ?)", (time.time(),))
         conn.execute("PRAGMA user_version = 7")
     store = SqliteEventStore(path)
     store.record_perf([perf("erin", [render(10)], at=jan(11), message_id="after")])
+    with sqlite3.connect(path) as conn:
+        before = conn.execute("SELECT message_id, received_at FROM perf_ledger ORDER BY 1")
+        assert before.fetchall() == [("after", "2026-01-11T12:00:00.000000Z"), ("old", None)]
     store.delete_user("erin", jan(10))
     with sqlite3.connect(path) as conn:
         rows = conn.execute("SELECT message_id, received_at FROM perf_ledger").fetchall()
