@@ -254,7 +254,7 @@ class IngestBatch:
         # A redelivered visitor message, stored as its user now: an earlier delivery may have
         # stored it as the visitor, its re-check link failing (a move cut short). Linking
         # again moves that copy (a messageId the user already has stays one event).
-        for message in stored:
+        for message in stored if self._redelivered else ():
             if message.anonymousId and not _is_visitor(message):
                 as_visitor = (ANONYMOUS_PREFIX + message.anonymousId, message.messageId)
                 if as_visitor in self._redelivered:
